@@ -1,0 +1,557 @@
+/* The option table and the JSON loader. jansson keeps no positions for
+ * values, so a key's line is found by scanning the text for its quoted name
+ * under its parent (good enough to point an engineer at the right line). */
+#include "core/conf.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/error.h"
+
+enum opt_type { OPT_STR, OPT_INT, OPT_LONG };
+
+struct opt {
+    const char *key; /* dotted path in the JSON file */
+    enum opt_type type;
+    size_t offset;
+    const char *def; /* default, as text */
+    long min, max;   /* for numbers */
+    const char *doc;
+};
+
+#define O(f) offsetof(struct mg_conf, f)
+
+static const struct opt options[] = {
+    {"database.url", OPT_STR, O(database_url), "postgresql:///medgate", 0, 0,
+     "libpq connection string or URL. Override with MEDGATE_DATABASE_URL."},
+    {"database.pool_size", OPT_INT, O(database_pool_size), "4", 1, 64,
+     "PostgreSQL connections this process keeps open."},
+    {"database.queue_max", OPT_INT, O(database_queue_max), "4096", 1, 1000000,
+     "Requests that may wait for a connection; beyond it callers get 503/no ACK."},
+    {"database.statement_timeout_ms", OPT_INT,
+     O(database_statement_timeout_ms), "30000", 100, 3600000,
+     "Server-side statement_timeout for every connection."},
+    {"database.reconnect_max_ms", OPT_INT, O(database_reconnect_max_ms),
+     "5000", 100, 300000, "Upper bound of the reconnect back-off."},
+    {"http.bind", OPT_STR, O(http_bind), "127.0.0.1", 0, 0,
+     "Address of the HTTP listener (FHIR and admin endpoints)."},
+    {"http.port", OPT_INT, O(http_port), "8080", 0, 65535,
+     "Port of the HTTP listener (0 = any free port, logged at start)."},
+    {"http.max_connections", OPT_INT, O(http_max_connections), "4096", 1,
+     1000000, "Open HTTP connections; more are accepted and closed at once."},
+    {"http.max_header_bytes", OPT_LONG, O(http_max_header_bytes), "16384",
+     1024, 81920, "Request line plus headers; more gets 431."},
+    {"http.max_body_bytes", OPT_LONG, O(http_max_body_bytes), "16777216", 0,
+     1073741824, "Request body; more gets 413."},
+    {"http.header_timeout_ms", OPT_INT, O(http_header_timeout_ms), "10000",
+     100, 600000, "Time to receive a whole request head; then 408."},
+    {"http.body_timeout_ms", OPT_INT, O(http_body_timeout_ms), "30000", 100,
+     3600000, "Time without progress while receiving a body; then 408."},
+    {"http.idle_timeout_ms", OPT_INT, O(http_idle_timeout_ms), "15000", 100,
+     3600000, "Keep-alive connection idle time before it is closed."},
+    {"log.level", OPT_STR, O(log_level), "info", 0, 0,
+     "debug, info, warn or error."},
+    {"log.format", OPT_STR, O(log_format), "kv", 0, 0,
+     "kv (key=value lines) or json (one JSON object per line)."},
+    {"shutdown.drain_timeout_ms", OPT_INT, O(shutdown_drain_timeout_ms),
+     "10000", 0, 600000,
+     "On SIGTERM/SIGINT: time for in-flight work before connections are cut."},
+    {"paths.schema", OPT_STR, O(schema_dir), MG_DEFAULT_SCHEMA_DIR, 0, 0,
+     "Folder of numbered SQL migrations applied by `medgate migrate`."},
+    {"paths.mappings", OPT_STR, O(mappings_dir), MG_DEFAULT_MAPPINGS_DIR, 0, 0,
+     "Folder of mapping files."},
+    {"intake.batch_max", OPT_INT, O(intake_batch_max), "256", 1, 4096,
+     "Most HL7 messages written in one grouped commit."},
+};
+
+#undef O
+
+/* Listener keys, documented here so the reference lists them too. */
+static const struct opt listener_options[] = {
+    {"mllp.listeners[].name", OPT_STR, 0, "mllp", 0, 0,
+     "Name shown in logs and sync_logs.listener."},
+    {"mllp.listeners[].bind", OPT_STR, 0, "127.0.0.1", 0, 0, "Address."},
+    {"mllp.listeners[].port", OPT_INT, 0, "2575", 0, 65535, "Port."},
+    {"mllp.listeners[].max_connections", OPT_INT, 0, "256", 1, 100000,
+     "Open connections; more are closed at once."},
+    {"mllp.listeners[].max_frame_bytes", OPT_LONG, 0, "16777216", 64,
+     1073741824, "Largest MLLP frame; a larger one is refused and the "
+     "connection closed."},
+    {"mllp.listeners[].idle_timeout_ms", OPT_INT, 0, "600000", 100, 86400000,
+     "A connection silent this long is closed."},
+    {"mllp.listeners[].ack_mode", OPT_STR, 0, "auto", 0, 0,
+     "auto (enhanced when MSH-15/16 are valued) or original."},
+    {"mllp.listeners[].db_down_reply", OPT_STR, 0, "close", 0, 0,
+     "When the database cannot store a message: close (no ACK) or ar."},
+    {"mllp.listeners[].default_charset", OPT_STR, 0, "", 0, 0,
+     "Charset assumed when MSH-18 is empty (e.g. 8859/1); empty = UTF-8."},
+    {"mllp.listeners[].senders[]", OPT_STR, 0, "", 0, 0,
+     "Accepted senders: {application, facility, organization_id, charset}; "
+     "\"*\" matches any. A message from a sender not listed gets AR."},
+};
+
+static char **
+str_field(struct mg_conf *c, const struct opt *o)
+{
+    return (char **)((char *)c + o->offset);
+}
+
+static int
+set_option(struct mg_conf *c, const struct opt *o, const char *text,
+           const char **why)
+{
+    char *end;
+    long v;
+
+    if (o->type == OPT_STR) {
+        char *dup = mg_strdup(text);
+        if (dup == NULL)
+            return MG_ENOMEM;
+        mg_free(*str_field(c, o));
+        *str_field(c, o) = dup;
+        return MG_OK;
+    }
+    errno = 0;
+    v = strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0') {
+        *why = "not a whole number";
+        return MG_ECONF;
+    }
+    if (v < o->min || v > o->max) {
+        *why = "out of range";
+        return MG_ECONF;
+    }
+    if (o->type == OPT_INT)
+        *(int *)((char *)c + o->offset) = (int)v;
+    else
+        *(long *)((char *)c + o->offset) = v;
+    return MG_OK;
+}
+
+void
+mg_conf_defaults(struct mg_conf *c)
+{
+    const char *why;
+
+    memset(c, 0, sizeof(*c));
+    for (size_t i = 0; i < MG_ARRAY_LEN(options); i++)
+        if (set_option(c, &options[i], options[i].def, &why) != MG_OK)
+            abort(); /* a bad default is our bug; startup may abort */
+}
+
+/* Line of the quoted key name that follows the quoted parent in text. */
+static int
+line_of(const char *text, const char *dotted)
+{
+    char part[128], needle[132];
+    const char *at = text, *p = dotted, *dot, *hit;
+    int line = 1;
+
+    if (text == NULL)
+        return 0;
+    while (*p) {
+        dot = strchr(p, '.');
+        size_t n = dot ? (size_t)(dot - p) : strlen(p);
+        if (n >= sizeof(part))
+            break;
+        memcpy(part, p, n);
+        part[n] = '\0';
+        char *br = strchr(part, '[');
+        if (br)
+            *br = '\0';
+        snprintf(needle, sizeof(needle), "\"%s\"", part);
+        hit = strstr(at, needle);
+        if (hit == NULL)
+            break;
+        at = hit;
+        p = dot ? dot + 1 : p + n;
+    }
+    for (const char *q = text; q < at; q++)
+        line += *q == '\n';
+    return line;
+}
+
+struct loader {
+    const char *path;
+    const char *text;
+    FILE *err;
+    int errors;
+};
+
+MG_PRINTF(3, 4)
+static void
+report(struct loader *l, const char *key, const char *fmt, ...)
+{
+    va_list ap;
+
+    l->errors++;
+    if (l->err == NULL)
+        return;
+    fprintf(l->err, "%s:%d: %s: ", l->path ? l->path : "(environment)",
+            line_of(l->text, key), key);
+    va_start(ap, fmt);
+    vfprintf(l->err, fmt, ap);
+    va_end(ap);
+    fputc('\n', l->err);
+}
+
+/* The JSON scalar as text for set_option: strings as is, integers printed. */
+static bool
+scalar_text(json_t *v, enum opt_type type, char *buf, size_t size)
+{
+    if (type == OPT_STR && json_is_string(v)) {
+        snprintf(buf, size, "%s", json_string_value(v));
+        return true;
+    }
+    if (type != OPT_STR && json_is_integer(v)) {
+        snprintf(buf, size, "%lld", (long long)json_integer_value(v));
+        return true;
+    }
+    return false;
+}
+
+static void
+load_scalar(struct loader *l, struct mg_conf *c, const struct opt *o,
+            json_t *v)
+{
+    char text[4096];
+    const char *why = "";
+
+    if (!scalar_text(v, o->type, text, sizeof(text))) {
+        report(l, o->key, "expected %s",
+               o->type == OPT_STR ? "a string" : "a whole number");
+        return;
+    }
+    if (set_option(c, o, text, &why) != MG_OK)
+        report(l, o->key, "%s (allowed %ld..%ld)", why, o->min, o->max);
+}
+
+static json_t *
+lookup(json_t *root, const char *dotted)
+{
+    char part[128];
+    const char *p = dotted, *dot;
+    json_t *v = root;
+
+    while (v != NULL && *p) {
+        dot = strchr(p, '.');
+        size_t n = dot ? (size_t)(dot - p) : strlen(p);
+        if (n >= sizeof(part) || !json_is_object(v))
+            return NULL;
+        memcpy(part, p, n);
+        part[n] = '\0';
+        v = json_object_get(v, part);
+        p = dot ? dot + 1 : p + n;
+    }
+    return v;
+}
+
+/* Known top-level sections and their keys, to flag typos. */
+static bool
+known_key(const char *section, const char *key)
+{
+    char dotted[256];
+
+    snprintf(dotted, sizeof(dotted), "%s.%s", section, key);
+    for (size_t i = 0; i < MG_ARRAY_LEN(options); i++)
+        if (strcmp(options[i].key, dotted) == 0)
+            return true;
+    return strcmp(dotted, "mllp.listeners") == 0;
+}
+
+static void
+check_unknown_keys(struct loader *l, json_t *root)
+{
+    const char *section, *key;
+    json_t *obj, *v;
+    char dotted[256];
+
+    json_object_foreach(root, section, obj)
+    {
+        if (strcmp(section, "note") == 0)
+            continue; /* free text for the engineer */
+        if (!json_is_object(obj)) {
+            report(l, section, "expected an object");
+            continue;
+        }
+        json_object_foreach(obj, key, v)
+        {
+            if (strcmp(key, "note") == 0 || known_key(section, key))
+                continue;
+            snprintf(dotted, sizeof(dotted), "%s.%s", section, key);
+            report(l, dotted, "unknown option");
+        }
+    }
+}
+
+static char *
+dup_or_null(const char *s)
+{
+    return s && *s ? mg_strdup(s) : NULL;
+}
+
+static const char *
+obj_str(json_t *obj, const char *key, const char *def)
+{
+    json_t *v = json_object_get(obj, key);
+
+    return json_is_string(v) ? json_string_value(v) : def;
+}
+
+static void
+load_sender(struct loader *l, struct mg_conf_sender *s, json_t *v,
+            const char *key)
+{
+    if (!json_is_object(v)) {
+        report(l, key, "expected an object");
+        return;
+    }
+    s->application = mg_strdup(obj_str(v, "application", "*"));
+    s->facility = mg_strdup(obj_str(v, "facility", "*"));
+    s->organization_id = dup_or_null(obj_str(v, "organization_id", NULL));
+    s->charset = dup_or_null(obj_str(v, "charset", NULL));
+    if (s->organization_id == NULL)
+        report(l, key, "organization_id is required");
+}
+
+static long
+obj_num(struct loader *l, json_t *obj, const char *key, long def, long min,
+        long max, const char *where)
+{
+    json_t *v = json_object_get(obj, key);
+    char dotted[256];
+    long n;
+
+    if (v == NULL)
+        return def;
+    snprintf(dotted, sizeof(dotted), "%s.%s", where, key);
+    if (!json_is_integer(v)) {
+        report(l, dotted, "expected a whole number");
+        return def;
+    }
+    n = (long)json_integer_value(v);
+    if (n < min || n > max) {
+        report(l, dotted, "out of range (allowed %ld..%ld)", min, max);
+        return def;
+    }
+    return n;
+}
+
+static void
+load_listener(struct loader *l, struct mg_conf_listener *li, json_t *v)
+{
+    const char *where = "mllp.listeners";
+    const char *mode, *down;
+    json_t *senders, *s;
+    size_t i;
+
+    li->name = mg_strdup(obj_str(v, "name", "mllp"));
+    li->bind = mg_strdup(obj_str(v, "bind", "127.0.0.1"));
+    li->port = (int)obj_num(l, v, "port", 2575, 0, 65535, where);
+    li->max_connections =
+        (int)obj_num(l, v, "max_connections", 256, 1, 100000, where);
+    li->max_frame_bytes =
+        obj_num(l, v, "max_frame_bytes", 16L << 20, 64, 1L << 30, where);
+    li->idle_timeout_ms =
+        (int)obj_num(l, v, "idle_timeout_ms", 600000, 100, 86400000, where);
+    mode = obj_str(v, "ack_mode", "auto");
+    if (strcmp(mode, "auto") == 0)
+        li->ack_mode = MG_ACK_AUTO;
+    else if (strcmp(mode, "original") == 0)
+        li->ack_mode = MG_ACK_ORIGINAL;
+    else
+        report(l, "mllp.listeners.ack_mode", "expected auto or original");
+    down = obj_str(v, "db_down_reply", "close");
+    if (strcmp(down, "close") == 0)
+        li->db_down_reply = MG_DB_DOWN_CLOSE;
+    else if (strcmp(down, "ar") == 0)
+        li->db_down_reply = MG_DB_DOWN_AR;
+    else
+        report(l, "mllp.listeners.db_down_reply", "expected close or ar");
+    li->default_charset = dup_or_null(obj_str(v, "default_charset", NULL));
+    senders = json_object_get(v, "senders");
+    if (senders != NULL && !json_is_array(senders)) {
+        report(l, "mllp.listeners.senders", "expected an array");
+        return;
+    }
+    json_array_foreach(senders, i, s)
+    {
+        if (li->nsenders == MG_CONF_MAX_SENDERS) {
+            report(l, "mllp.listeners.senders", "more than %d senders",
+                   MG_CONF_MAX_SENDERS);
+            return;
+        }
+        load_sender(l, &li->senders[li->nsenders++], s,
+                    "mllp.listeners.senders");
+    }
+}
+
+static void
+load_listeners(struct loader *l, struct mg_conf *c, json_t *root)
+{
+    json_t *arr = lookup(root, "mllp.listeners"), *v;
+    size_t i;
+
+    if (arr == NULL)
+        return;
+    if (!json_is_array(arr)) {
+        report(l, "mllp.listeners", "expected an array");
+        return;
+    }
+    json_array_foreach(arr, i, v)
+    {
+        if (c->nlisteners == MG_CONF_MAX_LISTENERS) {
+            report(l, "mllp.listeners", "more than %d listeners",
+                   MG_CONF_MAX_LISTENERS);
+            return;
+        }
+        if (!json_is_object(v)) {
+            report(l, "mllp.listeners", "expected an object");
+            continue;
+        }
+        load_listener(l, &c->listeners[c->nlisteners++], v);
+    }
+}
+
+static char *
+read_file(const char *path, FILE *err)
+{
+    FILE *f = fopen(path, "rb");
+    struct mg_buf_like { char *p; size_t n, cap; } b = {0};
+    char chunk[8192];
+    size_t n;
+
+    if (f == NULL) {
+        if (err)
+            fprintf(err, "%s: cannot open: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        if (b.n + n + 1 > b.cap) {
+            size_t cap = (b.n + n + 1) * 2;
+            char *p = mg_realloc(b.p, cap);
+            if (p == NULL) {
+                mg_free(b.p);
+                fclose(f);
+                return NULL;
+            }
+            b.p = p;
+            b.cap = cap;
+        }
+        memcpy(b.p + b.n, chunk, n);
+        b.n += n;
+    }
+    fclose(f);
+    if (b.p == NULL)
+        b.p = mg_strdup("");
+    else
+        b.p[b.n] = '\0';
+    return b.p;
+}
+
+int
+mg_conf_load(struct mg_conf *c, const char *path, FILE *err)
+{
+    struct loader l = {path, NULL, err, 0};
+    json_error_t jerr;
+    json_t *root, *v;
+    char *text;
+    int rc;
+
+    text = read_file(path, err);
+    if (text == NULL)
+        return MG_ECONF;
+    l.text = text;
+    root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL || !json_is_object(root)) {
+        if (err)
+            fprintf(err, "%s:%d: %s\n", path, jerr.line,
+                    root ? "the top level must be an object" : jerr.text);
+        json_decref(root);
+        mg_free(text);
+        return MG_ECONF;
+    }
+    mg_free(c->path);
+    c->path = mg_strdup(path);
+    check_unknown_keys(&l, root);
+    for (size_t i = 0; i < MG_ARRAY_LEN(options); i++) {
+        v = lookup(root, options[i].key);
+        if (v != NULL)
+            load_scalar(&l, c, &options[i], v);
+    }
+    load_listeners(&l, c, root);
+    json_decref(root);
+    mg_free(text);
+    rc = mg_conf_apply_env(c, err);
+    return l.errors ? MG_ECONF : rc;
+}
+
+int
+mg_conf_apply_env(struct mg_conf *c, FILE *err)
+{
+    struct loader l = {NULL, NULL, err, 0};
+    char name[160];
+    const char *why = "", *v;
+
+    for (size_t i = 0; i < MG_ARRAY_LEN(options); i++) {
+        size_t n = (size_t)snprintf(name, sizeof(name), "MEDGATE_%s",
+                                    options[i].key);
+        for (size_t k = 8; k < n && k < sizeof(name); k++)
+            name[k] = name[k] == '.' ? '_' : (char)toupper((unsigned char)name[k]);
+        v = getenv(name);
+        if (v == NULL)
+            continue;
+        if (set_option(c, &options[i], v, &why) != MG_OK)
+            report(&l, name, "%s", why);
+    }
+    return l.errors ? MG_ECONF : MG_OK;
+}
+
+static void
+dispose_listener(struct mg_conf_listener *li)
+{
+    mg_free(li->name);
+    mg_free(li->bind);
+    mg_free(li->default_charset);
+    for (int i = 0; i < li->nsenders; i++) {
+        mg_free(li->senders[i].application);
+        mg_free(li->senders[i].facility);
+        mg_free(li->senders[i].organization_id);
+        mg_free(li->senders[i].charset);
+    }
+}
+
+void
+mg_conf_dispose(struct mg_conf *c)
+{
+    for (size_t i = 0; i < MG_ARRAY_LEN(options); i++)
+        if (options[i].type == OPT_STR)
+            mg_free(*str_field(c, &options[i]));
+    for (int i = 0; i < c->nlisteners; i++)
+        dispose_listener(&c->listeners[i]);
+    mg_free(c->path);
+    memset(c, 0, sizeof(*c));
+}
+
+static void
+write_rows(FILE *out, const struct opt *opts, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        fprintf(out, "| `%s` | %s | `%s` | %s |\n", opts[i].key,
+                opts[i].type == OPT_STR ? "string" : "integer", opts[i].def,
+                opts[i].doc);
+}
+
+void
+mg_conf_write_reference(FILE *out)
+{
+    fprintf(out, "| option | type | default | meaning |\n"
+                 "| --- | --- | --- | --- |\n");
+    write_rows(out, options, MG_ARRAY_LEN(options));
+    write_rows(out, listener_options, MG_ARRAY_LEN(listener_options));
+}

@@ -1,0 +1,45 @@
+/* Structured diagnostic logging: one line per event, key=value, never PHI
+ * (ids, codes and locations only; STYLE.md section 6). The level is checked
+ * before any formatting. Lines go to stderr, which systemd/journald collects. */
+#ifndef MG_CORE_LOG_H
+#define MG_CORE_LOG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/compiler.h"
+
+enum mg_log_level {
+    MG_LOG_DEBUG,
+    MG_LOG_INFO,
+    MG_LOG_WARN,
+    MG_LOG_ERROR,
+};
+
+/* Context set once per connection or message and written with every line. */
+struct mg_log_ctx {
+    const char *component;  /* "http", "mllp", "store", ... */
+    const char *action;     /* nginx-style: what we were doing */
+    uint64_t conn_id;       /* 0 = none */
+    const char *peer;       /* "ip:port" or NULL */
+    const char *control_id; /* MSH-10 or NULL */
+};
+
+extern enum mg_log_level mg_log_min_level;
+
+/* Sets the minimum level from a name ("debug", "info", "warn", "error").
+ * Returns false for an unknown name. */
+bool mg_log_set_level(const char *name);
+/* Writes as JSON lines instead of key=value when json is true. */
+void mg_log_set_json(bool json);
+
+#define mg_log(level, ctx, ...)                                                \
+    do {                                                                       \
+        if ((level) >= mg_log_min_level)                                       \
+            mg_log_write((level), (ctx), __VA_ARGS__);                         \
+    } while (0)
+
+void mg_log_write(enum mg_log_level level, const struct mg_log_ctx *ctx,
+                  const char *fmt, ...) MG_PRINTF(3, 4);
+
+#endif

@@ -1,0 +1,51 @@
+/* A view of bytes in someone else's buffer: lives as long as that buffer and
+ * is never assumed NUL-terminated (nginx ngx_str_t). */
+#ifndef MG_CORE_STR_H
+#define MG_CORE_STR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <string.h>
+
+struct mg_str {
+    const char *ptr;
+    size_t len;
+};
+
+#define MG_STR(lit) ((struct mg_str){(lit), sizeof(lit) - 1})
+#define MG_STR_NULL ((struct mg_str){NULL, 0})
+
+static inline struct mg_str
+mg_str_from(const char *s)
+{
+    return (struct mg_str){s, s ? strlen(s) : 0};
+}
+
+static inline struct mg_str
+mg_str_n(const char *s, size_t n)
+{
+    return (struct mg_str){s, n};
+}
+
+static inline bool
+mg_str_eq(struct mg_str a, struct mg_str b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
+}
+
+/* a equals the NUL-terminated z. */
+static inline bool
+mg_str_eqz(struct mg_str a, const char *z)
+{
+    return mg_str_eq(a, mg_str_from(z));
+}
+
+/* ASCII case-insensitive equality. */
+bool mg_str_ieq(struct mg_str a, struct mg_str b);
+bool mg_str_has_prefix(struct mg_str s, struct mg_str prefix);
+/* s without leading and trailing spaces, tabs, CR and LF. */
+struct mg_str mg_str_trim(struct mg_str s);
+/* Parse a non-negative decimal number that fills all of s. */
+bool mg_str_to_u64(struct mg_str s, unsigned long long *out);
+
+#endif
