@@ -1,14 +1,134 @@
-/* medgate entry point (placeholder until the serve loop lands). */
+/* medgate entry point: parses the command line, loads the configuration and
+ * hands over to the command. Everything else lives in the modules. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "app/app.h"
+#include "core/conf.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "store/migrate.h"
+
+int mg_mllp_send_main(int argc, char **argv);
+
+static const char usage[] =
+    "usage: medgate COMMAND [--config FILE] [options]\n"
+    "\n"
+    "commands:\n"
+    "  serve                 run the gateway (HTTP + MLLP) until SIGTERM\n"
+    "  migrate               apply the schema migrations to the database\n"
+    "  config check FILE     validate a configuration file\n"
+    "  config reference      print every option as a Markdown table\n"
+    "  send [options] FILE…  send HL7 v2 messages over MLLP, print the ACKs\n"
+    "                        (medgate send --help)\n"
+    "  demo-seed --key-file F  create the demo organization and API key\n"
+    "  version               print the version\n"
+    "\n"
+    "Without --config, defaults apply; MEDGATE_* variables override any\n"
+    "option (e.g. MEDGATE_DATABASE_URL).\n";
+
+/* Removes "--config FILE" (and "--key-file FILE") from argv. */
+static const char *
+take_option(int *argc, char **argv, const char *name)
+{
+    for (int i = 1; i + 1 < *argc; i++) {
+        if (strcmp(argv[i], name) == 0) {
+            const char *v = argv[i + 1];
+            memmove(&argv[i], &argv[i + 2],
+                    (size_t)(*argc - i - 1) * sizeof(char *));
+            *argc -= 2;
+            return v;
+        }
+    }
+    return NULL;
+}
+
+static int
+load_conf(struct mg_conf *conf, const char *path)
+{
+    int rc;
+
+    mg_conf_defaults(conf);
+    rc = path ? mg_conf_load(conf, path, stderr) : mg_conf_apply_env(conf, stderr);
+    if (rc != MG_OK)
+        return rc;
+    if (!mg_log_set_level(conf->log_level)) {
+        fprintf(stderr, "%s: log.level: unknown level %s\n",
+                path ? path : "(environment)", conf->log_level);
+        return MG_ECONF;
+    }
+    mg_log_set_json(strcmp(conf->log_format, "json") == 0);
+    return MG_OK;
+}
+
+static int
+cmd_config(int argc, char **argv)
+{
+    struct mg_conf conf;
+    int rc;
+
+    if (argc >= 3 && strcmp(argv[2], "reference") == 0) {
+        mg_conf_write_reference(stdout);
+        return 0;
+    }
+    if (argc < 4 || strcmp(argv[2], "check") != 0) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    rc = load_conf(&conf, argv[3]);
+    mg_conf_dispose(&conf);
+    if (rc != MG_OK)
+        return 1;
+    printf("%s: ok\n", argv[3]);
+    return 0;
+}
+
+static int
+cmd_migrate(const struct mg_conf *conf)
+{
+    int rc = mg_migrate_run(conf->database_url, conf->schema_dir, stdout,
+                            stderr);
+
+    if (rc != MG_OK)
+        fprintf(stderr, "migrate: %s\n", mg_strerror(rc));
+    return rc == MG_OK ? 0 : 1;
+}
 
 int
 main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "version") == 0) {
-        puts("medgate 0.1.0");
+    const char *config, *key_file;
+    struct mg_conf conf;
+    int code;
+
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "version") == 0) {
+        puts("medgate " MG_VERSION);
         return 0;
     }
-    fprintf(stderr, "usage: medgate version\n");
-    return 2;
+    if (strcmp(argv[1], "send") == 0)
+        return mg_mllp_send_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "config") == 0)
+        return cmd_config(argc, argv);
+
+    config = take_option(&argc, argv, "--config");
+    key_file = take_option(&argc, argv, "--key-file");
+    if (load_conf(&conf, config) != MG_OK)
+        return 1;
+    if (strcmp(argv[1], "serve") == 0)
+        code = mg_app_serve(&conf);
+    else if (strcmp(argv[1], "migrate") == 0)
+        code = cmd_migrate(&conf);
+    else if (strcmp(argv[1], "demo-seed") == 0 && key_file != NULL)
+        code = mg_app_demo_seed(&conf, key_file);
+    else {
+        fputs(usage, stderr);
+        code = 2;
+    }
+    mg_conf_dispose(&conf);
+    return code;
 }

@@ -28,10 +28,10 @@ MG_MUST_CHECK int mg_buf_append(struct mg_buf *b, const void *p, size_t n);
 MG_MUST_CHECK int mg_buf_append_str(struct mg_buf *b, struct mg_str s);
 MG_MUST_CHECK int mg_buf_appendz(struct mg_buf *b, const char *z);
 MG_MUST_CHECK int mg_buf_appendc(struct mg_buf *b, char c);
-MG_MUST_CHECK int mg_buf_appendf(struct mg_buf *b, const char *fmt, ...)
+int mg_buf_appendf(struct mg_buf *b, const char *fmt, ...)
     MG_PRINTF(2, 3);
 MG_MUST_CHECK int mg_buf_vappendf(struct mg_buf *b, const char *fmt,
-                                  va_list ap);
+                                  va_list ap) MG_PRINTF(2, 0);
 /* Makes room for n more bytes without changing len. */
 MG_MUST_CHECK int mg_buf_reserve(struct mg_buf *b, size_t n);
 /* Drops the first n bytes (n <= len). */

@@ -65,6 +65,9 @@ static const struct opt options[] = {
      "Folder of numbered SQL migrations applied by `medgate migrate`."},
     {"paths.mappings", OPT_STR, O(mappings_dir), MG_DEFAULT_MAPPINGS_DIR, 0, 0,
      "Folder of mapping files."},
+    {"security.api_key_pepper", OPT_STR, O(api_key_pepper), "", 0, 0,
+     "64 hex digits keying API-key hashes. A secret: set "
+     "MEDGATE_SECURITY_API_KEY_PEPPER rather than writing it here."},
     {"intake.batch_max", OPT_INT, O(intake_batch_max), "256", 1, 4096,
      "Most HL7 messages written in one grouped commit."},
 };
@@ -264,6 +267,18 @@ known_key(const char *section, const char *key)
     return strcmp(dotted, "mllp.listeners") == 0;
 }
 
+static bool
+known_section(const char *section)
+{
+    size_t n = strlen(section);
+
+    for (size_t i = 0; i < MG_ARRAY_LEN(options); i++)
+        if (strncmp(options[i].key, section, n) == 0 &&
+            options[i].key[n] == '.')
+            return true;
+    return strcmp(section, "mllp") == 0;
+}
+
 static void
 check_unknown_keys(struct loader *l, json_t *root)
 {
@@ -275,6 +290,10 @@ check_unknown_keys(struct loader *l, json_t *root)
     {
         if (strcmp(section, "note") == 0)
             continue; /* free text for the engineer */
+        if (!known_section(section)) {
+            report(l, section, "unknown section");
+            continue;
+        }
         if (!json_is_object(obj)) {
             report(l, section, "expected an object");
             continue;

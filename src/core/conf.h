@@ -80,6 +80,9 @@ struct mg_conf {
     char *schema_dir;
     char *mappings_dir;
 
+    /* security */
+    char *api_key_pepper; /* 64 hex digits; secret: give it by environment */
+
     /* intake */
     int intake_batch_max;
 

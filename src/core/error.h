@@ -27,7 +27,8 @@
     X(EIO, "input/output error")                                               \
     X(ESCHEMA, "database schema mismatch")                                     \
     X(EMAPPING, "mapping error")                                               \
-    X(ECANCELED, "canceled")
+    X(ECANCELED, "canceled")                                                   \
+    X(EINDOUBT, "commit outcome unknown")
 
 enum mg_errno {
     MG__EFIRST = -10000,

@@ -1,0 +1,20 @@
+/* The gateway's commands: the process that serves (listeners, database
+ * pool, signals, drain) and the one-shot administrative commands. main.c
+ * only parses arguments and calls these. */
+#ifndef MG_APP_APP_H
+#define MG_APP_APP_H
+
+#include "core/conf.h"
+
+/* Runs the gateway until SIGINT/SIGTERM and a drain. Returns the process
+ * exit code. */
+int mg_app_serve(const struct mg_conf *conf);
+
+/* Creates the demo organization (fixed id) and, when key_file has no key
+ * yet, a new API key for it whose token is written to key_file. Idempotent.
+ * Returns the process exit code. */
+int mg_app_demo_seed(const struct mg_conf *conf, const char *key_file);
+
+#define MG_DEMO_ORGANIZATION_ID "00000000-0000-4000-8000-000000000001"
+
+#endif

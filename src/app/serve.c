@@ -1,0 +1,358 @@
+/* `medgate serve`: builds the process from the configuration (database
+ * pool, intake, HTTP server with the admin routes, one MLLP server per
+ * listener), runs the loop, and drains on SIGINT/SIGTERM: stop accepting,
+ * let in-flight requests and messages finish within the drain deadline,
+ * then close everything and leave the loop with no handle open. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <uv.h>
+
+#include "admin/admin.h"
+#include "app/app.h"
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "http/http.h"
+#include "intake/intake.h"
+#include "mllp/server.h"
+#include "security/security.h"
+#include "store/migrate.h"
+#include "store/store.h"
+
+#define DRAIN_POLL_MS 50
+
+struct app {
+    uv_loop_t loop;
+    const struct mg_conf *conf;
+    struct mg_store *store;
+    struct mg_intake *intake;
+    struct mg_http_router *router;
+    struct mg_http_server *http;
+    struct mg_mllp_server *mllp[MG_CONF_MAX_LISTENERS];
+    int nmllp;
+    struct mg_admin admin;
+    uv_signal_t sigint, sigterm, sighup;
+    uv_timer_t drain_timer;
+    uint64_t drain_deadline_us;
+    bool draining, closing;
+    struct mg_log_ctx log;
+};
+
+static void *
+uv_malloc_hook(size_t n)
+{
+    return mg_malloc(n);
+}
+
+static void *
+uv_realloc_hook(void *p, size_t n)
+{
+    return mg_realloc(p, n);
+}
+
+static void *
+uv_calloc_hook(size_t count, size_t n)
+{
+    return mg_calloc(count, n);
+}
+
+static void
+uv_free_hook(void *p)
+{
+    mg_free(p);
+}
+
+/* ---- metrics and readiness sources ---------------------------------- */
+
+static void
+store_metrics(void *arg, struct mg_buf *out)
+{
+    if (mg_store_write_metrics(arg, out) != MG_OK)
+        return; /* a partial scrape is still useful; nothing to undo */
+}
+
+static bool
+store_ready(void *arg, char *reason, size_t size)
+{
+    return mg_store_status(arg, reason, size);
+}
+
+static void
+http_metrics(void *arg, struct mg_buf *out)
+{
+    struct app *app = arg;
+
+    if (app->http != NULL && mg_http_server_write_metrics(app->http, out) != MG_OK)
+        return; /* a partial scrape is still useful; nothing to undo */
+}
+
+static void
+mllp_metrics(void *arg, struct mg_buf *out)
+{
+    struct app *app = arg;
+
+    for (int i = 0; i < app->nmllp; i++)
+        mg_mllp_server_write_metrics(app->mllp[i], out);
+    if (app->intake != NULL)
+        mg_intake_write_metrics(app->intake, out);
+}
+
+/* ---- shutdown --------------------------------------------------------- */
+
+static void
+on_handle_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void
+on_store_closed(void *ud)
+{
+    struct app *app = ud;
+
+    app->store = NULL;
+}
+
+/* Everything in flight is done (or the deadline passed): close it all. */
+static void
+close_all(struct app *app)
+{
+    if (app->closing)
+        return;
+    app->closing = true;
+    for (int i = 0; i < app->nmllp; i++)
+        mg_mllp_server_close(app->mllp[i], NULL, NULL);
+    if (app->http != NULL)
+        mg_http_server_close(app->http, NULL, NULL);
+    if (app->intake != NULL)
+        mg_intake_free(app->intake);
+    if (app->store != NULL)
+        mg_store_close(app->store, on_store_closed, app);
+    uv_close((uv_handle_t *)&app->sigint, on_handle_closed);
+    uv_close((uv_handle_t *)&app->sigterm, on_handle_closed);
+    uv_close((uv_handle_t *)&app->sighup, on_handle_closed);
+    uv_close((uv_handle_t *)&app->drain_timer, on_handle_closed);
+}
+
+static bool
+drained(const struct app *app)
+{
+    unsigned open = 0;
+
+    for (int i = 0; i < app->nmllp; i++)
+        open += mg_mllp_server_open_connections(app->mllp[i]);
+    return open == 0 && mg_intake_pending(app->intake) == 0 &&
+           (app->http == NULL ||
+            mg_http_server_pending_requests(app->http) == 0);
+}
+
+static void
+on_drain_tick(uv_timer_t *t)
+{
+    struct app *app = t->data;
+
+    if (drained(app)) {
+        mg_log(MG_LOG_INFO, &app->log, "drained, closing");
+        close_all(app);
+    } else if (mg_clock_mono_us() >= app->drain_deadline_us) {
+        mg_log(MG_LOG_WARN, &app->log, "drain deadline passed with work in "
+               "flight (%zu HL7 messages not committed): closing",
+               mg_intake_pending(app->intake));
+        close_all(app);
+    }
+}
+
+static void
+start_drain(struct app *app, const char *why)
+{
+    if (app->draining) {
+        mg_log(MG_LOG_WARN, &app->log, "second %s: closing now", why);
+        close_all(app);
+        return;
+    }
+    app->draining = true;
+    mg_log(MG_LOG_INFO, &app->log, "%s: draining (deadline %d ms)", why,
+           app->conf->shutdown_drain_timeout_ms);
+    mg_admin_set_draining(&app->admin);
+    if (app->http != NULL)
+        mg_http_server_drain(app->http, NULL, NULL);
+    for (int i = 0; i < app->nmllp; i++)
+        mg_mllp_server_drain(app->mllp[i]);
+    app->drain_deadline_us =
+        mg_clock_mono_us() +
+        (uint64_t)app->conf->shutdown_drain_timeout_ms * 1000u;
+    uv_timer_start(&app->drain_timer, on_drain_tick, 0, DRAIN_POLL_MS);
+}
+
+static void
+on_signal(uv_signal_t *h, int signum)
+{
+    struct app *app = h->data;
+    struct mg_conf fresh;
+
+    if (signum != SIGHUP) {
+        start_drain(app, signum == SIGINT ? "SIGINT" : "SIGTERM");
+        return;
+    }
+    /* Reload what can change without dropping connections. */
+    if (app->conf->path == NULL) {
+        mg_log(MG_LOG_INFO, &app->log, "SIGHUP: no configuration file");
+        return;
+    }
+    mg_conf_defaults(&fresh);
+    if (mg_conf_load(&fresh, app->conf->path, stderr) != MG_OK ||
+        !mg_log_set_level(fresh.log_level))
+        mg_log(MG_LOG_ERROR, &app->log, "SIGHUP: %s has errors; keeping the "
+               "running configuration", app->conf->path);
+    else
+        mg_log(MG_LOG_INFO, &app->log, "SIGHUP: reloaded log level %s",
+               fresh.log_level);
+    mg_conf_dispose(&fresh);
+}
+
+/* ---- start-up --------------------------------------------------------- */
+
+static int
+open_store(struct app *app)
+{
+    const struct mg_conf *c = app->conf;
+    struct mg_store_options o;
+    int version = 0, rc;
+
+    rc = mg_migrate_latest(c->schema_dir, &version, stderr);
+    if (rc != MG_OK)
+        return rc;
+    memset(&o, 0, sizeof(o));
+    o.conninfo = c->database_url;
+    o.pool_size = (unsigned)c->database_pool_size;
+    o.queue_max = (unsigned)c->database_queue_max;
+    o.statement_timeout_ms = (unsigned)c->database_statement_timeout_ms;
+    o.reconnect_max_ms = (unsigned)c->database_reconnect_max_ms;
+    o.application_name = "medgate";
+    o.expected_schema_version = version;
+    return mg_store_open(&app->loop, &o, &app->store);
+}
+
+static int
+open_http(struct app *app)
+{
+    const struct mg_conf *c = app->conf;
+    struct mg_http_server_opts o;
+    int rc;
+
+    memset(&o, 0, sizeof(o));
+    o.bind = c->http_bind;
+    o.port = c->http_port;
+    o.max_connections = (unsigned)c->http_max_connections;
+    o.limits.max_header_bytes = (size_t)c->http_max_header_bytes;
+    o.limits.max_body_bytes = (size_t)c->http_max_body_bytes;
+    o.header_timeout_ms = (unsigned)c->http_header_timeout_ms;
+    o.body_timeout_ms = (unsigned)c->http_body_timeout_ms;
+    o.idle_timeout_ms = (unsigned)c->http_idle_timeout_ms;
+    rc = mg_http_server_open(&app->loop, &o, app->router, &app->http);
+    if (rc != MG_OK) {
+        mg_log(MG_LOG_ERROR, &app->log, "HTTP listen on %s:%d failed: %s",
+               c->http_bind, c->http_port, mg_strerror(rc));
+        return rc;
+    }
+    mg_log(MG_LOG_INFO, &app->log, "HTTP listening on %s:%d", c->http_bind,
+           mg_http_server_port(app->http));
+    return MG_OK;
+}
+
+static int
+open_mllp(struct app *app)
+{
+    const struct mg_conf *c = app->conf;
+    struct mg_intake_opts io = {c->intake_batch_max, c->database_queue_max};
+    int rc;
+
+    rc = mg_intake_new(&app->loop, app->store, &io, &app->intake);
+    for (int i = 0; rc == MG_OK && i < c->nlisteners; i++) {
+        const struct mg_conf_listener *li = &c->listeners[i];
+        rc = mg_mllp_server_open(&app->loop, li, app->intake,
+                                 &app->mllp[app->nmllp]);
+        if (rc != MG_OK) {
+            mg_log(MG_LOG_ERROR, &app->log, "MLLP listener %s on %s:%d "
+                   "failed: %s", li->name, li->bind, li->port,
+                   mg_strerror(rc));
+            break;
+        }
+        mg_log(MG_LOG_INFO, &app->log, "MLLP listener %s on %s:%d", li->name,
+               li->bind, mg_mllp_server_port(app->mllp[app->nmllp]));
+        app->nmllp++;
+    }
+    return rc;
+}
+
+static int
+start(struct app *app)
+{
+    int rc;
+
+    rc = mg_http_router_new(&app->router);
+    if (rc == MG_OK)
+        rc = mg_admin_init(&app->admin, app->router);
+    if (rc == MG_OK)
+        rc = open_store(app);
+    if (rc == MG_OK)
+        rc = mg_admin_add_ready(&app->admin, store_ready, app->store);
+    if (rc == MG_OK)
+        rc = mg_admin_add_metrics(&app->admin, http_metrics, app);
+    if (rc == MG_OK)
+        rc = mg_admin_add_metrics(&app->admin, store_metrics, app->store);
+    if (rc == MG_OK)
+        rc = mg_admin_add_metrics(&app->admin, mllp_metrics, app);
+    if (rc == MG_OK)
+        rc = open_mllp(app);
+    if (rc == MG_OK)
+        rc = open_http(app);
+    return rc;
+}
+
+static void
+init_handles(struct app *app)
+{
+    uv_signal_init(&app->loop, &app->sigint);
+    uv_signal_init(&app->loop, &app->sigterm);
+    uv_signal_init(&app->loop, &app->sighup);
+    uv_timer_init(&app->loop, &app->drain_timer);
+    app->sigint.data = app->sigterm.data = app->sighup.data = app;
+    app->drain_timer.data = app;
+    uv_signal_start(&app->sigint, on_signal, SIGINT);
+    uv_signal_start(&app->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&app->sighup, on_signal, SIGHUP);
+}
+
+int
+mg_app_serve(const struct mg_conf *conf)
+{
+    static struct app app; /* one per process; signals point at it */
+    int rc;
+
+    if (mg_security_init() != MG_OK)
+        return 1;
+    uv_replace_allocator(uv_malloc_hook, uv_realloc_hook, uv_calloc_hook,
+                         uv_free_hook);
+    signal(SIGPIPE, SIG_IGN);
+    memset(&app, 0, sizeof(app));
+    app.conf = conf;
+    app.log.component = "main";
+    uv_loop_init(&app.loop);
+    init_handles(&app);
+    rc = start(&app);
+    if (rc != MG_OK) {
+        mg_log(MG_LOG_ERROR, &app.log, "start-up failed: %s", mg_strerror(rc));
+        close_all(&app);
+    } else {
+        mg_log(MG_LOG_INFO, &app.log, "medgate " MG_VERSION " serving");
+    }
+    uv_run(&app.loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&app.loop) != 0)
+        mg_log(MG_LOG_WARN, &app.log, "loop closed with handles still open");
+    mg_http_router_free(app.router);
+    mg_log(MG_LOG_INFO, &app.log, "stopped");
+    return rc == MG_OK ? 0 : 1;
+}

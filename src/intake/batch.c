@@ -1,0 +1,145 @@
+/* The batch statement and its parameters: one array per column, one
+ * element per message, so one prepared statement serves any batch size and
+ * a batch costs one round trip and one commit. */
+#include <string.h>
+
+#include "core/error.h"
+#include "intake/intake_int.h"
+
+/* Steps: `same` finds an earlier message with the same key and payload
+ * (its stored ACK is replayed, nothing is inserted); `live` finds one with
+ * the same key and another payload (the new one is stored as a duplicate
+ * and answered AE 205); `ins` stores everything else, where ON CONFLICT
+ * catches two messages with one key in one batch (the later one is retried
+ * in the next batch and then is an ordinary duplicate); `logs` writes one
+ * sync_logs row per message. The result has one row per message in input
+ * order: (ord, what, ack). */
+const char mg__intake_batch_sql[] =
+    "WITH input AS MATERIALIZED ("
+    " SELECT gen_random_uuid() AS new_id, t.* FROM unnest("
+    "  $1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],"
+    "  $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],"
+    "  $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],"
+    "  $16::text[], $17::text[], $18::text[], $19::text[], $20::text[],"
+    "  $21::text[], $22::text[], $23::text[], $24::text[], $25::bigint[])"
+    " WITH ORDINALITY AS t(org, listener, app, fac, rapp, rfac, msgdt, mtype,"
+    "  trig, struct, ctl, proc, ver, acc_ack, app_ack, hash, raw, charset,"
+    "  status, ack_code, ack, dup_ack, error, error_loc, recv_us, ord)"
+    "), same AS ("
+    " SELECT DISTINCT ON (i.ord) i.ord, m.id, m.ack_payload"
+    " FROM input i JOIN hl7_messages m ON m.organization_id = i.org"
+    "  AND m.sending_application = i.app AND m.sending_facility = i.fac"
+    "  AND m.control_id = i.ctl AND m.direction = 'inbound'"
+    "  AND m.payload_hash = decode(i.hash, 'hex')"
+    "  AND m.status <> 'duplicate'"
+    " WHERE i.status = 'received'"
+    " ORDER BY i.ord, m.received_at"
+    "), live AS ("
+    " SELECT i.ord, m.id FROM input i JOIN hl7_messages m"
+    "  ON m.organization_id = i.org AND m.sending_application = i.app"
+    "  AND m.sending_facility = i.fac AND m.control_id = i.ctl"
+    "  AND m.direction = 'inbound' AND m.duplicate_of IS NULL"
+    "  AND m.status IN ('received', 'processed')"
+    " WHERE i.status = 'received'"
+    "  AND NOT EXISTS (SELECT 1 FROM same s WHERE s.ord = i.ord)"
+    "), ins AS ("
+    " INSERT INTO hl7_messages (id, organization_id, direction, listener,"
+    "  sending_application, sending_facility, receiving_application,"
+    "  receiving_facility, message_datetime, message_type, trigger_event,"
+    "  message_structure, control_id, processing_id, version,"
+    "  accept_ack_type, application_ack_type, payload_hash, raw, charset,"
+    "  status, ack_code, ack_payload, error, error_location, received_at,"
+    "  duplicate_of)"
+    " SELECT i.new_id, i.org, 'inbound', i.listener, i.app, i.fac, i.rapp,"
+    "  i.rfac, i.msgdt, i.mtype, i.trig, i.struct, i.ctl, i.proc, i.ver,"
+    "  i.acc_ack, i.app_ack, decode(i.hash, 'hex'), decode(i.raw, 'hex'),"
+    "  i.charset,"
+    "  CASE WHEN l.id IS NULL THEN i.status ELSE 'duplicate' END,"
+    "  CASE WHEN l.id IS NULL THEN i.ack_code"
+    "   WHEN i.ack_code LIKE 'C%' THEN 'CE' ELSE 'AE' END,"
+    "  CASE WHEN l.id IS NULL THEN i.ack ELSE i.dup_ack END,"
+    "  CASE WHEN l.id IS NULL THEN i.error"
+    "   ELSE 'duplicate control id with a different payload' END,"
+    "  CASE WHEN l.id IS NULL THEN i.error_loc ELSE 'MSH^1^10' END,"
+    "  to_timestamp(i.recv_us / 1e6), l.id"
+    " FROM input i LEFT JOIN live l ON l.ord = i.ord"
+    " WHERE NOT EXISTS (SELECT 1 FROM same s WHERE s.ord = i.ord)"
+    " ON CONFLICT (organization_id, sending_application, sending_facility,"
+    "  control_id) WHERE direction = 'inbound' AND duplicate_of IS NULL"
+    "  AND status IN ('received', 'processed') AND control_id IS NOT NULL"
+    " DO NOTHING"
+    " RETURNING id, status, ack_payload"
+    "), logs AS ("
+    " INSERT INTO sync_logs (organization_id, direction, protocol, listener,"
+    "  sender, message_type, trigger_event, external_id, hl7_message_id,"
+    "  status, error, received_at, committed_at, duration_ms)"
+    " SELECT i.org, 'inbound', 'mllp', i.listener, i.app || '^' || i.fac,"
+    "  i.mtype, i.trig, i.ctl, coalesce(n.id, s.id),"
+    "  CASE WHEN s.ord IS NOT NULL OR n.status = 'duplicate' THEN 'duplicate'"
+    "   WHEN n.status = 'received' THEN 'committed' ELSE n.status END,"
+    "  CASE WHEN s.ord IS NOT NULL"
+    "   THEN 'repeated message: the original ACK was sent again'"
+    "   WHEN n.status = 'duplicate'"
+    "   THEN 'duplicate control id with a different payload'"
+    "   ELSE i.error END,"
+    "  to_timestamp(i.recv_us / 1e6), clock_timestamp(),"
+    "  greatest(0, extract(epoch FROM clock_timestamp()) * 1000"
+    "   - i.recv_us / 1e3)"
+    " FROM input i LEFT JOIN ins n ON n.id = i.new_id"
+    " LEFT JOIN same s ON s.ord = i.ord"
+    " WHERE n.id IS NOT NULL OR s.ord IS NOT NULL"
+    ")"
+    " SELECT i.ord, CASE WHEN s.ord IS NOT NULL THEN 'same'"
+    "  WHEN n.id IS NULL THEN 'retry' WHEN n.status = 'duplicate' THEN 'dup'"
+    "  ELSE 'new' END, coalesce(s.ack_payload, n.ack_payload)"
+    " FROM input i LEFT JOIN same s ON s.ord = i.ord"
+    " LEFT JOIN ins n ON n.id = i.new_id ORDER BY i.ord";
+
+/* Appends one element of a PostgreSQL array literal. */
+static int
+append_element(struct mg_buf *b, const char *v, bool first)
+{
+    int rc = first ? MG_OK : mg_buf_appendc(b, ',');
+
+    if (rc != MG_OK)
+        return rc;
+    if (v == NULL)
+        return mg_buf_appendz(b, "NULL");
+    rc = mg_buf_appendc(b, '"');
+    for (const char *p = v; rc == MG_OK && *p; p++) {
+        if (*p == '"' || *p == '\\')
+            rc = mg_buf_appendc(b, '\\');
+        if (rc == MG_OK)
+            rc = mg_buf_appendc(b, *p);
+    }
+    return rc == MG_OK ? mg_buf_appendc(b, '"') : rc;
+}
+
+int
+mg__intake_batch_render(struct mg__intake_batch *b,
+                        const struct mg__intake_item *list)
+{
+    int rc = MG_OK;
+
+    for (int c = 0; c < MG__INTAKE_NPARAMS; c++) {
+        mg_buf_init(&b->arrays[c], 0);
+        b->values[c] = NULL;
+    }
+    for (int c = 0; c < MG__INTAKE_NPARAMS && rc == MG_OK; c++) {
+        rc = mg_buf_appendc(&b->arrays[c], '{');
+        for (const struct mg__intake_item *it = list; it && rc == MG_OK;
+             it = it->next)
+            rc = append_element(&b->arrays[c], it->col[c], it == list);
+        if (rc == MG_OK)
+            rc = mg_buf_appendc(&b->arrays[c], '}');
+        b->values[c] = b->arrays[c].ptr;
+    }
+    return rc;
+}
+
+void
+mg__intake_batch_dispose(struct mg__intake_batch *b)
+{
+    for (int c = 0; c < MG__INTAKE_NPARAMS; c++)
+        mg_buf_dispose(&b->arrays[c]);
+}

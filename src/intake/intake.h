@@ -1,0 +1,76 @@
+/* Durable HL7 v2 intake: every message an MLLP listener receives is stored
+ * raw in hl7_messages with a sync_logs row, in a transaction that commits
+ * BEFORE its ACK is handed back (DESIGN.md section 2.1, DESIGN-NOTES
+ * section 3). Commits are grouped: whatever arrives while one commit is in
+ * flight goes into the next, so batches grow with load and add no latency
+ * when idle. Duplicates (same sender + MSH-10) are recognised in the same
+ * statement: same payload -> the original ACK again, nothing processed
+ * twice; different payload -> AE (duplicate key) and the new payload kept
+ * for inspection.
+ *
+ * Messages that cannot be parsed, or come from senders the listener does
+ * not accept, or carry an unsupported type or version, are stored too
+ * (status rejected/failed, with the reason) and answered AR/AE with an ERR
+ * segment that points at the fault.
+ *
+ * The mapping stage of the mapping issue plugs in at one marked place in
+ * intake.c (map_stage); until then AA means "stored". */
+#ifndef MG_INTAKE_INTAKE_H
+#define MG_INTAKE_INTAKE_H
+
+#include <stddef.h>
+
+#include "core/compiler.h"
+#include "core/conf.h"
+#include "core/str.h"
+
+struct uv_loop_s;
+struct mg_store;
+struct mg_buf;
+struct mg_intake;
+
+/* The outcome of one message.
+ * MG_OK: ack/ack_len is the ACK to send (AA/CA, or AE/AR/CE/CR for a
+ *   message stored as failed/rejected or a duplicate); it is durable.
+ * MG_EDBDOWN / MG_EINDOUBT / MG_EBUSY / MG_EDB: nothing is known to be
+ *   stored; send no AA. ack (may be NULL) is an AR the listener may send
+ *   when configured with db_down_reply = ar; otherwise close the
+ *   connection so the sender retransmits.
+ * ack is valid only during the call. */
+typedef void (*mg_intake_done_cb)(void *arg, int rc, const char *ack,
+                                  size_t ack_len);
+
+struct mg_intake_opts {
+    int batch_max; /* most messages in one commit */
+    int queue_max; /* messages waiting for a commit; more fail MG_EBUSY */
+};
+
+MG_MUST_CHECK int mg_intake_new(struct uv_loop_s *loop, struct mg_store *store,
+                                const struct mg_intake_opts *opts,
+                                struct mg_intake **out);
+/* Fails everything still waiting with MG_ECANCELED and frees the intake
+ * once the commit in flight (if any) has completed. */
+void mg_intake_free(struct mg_intake *in);
+
+/* Takes one MLLP frame received by listener li from peer (for logs).
+ * frame is copied. done(arg, ...) runs exactly once, later, never
+ * synchronously. MG_OK, or MG_ENOMEM (done is not called). */
+MG_MUST_CHECK int mg_intake_submit(struct mg_intake *in,
+                                   const struct mg_conf_listener *li,
+                                   struct mg_str frame, mg_intake_done_cb done,
+                                   void *arg);
+
+/* Builds an AR (HL7 error 207 with text) for a frame that is refused
+ * before the intake sees it (too large), from whatever of its MSH can be
+ * read in head. MG_OK, or MG_EPARSE when head has no usable MSH-10 (send
+ * nothing then). */
+MG_MUST_CHECK int mg_intake_reject_ack(struct mg_str head, const char *text,
+                                       struct mg_buf *out);
+
+/* Messages waiting or in the commit in flight. */
+size_t mg_intake_pending(const struct mg_intake *in);
+
+/* Appends Prometheus text: messages by outcome, batches, batch sizes. */
+void mg_intake_write_metrics(const struct mg_intake *in, struct mg_buf *out);
+
+#endif

@@ -1,0 +1,85 @@
+/* Internals of the intake, shared by its files only. */
+#ifndef MG_INTAKE_INTAKE_INT_H
+#define MG_INTAKE_INTAKE_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/arena.h"
+#include "core/buf.h"
+#include "core/conf.h"
+#include "core/str.h"
+#include "intake/intake.h"
+
+enum mg__intake_outcome {
+    MG__INTAKE_STORED,
+    MG__INTAKE_DUPLICATE,          /* same key, same payload */
+    MG__INTAKE_DUPLICATE_CONFLICT, /* same key, different payload */
+    MG__INTAKE_FAILED,             /* stored, answered AE */
+    MG__INTAKE_REJECTED,           /* stored, answered AR */
+    MG__INTAKE_NOT_STORED,
+    MG__INTAKE_NOUTCOMES
+};
+
+/* The columns of one message, rendered as text for the batch arrays. NULL
+ * means SQL NULL. */
+enum mg__intake_col {
+    COL_ORG,
+    COL_LISTENER,
+    COL_APP,
+    COL_FAC,
+    COL_RAPP,
+    COL_RFAC,
+    COL_DATETIME,
+    COL_TYPE,
+    COL_TRIGGER,
+    COL_STRUCTURE,
+    COL_CONTROL_ID,
+    COL_PROCESSING_ID,
+    COL_VERSION,
+    COL_ACCEPT_ACK,
+    COL_APP_ACK,
+    COL_HASH,   /* hex */
+    COL_RAW,    /* hex */
+    COL_CHARSET,
+    COL_STATUS, /* received, failed, rejected */
+    COL_ACK_CODE,
+    COL_ACK,     /* the ACK for this outcome */
+    COL_DUP_ACK, /* the ACK if it turns out a conflicting duplicate */
+    COL_ERROR,
+    COL_ERROR_LOCATION,
+    COL_RECEIVED_AT, /* microseconds since the epoch */
+    MG__INTAKE_NPARAMS
+};
+
+struct mg__intake_item {
+    struct mg__intake_item *next;
+    mg_intake_done_cb done;
+    void *arg;
+    struct mg_arena arena; /* everything below points into it */
+    const char *col[MG__INTAKE_NPARAMS];
+    struct mg_str down_ack; /* AR for "database down" replies */
+    enum mg__intake_outcome outcome;
+    bool solo; /* retry alone (its batch failed) */
+    bool busy; /* refused at submit: queue full */
+};
+
+/* Parses and checks frame, builds its ACKs and renders its columns.
+ * MG_OK (also for messages that will be stored as failed/rejected), or
+ * MG_ENOMEM. */
+int mg__intake_prepare(struct mg__intake_item *it,
+                       const struct mg_conf_listener *li, struct mg_str frame);
+
+/* The parameter arrays of one batch statement. */
+struct mg__intake_batch {
+    struct mg_buf arrays[MG__INTAKE_NPARAMS];
+    const char *values[MG__INTAKE_NPARAMS];
+};
+
+int mg__intake_batch_render(struct mg__intake_batch *b,
+                            const struct mg__intake_item *list);
+void mg__intake_batch_dispose(struct mg__intake_batch *b);
+
+extern const char mg__intake_batch_sql[];
+
+#endif

@@ -1,0 +1,417 @@
+/* `medgate send`: sends HL7 v2 message files to an MLLP listener, one
+ * message in flight, and prints each ACK. Integration engineers use it to
+ * try a feed by hand; scripts use its exit code (client.h lists them).
+ *
+ * Every file is read and split before the connection is opened, so a
+ * malformed file stops the run before anything is sent. Error messages
+ * name the file, the message number and its MSH-10, never message content
+ * (STYLE.md section 6). */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/arena.h"
+#include "core/buf.h"
+#include "core/error.h"
+#include "hl7v2/hl7v2.h"
+#include "mllp/client.h"
+
+/* Files bigger than this are refused: a batch of ORU with PDFs is tens of
+ * megabytes, and the whole file is held in memory. */
+#define MAX_FILE (512u * 1024 * 1024)
+#define DEFAULT_TIMEOUT_MS 30000
+
+static const char usage_text[] =
+    "usage: medgate send [--host H] [--port P] [--timeout-ms N] [--quiet]\n"
+    "                    [--keep-going] [FILE...]\n"
+    "\n"
+    "Sends the HL7 v2 messages in each FILE (none or '-': standard input)\n"
+    "over MLLP, one at a time, and prints each ACK. Files may hold several\n"
+    "messages, FHS/BHS batches, CR, LF or CRLF line ends and a UTF-8 BOM.\n"
+    "\n"
+    "  --host H         listener address (default 127.0.0.1)\n"
+    "  --port P         listener port (default 2575)\n"
+    "  --timeout-ms N   connect timeout, and time allowed for each ACK\n"
+    "                   (default 30000)\n"
+    "  --quiet          one line per message: FILE#N MSH-10 MSA-1 [ERR-3]\n"
+    "  --keep-going     after an AE/AR/CE/CR, send the remaining messages\n"
+    "\n"
+    "exit: 0 all AA/CA, 1 some AE/AR/CE/CR, 2 usage or input error,\n"
+    "      3 connection failed, timed out or closed without an ACK\n";
+
+struct send_opts {
+    const char *host;
+    const char *port;
+    int timeout_ms;
+    bool quiet;
+    bool keep_going;
+    char **files; /* borrowed from argv */
+    int nfiles;
+};
+
+/* One input file, split. */
+struct input {
+    const char *name;    /* as given; "-" is standard input */
+    struct mg_str *msg;  /* in the run's arena */
+    size_t nmsg;
+};
+
+struct run {
+    struct send_opts opts;
+    FILE *out;
+    FILE *err;
+    struct mg_arena arena; /* file contents and message slices */
+    struct input *in;      /* opts.nfiles entries (1 for stdin) */
+    size_t nin;
+    struct mg_mllp_client *client;
+};
+
+static const char *
+display_name(const char *name)
+{
+    return strcmp(name, "-") == 0 ? "stdin" : name;
+}
+
+/* ---- Options ------------------------------------------------------------- */
+
+/* Matches "--name VALUE" and "--name=VALUE"; advances *i past the value. */
+static bool
+take_value(int argc, char **argv, int *i, const char *name,
+           const char **value)
+{
+    size_t n = strlen(name);
+
+    if (strncmp(argv[*i], name, n) != 0)
+        return false;
+    if (argv[*i][n] == '=') {
+        *value = argv[*i] + n + 1;
+        return true;
+    }
+    if (argv[*i][n] != '\0')
+        return false;
+    *value = *i + 1 < argc ? argv[++*i] : NULL;
+    return true;
+}
+
+static bool
+parse_timeout(const char *s, int *out)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < 1 || v > INT_MAX)
+        return false;
+    *out = (int)v;
+    return true;
+}
+
+/* MG_OK, MG_AGAIN for --help (usage printed), or MG_EINVAL (reported). */
+static int
+parse_opts(struct run *r, int argc, char **argv)
+{
+    struct send_opts *o = &r->opts;
+    const char *v;
+    int i;
+
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+
+        if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        }
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(usage_text, r->out);
+            return MG_AGAIN;
+        }
+        if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
+            o->quiet = true;
+        } else if (strcmp(a, "--keep-going") == 0) {
+            o->keep_going = true;
+        } else if (take_value(argc, argv, &i, "--host", &v)) {
+            if ((o->host = v) == NULL || *v == '\0')
+                goto out_usage;
+        } else if (take_value(argc, argv, &i, "--port", &v)) {
+            if ((o->port = v) == NULL || *v == '\0')
+                goto out_usage;
+        } else if (take_value(argc, argv, &i, "--timeout-ms", &v)) {
+            if (v == NULL || !parse_timeout(v, &o->timeout_ms))
+                goto out_usage;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            goto out_usage;
+        } else {
+            break; /* the first file */
+        }
+    }
+    o->files = argv + i;
+    o->nfiles = argc - i;
+    return MG_OK;
+
+out_usage:
+    fprintf(r->err, "medgate send: bad option or value: %s\n", argv[i]);
+    fputs(usage_text, r->err);
+    return MG_EINVAL;
+}
+
+/* ---- Reading and splitting files ----------------------------------------- */
+
+static int
+read_fd(int fd, struct mg_buf *b)
+{
+    ssize_t n;
+    int rc;
+
+    for (;;) {
+        rc = mg_buf_reserve(b, 64 * 1024);
+        if (rc != MG_OK)
+            return rc;
+        n = read(fd, b->ptr + b->len, b->cap - b->len);
+        if (n == 0)
+            return MG_OK;
+        if (n > 0)
+            b->len += (size_t)n;
+        else if (errno != EINTR)
+            return -errno;
+    }
+}
+
+static int
+read_file(const char *name, struct mg_buf *b)
+{
+    int fd, rc;
+
+    if (strcmp(name, "-") == 0)
+        return read_fd(STDIN_FILENO, b);
+    fd = open(name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    rc = read_fd(fd, b);
+    close(fd);
+    return rc;
+}
+
+static int
+load_input(struct run *r, const char *name, struct input *in)
+{
+    struct mg_mllp_split split;
+    struct mg_diag diag;
+    struct mg_buf b;
+    int rc;
+
+    in->name = name;
+    mg_buf_init(&b, MAX_FILE);
+    rc = read_file(name, &b);
+    if (rc != MG_OK) {
+        fprintf(r->err, "medgate send: %s: cannot read: %s\n",
+                display_name(name), mg_strerror(rc));
+        goto out_dispose;
+    }
+    rc = mg_mllp_client_split(mg_buf_str(&b), &r->arena, &split, &diag);
+    if (rc != MG_OK) {
+        fprintf(r->err, "medgate send: %s: %s: %s\n", display_name(name),
+                mg_strerror(rc), diag.text);
+        goto out_dispose;
+    }
+    if (split.nmsg == 0)
+        fprintf(r->err, "medgate send: %s: warning: no messages\n",
+                display_name(name));
+    in->msg = split.msg;
+    in->nmsg = split.nmsg;
+
+out_dispose:
+    mg_buf_dispose(&b);
+    return rc;
+}
+
+static int
+load_inputs(struct run *r)
+{
+    static char *stdin_only[] = {"-"};
+    char **files = r->opts.files;
+    size_t n = (size_t)r->opts.nfiles;
+    int rc;
+
+    if (n == 0) {
+        files = stdin_only;
+        n = 1;
+    }
+    r->in = mg_arena_calloc(&r->arena, n * sizeof(*r->in));
+    if (r->in == NULL) {
+        fprintf(r->err, "medgate send: %s\n", mg_strerror(MG_ENOMEM));
+        return MG_ENOMEM;
+    }
+    for (r->nin = 0; r->nin < n; r->nin++) {
+        rc = load_input(r, files[r->nin], &r->in[r->nin]);
+        if (rc != MG_OK)
+            return rc;
+    }
+    return MG_OK;
+}
+
+/* ---- Sending ------------------------------------------------------------- */
+
+/* MSH-10 as sent, for messages and summaries ("-" when empty). */
+static struct mg_str
+control_id(struct mg_str msg)
+{
+    struct mg_hl7v2_msh msh;
+
+    if (mg_hl7v2_msh_peek(msg, &msh) != MG_OK || msh.nfield < 10 ||
+        msh.field[10].len == 0)
+        return MG_STR("-");
+    return mg_str_trim(msh.field[10]);
+}
+
+static struct mg_str
+or_dash(struct mg_str s)
+{
+    return s.len > 0 ? s : MG_STR("-");
+}
+
+/* The ACK with one segment per line, then a blank line between ACKs. */
+static void
+print_ack(FILE *out, struct mg_str ack)
+{
+    for (size_t i = 0; i < ack.len; i++)
+        fputc(ack.ptr[i] == '\r' ? '\n' : ack.ptr[i], out);
+    if (ack.len > 0 && ack.ptr[ack.len - 1] != '\r' &&
+        ack.ptr[ack.len - 1] != '\n')
+        fputc('\n', out);
+    fputc('\n', out);
+}
+
+static void
+print_summary(FILE *out, const char *name, size_t n, struct mg_str cid,
+              const struct mg_mllp_ack_info *info)
+{
+    fprintf(out, "%s#%zu %.*s %.*s", display_name(name), n, (int)cid.len,
+            cid.ptr, (int)or_dash(info->code).len, or_dash(info->code).ptr);
+    if (info->err_code.len > 0)
+        fprintf(out, " %.*s", (int)info->err_code.len, info->err_code.ptr);
+    fputc('\n', out);
+}
+
+/* Sends message n (1-based) of in. Returns an exit code: OK, NACKED, or
+ * NETWORK (the connection cannot be used any more). */
+static int
+send_one(struct run *r, const struct input *in, size_t n)
+{
+    struct mg_str msg = in->msg[n - 1], cid = control_id(msg), ack;
+    const char *name = display_name(in->name);
+    struct mg_mllp_ack_info info;
+    int rc;
+
+    rc = mg_mllp_client_exchange(r->client, msg, r->opts.timeout_ms, &ack);
+    if (rc != MG_OK) {
+        fprintf(r->err, "medgate send: %s#%zu (MSH-10 %.*s): no ACK: %s\n",
+                name, n, (int)cid.len, cid.ptr, mg_strerror(rc));
+        return MG_MLLP_SEND_NETWORK;
+    }
+    rc = mg_mllp_client_read_ack(ack, &info); /* zeroed on error */
+    if (r->opts.quiet)
+        print_summary(r->out, in->name, n, cid, &info);
+    else
+        print_ack(r->out, ack);
+    if (rc != MG_OK) {
+        fprintf(r->err, "medgate send: %s#%zu (MSH-10 %.*s): the reply is "
+                "not an ACK (no MSH or MSA)\n", name, n, (int)cid.len,
+                cid.ptr);
+        return MG_MLLP_SEND_NETWORK;
+    }
+    if (!mg_str_eq(info.control_id, cid))
+        fprintf(r->err, "medgate send: %s#%zu: warning: MSA-2 %.*s does "
+                "not match MSH-10 %.*s\n", name, n,
+                (int)or_dash(info.control_id).len,
+                or_dash(info.control_id).ptr, (int)cid.len, cid.ptr);
+    if (info.ok)
+        return MG_MLLP_SEND_OK;
+    fprintf(r->err, "medgate send: %s#%zu (MSH-10 %.*s): %.*s%s%.*s\n", name,
+            n, (int)cid.len, cid.ptr, (int)or_dash(info.code).len,
+            or_dash(info.code).ptr, info.err_code.len ? " ERR-3 " : "",
+            (int)info.err_code.len, info.err_code.ptr);
+    return MG_MLLP_SEND_NACKED;
+}
+
+static int
+send_all(struct run *r)
+{
+    int result = MG_MLLP_SEND_OK, rc;
+
+    for (size_t f = 0; f < r->nin; f++) {
+        for (size_t n = 1; n <= r->in[f].nmsg; n++) {
+            rc = send_one(r, &r->in[f], n);
+            fflush(r->out);
+            if (rc == MG_MLLP_SEND_NETWORK)
+                return rc;
+            if (rc == MG_MLLP_SEND_NACKED) {
+                result = rc;
+                if (!r->opts.keep_going)
+                    return result;
+            }
+        }
+    }
+    return result;
+}
+
+static size_t
+count_messages(const struct run *r)
+{
+    size_t total = 0;
+
+    for (size_t f = 0; f < r->nin; f++)
+        total += r->in[f].nmsg;
+    return total;
+}
+
+int
+mg_mllp_send_run(int argc, char **argv, FILE *out, FILE *err)
+{
+    struct run r;
+    int rc, result;
+
+    memset(&r, 0, sizeof(r));
+    r.opts.host = "127.0.0.1";
+    r.opts.port = "2575";
+    r.opts.timeout_ms = DEFAULT_TIMEOUT_MS;
+    r.out = out;
+    r.err = err;
+    rc = parse_opts(&r, argc, argv);
+    if (rc != MG_OK)
+        return rc == MG_AGAIN ? MG_MLLP_SEND_OK : MG_MLLP_SEND_USAGE;
+
+    mg_arena_init(&r.arena, 64 * 1024, 0);
+    result = MG_MLLP_SEND_USAGE;
+    if (load_inputs(&r) != MG_OK)
+        goto out_arena;
+    result = MG_MLLP_SEND_OK;
+    if (count_messages(&r) == 0)
+        goto out_arena;
+
+    rc = mg_mllp_client_connect(r.opts.host, r.opts.port, r.opts.timeout_ms,
+                                &r.client);
+    if (rc != MG_OK) {
+        fprintf(err, "medgate send: cannot connect to %s port %s: %s\n",
+                r.opts.host, r.opts.port, mg_strerror(rc));
+        result = MG_MLLP_SEND_NETWORK;
+        goto out_arena;
+    }
+    result = send_all(&r);
+    mg_mllp_client_close(r.client);
+
+out_arena:
+    fflush(out);
+    mg_arena_dispose(&r.arena);
+    return result;
+}
+
+int
+mg_mllp_send_main(int argc, char **argv)
+{
+    return mg_mllp_send_run(argc, argv, stdout, stderr);
+}

@@ -1,0 +1,419 @@
+/* MLLP listener on net/. Each connection keeps a FIFO of reply slots, one
+ * per received frame, so ACKs leave in arrival order even when commits
+ * finish out of order; a slot is written only when it and every slot
+ * before it are ready. A connection's state outlives the socket until the
+ * intake has answered every frame it took (nothing is freed while the
+ * intake still holds a pointer to it). */
+#include "mllp/server.h"
+
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "intake/intake.h"
+#include "mllp/mllp.h"
+#include "net/net.h"
+
+/* Frames waiting for their ACK before we stop reading the connection:
+ * ordinary senders keep one in flight, so this only bounds a pipeliner. */
+#define MAX_PENDING 32
+
+enum slot_action { SLOT_WAIT, SLOT_SEND, SLOT_SEND_CLOSE, SLOT_CLOSE };
+
+struct slot {
+    struct slot *next;
+    struct mllp_conn *mc;
+    enum slot_action action;
+    char *frame; /* the encoded ACK (owned) */
+    size_t len;
+};
+
+struct mllp_conn {
+    struct mg_mllp_server *srv;
+    struct mg_net_conn *net; /* NULL once the socket is closed */
+    struct mg_mllp_decoder dec;
+    struct slot *head, *tail;
+    unsigned pending; /* slots not yet written */
+    bool paused;
+    struct mg_log_ctx log;
+};
+
+struct mg_mllp_server {
+    struct mg_net_listener *listener;
+    const struct mg_conf_listener *conf;
+    struct mg_intake *intake;
+    bool draining;
+    void (*closed_cb)(void *);
+    void *closed_arg;
+    /* counters */
+    unsigned long long frames, acks_sent, oversize, closed_no_ack;
+};
+
+static void flush_slots(struct mllp_conn *mc);
+
+static void
+conn_free_if_done(struct mllp_conn *mc)
+{
+    if (mc->net != NULL || mc->head != NULL)
+        return;
+    mg_mllp_decoder_dispose(&mc->dec);
+    mg_free(mc);
+}
+
+static void
+drop_slots_written(struct mllp_conn *mc)
+{
+    /* Called when the socket is gone: ready slots can never be written. */
+    struct slot **p = &mc->head, *s;
+
+    while ((s = *p) != NULL) {
+        if (s->action != SLOT_WAIT) {
+            *p = s->next;
+            mg_free(s->frame);
+            mg_free(s);
+            mc->pending--;
+        } else {
+            p = &s->next;
+        }
+    }
+    mc->tail = NULL;
+    for (s = mc->head; s != NULL; s = s->next)
+        mc->tail = s;
+}
+
+static struct slot *
+slot_new(struct mllp_conn *mc)
+{
+    struct slot *s = mg_calloc(1, sizeof(*s));
+
+    if (s == NULL)
+        return NULL;
+    s->mc = mc;
+    if (mc->tail)
+        mc->tail->next = s;
+    else
+        mc->head = s;
+    mc->tail = s;
+    mc->pending++;
+    return s;
+}
+
+/* Sets the ACK (payload, unframed) and what follows it. */
+static void
+slot_fill(struct slot *s, enum slot_action action, const char *ack,
+          size_t len)
+{
+    struct mg_buf b;
+
+    s->action = action;
+    if (ack == NULL || len == 0) {
+        if (action == SLOT_SEND_CLOSE)
+            s->action = SLOT_CLOSE;
+        return;
+    }
+    mg_buf_init(&b, 0);
+    if (mg_mllp_encode(&b, mg_str_n(ack, len)) != MG_OK) {
+        mg_buf_dispose(&b);
+        s->action = SLOT_CLOSE; /* cannot frame it: the sender will resend */
+        return;
+    }
+    s->frame = mg_buf_take(&b, &s->len);
+}
+
+static void
+update_reading(struct mllp_conn *mc)
+{
+    bool want_pause = mc->pending >= MAX_PENDING || mc->srv->draining;
+
+    if (mc->net == NULL || want_pause == mc->paused)
+        return;
+    mc->paused = want_pause;
+    if (want_pause)
+        mg_net_conn_pause(mc->net);
+    else
+        mg_net_conn_resume(mc->net);
+}
+
+static void
+flush_slots(struct mllp_conn *mc)
+{
+    struct slot *s;
+    bool close = false;
+
+    while ((s = mc->head) != NULL && s->action != SLOT_WAIT && !close) {
+        mc->head = s->next;
+        if (mc->head == NULL)
+            mc->tail = NULL;
+        mc->pending--;
+        if (s->frame != NULL && mc->net != NULL) {
+            if (mg_net_conn_write_take(mc->net, s->frame, s->len, NULL,
+                                       NULL) == MG_OK)
+                mc->srv->acks_sent++;
+            s->frame = NULL; /* taken, even on failure */
+        }
+        close = s->action == SLOT_SEND_CLOSE || s->action == SLOT_CLOSE;
+        mg_free(s->frame);
+        mg_free(s);
+    }
+    if (mc->net == NULL) {
+        conn_free_if_done(mc);
+        return;
+    }
+    if (close) {
+        mc->srv->closed_no_ack += mc->pending > 0;
+        mg_net_conn_close(mc->net);
+        return;
+    }
+    if (mc->srv->draining && mc->head == NULL) {
+        mg_net_conn_close(mc->net);
+        return;
+    }
+    update_reading(mc);
+}
+
+static void
+on_intake_done(void *arg, int rc, const char *ack, size_t ack_len)
+{
+    struct slot *s = arg;
+    struct mllp_conn *mc = s->mc;
+    const struct mg_conf_listener *conf = mc->srv->conf;
+
+    if (rc == MG_OK)
+        slot_fill(s, SLOT_SEND, ack, ack_len);
+    else if (conf->db_down_reply == MG_DB_DOWN_AR && ack != NULL)
+        slot_fill(s, SLOT_SEND_CLOSE, ack, ack_len);
+    else {
+        /* Not stored: no ACK. Closing makes the sender retransmit. */
+        mg_log(MG_LOG_WARN, &mc->log, "message not stored (%s): closing "
+               "without ACK so the sender retries", mg_strerror(rc));
+        slot_fill(s, SLOT_CLOSE, NULL, 0);
+    }
+    flush_slots(mc);
+}
+
+static void
+refuse_oversize(struct mllp_conn *mc, struct mg_str head)
+{
+    struct slot *s = slot_new(mc);
+    struct mg_buf ack;
+
+    mc->srv->oversize++;
+    mg_log(MG_LOG_WARN, &mc->log, "frame larger than %ld bytes refused",
+           mc->srv->conf->max_frame_bytes);
+    if (s == NULL) {
+        mg_net_conn_abort(mc->net);
+        return;
+    }
+    mg_buf_init(&ack, 0);
+    if (mg_intake_reject_ack(head, "frame exceeds the listener's "
+                             "max_frame_bytes", &ack) == MG_OK)
+        slot_fill(s, SLOT_SEND_CLOSE, ack.ptr, ack.len);
+    else
+        slot_fill(s, SLOT_CLOSE, NULL, 0);
+    mg_buf_dispose(&ack);
+    flush_slots(mc);
+}
+
+static void
+take_frame(struct mllp_conn *mc, struct mg_str frame)
+{
+    struct slot *s = slot_new(mc);
+
+    mc->srv->frames++;
+    if (s == NULL ||
+        mg_intake_submit(mc->srv->intake, mc->srv->conf, frame,
+                         on_intake_done, s) != MG_OK) {
+        if (s != NULL)
+            slot_fill(s, SLOT_CLOSE, NULL, 0);
+        flush_slots(mc);
+        return;
+    }
+    update_reading(mc);
+}
+
+static void
+on_idle(struct mg_net_conn *c)
+{
+    struct mllp_conn *mc = mg_net_conn_data(c);
+
+    if (mc->head != NULL) { /* waiting for a commit is not idleness */
+        mg_net_conn_set_timeout(c, (unsigned)mc->srv->conf->idle_timeout_ms,
+                                on_idle);
+        return;
+    }
+    mg_log(MG_LOG_INFO, &mc->log, "idle timeout, closing");
+    mg_net_conn_close(c);
+}
+
+static void
+on_read(struct mg_net_conn *c, int status, const char *data, size_t n)
+{
+    struct mllp_conn *mc = mg_net_conn_data(c);
+    struct mg_str frame;
+    size_t used;
+    int rc;
+
+    if (status != MG_OK) {
+        mg_net_conn_close(c); /* EOF or error: ACKs already queued still go */
+        return;
+    }
+    mg_net_conn_set_timeout(c, (unsigned)mc->srv->conf->idle_timeout_ms,
+                            on_idle);
+    while (n > 0 && !mg_net_conn_closing(c)) {
+        rc = mg_mllp_decoder_feed(&mc->dec, data, n, &used, &frame);
+        data += used;
+        n -= used;
+        if (rc == MG_OK)
+            take_frame(mc, frame);
+        else if (rc == MG_ETOOBIG)
+            refuse_oversize(mc, frame);
+        else if (rc == MG_ENOMEM) {
+            mg_net_conn_abort(c);
+            return;
+        }
+    }
+}
+
+static int
+on_accept(struct mg_net_conn *c)
+{
+    struct mg_mllp_server *srv = mg_net_listener_data(mg_net_conn_listener(c));
+    struct mllp_conn *mc = mg_calloc(1, sizeof(*mc));
+
+    if (mc == NULL)
+        return MG_ENOMEM;
+    mc->srv = srv;
+    mc->net = c;
+    mg_mllp_decoder_init(&mc->dec, (size_t)srv->conf->max_frame_bytes);
+    mc->log.component = "mllp";
+    mc->log.conn_id = mg_net_conn_id(c);
+    mc->log.peer = mg_net_conn_peer(c);
+    mg_net_conn_set_data(c, mc);
+    mg_net_conn_set_timeout(c, (unsigned)srv->conf->idle_timeout_ms, on_idle);
+    mg_log(MG_LOG_DEBUG, &mc->log, "connected to listener %s",
+           srv->conf->name);
+    return MG_OK;
+}
+
+static void
+on_close(struct mg_net_conn *c)
+{
+    struct mllp_conn *mc = mg_net_conn_data(c);
+
+    if (mc == NULL)
+        return;
+    mc->net = NULL;
+    mc->log.peer = NULL; /* the string lived in c */
+    drop_slots_written(mc);
+    conn_free_if_done(mc);
+}
+
+int
+mg_mllp_server_open(struct uv_loop_s *loop,
+                    const struct mg_conf_listener *conf,
+                    struct mg_intake *intake, struct mg_mllp_server **out)
+{
+    struct mg_net_listener_opts opts;
+    struct mg_mllp_server *s = mg_calloc(1, sizeof(*s));
+    int rc;
+
+    if (s == NULL)
+        return MG_ENOMEM;
+    s->conf = conf;
+    s->intake = intake;
+    memset(&opts, 0, sizeof(opts));
+    opts.bind = conf->bind;
+    opts.port = conf->port;
+    opts.max_connections = (unsigned)conf->max_connections;
+    opts.keepalive_s = 60; /* NAT boxes drop idle MLLP links otherwise */
+    opts.on_accept = on_accept;
+    opts.on_read = on_read;
+    opts.on_close = on_close;
+    opts.data = s;
+    rc = mg_net_listener_open(loop, &opts, &s->listener);
+    if (rc != MG_OK) {
+        mg_free(s);
+        return rc;
+    }
+    *out = s;
+    return MG_OK;
+}
+
+int
+mg_mllp_server_port(const struct mg_mllp_server *s)
+{
+    return mg_net_listener_port(s->listener);
+}
+
+static void
+drain_conn(struct mg_net_conn *c, void *arg)
+{
+    struct mllp_conn *mc = mg_net_conn_data(c);
+
+    (void)arg;
+    if (mc == NULL)
+        return;
+    if (mc->head == NULL)
+        mg_net_conn_close(c);
+    else
+        update_reading(mc);
+}
+
+void
+mg_mllp_server_drain(struct mg_mllp_server *s)
+{
+    s->draining = true;
+    mg_net_listener_walk(s->listener, drain_conn, NULL);
+}
+
+static void
+on_listener_closed(struct mg_net_listener *l, void *arg)
+{
+    struct mg_mllp_server *s = arg;
+
+    (void)l;
+    if (s->closed_cb)
+        s->closed_cb(s->closed_arg);
+    mg_free(s);
+}
+
+void
+mg_mllp_server_close(struct mg_mllp_server *s, void (*cb)(void *), void *arg)
+{
+    s->draining = true;
+    s->closed_cb = cb;
+    s->closed_arg = arg;
+    mg_net_listener_close_conns(s->listener, false);
+    mg_net_listener_close(s->listener, on_listener_closed, s);
+}
+
+unsigned
+mg_mllp_server_open_connections(const struct mg_mllp_server *s)
+{
+    struct mg_net_stats st;
+
+    mg_net_listener_stats(s->listener, &st);
+    return st.open;
+}
+
+void
+mg_mllp_server_write_metrics(const struct mg_mllp_server *s,
+                             struct mg_buf *out)
+{
+    struct mg_net_stats st;
+    const char *n = s->conf->name;
+
+    mg_net_listener_stats(s->listener, &st);
+    (void)mg_buf_appendf(
+        out,
+        "medgate_mllp_open_connections{listener=\"%s\"} %u\n"
+        "medgate_mllp_accepted_total{listener=\"%s\"} %llu\n"
+        "medgate_mllp_rejected_connections_total{listener=\"%s\"} %llu\n"
+        "medgate_mllp_frames_total{listener=\"%s\"} %llu\n"
+        "medgate_mllp_acks_sent_total{listener=\"%s\"} %llu\n"
+        "medgate_mllp_oversize_frames_total{listener=\"%s\"} %llu\n",
+        n, st.open, n, (unsigned long long)st.accepted, n,
+        (unsigned long long)st.rejected, n, s->frames, n, s->acks_sent, n,
+        s->oversize);
+}

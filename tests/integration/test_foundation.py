@@ -1,0 +1,218 @@
+"""Foundation: migrations, the schema catalog, configuration checks, the
+serve loop's health endpoints, metrics, drain, and riding out a database
+outage. Real binary, real PostgreSQL, real sockets."""
+import os
+import signal
+import socket
+import subprocess
+import time
+import unittest
+
+import harness as h
+
+
+class MigrateTest(unittest.TestCase):
+    def setUp(self):
+        self.db = h.create_database("mig")
+
+    def test_migrate_twice_changes_nothing_the_second_time(self):
+        first = h.migrate(self.db)
+        self.assertIn("applied 0001_", first.stdout)
+        before = h.psql(self.db, "SELECT version, checksum, applied_at FROM schema_migrations ORDER BY 1")
+        schema_before = h.psql(self.db, "SELECT table_name, column_name, data_type FROM "
+                               "information_schema.columns WHERE table_schema='public' ORDER BY 1, 2")
+        second = h.migrate(self.db)
+        self.assertNotIn("applied 0", second.stdout)
+        self.assertIn("(0 applied now)", second.stdout)
+        self.assertEqual(before, h.psql(self.db, "SELECT version, checksum, applied_at FROM schema_migrations ORDER BY 1"))
+        self.assertEqual(schema_before, h.psql(self.db, "SELECT table_name, column_name, data_type FROM "
+                                               "information_schema.columns WHERE table_schema='public' ORDER BY 1, 2"))
+
+    def test_migrate_refuses_a_newer_database(self):
+        h.migrate(self.db)
+        h.psql(self.db, "INSERT INTO schema_migrations (version, name, checksum) VALUES (9999, '9999_future.sql', 'x')")
+        r = h.run_medgate("migrate", env={"MEDGATE_DATABASE_URL": h.conninfo(self.db)})
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("9999", r.stderr)
+        self.assertIn("newer", r.stderr)
+
+    def test_every_table_and_required_index_exists(self):
+        h.migrate(self.db)
+        expected = os.path.join(os.path.dirname(__file__), "schema_expected.txt")
+        tables = {r[0] for r in h.psql(self.db, "SELECT tablename FROM pg_tables WHERE schemaname='public'")}
+        indexes = h.psql(self.db, """
+            SELECT t.relname, string_agg(a.attname, ',' ORDER BY k.n)
+            FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
+            JOIN pg_namespace ns ON ns.oid = t.relnamespace AND ns.nspname = 'public'
+            CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
+            JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
+            GROUP BY i.indexrelid, t.relname""")
+        have = {(r[0], r[1]) for r in indexes}
+        checked = 0
+        with open(expected) as f:
+            for line in f:
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                checked += 1
+                if line.startswith("index:"):
+                    table, cols = line[len("index:"):].rstrip(")").split("(")
+                    cols = cols.replace(" ", "")
+                    self.assertTrue(any(t == table and c.startswith(cols) for t, c in have),
+                                    "no index on %s(%s)" % (table, cols))
+                else:
+                    self.assertIn(line, tables)
+        self.assertGreater(checked, 25)
+
+    def test_schema_smoke_script(self):
+        # Sample rows in every table, expected refusals, the duplicate and
+        # job-claim SQL; the script rolls everything back.
+        h.migrate(self.db)
+        with open(os.path.join(os.path.dirname(__file__), "schema_smoke.sql")) as f:
+            out = h.psql(self.db, f.read())
+        self.assertIn(["schema smoke: ok"], out)
+
+    def test_uuid_keys_tenancy_and_enum_checks(self):
+        h.migrate(self.db)
+        # Every tenant-owned core table carries organization_id.
+        for table in ("patients", "scans", "reports", "ai_analyses", "sync_logs",
+                      "hl7_messages", "api_keys", "users", "external_integrations"):
+            self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM information_schema.columns "
+                                      "WHERE table_name='%s' AND column_name='organization_id'" % table), "1", table)
+        self.assertEqual(h.scalar(self.db, "SELECT data_type FROM information_schema.columns "
+                                  "WHERE table_name='patients' AND column_name='id'"), "uuid")
+        org = h.scalar(self.db, "INSERT INTO organizations (name, identifier) VALUES ('T', 't') RETURNING id")
+        with self.assertRaises(subprocess.CalledProcessError):
+            h.psql(self.db, "INSERT INTO scans (organization_id, scan_number, priority) "
+                   "VALUES ('%s', 'S1', 'whenever')" % org)
+        h.psql(self.db, "INSERT INTO patients (organization_id, patient_number) VALUES ('%s', 'P1')" % org)
+        with self.assertRaises(subprocess.CalledProcessError):
+            h.psql(self.db, "INSERT INTO patients (organization_id, patient_number) VALUES ('%s', 'P1')" % org)
+
+
+class ConfigTest(unittest.TestCase):
+    def test_reference_file_is_valid(self):
+        r = h.run_medgate("config", "check", os.path.join(h.SOURCE_DIR, "deploy", "medgate.example.json"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_reference_file_and_docs_list_every_option(self):
+        ref = h.run_medgate("config", "reference", check=True).stdout
+        options = [line.split("`")[1] for line in ref.splitlines() if line.startswith("| `")]
+        self.assertGreater(len(options), 15)
+        with open(os.path.join(h.SOURCE_DIR, "docs", "configuration.md")) as f:
+            doc = f.read()
+        with open(os.path.join(h.SOURCE_DIR, "deploy", "medgate.example.json")) as f:
+            example = f.read()
+        for opt in options:
+            self.assertIn("`%s`" % opt, doc, "docs/configuration.md lacks " + opt)
+            leaf = opt.split(".")[-1].replace("[]", "")
+            self.assertIn('"%s"' % leaf, example, "example lacks " + opt)
+
+    def test_errors_name_file_line_and_key(self):
+        path = os.path.join(h.tempfile.mkdtemp(), "bad.json")
+        with open(path, "w") as f:
+            f.write('{\n  "http": {\n    "port": "eighty"\n  },\n  "databse": {}\n}\n')
+        r = h.run_medgate("config", "check", path)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("%s:3: http.port: expected a whole number" % path, r.stderr)
+        self.assertIn("%s:5: databse: unknown section" % path, r.stderr)
+
+
+class ServeTest(unittest.TestCase):
+    def setUp(self):
+        self.db = h.create_database("serve")
+        h.migrate(self.db)
+        self.gw = h.Gateway(self.db).start()
+
+    def tearDown(self):
+        self.gw.stop()
+
+    def test_health_ready_and_metrics(self):
+        self.assertEqual(self.gw.get("/healthz")[0], 200)
+        self.assertEqual(self.gw.get("/readyz")[0], 200)
+        status, headers, body = self.gw.get("/metrics")
+        self.assertEqual(status, 200)
+        self.assertTrue(headers["Content-Type"].startswith("text/plain"))
+        for name in ("medgate_uptime_seconds", "medgate_http_open_connections",
+                     'medgate_http_requests_total{route="readyz",code="200"}',
+                     "medgate_http_request_duration_seconds_bucket",
+                     "medgate_db_connections", "medgate_db_errors_total"):
+            self.assertIn(name, body)
+
+    def test_unknown_path_gets_operation_outcome(self):
+        status, headers, body = self.gw.get("/fhir/Nope")
+        self.assertEqual(status, 404)
+        self.assertIn('"resourceType":"OperationOutcome"', body.replace(" ", ""))
+
+    def test_sigterm_drains_and_exits_zero(self):
+        self.assertEqual(self.gw.stop(signal.SIGTERM), 0)
+        self.assertIn("draining", self.gw.read_log())
+        self.assertIn("stopped", self.gw.read_log())
+
+    def test_not_ready_when_schema_is_behind(self):
+        h.psql(self.db, "DELETE FROM schema_migrations WHERE version = "
+               "(SELECT max(version) FROM schema_migrations)")
+        gw = h.Gateway(self.db, mllp=False).start(wait_ready=False)
+        try:
+            status, _, body = gw.get("/readyz")
+            self.assertEqual(status, 503)
+            self.assertIn("schema", body)
+        finally:
+            gw.stop()
+
+
+class DatabaseOutageTest(unittest.TestCase):
+    """Stops the test cluster itself, so it runs in its own cluster."""
+
+    def test_readyz_follows_the_database_and_recovers(self):
+        own = h.tempfile.mkdtemp(prefix="medgate-outage-")
+        sock = subprocess.run([h.PG_SH, "start", own], check=True, capture_output=True,
+                              text=True).stdout.strip()
+        saved = os.environ.get("MEDGATE_TEST_PGHOST")
+        os.environ["MEDGATE_TEST_PGHOST"] = sock
+        try:
+            db = h.create_database("outage")
+            h.migrate(db)
+            gw = h.Gateway(db, config={"database": {"reconnect_max_ms": 500}}).start()
+            try:
+                self.assertEqual(gw.get("/readyz")[0], 200)
+                subprocess.run([h.PG_SH, "stop", own], check=True, capture_output=True)
+                status = self.wait_status(gw, 503)
+                self.assertEqual(status, 503)
+                self.assertIsNone(gw.proc.poll(), "gateway died with the database")
+                # An HL7 message now is not acknowledged AA: no ACK, connection closed.
+                with socket.create_connection(("127.0.0.1", gw.mllp_port), timeout=10) as s:
+                    s.sendall(b"\x0bMSH|^~\\&|A|B|C|D|20240101||ADT^A01|DOWN1|P|2.5\rPID|1||1\x1c\r")
+                    data = s.recv(4096)
+                    self.assertNotIn(b"MSA|AA", data)
+                subprocess.run([h.PG_SH, "start", own], check=True, capture_output=True)
+                self.assertEqual(self.wait_status(gw, 200), 200)
+                self.assertEqual(gw.stop(), 0)
+            finally:
+                if gw.proc is not None:
+                    gw.stop()
+        finally:
+            if saved is None:
+                os.environ.pop("MEDGATE_TEST_PGHOST", None)
+            else:
+                os.environ["MEDGATE_TEST_PGHOST"] = saved
+            subprocess.run([h.PG_SH, "stop", own], capture_output=True)
+            subprocess.run(["rm", "-rf", own])
+
+    @staticmethod
+    def wait_status(gw, want, timeout=30):
+        deadline = time.time() + timeout
+        status = None
+        while time.time() < deadline:
+            try:
+                status = gw.get("/readyz", timeout=2)[0]
+            except OSError:
+                status = None
+            if status == want:
+                return status
+            time.sleep(0.1)
+        return status
+
+
+if __name__ == "__main__":
+    h.main()

@@ -1,0 +1,254 @@
+"""HL7 v2 over MLLP end to end: real clients (Debian's mllp_send and
+`medgate send`) against the real gateway and PostgreSQL. Every supported
+message of the corpus is acknowledged AA, every unsupported one AR with a
+reason, malformed ones AE/AR with an ERR that points at the fault, and each
+is in hl7_messages and sync_logs exactly once."""
+import glob
+import os
+import socket
+import subprocess
+import tempfile
+import unittest
+
+import harness as h
+
+CORPUS = sorted(glob.glob(os.path.join(h.TESTDATA, "hl7v2", "*", "*.hl7")))
+SUPPORTED = {"ADT": {"A01", "A04", "A08", "A28", "A31", "A40"},
+             "ORM": {"O01"}, "OMI": {"O23"}, "ORU": {"R01"}}
+
+
+def msh_of(path):
+    """(MSH-9.1, MSH-9.2, MSH-10) read straight from the file."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    first = data.replace(b"\r\n", b"\r").replace(b"\n", b"\r").split(b"\r")[0]
+    fs = first[3:4]
+    fields = first.split(fs)
+    comp = fields[1][0:1]
+    t = fields[8].split(comp)
+    return t[0].decode(), t[1].decode() if len(t) > 1 else "", fields[9].decode()
+
+
+def expected_code(path):
+    mtype, trigger, _ = msh_of(path)
+    return "AA" if trigger in SUPPORTED.get(mtype, ()) else "AR"
+
+
+def wire_copy(path, directory):
+    """What an MLLP sender puts on the wire: no BOM, CR segment ends."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    data = data.replace(b"\r\n", b"\r").replace(b"\n", b"\r").rstrip(b"\r")
+    out = os.path.join(directory, os.path.basename(path))
+    with open(out, "wb") as f:
+        f.write(data.replace(b"\r", b"\n") + b"\n")  # LF file for --loose
+    return out
+
+
+def mllp_exchange(port, payload, timeout=10):
+    """Sends one frame and returns the ACK payload (bytes)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(b"\x0b" + payload + b"\x1c\r")
+        buf = b""
+        while not buf.endswith(b"\x1c\r"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    return buf.strip(b"\x0b\x1c\r")
+
+
+def segments(ack):
+    return {seg.split(b"|")[0].decode(): seg.decode("latin-1").split("|")
+            for seg in ack.split(b"\r") if seg}
+
+
+class CorpusTest(unittest.TestCase):
+    def setUp(self):
+        self.db = h.create_database("mllp")
+        h.migrate(self.db)
+        # Original mode: several corpus files set MSH-15/16 (even NE) but a
+        # test client waits for one ACK each; enhanced mode is tested below.
+        port = h.free_port()
+        self.gw = h.Gateway(self.db, config={"mllp": {"listeners": [
+            {"name": "test", "port": port, "ack_mode": "original",
+             "senders": [{"organization_id": h.DEMO_ORG}]}]}})
+        self.gw.mllp_port = port
+        self.gw.start()
+        self.tmp = tempfile.mkdtemp()
+
+    def tearDown(self):
+        self.gw.stop()
+
+    def forget_messages(self):
+        """Several corpus files reuse one sender and MSH-10 (MSG00001...):
+        start each file afresh so duplicate detection does not apply."""
+        h.psql(self.db, "TRUNCATE hl7_messages, sync_logs CASCADE")
+
+    def check_stored_once(self, path):
+        _, _, control_id = msh_of(path)
+        n = h.scalar(self.db, "SELECT count(*) FROM hl7_messages WHERE control_id = :'p1'", control_id)
+        logs = h.scalar(self.db, "SELECT count(*) FROM sync_logs WHERE external_id = :'p1'", control_id)
+        self.assertEqual((n, logs), ("1", "1"), path)
+        row = h.psql(self.db, "SELECT status, ack_code, octet_length(raw) > 0, listener "
+                     "FROM hl7_messages WHERE control_id = :'p1'", control_id)[0]
+        want = expected_code(path)
+        self.assertEqual(row[1], want, path)
+        self.assertEqual(row[0], "received" if want == "AA" else "rejected", path)
+        self.assertEqual(row[2:], ["t", "test"])
+
+    def test_corpus_through_mllp_send(self):
+        self.assertGreater(len(CORPUS), 35)
+        for path in CORPUS:
+            with self.subTest(path=os.path.basename(path)):
+                self.forget_messages()
+                r = subprocess.run(["mllp_send", "--loose", "-p", str(self.gw.mllp_port),
+                                    "-f", wire_copy(path, self.tmp), "127.0.0.1"],
+                                   capture_output=True, timeout=30)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                ack = r.stdout.replace(b"\n", b"\r")
+                seg = segments(ack)
+                self.assertEqual(seg["MSA"][1], expected_code(path))
+                self.assertEqual(seg["MSA"][2], msh_of(path)[2])
+                if expected_code(path) == "AR":
+                    self.assertIn("ERR", seg)
+                    self.assertIn("not supported", ack.decode("latin-1"))
+                self.check_stored_once(path)
+
+    def test_corpus_through_medgate_send(self):
+        for path in CORPUS:
+            with self.subTest(path=os.path.basename(path)):
+                self.forget_messages()
+                r = h.run_medgate("send", "--port", str(self.gw.mllp_port), "--quiet", path)
+                want = expected_code(path)
+                self.assertEqual(r.returncode, 0 if want == "AA" else 1, r.stdout + r.stderr)
+                self.assertIn(" %s" % want, r.stdout)
+                self.check_stored_once(path)
+
+
+MSG = ("MSH|^~\\&|RIS|RAD|MEDGATE|HOSP|20240101120000||ADT^A01^ADT_A01|{cid}|P|2.5.1{extra}\r"
+       "EVN|A01|20240101120000\r"
+       "PID|1||{mrn}^^^HOSP^MR||Doe^Jane||19800101|F\r"
+       "PV1|1|O\r")
+
+
+def msg(cid, mrn="123", extra=""):
+    return MSG.format(cid=cid, mrn=mrn, extra=extra).encode()
+
+
+class AckRulesTest(unittest.TestCase):
+    def setUp(self):
+        self.db = h.create_database("ack")
+        h.migrate(self.db)
+        self.gw = h.Gateway(self.db, config={"mllp": {"listeners": [
+            {"name": "test", "port": h.free_port(), "senders": [
+                {"application": "*", "facility": "RAD", "organization_id": h.DEMO_ORG}]}]}})
+        self.gw.mllp_port = self.gw.conf["mllp"]["listeners"][0]["port"]
+        self.gw.start()
+
+    def tearDown(self):
+        self.gw.stop()
+
+    def test_repeated_message_gets_the_original_ack_and_is_stored_once(self):
+        first = mllp_exchange(self.gw.mllp_port, msg("DUP-1"))
+        again = mllp_exchange(self.gw.mllp_port, msg("DUP-1"))
+        self.assertEqual(segments(first)["MSA"][1], "AA")
+        self.assertEqual(first, again)  # byte for byte, its MSH-10 included
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM hl7_messages WHERE control_id='DUP-1'"), "1")
+        self.assertEqual(h.psql(self.db, "SELECT status FROM sync_logs WHERE external_id='DUP-1' ORDER BY id"),
+                         [["committed"], ["duplicate"]])
+
+    def test_same_control_id_different_payload_is_ae_205_and_kept(self):
+        mllp_exchange(self.gw.mllp_port, msg("DUP-2", mrn="1"))
+        ack = mllp_exchange(self.gw.mllp_port, msg("DUP-2", mrn="2"))
+        seg = segments(ack)
+        self.assertEqual(seg["MSA"][1], "AE")
+        self.assertTrue(seg["ERR"][3].startswith("205^"))
+        self.assertTrue(seg["ERR"][2].startswith("MSH^1^10"), seg["ERR"])
+        rows = h.psql(self.db, "SELECT status, duplicate_of IS NOT NULL, position('|2^^^' in convert_from(raw, 'UTF8')) > 0 "
+                      "FROM hl7_messages WHERE control_id='DUP-2' ORDER BY received_at")
+        self.assertEqual(rows, [["received", "f", "f"], ["duplicate", "t", "t"]])
+
+    def test_unknown_sender_is_rejected_and_stored(self):
+        payload = msg("SND-1").replace(b"|RIS|RAD|", b"|RIS|OTHER|")
+        seg = segments(mllp_exchange(self.gw.mllp_port, payload))
+        self.assertEqual(seg["MSA"][1], "AR")
+        self.assertIn("sender not accepted", "|".join(seg["ERR"]))
+        self.assertEqual(h.scalar(self.db, "SELECT status FROM hl7_messages WHERE control_id='SND-1'"), "rejected")
+
+    def test_malformed_content_gets_ae_with_err_at_the_field(self):
+        payload = msg("BAD-1").replace(b"Doe^Jane", b"Doe^J\xffne")  # not UTF-8/ASCII
+        seg = segments(mllp_exchange(self.gw.mllp_port, payload))
+        self.assertEqual(seg["MSA"][1], "AE")
+        self.assertTrue(seg["ERR"][2].startswith("PID^1^5"), seg["ERR"])
+        self.assertTrue(seg["ERR"][3].startswith("102^"), seg["ERR"])
+        row = h.psql(self.db, "SELECT status, error_location, error IS NOT NULL FROM hl7_messages "
+                     "WHERE control_id='BAD-1'")[0]
+        self.assertEqual(row[0], "failed")
+        self.assertTrue(row[1].startswith("PID^1^5"))
+
+    def test_unsupported_version_is_ar_203(self):
+        seg = segments(mllp_exchange(self.gw.mllp_port, msg("VER-1").replace(b"|P|2.5.1", b"|P|9.9")))
+        self.assertEqual(seg["MSA"][1], "AR")
+        self.assertTrue(seg["ERR"][3].startswith("203^"))
+
+    def test_no_msh_is_rejected(self):
+        ack = mllp_exchange(self.gw.mllp_port, b"PID|1||123\r")
+        self.assertIn(b"MSA|AR", ack)
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM hl7_messages WHERE status='rejected'"), "1")
+
+    def test_enhanced_mode_answers_ca(self):
+        seg = segments(mllp_exchange(self.gw.mllp_port, msg("ENH-1", extra="|||AL|NE")))
+        self.assertEqual(seg["MSA"][1], "CA")
+        self.assertEqual(seg["MSA"][2], "ENH-1")
+
+    def test_enhanced_mode_ne_stores_without_ack(self):
+        with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=1) as s:
+            s.sendall(b"\x0b" + msg("ENH-NE", extra="|||NE|NE") + b"\x1c\r")
+            with self.assertRaises(socket.timeout):
+                s.recv(100)
+        self.assertEqual(h.scalar(self.db, "SELECT status FROM hl7_messages WHERE control_id='ENH-NE'"),
+                         "received")
+
+    def test_ack_swaps_apps_and_echoes_version(self):
+        seg = segments(mllp_exchange(self.gw.mllp_port, msg("SWP-1")))
+        self.assertEqual(seg["MSH"][2:6], ["MEDGATE", "HOSP", "RIS", "RAD"])
+        self.assertEqual(seg["MSH"][8], "ACK^A01^ACK")
+        self.assertEqual(seg["MSH"][11], "2.5.1")
+        self.assertNotEqual(seg["MSH"][9], "SWP-1")
+
+    def test_several_frames_in_one_write_are_answered_in_order(self):
+        with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=10) as s:
+            s.sendall(b"junk" + b"".join(b"\x0b" + msg("ORD-%d" % i) + b"\x1c\r" for i in range(20)))
+            buf = b""
+            while buf.count(b"\x1c\r") < 20:
+                buf += s.recv(65536)
+        acks = [segments(a.strip(b"\x0b"))["MSA"][2] for a in buf.split(b"\x1c\r") if a]
+        self.assertEqual(acks, ["ORD-%d" % i for i in range(20)])
+
+    def test_oversize_frame_is_refused_and_connection_closed(self):
+        self.gw.stop()
+        self.gw = h.Gateway(self.db, config={"mllp": {"listeners": [
+            {"name": "small", "port": h.free_port(), "max_frame_bytes": 1024,
+             "senders": [{"organization_id": h.DEMO_ORG}]}]}})
+        self.gw.mllp_port = self.gw.conf["mllp"]["listeners"][0]["port"]
+        self.gw.start()
+        big = msg("BIG-1") + b"OBX|1|TX|||" + b"x" * 5000 + b"\r"
+        with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=10) as s:
+            s.sendall(b"\x0b" + big + b"\x1c\r")
+            buf = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        self.assertIn(b"MSA|AR|BIG-1", buf)
+        self.assertIn(b"max_frame_bytes", buf)
+
+
+if __name__ == "__main__":
+    h.main()

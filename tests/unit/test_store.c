@@ -1,0 +1,1102 @@
+/* Unit tests for store: the asynchronous PostgreSQL pool, against a real
+ * PostgreSQL (no mocks). MEDGATE_TEST_PGHOST names the socket directory of
+ * a running cluster (user postgres, trust); without it the tests start a
+ * private cluster with deploy/pg.sh and stop it at the end. Every run uses
+ * a fresh database, medgate_test_store_<pid>, set up and inspected with
+ * blocking libpq (fine in tests; never on the loop in the product). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "core/alloc.h"
+#include "core/buf.h"
+#include "core/clock.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "store/store.h"
+
+static char pg_host[512];  /* socket directory */
+static char pg_dir[256];   /* our own cluster's folder; "" if external */
+static char db_name[64];
+static char conninfo[1024];
+
+/* ---- blocking helpers (tests only) ---- */
+
+static PGconn *
+admin_connect(const char *db)
+{
+    char ci[1024];
+    PGconn *pg;
+
+    snprintf(ci, sizeof(ci), "host=%s user=postgres dbname=%s", pg_host, db);
+    pg = PQconnectdb(ci);
+    if (PQstatus(pg) != CONNECTION_OK) {
+        fprintf(stderr, "admin connect: %s", PQerrorMessage(pg));
+        PQfinish(pg);
+        return NULL;
+    }
+    return pg;
+}
+
+/* Runs sql on db; returns the first value of the result, or "" (static). */
+static const char *
+admin_exec(const char *db, const char *sql)
+{
+    static char value[256];
+    PGconn *pg = admin_connect(db);
+    PGresult *res;
+    ExecStatusType st;
+
+    value[0] = '\0';
+    if (pg == NULL)
+        fail_msg("cannot connect to %s", db);
+    res = PQexec(pg, sql);
+    st = PQresultStatus(res);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        fprintf(stderr, "admin: %s: %s", sql, PQerrorMessage(pg));
+        PQclear(res);
+        PQfinish(pg);
+        fail_msg("admin statement failed");
+    }
+    if (st == PGRES_TUPLES_OK && PQntuples(res) > 0)
+        snprintf(value, sizeof(value), "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    PQfinish(pg);
+    return value;
+}
+
+static const char *
+admin_execf(const char *db, const char *fmt, ...) MG_PRINTF(2, 3);
+
+static const char *
+admin_execf(const char *db, const char *fmt, ...)
+{
+    char sql[2048];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof(sql), fmt, ap);
+    va_end(ap);
+    return admin_exec(db, sql);
+}
+
+static int
+pg_script(const char *verb, char *out, size_t size)
+{
+    char cmd[1024];
+    FILE *f;
+    int rc;
+
+    snprintf(cmd, sizeof(cmd), "%s/deploy/pg.sh %s %s", MG_SOURCE_DIR, verb,
+             pg_dir);
+    f = popen(cmd, "r");
+    if (f == NULL)
+        return -1;
+    if (out != NULL && fgets(out, (int)size, f) != NULL)
+        out[strcspn(out, "\n")] = '\0';
+    while (fgetc(f) != EOF)
+        ;
+    rc = pclose(f);
+    return rc == 0 ? 0 : -1;
+}
+
+static int
+group_setup(void **state)
+{
+    const char *env = getenv("MEDGATE_TEST_PGHOST");
+
+    (void)state;
+    mg_log_set_level("error"); /* expected connection failures are noisy */
+    if (env != NULL && *env != '\0') {
+        snprintf(pg_host, sizeof(pg_host), "%s", env);
+    } else {
+        snprintf(pg_dir, sizeof(pg_dir), "/tmp/mg-test-store-XXXXXX");
+        if (mkdtemp(pg_dir) == NULL ||
+            pg_script("start", pg_host, sizeof(pg_host)) < 0) {
+            fprintf(stderr, "cannot start PostgreSQL in %s\n", pg_dir);
+            return -1;
+        }
+    }
+    snprintf(db_name, sizeof(db_name), "medgate_test_store_%d", (int)getpid());
+    admin_execf("postgres", "DROP DATABASE IF EXISTS %s", db_name);
+    admin_execf("postgres", "CREATE DATABASE %s", db_name);
+    snprintf(conninfo, sizeof(conninfo), "host=%s user=postgres dbname=%s",
+             pg_host, db_name);
+    return 0;
+}
+
+static int
+group_teardown(void **state)
+{
+    char cmd[512];
+
+    (void)state;
+    admin_execf("postgres", "DROP DATABASE IF EXISTS %s WITH (FORCE)",
+                db_name);
+    if (pg_dir[0] != '\0') {
+        pg_script("stop", NULL, 0);
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", pg_dir);
+        if (system(cmd) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- loop helpers ---- */
+
+struct fixture {
+    uv_loop_t loop;
+    struct mg_store *store;
+    long live_before;
+    bool closed;
+};
+
+static void
+on_tick(uv_timer_t *t)
+{
+    (void)t; /* only bounds each uv_run(UV_RUN_ONCE) */
+}
+
+/* Runs the loop until pred(arg) or ms elapse; returns pred(arg). */
+static bool
+run_until(uv_loop_t *loop, bool (*pred)(void *), void *arg, unsigned ms)
+{
+    uint64_t end = mg_clock_mono_us() + (uint64_t)ms * 1000;
+    uv_timer_t tick;
+    bool ok;
+
+    uv_timer_init(loop, &tick);
+    uv_timer_start(&tick, on_tick, 10, 10);
+    while (!(ok = pred(arg)) && mg_clock_mono_us() < end)
+        uv_run(loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+    return ok;
+}
+
+static bool
+never(void *arg)
+{
+    (void)arg;
+    return false;
+}
+
+static void
+run_for(uv_loop_t *loop, unsigned ms)
+{
+    run_until(loop, never, NULL, ms);
+}
+
+static bool
+flag_set(void *arg)
+{
+    return *(bool *)arg;
+}
+
+static bool
+store_ready(void *arg)
+{
+    return mg_store_ready(arg);
+}
+
+static bool
+store_not_ready(void *arg)
+{
+    return !mg_store_ready(arg);
+}
+
+static bool
+store_some_up(void *arg)
+{
+    struct mg_store_stats st;
+
+    mg_store_stats(arg, &st);
+    return st.up > 0;
+}
+
+static struct mg_store_options
+default_options(void)
+{
+    return (struct mg_store_options){
+        .conninfo = conninfo,
+        .pool_size = 2,
+        .queue_max = 64,
+        .reconnect_max_ms = 300,
+        .application_name = "medgate-test",
+        .statement_timeout_ms = 30000,
+    };
+}
+
+static void
+fixture_open(struct fixture *f, const struct mg_store_options *opts)
+{
+    memset(f, 0, sizeof(*f));
+    f->live_before = mg_alloc_live();
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    assert_int_equal(mg_store_open(&f->loop, opts, &f->store), MG_OK);
+}
+
+static void
+fixture_open_ready(struct fixture *f, const struct mg_store_options *opts)
+{
+    fixture_open(f, opts);
+    assert_true(run_until(&f->loop, store_ready, f->store, 5000));
+}
+
+static void
+on_store_closed(void *ud)
+{
+    *(bool *)ud = true;
+}
+
+/* Closes the store, drains the loop and checks nothing is left. */
+static void
+fixture_close(struct fixture *f)
+{
+    mg_store_close(f->store, on_store_closed, &f->closed);
+    assert_true(run_until(&f->loop, flag_set, &f->closed, 5000));
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    assert_int_equal(mg_alloc_live(), f->live_before);
+}
+
+/* ---- result collection ---- */
+
+struct result {
+    bool done;
+    int calls;
+    int rc;
+    char value[128];   /* first column of the first row */
+    char sqlstate[8];
+    char cmd[32];      /* PQcmdStatus */
+};
+
+static void
+on_result(int rc, PGresult *res, void *ud)
+{
+    struct result *r = ud;
+
+    r->done = true;
+    r->calls++;
+    r->rc = rc;
+    if (res == NULL)
+        return;
+    snprintf(r->cmd, sizeof(r->cmd), "%s", PQcmdStatus(res));
+    if (rc == MG_OK && PQntuples(res) > 0)
+        snprintf(r->value, sizeof(r->value), "%s",
+                 PQgetisnull(res, 0, 0) ? "(null)" : PQgetvalue(res, 0, 0));
+    if (rc == MG_EDB && PQresultErrorField(res, PG_DIAG_SQLSTATE))
+        snprintf(r->sqlstate, sizeof(r->sqlstate), "%s",
+                 PQresultErrorField(res, PG_DIAG_SQLSTATE));
+}
+
+static bool
+result_done(void *arg)
+{
+    return ((struct result *)arg)->done;
+}
+
+/* Runs one statement and waits; checks the callback came from the loop. */
+static void
+query_wait(struct fixture *f, const char *stmt, const char *sql, int n,
+           const char *const *values, const int *lengths, struct result *r)
+{
+    memset(r, 0, sizeof(*r));
+    assert_int_equal(mg_store_query(f->store, stmt, sql, n, values, lengths,
+                                    on_result, r),
+                     MG_OK);
+    assert_false(r->done); /* never synchronous */
+    assert_true(run_until(&f->loop, result_done, r, 10000));
+    assert_int_equal(r->calls, 1);
+}
+
+struct txstate {
+    bool begun;
+    int rc;
+    struct mg_store_tx *tx;
+};
+
+static void
+on_begin(int rc, struct mg_store_tx *tx, void *ud)
+{
+    struct txstate *t = ud;
+
+    t->begun = true;
+    t->rc = rc;
+    t->tx = tx;
+}
+
+static bool
+tx_begun(void *arg)
+{
+    return ((struct txstate *)arg)->begun;
+}
+
+static struct mg_store_tx *
+begin_wait(struct fixture *f)
+{
+    struct txstate t = {0};
+
+    assert_int_equal(mg_store_begin(f->store, on_begin, &t), MG_OK);
+    assert_false(t.begun);
+    assert_true(run_until(&f->loop, tx_begun, &t, 5000));
+    assert_int_equal(t.rc, MG_OK);
+    assert_non_null(t.tx);
+    return t.tx;
+}
+
+static void
+tx_query_wait(struct fixture *f, struct mg_store_tx *tx, const char *sql,
+              struct result *r)
+{
+    memset(r, 0, sizeof(*r));
+    assert_int_equal(
+        mg_store_tx_query(tx, NULL, sql, 0, NULL, NULL, on_result, r), MG_OK);
+    assert_true(run_until(&f->loop, result_done, r, 10000));
+}
+
+static void
+tx_end_wait(struct fixture *f, struct mg_store_tx *tx, bool commit,
+            struct result *r)
+{
+    memset(r, 0, sizeof(*r));
+    assert_int_equal(commit ? mg_store_tx_commit(tx, on_result, r)
+                            : mg_store_tx_rollback(tx, on_result, r),
+                     MG_OK);
+    assert_false(r->done);
+    assert_true(run_until(&f->loop, result_done, r, 10000));
+    assert_int_equal(r->calls, 1);
+}
+
+/* ---- tests ---- */
+
+static void
+test_store_query_params_and_prepared(void **state)
+{
+    struct mg_store_options o = default_options();
+    struct fixture f;
+    struct result r;
+    char a[8], b[8];
+    const char *vals[2] = {a, b};
+    const char *sliced[2] = {"12345", NULL};
+    const int lens[2] = {2, 0};
+
+    (void)state;
+    /* Registered before open: prepared on connect. */
+    fixture_open(&f, &o);
+    assert_int_equal(mg_store_prepare(f.store, "add",
+                                      "SELECT $1::int + $2::int", 2),
+                     MG_OK);
+    assert_true(run_until(&f.loop, store_ready, f.store, 5000));
+
+    snprintf(a, sizeof(a), "2");
+    snprintf(b, sizeof(b), "3");
+    query_wait(&f, "add", NULL, 2, vals, NULL, &r);
+    assert_int_equal(r.rc, MG_OK);
+    assert_string_equal(r.value, "5");
+
+    /* Plain SQL with parameters: lengths cut values, NULL is SQL NULL. */
+    query_wait(&f, NULL, "SELECT $1::text || coalesce($2, '-')", 2, sliced,
+               lens, &r);
+    assert_int_equal(r.rc, MG_OK);
+    assert_string_equal(r.value, "12-");
+
+    /* Registered after open: prepared at first use on each connection. */
+    assert_int_equal(mg_store_prepare(f.store, "mul",
+                                      "SELECT $1::int * $2::int", 2),
+                     MG_OK);
+    for (int i = 0; i < 4; i++) {
+        snprintf(a, sizeof(a), "%d", i);
+        query_wait(&f, "mul", NULL, 2, vals, NULL, &r);
+        assert_int_equal(r.rc, MG_OK);
+        assert_int_equal(atoi(r.value), i * 3);
+    }
+    /* A statement without a result set. */
+    query_wait(&f, NULL, "SET LOCAL work_mem = '8MB'", 0, NULL, NULL, &r);
+    assert_int_equal(r.rc, MG_OK);
+    assert_string_equal(r.cmd, "SET");
+    fixture_close(&f);
+}
+
+static void
+test_store_prepare_before_table_exists(void **state)
+{
+    struct mg_store_options o = default_options();
+    struct fixture f;
+    struct result r;
+    const char *v[1] = {"7"};
+
+    (void)state;
+    admin_exec(db_name, "DROP TABLE IF EXISTS t_late");
+    fixture_open(&f, &o);
+    assert_int_equal(mg_store_prepare(f.store, "late_ins",
+                                      "INSERT INTO t_late VALUES ($1::int)",
+                                      1),
+                     MG_OK);
+    /* Its preparation fails at connect; the pool is up anyway. */
+    assert_true(run_until(&f.loop, store_ready, f.store, 5000));
+    query_wait(&f, "late_ins", NULL, 1, v, NULL, &r);
+    assert_int_equal(r.rc, MG_EDB);
+    assert_string_equal(r.sqlstate, "42P01");
+    /* Once the table exists (a migration ran) it prepares at use. */
+    admin_exec(db_name, "CREATE TABLE t_late (id int)");
+    query_wait(&f, "late_ins", NULL, 1, v, NULL, &r);
+    assert_int_equal(r.rc, MG_OK);
+    assert_string_equal(admin_exec(db_name, "SELECT count(*) FROM t_late"),
+                        "1");
+    fixture_close(&f);
+}
+
+struct many {
+    int expect;
+    int rc;
+    long value;
+    int *done;
+};
+
+static void
+on_many(int rc, PGresult *res, void *ud)
+{
+    struct many *m = ud;
+
+    m->rc = rc;
+    if (rc == MG_OK)
+        m->value = atol(PQgetvalue(res, 0, 0));
+    (*m->done)++;
+}
+
+struct count_goal {
+    int *n;
+    int goal;
+};
+
+static bool
+count_reached(void *arg)
+{
+    struct count_goal *g = arg;
+
+    return *g->n >= g->goal;
+}
+
+static void
+test_store_query_thousand_concurrent(void **state)
+{
+    struct mg_store_options o = default_options();
+    enum { N = 1000 };
+    struct many *m = calloc(N, sizeof(*m));
+    struct fixture f;
+    int done = 0;
+    struct count_goal goal = {&done, N};
+    struct mg_store_stats st;
+
+    (void)state;
+    assert_non_null(m);
+    o.pool_size = 4;
+    o.queue_max = N;
+    fixture_open_ready(&f, &o);
+    assert_int_equal(mg_store_prepare(f.store, "double",
+                                      "SELECT $1::int * 2", 1),
+                     MG_OK);
+    for (int i = 0; i < N; i++) {
+        char buf[16]; /* reused: the pool must copy */
+        const char *v[1] = {buf};
+
+        snprintf(buf, sizeof(buf), "%d", i);
+        m[i].expect = i * 2;
+        m[i].rc = 1;
+        m[i].done = &done;
+        assert_int_equal(mg_store_query(f.store, i % 2 ? "double" : NULL,
+                                        "SELECT $1::int * 2", 1, v, NULL,
+                                        on_many, &m[i]),
+                         MG_OK);
+    }
+    assert_int_equal(done, 0);
+    mg_store_stats(f.store, &st);
+    assert_int_equal(st.queue_length, N);
+    assert_true(run_until(&f.loop, count_reached, &goal, 60000));
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(m[i].rc, MG_OK);
+        assert_int_equal(m[i].value, m[i].expect);
+    }
+    assert_int_equal(done, N);
+    mg_store_stats(f.store, &st);
+    assert_int_equal(st.queue_length, 0);
+    assert_int_equal(st.up, 4);
+    assert_int_equal(st.errors_total, 0);
+    free(m);
+    fixture_close(&f);
+}
+
+static void
+test_store_queue_full_busy(void **state)
+{
+    struct mg_store_options o = default_options();
+    struct result r[10];
+    struct fixture f;
+    int ok = 0, busy = 0;
+
+    (void)state;
+    o.pool_size = 1;
+    o.queue_max = 5;
+    fixture_open_ready(&f, &o);
+    memset(r, 0, sizeof(r));
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(mg_store_query(f.store, NULL, "SELECT 1", 0, NULL,
+                                        NULL, on_result, &r[i]),
+                         MG_OK);
+    for (int i = 0; i < 10; i++)
+        assert_false(r[i].done); /* MG_EBUSY comes from the loop too */
+    assert_true(run_until(&f.loop, result_done, &r[9], 5000));
+    assert_true(run_until(&f.loop, result_done, &r[4], 5000));
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(r[i].calls, 1);
+        ok += r[i].rc == MG_OK;
+        busy += r[i].rc == MG_EBUSY;
+        assert_int_equal(r[i].rc, i < 5 ? MG_OK : MG_EBUSY);
+    }
+    assert_int_equal(ok, 5);
+    assert_int_equal(busy, 5);
+    fixture_close(&f);
+}
+
+static void
+test_store_queue_timeout(void **state)
+{
+    struct mg_store_options o = default_options();
+    struct result slow, waiting;
+    struct fixture f;
+
+    (void)state;
+    o.pool_size = 1;
+    o.queue_timeout_ms = 100;
+    fixture_open_ready(&f, &o);
+    memset(&slow, 0, sizeof(slow));
+    memset(&waiting, 0, sizeof(waiting));
+    assert_int_equal(mg_store_query(f.store, NULL, "SELECT pg_sleep(0.5)", 0,
+                                    NULL, NULL, on_result, &slow),
+                     MG_OK);
+    run_for(&f.loop, 20); /* the slow one leaves the queue */
+    assert_int_equal(mg_store_query(f.store, NULL, "SELECT 1", 0, NULL, NULL,
+                                    on_result, &waiting),
+                     MG_OK);
+    assert_true(run_until(&f.loop, result_done, &waiting, 2000));
+    assert_int_equal(waiting.rc, MG_ETIMEDOUT);
+    assert_false(slow.done);
+    assert_true(run_until(&f.loop, result_done, &slow, 2000));
+    assert_int_equal(slow.rc, MG_OK);
+    fixture_close(&f);
+}
+
+static void
+test_store_tx_commit_and_rollback(void **state)
+{
+    struct mg_store_options o = default_options();
+    struct mg_store_tx *tx;
+    struct fixture f;
+    struct result r, r2;
+    const char *v[1] = {"42"};
+
+    (void)state;
+    admin_exec(db_name, "DROP TABLE IF EXISTS t_tx");
+    admin_exec(db_name, "CREATE TABLE t_tx (id int primary key)");
+    fixture_open_ready(&f, &o);
+
+    /* Commit: visible to other sessions. Calls may be queued at once. */
+    tx = begin_wait(&f);
+    memset(&r, 0, sizeof(r));
+    memset(&r2, 0, sizeof(r2));
+    assert_int_equal(mg_store_tx_query(tx, NULL,
+                                       "INSERT INTO t_tx VALUES ($1::int)", 1,
+                                       v, NULL, on_result, &r),
+                     MG_OK);
+    assert_int_equal(mg_store_tx_query(tx, NULL,
+                                       "INSERT INTO t_tx VALUES (43)", 0, NULL,
+                                       NULL, on_result, &r2),
+                     MG_OK);
+    /* Not visible before the commit. */
+    assert_true(run_until(&f.loop, result_done, &r2, 5000));
+    assert_int_equal(r.rc, MG_OK);
+    assert_int_equal(r2.rc, MG_OK);
+    assert_string_equal(admin_exec(db_name, "SELECT count(*) FROM t_tx"), "0");
+    tx_end_wait(&f, tx, true, &r);
+    assert_int_equal(r.rc, MG_OK);
+    assert_string_equal(r.cmd, "COMMIT");
+    assert_string_equal(admin_exec(db_name, "SELECT count(*) FROM t_tx"), "2");
+
+    /* Rollback: not visible. A savepoint undoes part of a transaction. */
+    tx = begin_wait(&f);
+    tx_query_wait(&f, tx, "INSERT INTO t_tx VALUES (1)", &r);
+    assert_int_equal(r.rc, MG_OK);
+    tx_end_wait(&f, tx, false, &r);
+    assert_int_equal(r.rc, MG_OK);
+    query_wait(&f, NULL, "SELECT count(*) FROM t_tx WHERE id = 1", 0, NULL,
+               NULL, &r);
+    assert_string_equal(r.value, "0");
+
+    tx = begin_wait(&f);
+    tx_query_wait(&f, tx, "INSERT INTO t_tx VALUES (2)", &r);
+    tx_query_wait(&f, tx, "SAVEPOINT a", &r);
+    assert_int_equal(r.rc, MG_OK);
+    tx_query_wait(&f, tx, "INSERT INTO t_tx VALUES (2)", &r);
+    assert_int_equal(r.rc, MG_EDB);
+    assert_string_equal(r.sqlstate, "23505");
+    tx_query_wait(&f, tx, "ROLLBACK TO SAVEPOINT a", &r);
+    assert_int_equal(r.rc, MG_OK);
+    tx_query_wait(&f, tx, "INSERT INTO t_tx VALUES (3)", &r);
+    assert_int_equal(r.rc, MG_OK);
+    /* Ending twice is refused; no callback for the refused call. */
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(mg_store_tx_commit(tx, on_result, &r), MG_OK);
+    assert_int_equal(mg_store_tx_rollback(tx, on_result, &r2), MG_EINVAL);
+    assert_int_equal(mg_store_tx_query(tx, NULL, "SELECT 1", 0, NULL, NULL,
+                                       on_result, &r2),
+                     MG_EINVAL);
+    assert_true(run_until(&f.loop, result_done, &r, 5000));
+    assert_int_equal(r.rc, MG_OK);
+    assert_string_equal(
+        admin_exec(db_name, "SELECT string_agg(id::text, ',' ORDER BY id) "
+                            "FROM t_tx"),
+        "2,3,42,43");
+    fixture_close(&f);
+}
+
+static void
+test_store_statement_error_sqlstate(void **state)
+{
+    struct mg_store_options o = default_options();
+    struct mg_store_tx *tx;
+    struct fixture f;
+    struct result r;
+
+    (void)state;
+    o.pool_size = 1;
+    fixture_open_ready(&f, &o);
+    query_wait(&f, NULL, "SELECT 1/0", 0, NULL, NULL, &r);
+    assert_int_equal(r.rc, MG_EDB);
+    assert_string_equal(r.sqlstate, "22012");
+    query_wait(&f, NULL, "SELECT * FROM no_such_table", 0, NULL, NULL, &r);
+    assert_int_equal(r.rc, MG_EDB);
+    assert_string_equal(r.sqlstate, "42P01");
+    /* The connection still serves. */
+    query_wait(&f, NULL, "SELECT 'ok'", 0, NULL, NULL, &r);
+    assert_int_equal(r.rc, MG_OK);
+    assert_string_equal(r.value, "ok");
+
+    /* COMMIT of an aborted transaction rolls back: not MG_OK. */
+    tx = begin_wait(&f);
+    tx_query_wait(&f, tx, "SELECT 1/0", &r);
+    assert_int_equal(r.rc, MG_EDB);
+    tx_query_wait(&f, tx, "SELECT 1", &r);
+    assert_int_equal(r.rc, MG_EDB);
+    assert_string_equal(r.sqlstate, "25P02");
+    tx_end_wait(&f, tx, true, &r);
+    assert_int_equal(r.rc, MG_EDB);
+    assert_string_equal(r.cmd, "ROLLBACK");
+
+    /* A one-shot "BEGIN" must not leak its transaction to the next user:
+     * the next statement commits on its own. */
+    admin_exec(db_name, "DROP TABLE IF EXISTS t_leak");
+    admin_exec(db_name, "CREATE TABLE t_leak (id int)");
+    query_wait(&f, NULL, "BEGIN", 0, NULL, NULL, &r);
+    assert_int_equal(r.rc, MG_OK);
+    query_wait(&f, NULL, "INSERT INTO t_leak VALUES (1)", 0, NULL, NULL, &r);
+    assert_int_equal(r.rc, MG_OK);
+    assert_string_equal(admin_exec(db_name, "SELECT count(*) FROM t_leak"),
+                        "1");
+    query_wait(&f, NULL, "SELECT 1; SELECT 2", 0, NULL, NULL, &r);
+    assert_int_equal(r.rc, MG_EDB); /* one statement per call */
+    fixture_close(&f);
+}
+
+static void
+test_store_tx_connection_killed(void **state)
+{
+    struct mg_store_options o = default_options();
+    struct mg_store_stats st;
+    struct mg_store_tx *tx;
+    struct fixture f;
+    struct result r;
+    char pid[128];
+
+    (void)state;
+    admin_exec(db_name, "DROP TABLE IF EXISTS t_kill");
+    admin_exec(db_name, "CREATE TABLE t_kill (id int)");
+    fixture_open_ready(&f, &o);
+    tx = begin_wait(&f);
+    tx_query_wait(&f, tx, "INSERT INTO t_kill VALUES (1)", &r);
+    tx_query_wait(&f, tx, "SELECT pg_backend_pid()", &r);
+    assert_int_equal(r.rc, MG_OK);
+    snprintf(pid, sizeof(pid), "%s", r.value);
+    assert_string_equal(
+        admin_execf("postgres", "SELECT pg_terminate_backend(%s)", pid), "t");
+
+    tx_query_wait(&f, tx, "SELECT 1", &r);
+    assert_int_equal(r.rc, MG_EDBDOWN);
+    tx_query_wait(&f, tx, "SELECT 2", &r);
+    assert_int_equal(r.rc, MG_EDBDOWN);
+    tx_end_wait(&f, tx, true, &r);
+    assert_int_equal(r.rc, MG_EDBDOWN); /* never sent: not committed */
+    assert_string_equal(admin_exec(db_name, "SELECT count(*) FROM t_kill"),
+                        "0");
+
+    /* The pool reconnects by itself and serves again. */
+    assert_true(run_until(&f.loop, store_ready, f.store, 5000));
+    mg_store_stats(f.store, &st);
+    for (int i = 0; i < 50 && st.up < 2; i++) {
+        run_for(&f.loop, 50);
+        mg_store_stats(f.store, &st);
+    }
+    assert_int_equal(st.up, 2);
+    assert_true(st.reconnects_total >= 1);
+    assert_true(st.errors_total >= 1);
+    for (int i = 0; i < 4; i++) {
+        query_wait(&f, NULL, "SELECT 'back'", 0, NULL, NULL, &r);
+        assert_int_equal(r.rc, MG_OK);
+        assert_string_equal(r.value, "back");
+    }
+    tx = begin_wait(&f);
+    tx_query_wait(&f, tx, "INSERT INTO t_kill VALUES (2)", &r);
+    tx_end_wait(&f, tx, true, &r);
+    assert_int_equal(r.rc, MG_OK);
+    assert_string_equal(admin_exec(db_name, "SELECT count(*) FROM t_kill"),
+                        "1");
+    fixture_close(&f);
+}
+
+static void
+test_store_commit_in_doubt(void **state)
+{
+    struct mg_store_options o = default_options();
+    struct mg_store_tx *tx;
+    struct fixture f;
+    struct result r;
+    char pid[128];
+
+    (void)state;
+    /* A deferred trigger makes COMMIT itself slow, so the connection can
+     * be killed while the COMMIT is in flight. */
+    admin_exec(db_name, "DROP TABLE IF EXISTS t_doubt");
+    admin_exec(db_name, "CREATE TABLE t_doubt (id int)");
+    admin_exec(db_name,
+               "CREATE OR REPLACE FUNCTION slow_commit() RETURNS trigger "
+               "LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(3); "
+               "RETURN NULL; END $$");
+    admin_exec(db_name, "CREATE CONSTRAINT TRIGGER t_doubt_slow AFTER INSERT "
+                        "ON t_doubt DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+                        "EXECUTE FUNCTION slow_commit()");
+    fixture_open_ready(&f, &o);
+    tx = begin_wait(&f);
+    tx_query_wait(&f, tx, "SELECT pg_backend_pid()", &r);
+    snprintf(pid, sizeof(pid), "%s", r.value);
+    tx_query_wait(&f, tx, "INSERT INTO t_doubt VALUES (1)", &r);
+    assert_int_equal(r.rc, MG_OK);
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(mg_store_tx_commit(tx, on_result, &r), MG_OK);
+    run_for(&f.loop, 300);
+    assert_false(r.done);
+    admin_execf("postgres", "SELECT pg_terminate_backend(%s)", pid);
+    assert_true(run_until(&f.loop, result_done, &r, 5000));
+    assert_int_equal(r.rc, MG_EINDOUBT);
+    fixture_close(&f);
+}
+
+static void
+on_prepare(uv_prepare_t *h)
+{
+    ++*(int *)h->data; /* one per loop iteration */
+}
+
+/* Simulates down-time on any cluster: refuse new sessions to the database
+ * and kill the pool's. */
+static void
+test_store_database_refused_and_back(void **state)
+{
+    struct mg_store_options o = default_options();
+    struct fixture f;
+    struct result r;
+    char reason[256];
+    uv_prepare_t iter;
+    int iterations = 0;
+    uint64_t t0;
+
+    (void)state;
+    fixture_open_ready(&f, &o);
+    admin_execf("postgres", "ALTER DATABASE %s ALLOW_CONNECTIONS false",
+                db_name);
+    admin_execf("postgres",
+                "SELECT count(pg_terminate_backend(pid)) FROM "
+                "pg_stat_activity WHERE datname = '%s'",
+                db_name);
+    assert_true(run_until(&f.loop, store_not_ready, f.store, 5000));
+    assert_false(mg_store_status(f.store, reason, sizeof(reason)));
+    assert_non_null(strstr(reason, "database unreachable: "));
+
+    /* Requests fail at once, from the loop, while it is down. */
+    t0 = mg_clock_mono_us();
+    query_wait(&f, NULL, "SELECT 1", 0, NULL, NULL, &r);
+    assert_int_equal(r.rc, MG_EDBDOWN);
+    assert_true(mg_clock_mono_us() - t0 < 200000);
+
+    /* No busy loop while reconnecting: the tick alone is 10 ms. */
+    uv_prepare_init(&f.loop, &iter);
+    iter.data = &iterations;
+    uv_prepare_start(&iter, on_prepare);
+    run_for(&f.loop, 600);
+    uv_close((uv_handle_t *)&iter, NULL);
+    assert_true(iterations < 200);
+    assert_false(mg_store_ready(f.store));
+
+    admin_execf("postgres", "ALTER DATABASE %s ALLOW_CONNECTIONS true",
+                db_name);
+    assert_true(run_until(&f.loop, store_ready, f.store, 5000));
+    query_wait(&f, NULL, "SELECT 'up'", 0, NULL, NULL, &r);
+    assert_int_equal(r.rc, MG_OK);
+    assert_true(mg_store_status(f.store, reason, sizeof(reason)));
+    assert_string_equal(reason, "ready");
+    fixture_close(&f);
+}
+
+/* The real thing, on our own cluster only: stop PostgreSQL, start it. */
+static void
+test_store_cluster_stop_and_start(void **state)
+{
+    struct mg_store_options o = default_options();
+    struct fixture f;
+    struct result r, inflight;
+    char sock[512];
+
+    (void)state;
+    if (pg_dir[0] == '\0')
+        skip(); /* an external cluster is not ours to stop */
+    fixture_open_ready(&f, &o);
+    memset(&inflight, 0, sizeof(inflight));
+    assert_int_equal(mg_store_query(f.store, NULL, "SELECT pg_sleep(10)", 0,
+                                    NULL, NULL, on_result, &inflight),
+                     MG_OK);
+    run_for(&f.loop, 50);
+    assert_int_equal(pg_script("stop", NULL, 0), 0);
+    assert_true(run_until(&f.loop, store_not_ready, f.store, 5000));
+    assert_true(run_until(&f.loop, result_done, &inflight, 5000));
+    assert_int_equal(inflight.rc, MG_EDBDOWN);
+    query_wait(&f, NULL, "SELECT 1", 0, NULL, NULL, &r);
+    assert_int_equal(r.rc, MG_EDBDOWN);
+    run_for(&f.loop, 300);
+    assert_int_equal(pg_script("start", sock, sizeof(sock)), 0);
+    assert_string_equal(sock, pg_host);
+    assert_true(run_until(&f.loop, store_ready, f.store, 10000));
+    query_wait(&f, NULL, "SELECT 'again'", 0, NULL, NULL, &r);
+    assert_int_equal(r.rc, MG_OK);
+    assert_string_equal(r.value, "again");
+    fixture_close(&f);
+}
+
+static void
+test_store_schema_version(void **state)
+{
+    struct mg_store_options o = default_options();
+    struct fixture f;
+    char reason[128];
+
+    (void)state;
+    admin_exec(db_name, "DROP TABLE IF EXISTS schema_migrations");
+    o.expected_schema_version = 1;
+    fixture_open(&f, &o);
+    assert_true(run_until(&f.loop, store_some_up, f.store, 5000));
+    assert_false(mg_store_status(f.store, reason, sizeof(reason)));
+    assert_string_equal(reason, "schema version 0, expected 1");
+    fixture_close(&f);
+
+    admin_exec(db_name, "CREATE TABLE schema_migrations (version int primary "
+                        "key, name text, checksum text, applied_at "
+                        "timestamptz default now())");
+    admin_exec(db_name, "INSERT INTO schema_migrations (version, name) "
+                        "VALUES (1, 'one'), (2, 'two')");
+    o.expected_schema_version = 2;
+    fixture_open_ready(&f, &o);
+    assert_true(mg_store_status(f.store, reason, sizeof(reason)));
+    assert_string_equal(reason, "ready");
+    fixture_close(&f);
+
+    o.expected_schema_version = 3;
+    fixture_open(&f, &o);
+    assert_true(run_until(&f.loop, store_some_up, f.store, 5000));
+    assert_false(mg_store_ready(f.store));
+    assert_false(mg_store_status(f.store, reason, sizeof(reason)));
+    assert_string_equal(reason, "schema version 2, expected 3");
+    /* After a migration, a recheck makes it ready without reconnecting. */
+    admin_exec(db_name, "INSERT INTO schema_migrations (version, name) "
+                        "VALUES (3, 'three')");
+    assert_int_equal(mg_store_recheck_schema(f.store), MG_OK);
+    assert_true(run_until(&f.loop, store_ready, f.store, 5000));
+    fixture_close(&f);
+}
+
+static void
+test_store_close_cancels(void **state)
+{
+    struct mg_store_options o = default_options();
+    struct result slow, queued[3], after;
+    struct txstate t = {0};
+    struct fixture f;
+
+    (void)state;
+    o.pool_size = 2;
+    fixture_open_ready(&f, &o);
+    memset(&slow, 0, sizeof(slow));
+    memset(queued, 0, sizeof(queued));
+    assert_int_equal(mg_store_begin(f.store, on_begin, &t), MG_OK);
+    assert_true(run_until(&f.loop, tx_begun, &t, 5000));
+    assert_int_equal(mg_store_query(f.store, NULL, "SELECT pg_sleep(5)", 0,
+                                    NULL, NULL, on_result, &slow),
+                     MG_OK);
+    run_for(&f.loop, 30);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(mg_store_query(f.store, NULL, "SELECT 1", 0, NULL,
+                                        NULL, on_result, &queued[i]),
+                         MG_OK);
+    mg_store_close(f.store, on_store_closed, &f.closed);
+    assert_int_equal(mg_store_query(f.store, NULL, "SELECT 1", 0, NULL, NULL,
+                                    on_result, &after),
+                     MG_ECANCELED);
+    assert_int_equal(mg_store_tx_query(t.tx, NULL, "SELECT 1", 0, NULL, NULL,
+                                       on_result, &after),
+                     MG_ECANCELED);
+    assert_false(slow.done);
+    assert_true(run_until(&f.loop, flag_set, &f.closed, 5000));
+    assert_int_equal(slow.rc, MG_ECANCELED);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(queued[i].calls, 1);
+        assert_int_equal(queued[i].rc, MG_ECANCELED);
+    }
+    assert_int_equal(uv_run(&f.loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(&f.loop), 0);
+    assert_int_equal(mg_alloc_live(), f.live_before);
+}
+
+static void
+test_store_metrics(void **state)
+{
+    struct mg_store_options o = default_options();
+    struct fixture f;
+    struct result r;
+    struct mg_buf b;
+
+    (void)state;
+    fixture_open_ready(&f, &o);
+    assert_true(run_until(&f.loop, store_ready, f.store, 5000));
+    query_wait(&f, NULL, "SELECT 1/0", 0, NULL, NULL, &r);
+    query_wait(&f, NULL, "SELECT 1", 0, NULL, NULL, &r);
+    run_for(&f.loop, 200); /* let the second connection come up */
+    mg_buf_init(&b, 4096);
+    assert_int_equal(mg_store_write_metrics(f.store, &b), MG_OK);
+    assert_non_null(strstr(b.ptr, "medgate_db_pool_size 2\n"));
+    assert_non_null(strstr(b.ptr, "medgate_db_connections{state=\"in_use\"} 0\n"));
+    assert_non_null(strstr(b.ptr, "medgate_db_connections{state=\"idle\"} 2\n"));
+    assert_non_null(strstr(b.ptr, "medgate_db_connections{state=\"down\"} 0\n"));
+    assert_non_null(strstr(b.ptr, "medgate_db_queue_length 0\n"));
+    assert_non_null(strstr(b.ptr, "medgate_db_errors_total 1\n"));
+    assert_non_null(strstr(b.ptr, "medgate_db_reconnects_total 0\n"));
+    assert_non_null(strstr(b.ptr, "medgate_db_up 1\n"));
+    assert_non_null(strstr(b.ptr, "# TYPE medgate_db_errors_total counter\n"));
+    mg_buf_dispose(&b);
+    fixture_close(&f);
+}
+
+static void
+test_store_bad_arguments(void **state)
+{
+    struct mg_store_options o = default_options();
+    struct mg_store *s = NULL;
+    struct fixture f;
+    struct result r;
+    const char *v[1] = {"1"};
+    const int neg[1] = {-1};
+
+    (void)state;
+    o.pool_size = MG_STORE_MAX_POOL + 1;
+    fixture_open(&f, &(struct mg_store_options){.conninfo = conninfo});
+    assert_int_equal(mg_store_open(&f.loop, &o, &s), MG_EINVAL);
+    o = default_options();
+    o.conninfo = "this is not a conninfo";
+    assert_int_equal(mg_store_open(&f.loop, &o, &s), MG_ECONF);
+    assert_null(s);
+
+    assert_int_equal(mg_store_prepare(f.store, "one", "SELECT $1::int", 1),
+                     MG_OK);
+    assert_int_equal(mg_store_prepare(f.store, "one", "SELECT $1::int", 1),
+                     MG_OK);
+    assert_int_equal(mg_store_prepare(f.store, "one", "SELECT 2", 0), MG_EDUP);
+    assert_int_equal(mg_store_query(f.store, "nope", NULL, 0, NULL, NULL,
+                                    on_result, &r),
+                     MG_ENOTFOUND);
+    assert_int_equal(mg_store_query(f.store, "one", NULL, 0, NULL, NULL,
+                                    on_result, &r),
+                     MG_EINVAL);
+    assert_int_equal(mg_store_query(f.store, NULL, NULL, 0, NULL, NULL,
+                                    on_result, &r),
+                     MG_EINVAL);
+    assert_int_equal(mg_store_query(f.store, "one", NULL, 1, v, neg,
+                                    on_result, &r),
+                     MG_EINVAL);
+    /* A store closed before it ever connected leaves nothing behind. */
+    fixture_close(&f);
+}
+
+static void
+test_store_unreachable_at_start(void **state)
+{
+    struct mg_store_options o = default_options();
+    struct fixture f;
+    struct result r;
+    char ci[600], reason[256];
+
+    (void)state;
+    snprintf(ci, sizeof(ci), "host=%s/nowhere user=postgres dbname=x",
+             pg_host);
+    o.conninfo = ci;
+    fixture_open(&f, &o);
+    /* Queued before the first attempt finished, then failed promptly. */
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(mg_store_query(f.store, NULL, "SELECT 1", 0, NULL, NULL,
+                                    on_result, &r),
+                     MG_OK);
+    assert_true(run_until(&f.loop, result_done, &r, 2000));
+    assert_int_equal(r.rc, MG_EDBDOWN);
+    assert_false(mg_store_status(f.store, reason, sizeof(reason)));
+    assert_non_null(strstr(reason, "database unreachable: "));
+    fixture_close(&f);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_store_query_params_and_prepared),
+        cmocka_unit_test(test_store_prepare_before_table_exists),
+        cmocka_unit_test(test_store_query_thousand_concurrent),
+        cmocka_unit_test(test_store_queue_full_busy),
+        cmocka_unit_test(test_store_queue_timeout),
+        cmocka_unit_test(test_store_tx_commit_and_rollback),
+        cmocka_unit_test(test_store_statement_error_sqlstate),
+        cmocka_unit_test(test_store_tx_connection_killed),
+        cmocka_unit_test(test_store_commit_in_doubt),
+        cmocka_unit_test(test_store_database_refused_and_back),
+        cmocka_unit_test(test_store_cluster_stop_and_start),
+        cmocka_unit_test(test_store_schema_version),
+        cmocka_unit_test(test_store_close_cancels),
+        cmocka_unit_test(test_store_metrics),
+        cmocka_unit_test(test_store_bad_arguments),
+        cmocka_unit_test(test_store_unreachable_at_start),
+    };
+
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
