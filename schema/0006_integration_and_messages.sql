@@ -181,6 +181,12 @@ CREATE UNIQUE INDEX hl7_messages_idempotency_key
     WHERE direction = 'inbound' AND duplicate_of IS NULL
       AND status IN ('received', 'processed') AND control_id IS NOT NULL;
 -- Retention purge and time-ordered inspection.
+-- Duplicate lookups by key over every inbound row, whatever its status
+-- (the unique index above covers only accepted rows).
+CREATE INDEX hl7_messages_key_lookup_idx
+    ON hl7_messages (organization_id, sending_application, sending_facility,
+                     control_id)
+    WHERE direction = 'inbound';
 CREATE INDEX hl7_messages_received_at_idx ON hl7_messages (received_at);
 CREATE INDEX hl7_messages_duplicate_of_idx ON hl7_messages (duplicate_of)
     WHERE duplicate_of IS NOT NULL;

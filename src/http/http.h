@@ -116,10 +116,10 @@ MG_MUST_CHECK int mg_http_router_new(struct mg_http_router **out);
 void mg_http_router_free(struct mg_http_router *r);
 
 /* Adds a route. method: "GET", "POST", ... or "*" for any. path: exact
- * ("/healthz"), or a prefix when it ends in '*' ("/fhir/" followed by '*'
- * matches every path starting with "/fhir/"). route_name labels the metrics (several
- * routes may share one). Strings are copied. A GET route also answers
- * HEAD, without the body.
+ * ("/healthz"), or a prefix when it ends in '*' ("/fhir/" followed by
+ * '*' matches every path starting with "/fhir/"). route_name labels the
+ * metrics (several routes may share one). Strings are copied. A GET route
+ * also answers HEAD, without the body.
  * MG_OK; MG_EINVAL (NULL argument, path not starting with '/', the same
  * method and path twice); MG_ENOMEM. */
 MG_MUST_CHECK int mg_http_router_add(struct mg_http_router *r,
@@ -148,7 +148,8 @@ MG_MUST_CHECK int mg_http_router_find(const struct mg_http_router *r,
 /* ---- Requests and responses ------------------------------------------- */
 
 /* The parsed request; valid until mg_http_respond* is called. */
-const struct mg_http_msg *mg_http_request_msg(const struct mg_http_request *req);
+const struct mg_http_msg *
+mg_http_request_msg(const struct mg_http_request *req);
 /* The connection's id and peer "ip:port", for logs (valid as above, even
  * after the client went away). */
 uint64_t mg_http_request_conn_id(const struct mg_http_request *req);

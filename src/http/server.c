@@ -22,9 +22,6 @@
 
 static const char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
-static void parse_input(struct mg__http_conn *hc, const char *p, size_t n,
-                        bool from_pending);
-
 static void
 log_ctx(const struct mg__http_conn *hc, struct mg_log_ctx *ctx,
         const char *action)
@@ -147,7 +144,8 @@ respond_405(struct mg_http_request *req, const struct mg_buf *allow)
 {
     char line[512];
 
-    snprintf(line, sizeof(line), "Allow: %s\r\n", allow->ptr ? allow->ptr : "");
+    snprintf(line, sizeof(line), "Allow: %s\r\n",
+             allow->ptr ? allow->ptr : "");
     mg_http_respond_outcome_ex(req, 405, line, "not-supported",
                                "method not allowed on this endpoint");
 }

@@ -79,6 +79,28 @@ strip_line_start(struct mg_str line)
     return line;
 }
 
+/* Where the line at p ends, and in *next where the next one starts.
+ * Besides the terminator, a BOM followed by MSH ends a line: it is where
+ * `cat` joined a file that lacks a final line end to the next file. */
+static const char *
+line_end(const char *p, const char *end, char term, const char **next)
+{
+    const char *q = memchr(p, term, (size_t)(end - p)), *b = p;
+
+    if (q == NULL)
+        q = end;
+    while (b + 1 < q && (b = memchr(b + 1, 0xEF, (size_t)(q - b - 1)))) {
+        if (q - b >= 6 && memcmp(b, "\xEF\xBB\xBFMSH", 6) == 0) {
+            *next = b;
+            return b;
+        }
+    }
+    *next = q + (q < end);
+    if (term == '\r' && *next < end && **next == '\n')
+        (*next)++; /* CRLF is one terminator */
+    return q;
+}
+
 /* Notes what kind of line this is, before it is copied. */
 static void
 scan_line(struct scan *sc, struct mg_str line, size_t lineno)
@@ -100,7 +122,7 @@ normalise(struct mg_str in, struct mg_arena *arena, struct mg_str *text,
           struct scan *sc)
 {
     char term = memchr(in.ptr, '\r', in.len) ? '\r' : '\n';
-    const char *p = in.ptr, *end = in.ptr + in.len, *q;
+    const char *p = in.ptr, *end = in.ptr + in.len, *q, *next;
     size_t len = 0, lineno = 0;
     char *out;
 
@@ -112,14 +134,10 @@ normalise(struct mg_str in, struct mg_arena *arena, struct mg_str *text,
     while (p < end) {
         struct mg_str line;
 
-        q = memchr(p, term, (size_t)(end - p));
-        if (q == NULL)
-            q = end;
+        q = line_end(p, end, term, &next);
         line = strip_line_start(mg_str_n(p, (size_t)(q - p)));
         lineno++;
-        p = q + (q < end);
-        if (term == '\r' && p < end && *p == '\n')
-            p++; /* CRLF is one terminator */
+        p = next;
         if (is_blank(line))
             continue;
         scan_line(sc, line, lineno);

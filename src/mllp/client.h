@@ -45,7 +45,8 @@ struct mg_mllp_split {
  * and a lone LF is data (as mg_hl7v2_parse() reads it); otherwise they end
  * at LF. Every segment is rewritten to end in CR. A UTF-8 byte-order mark
  * at the start of any line (files joined with cat) is dropped, as are
- * empty and blank lines.
+ * empty and blank lines; a BOM followed by "MSH" inside a line starts a
+ * new line (cat of a file without a final line end and one with a BOM).
  *
  * Messages: a plain file is cut before every line that starts with "MSH".
  * When a line starts with FHS, BHS, BTS or FTS the file is a batch, cut by

@@ -2,6 +2,7 @@
  * writes with back-pressure, runs one timer, and closes gracefully or
  * hard. Memory is freed in the close phase of the loop, after the user's
  * close callback, so no callback ever runs on freed memory. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,7 +21,7 @@ struct write_req {
     char *owned;
 };
 
-static uint64_t last_conn_id;
+static _Atomic uint64_t last_conn_id; /* ids are unique across loops */
 
 static void update_reading(struct mg_net_conn *c);
 
@@ -95,7 +96,7 @@ mg__net_conn_accepted(struct mg_net_conn *c)
     if (l->o.keepalive_s > 0)
         (void)uv_tcp_keepalive(&c->tcp, 1, l->o.keepalive_s);
     format_peer(c);
-    c->id = ++last_conn_id;
+    c->id = atomic_fetch_add(&last_conn_id, 1) + 1;
     if (l->o.on_accept(c) != MG_OK)
         goto out_reject;
     c->started = true;

@@ -24,6 +24,7 @@
  * conn_collect. */
 #include "store/store_int.h"
 
+#include <arpa/inet.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -174,7 +175,7 @@ mg__store_req_new(enum mg__store_req_kind kind, struct mg__store_stmt *stmt,
         r->values[i] = p;
         p += n + 1;
     }
-    if (sql_len > 0 || (stmt == NULL && sql != NULL)) {
+    if (stmt == NULL && sql != NULL) {
         memcpy(p, sql, sql_len + 1);
         r->sql = p;
     }
@@ -790,11 +791,11 @@ conn_release(struct mg__store_conn *c)
 }
 
 static int
-req_code(const struct mg__store_req *r, int rc, const PGresult *res)
+req_code(const struct mg__store_req *r, int rc, PGresult *res)
 {
     /* COMMIT of an aborted transaction answers "ROLLBACK" without error. */
     if (rc == MG_OK && r->kind == MG__STORE_REQ_COMMIT &&
-        strcmp(PQcmdStatus((PGresult *)res), "ROLLBACK") == 0)
+        strcmp(PQcmdStatus(res), "ROLLBACK") == 0)
         return MG_EDB;
     return rc;
 }
@@ -924,6 +925,7 @@ static void
 on_io(uv_poll_t *h, int status, int events)
 {
     struct mg__store_conn *c = ((struct mg__store_poll *)h->data)->c;
+    bool read_failed = false;
 
     if (c->state == MG__STORE_CONNECTING) {
         connect_continue(c); /* PQconnectPoll reports socket errors */
@@ -940,12 +942,17 @@ on_io(uv_poll_t *h, int status, int events)
     /* PQisBusy never reads: consume first, and flush again after, as the
      * server may be waiting for us to read before it reads more. A failed
      * read still leaves complete results to collect first. */
-    if ((events & UV_READABLE) && PQconsumeInput(c->pg) &&
-        conn_flush(c) < 0) {
-        conn_fail(c, PQerrorMessage(c->pg));
-        return;
+    if (events & UV_READABLE) {
+        read_failed = !PQconsumeInput(c->pg);
+        if (!read_failed && conn_flush(c) < 0) {
+            conn_fail(c, PQerrorMessage(c->pg));
+            return;
+        }
     }
     conn_collect(c);
+    /* Unread input would wake us again at once: never leave it. */
+    if (read_failed && c->pg != NULL)
+        conn_fail(c, PQerrorMessage(c->pg));
 }
 
 /* ---- dispatcher, open and close ---- */
@@ -1069,6 +1076,47 @@ mg_store_close(struct mg_store *s, mg_store_close_cb cb, void *ud)
     mg__store_kick(s);
 }
 
+/* True when a host entry needs a DNS lookup: neither a socket directory
+ * nor an IP address. */
+static bool
+host_needs_dns(const char *host)
+{
+    unsigned char addr[sizeof(struct in6_addr)];
+    char one[256];
+
+    while (*host != '\0') {
+        size_t n = strcspn(host, ",");
+
+        snprintf(one, sizeof(one), "%.*s", (int)n, host);
+        if (one[0] != '\0' && one[0] != '/' && one[0] != '@' &&
+            inet_pton(AF_INET, one, addr) != 1 &&
+            inet_pton(AF_INET6, one, addr) != 1)
+            return true;
+        host += n + (host[n] == ',');
+    }
+    return false;
+}
+
+/* PQconnectStartParams resolves host names with a blocking getaddrinfo:
+ * say so once, loudly, rather than stall the loop silently. */
+static void
+warn_dns(struct mg_store *s, const PQconninfoOption *opts)
+{
+    const char *host = NULL, *hostaddr = NULL;
+
+    for (const PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+        if (strcmp(o->keyword, "host") == 0)
+            host = o->val;
+        else if (strcmp(o->keyword, "hostaddr") == 0)
+            hostaddr = o->val;
+    }
+    if (host != NULL && (hostaddr == NULL || *hostaddr == '\0') &&
+        host_needs_dns(host))
+        mg_log(MG_LOG_WARN, &s->log,
+               "database host needs DNS, which blocks the loop at each "
+               "connect: set hostaddr");
+}
+
 static int
 copy_options(struct mg_store *s, const struct mg_store_options *o)
 {
@@ -1086,6 +1134,7 @@ copy_options(struct mg_store *s, const struct mg_store_options *o)
         PQfreemem(errmsg);
         return MG_ECONF;
     }
+    warn_dns(s, parsed);
     PQconninfoFree(parsed);
     s->opts = *o;
     s->opts.pool_size = o->pool_size ? o->pool_size : 4;

@@ -67,7 +67,8 @@ struct mg_store_tx;
 struct mg_store_options {
     const char *conninfo;          /* libpq "key=value" string or URL;
                                       borrowed, copied by open */
-    unsigned pool_size;            /* connections; 0 = 4; <= MG_STORE_MAX_POOL */
+    unsigned pool_size;            /* connections; 0 = 4; at most
+                                      MG_STORE_MAX_POOL */
     unsigned queue_max;            /* waiting requests; 0 = 1024 */
     unsigned queue_timeout_ms;     /* max wait in the queue; 0 = no limit */
     unsigned statement_timeout_ms; /* server statement_timeout; 0 = server
@@ -112,7 +113,8 @@ typedef void (*mg_store_begin_cb)(int rc, struct mg_store_tx *tx, void *ud);
  * Returns MG_OK with *out set (the caller owns it and must mg_store_close
  * it), MG_EINVAL (bad options), MG_ECONF (conninfo does not parse) or
  * MG_ENOMEM. Conninfo should name a socket directory or an IP address
- * (hostaddr): a DNS host name is resolved synchronously by libpq. */
+ * (or set hostaddr): libpq resolves a DNS host name synchronously, on the
+ * loop, at every connection attempt (open logs a warning then). */
 MG_MUST_CHECK int mg_store_open(uv_loop_t *loop,
                                 const struct mg_store_options *opts,
                                 struct mg_store **out);
@@ -133,8 +135,8 @@ void mg_store_close(struct mg_store *store, mg_store_close_cb cb, void *ud);
  * failed preparation at first use makes that request end with MG_EDB.
  * nparams is the number of $n parameters requests must pass.
  * Returns MG_OK (also when the same name is registered again with the same
- * sql and nparams), MG_EDUP (same name, different statement), MG_EINVAL or
- * MG_ENOMEM. Synchronous; no callback. */
+ * sql and nparams), MG_EDUP (same name, different statement), MG_EINVAL,
+ * MG_ENOMEM or MG_ECANCELED (closing). Synchronous; no callback. */
 MG_MUST_CHECK int mg_store_prepare(struct mg_store *store, const char *name,
                                    const char *sql, int nparams);
 

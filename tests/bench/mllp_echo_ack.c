@@ -226,7 +226,7 @@ static bool
 parse_opts(int argc, char **argv, struct responder *r, const char **host,
            const char **port)
 {
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* "--name value" pairs */
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -245,7 +245,6 @@ parse_opts(int argc, char **argv, struct responder *r, const char **host,
             r->exit_after = strtoull(v, NULL, 10);
         else
             return false;
-        i++;
     }
     return true;
 }

@@ -276,7 +276,7 @@ parse_type(const char *s, enum msg_type *out)
 
 /* One "--name value" pair; false when name is unknown or value bad. */
 static bool
-parse_pair(struct opts *o, const char *name, const char *v, bool *seconds_set)
+parse_pair(struct opts *o, const char *name, const char *v)
 {
     uint64_t n;
 
@@ -291,10 +291,9 @@ parse_pair(struct opts *o, const char *name, const char *v, bool *seconds_set)
         o->connections = (int)n;
     else if (strcmp(name, "--messages") == 0 && parse_u64(v, 1, 1u << 30, &n))
         o->messages = n;
-    else if (strcmp(name, "--seconds") == 0 && parse_u64(v, 1, 86400, &n)) {
+    else if (strcmp(name, "--seconds") == 0 && parse_u64(v, 1, 86400, &n))
         o->seconds = (double)n;
-        *seconds_set = true;
-    } else if (strcmp(name, "--warmup") == 0 && parse_u64(v, 0, 1u << 30, &n))
+    else if (strcmp(name, "--warmup") == 0 && parse_u64(v, 0, 1u << 30, &n))
         o->warmup = n;
     else if (strcmp(name, "--timeout-ms") == 0 &&
              parse_u64(v, 1, 3600000, &n))
@@ -317,8 +316,6 @@ parse_pair(struct opts *o, const char *name, const char *v, bool *seconds_set)
 static int
 parse_opts(struct opts *o, int argc, char **argv)
 {
-    bool seconds_set = false;
-
     memset(o, 0, sizeof(*o));
     o->host = "127.0.0.1";
     o->port = "2575";
@@ -330,8 +327,7 @@ parse_opts(struct opts *o, int argc, char **argv)
             fputs(usage, stdout);
             exit(EXIT_OK);
         }
-        if (!parse_pair(o, argv[i], i + 1 < argc ? argv[i + 1] : NULL,
-                        &seconds_set)) {
+        if (!parse_pair(o, argv[i], i + 1 < argc ? argv[i + 1] : NULL)) {
             fprintf(stderr, "bench_mllp_load: bad option or value: %s\n",
                     argv[i]);
             fputs(usage, stderr);
@@ -339,12 +335,12 @@ parse_opts(struct opts *o, int argc, char **argv)
         }
         i++;
     }
-    if (seconds_set && o->messages != 0) {
+    if (o->seconds > 0 && o->messages != 0) {
         fputs("bench_mllp_load: --messages and --seconds exclude each "
               "other\n", stderr);
         return EXIT_USAGE;
     }
-    if (!seconds_set && o->messages == 0)
+    if (o->seconds == 0 && o->messages == 0)
         o->messages = 10000;
     return EXIT_OK;
 }

@@ -907,8 +907,9 @@ test_server_async_handler(void **state)
     assert_int_equal(fx->num[0], 2);
     assert_int_equal(fx->pending_at_close, 1);
     assert_null(fx->held); /* answered, after the close */
-    assert_non_null(strstr(fx->metrics.ptr, "medgate_http_requests_total"
-                                            "{route=\"later\",code=\"200\"} 1"));
+    assert_non_null(strstr(fx->metrics.ptr,
+                           "medgate_http_requests_total"
+                           "{route=\"later\",code=\"200\"} 1"));
 }
 
 static void

@@ -146,8 +146,9 @@ test_split_every_data_file(void **state)
 }
 
 /* All data files in one file, in each line ending, with a BOM before
- * every message or none, and blank lines between them: the same messages
- * come out, in order, as from the files one by one. */
+ * every message or none, blank lines between them or no line end after
+ * the last segment: the same messages come out, in order, as from the
+ * files one by one. */
 static void
 test_split_many_messages_any_eol(void **state)
 {
@@ -155,10 +156,15 @@ test_split_many_messages_any_eol(void **state)
         const char *eol;
         bool bom;
         const char *gap; /* between messages */
+        bool cut;        /* no terminator after the last segment */
     } cases[] = {
-        {"\r", false, ""},     {"\r", true, "\r"},     {"\n", false, ""},
-        {"\n", true, "\n\n"},  {"\r\n", false, ""},    {"\r\n", true, "\r\n"},
-        {"\n", false, " \n"},  {"\r\n", true, "\r\n\t\r\n"},
+        {"\r", false, "", false},      {"\r", true, "\r", false},
+        {"\n", false, "", false},      {"\n", true, "\n\n", false},
+        {"\r\n", false, "", false},    {"\r\n", true, "\r\n", false},
+        {"\n", false, " \n", false},   {"\r\n", true, "\r\n\t\r\n", false},
+        /* cat of files with a BOM and without a final line end */
+        {"\n", true, "", true},        {"\r\n", true, "", true},
+        {"\r", true, "", true},
     };
     char *names[MAX_FILES], path[512];
     struct mg_str one[MAX_FILES];
@@ -187,6 +193,8 @@ test_split_many_messages_any_eol(void **state)
         mg_buf_init(&all, 0);
         for (size_t i = 0; i < nfile; i++) {
             with_eol(&all, one[i], cases[c].eol, cases[c].bom);
+            if (cases[c].cut)
+                all.len -= strlen(cases[c].eol);
             assert_int_equal(mg_buf_appendz(&all, cases[c].gap), MG_OK);
         }
         assert_int_equal(mg_mllp_client_split(mg_buf_str(&all), &arena, &sp,
@@ -221,6 +229,11 @@ test_split_cases(void **state)
         /* "MSHX" is not an MSH line, so no new message starts there. */
         {"MSH|^~\\&|A\nMSHX|1\n", MG_OK, 1, "MSH|^~\\&|A\rMSHX|1\r", NULL},
         {"\xEF\xBB\xBF\nMSH|^~\\&|A", MG_OK, 1, "MSH|^~\\&|A\r", NULL},
+        {"MSH|^~\\&|A\nPID|1\xEF\xBB\xBFMSH|^~\\&|B", MG_OK, 2,
+         "MSH|^~\\&|A\rPID|1\r", NULL},
+        /* A BOM inside a line that is not before MSH stays data. */
+        {"MSH|^~\\&|A\nNTE|1|x\xEF\xBB\xBFy", MG_OK, 1,
+         "MSH|^~\\&|A\rNTE|1|x\xEF\xBB\xBFy\r", NULL},
         {"PID|1\nMSH|^~\\&|A", MG_EPARSE, 0, NULL, "line 1:"},
         {"\n\nhello\nMSH|^~\\&|A", MG_EPARSE, 0, NULL, "line 3:"},
     };
@@ -415,7 +428,7 @@ responder_main(void *arg)
                 continue;
             r->frames++;
             if (r->mode == GARBAGE)
-                (void)!send(fd, "\x0bHELLO\x1c\r", 8, MSG_NOSIGNAL);
+                (void)send(fd, "\x0bHELLO\x1c\r", 8, MSG_NOSIGNAL);
             else if (r->mode == HANGUP || (r->mode != SILENT &&
                                       reply(fd, frame, r->mode) != MG_OK))
                 goto out_close;

@@ -250,7 +250,7 @@ client_echo(struct fx *fx)
     for (int i = 0; i < 2; i++) {
         int fd = dial(fx->port);
         send(fd, "hello", 5, MSG_NOSIGNAL);
-        fx->num[i] = recv(fd, buf, sizeof(buf), MSG_WAITALL) == 5 &&
+        fx->num[i] = recv(fd, buf, 5, MSG_WAITALL) == 5 &&
                      memcmp(buf, "hello", 5) == 0;
         shutdown(fd, SHUT_WR);
         fx->num[2 + i] = drain(fd); /* the server closes on our FIN */
