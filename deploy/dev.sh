@@ -83,7 +83,9 @@ cmd_run() {
   # Not exec: the EXIT trap must still stop PostgreSQL after the gateway ends.
   ./build/src/medgate serve --config "$conf" &
   local pid=$!
-  trap 'kill -TERM $pid 2>/dev/null || true' INT TERM
+  # Ctrl-C reaches the gateway itself (same process group); forward only TERM.
+  trap 'true' INT
+  trap 'kill -TERM $pid 2>/dev/null || true' TERM
   wait $pid || true
   wait $pid 2>/dev/null || true
 }

@@ -122,10 +122,17 @@ CREATE INDEX ai_analyses_workflow_rule_idx ON ai_analyses (workflow_rule_id)
 -- and for a key that already exists compares payload_hash: same hash ->
 -- replay ack_payload, store nothing new; different hash -> store a row with
 -- status 'duplicate' and duplicate_of = the key holder.
+-- A note on intake tables. hl7_messages and sync_logs take a row (or two)
+-- per message at thousands of messages a second. They carry no foreign key
+-- to organizations: every insert would take a KEY SHARE lock on the same
+-- organization row, which concurrent transactions turn into MultiXacts, and
+-- that serialises the grouped commits. The gateway only writes organization
+-- ids from its configuration (checked at start); sync_logs is a log whose
+-- rows must outlive the rows they name, so it has no foreign keys at all.
 CREATE TABLE hl7_messages (
     id                     uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     -- NULL: the sender is not (yet) known to any organization.
-    organization_id        uuid REFERENCES organizations (id),
+    organization_id        uuid, -- no FK: see the note on intake tables
     direction              text NOT NULL
                            CHECK (direction IN ('inbound', 'outbound')),
     -- Configured listener name (inbound) or integration name (outbound).
@@ -181,13 +188,15 @@ CREATE UNIQUE INDEX hl7_messages_idempotency_key
     WHERE direction = 'inbound' AND duplicate_of IS NULL
       AND status IN ('received', 'processed') AND control_id IS NOT NULL;
 -- Retention purge and time-ordered inspection.
--- Duplicate lookups by key over every inbound row, whatever its status
--- (the unique index above covers only accepted rows).
-CREATE INDEX hl7_messages_key_lookup_idx
+-- Rows that hold no key (stored as failed or rejected) are looked up by key
+-- too, so that a repeat of the same bytes gets its original AE/AR again.
+-- Partial: in normal traffic this index stays tiny.
+CREATE INDEX hl7_messages_unkeyed_lookup_idx
     ON hl7_messages (organization_id, sending_application, sending_facility,
                      control_id)
-    WHERE direction = 'inbound';
-CREATE INDEX hl7_messages_received_at_idx ON hl7_messages (received_at);
+    WHERE direction = 'inbound' AND status IN ('failed', 'rejected');
+-- BRIN: time-ordered appends; a btree here would cost every insert.
+CREATE INDEX hl7_messages_received_at_idx ON hl7_messages USING brin (received_at);
 CREATE INDEX hl7_messages_duplicate_of_idx ON hl7_messages (duplicate_of)
     WHERE duplicate_of IS NOT NULL;
 
@@ -200,7 +209,7 @@ CREATE TRIGGER hl7_messages_set_updated_at BEFORE UPDATE ON hl7_messages
 -- (random UUIDs would split pages all over it) and give stable paging.
 CREATE TABLE sync_logs (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    organization_id  uuid REFERENCES organizations (id),
+    organization_id  uuid, -- no FK: see the note on intake tables
     direction        text NOT NULL CHECK (direction IN ('inbound', 'outbound')),
     protocol         text NOT NULL
                      CHECK (protocol IN ('mllp', 'http', 'fhir', 'hl7v2-file')),
@@ -212,7 +221,7 @@ CREATE TABLE sync_logs (
     trigger_event    text,
     -- MSH-10, FHIR resource id/version, Location returned by the EMR, ...
     external_id      text,
-    hl7_message_id   uuid REFERENCES hl7_messages (id) ON DELETE SET NULL,
+    hl7_message_id   uuid, -- no FK: a log row outlives what it names
     outbound_delivery_id uuid,
     entity_type      text,
     entity_id        uuid,
@@ -230,9 +239,13 @@ CREATE TABLE sync_logs (
     updated_at       timestamptz NOT NULL DEFAULT now()
 );
 
-CREATE INDEX sync_logs_received_at_idx ON sync_logs (received_at);
+-- BRIN: time-ordered appends; a btree here would cost every insert.
+CREATE INDEX sync_logs_received_at_idx ON sync_logs USING brin (received_at);
+-- Operators ask "what went wrong lately": only rows that are not plain
+-- successes are indexed by status, so the common insert skips this index.
 CREATE INDEX sync_logs_status_received_at_idx
-    ON sync_logs (status, received_at);
+    ON sync_logs (status, received_at)
+    WHERE status NOT IN ('committed', 'processed', 'delivered');
 CREATE INDEX sync_logs_external_id_idx ON sync_logs (external_id)
     WHERE external_id IS NOT NULL;
 CREATE INDEX sync_logs_organization_received_at_idx
@@ -318,10 +331,8 @@ CREATE TRIGGER outbound_deliveries_set_updated_at
     BEFORE UPDATE ON outbound_deliveries
     FOR EACH ROW EXECUTE FUNCTION set_updated_at();
 
-ALTER TABLE sync_logs
-    ADD CONSTRAINT sync_logs_outbound_delivery_id_fkey
-    FOREIGN KEY (outbound_delivery_id) REFERENCES outbound_deliveries (id)
-    ON DELETE SET NULL;
+-- sync_logs.outbound_delivery_id has no FK either (see the note on intake
+-- tables).
 
 CREATE INDEX sync_logs_outbound_delivery_idx ON sync_logs (outbound_delivery_id)
     WHERE outbound_delivery_id IS NOT NULL;

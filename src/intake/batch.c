@@ -6,14 +6,15 @@
 #include "core/error.h"
 #include "intake/intake_int.h"
 
-/* Steps: `same` finds an earlier message with the same key and payload
- * (its stored ACK is replayed, nothing is inserted); `live` finds one with
- * the same key and another payload (the new one is stored as a duplicate
- * and answered AE 205); `ins` stores everything else, where ON CONFLICT
- * catches two messages with one key in one batch (the later one is retried
- * in the next batch and then is an ordinary duplicate); `logs` writes one
- * sync_logs row per message. The result has one row per message in input
- * order: (ord, what, ack). */
+/* Steps: `holder` finds the accepted message holding the key; `same` is
+ * that one when the payload is the same, or a failed/rejected message with
+ * the same key and payload (its stored ACK is replayed, nothing is
+ * inserted); `live` is the holder when the payload differs (the new one is
+ * stored as a duplicate and answered AE 205); `ins` stores everything else,
+ * where ON CONFLICT catches two messages with one key in one batch (the
+ * later one is retried in the next batch and then is an ordinary
+ * duplicate); `logs` writes one sync_logs row per message. The result has
+ * one row per message in input order: (ord, what, ack). */
 const char mg__intake_batch_sql[] =
     "WITH input AS MATERIALIZED ("
     " SELECT gen_random_uuid() AS new_id, t.* FROM unnest("
@@ -25,24 +26,36 @@ const char mg__intake_batch_sql[] =
     " WITH ORDINALITY AS t(org, listener, app, fac, rapp, rfac, msgdt, mtype,"
     "  trig, struct, ctl, proc, ver, acc_ack, app_ack, hash, raw, charset,"
     "  status, ack_code, ack, dup_ack, error, error_loc, recv_us, ord)"
+    "), holder AS ("
+    /* The accepted row holding the key, if any: one probe of the unique
+     * index per message. LATERAL ... LIMIT 1 keeps it a probe whatever
+     * plan the prepared statement gets. */
+    " SELECT i.ord, m.id, m.ack_payload,"
+    "  m.payload_hash = decode(i.hash, 'hex') AS same_payload"
+    " FROM input i CROSS JOIN LATERAL ("
+    "  SELECT m.id, m.ack_payload, m.payload_hash FROM hl7_messages m"
+    "  WHERE m.organization_id = i.org AND m.sending_application = i.app"
+    "   AND m.sending_facility = i.fac AND m.control_id = i.ctl"
+    "   AND m.direction = 'inbound' AND m.duplicate_of IS NULL"
+    "   AND m.status IN ('received', 'processed')"
+    "   AND i.ctl IS NOT NULL LIMIT 1) m"
+    " WHERE i.status = 'received'"
     "), same AS ("
-    " SELECT DISTINCT ON (i.ord) i.ord, m.id, m.ack_payload"
-    " FROM input i JOIN hl7_messages m ON m.organization_id = i.org"
-    "  AND m.sending_application = i.app AND m.sending_facility = i.fac"
-    "  AND m.control_id = i.ctl AND m.direction = 'inbound'"
-    "  AND m.payload_hash = decode(i.hash, 'hex')"
-    "  AND m.status <> 'duplicate'"
-    " WHERE i.status = 'received'"
-    " ORDER BY i.ord, m.received_at"
+    " SELECT ord, id, ack_payload FROM holder WHERE same_payload"
+    " UNION ALL"
+    /* A repeat of a message stored as failed/rejected: its AE/AR again. */
+    " SELECT i.ord, m.id, m.ack_payload FROM input i CROSS JOIN LATERAL ("
+    "  SELECT m.id, m.ack_payload FROM hl7_messages m"
+    "  WHERE m.organization_id = i.org AND m.sending_application = i.app"
+    "   AND m.sending_facility = i.fac AND m.control_id = i.ctl"
+    "   AND m.direction = 'inbound' AND m.status IN ('failed', 'rejected')"
+    "   AND m.payload_hash = decode(i.hash, 'hex')"
+    "  ORDER BY m.received_at LIMIT 1) m"
+    " WHERE i.ctl IS NOT NULL"
+    "  AND NOT EXISTS (SELECT 1 FROM holder h WHERE h.ord = i.ord)"
     "), live AS ("
-    " SELECT i.ord, m.id FROM input i JOIN hl7_messages m"
-    "  ON m.organization_id = i.org AND m.sending_application = i.app"
-    "  AND m.sending_facility = i.fac AND m.control_id = i.ctl"
-    "  AND m.direction = 'inbound' AND m.duplicate_of IS NULL"
-    "  AND m.status IN ('received', 'processed')"
-    " WHERE i.status = 'received'"
-    "  AND NOT EXISTS (SELECT 1 FROM same s WHERE s.ord = i.ord)"
-    "), ins AS ("
+    " SELECT ord, id FROM holder WHERE NOT same_payload"
+"), ins AS ("
     " INSERT INTO hl7_messages (id, organization_id, direction, listener,"
     "  sending_application, sending_facility, receiving_application,"
     "  receiving_facility, message_datetime, message_type, trigger_event,"

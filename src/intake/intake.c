@@ -34,8 +34,8 @@ struct mg_intake {
     struct mg_intake_opts opts;
     struct mg__intake_item *head, *tail; /* waiting */
     size_t waiting;
-    struct mg__intake_item *flying; /* the batch in flight */
-    size_t nflying;
+    unsigned inflight;   /* batches sent, not yet answered */
+    size_t nflying;      /* messages in them */
     bool freeing;
     uv_idle_t kick; /* flushes on the next loop turn: never call back
                        synchronously, and let a burst of reads gather */
@@ -43,6 +43,18 @@ struct mg_intake {
     /* counters */
     unsigned long long outcome[MG__INTAKE_NOUTCOMES];
     unsigned long long batches, batch_messages, failed_batches;
+};
+
+/* Batches in flight at once. One would serialise everything behind one
+ * backend; a few let PostgreSQL use both cores while a commit is flushing.
+ * More would only split the same messages into smaller batches. */
+#define MAX_INFLIGHT 3
+
+/* One batch statement in flight. */
+struct flight {
+    struct mg_intake *in;
+    struct mg__intake_item *list;
+    size_t n;
 };
 
 static const char *const outcome_names[MG__INTAKE_NOUTCOMES] = {
@@ -88,7 +100,7 @@ on_kick(uv_idle_t *h)
 static void
 kick(struct mg_intake *in)
 {
-    if (in->kick_active || in->flying != NULL)
+    if (in->kick_active || in->inflight >= MAX_INFLIGHT)
         return;
     in->kick_active = true;
     uv_idle_start(&in->kick, on_kick);
@@ -161,7 +173,7 @@ mg_intake_free(struct mg_intake *in)
     in->waiting = 0;
     fail_list(in, list, MG_ECANCELED);
     in->freeing = true;
-    if (in->flying == NULL)
+    if (in->inflight == 0)
         uv_close((uv_handle_t *)&in->kick, on_kick_closed);
 }
 
@@ -259,12 +271,14 @@ isolate(struct mg_intake *in, struct mg__intake_item *list, size_t n, int rc)
 static void
 on_batch_done(int rc, PGresult *res, void *ud)
 {
-    struct mg_intake *in = ud;
-    struct mg__intake_item *list = in->flying;
-    size_t n = in->nflying;
+    struct flight *f = ud;
+    struct mg_intake *in = f->in;
+    struct mg__intake_item *list = f->list;
+    size_t n = f->n;
 
-    in->flying = NULL;
-    in->nflying = 0;
+    mg_free(f);
+    in->inflight--;
+    in->nflying -= n;
     if (rc == MG_OK) {
         deliver(in, list, res);
     } else {
@@ -279,7 +293,8 @@ on_batch_done(int rc, PGresult *res, void *ud)
         fail_list(in, in->head, MG_ECANCELED);
         in->head = in->tail = NULL;
         in->waiting = 0;
-        uv_close((uv_handle_t *)&in->kick, on_kick_closed);
+        if (in->inflight == 0)
+            uv_close((uv_handle_t *)&in->kick, on_kick_closed);
         return;
     }
     flush(in);
@@ -318,27 +333,34 @@ flush(struct mg_intake *in)
 {
     struct mg__intake_item *list;
     struct mg__intake_batch batch;
+    struct flight *f;
     size_t n;
     int rc;
 
-    while (in->flying == NULL && in->head != NULL) {
+    while (in->inflight < MAX_INFLIGHT && in->head != NULL) {
         n = take_batch(in, &list);
         if (list->busy) { /* refused at submit: queue was full */
             fail_list(in, list, MG_EBUSY);
             continue;
         }
-        rc = mg__intake_batch_render(&batch, list);
+        f = mg_malloc(sizeof(*f));
+        rc = f != NULL ? mg__intake_batch_render(&batch, list) : MG_ENOMEM;
         if (rc == MG_OK)
             rc = mg_store_query(in->store, "intake_batch", NULL,
                                 MG__INTAKE_NPARAMS, batch.values, NULL,
-                                on_batch_done, in);
-        mg__intake_batch_dispose(&batch);
+                                on_batch_done, f);
+        if (f != NULL)
+            mg__intake_batch_dispose(&batch);
         if (rc != MG_OK) {
+            mg_free(f);
             fail_list(in, list, rc);
             continue;
         }
-        in->flying = list;
-        in->nflying = n;
+        f->in = in;
+        f->list = list;
+        f->n = n;
+        in->inflight++;
+        in->nflying += n;
         in->batches++;
         in->batch_messages += n;
     }

@@ -2,7 +2,8 @@
  * raw in hl7_messages with a sync_logs row, in a transaction that commits
  * BEFORE its ACK is handed back (DESIGN.md section 2.1, DESIGN-NOTES
  * section 3). Commits are grouped: whatever arrives while one commit is in
- * flight goes into the next, so batches grow with load and add no latency
+ * flight (up to three batches at once) goes into the next, so batches grow
+ * with load and add no latency
  * when idle. Duplicates (same sender + MSH-10) are recognised in the same
  * statement: same payload -> the original ACK again, nothing processed
  * twice; different payload -> AE (duplicate key) and the new payload kept
