@@ -4,6 +4,7 @@ acknowledged. Every acknowledged message must be stored exactly once, and
 in the end every message is stored exactly once."""
 import os
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -69,6 +70,9 @@ class CrashTest(unittest.TestCase):
                         "count(*) FILTER (WHERE status <> 'received') "
                         "FROM hl7_messages WHERE control_id LIKE :'p1'", run_id + "-%")[0]
         self.assertEqual(counts, [str(TOTAL), str(TOTAL), "0"])
+        print("\ncrash test: %d acknowledged before kill -9, %d stored then; %d acknowledged "
+              "after restart and resend; %d stored, each once" %
+              (len(first), len(stored), len(second), TOTAL), file=sys.stderr)
         gw.stop()
 
 

@@ -191,6 +191,15 @@ class AckRulesTest(unittest.TestCase):
         self.assertEqual(row[0], "failed")
         self.assertTrue(row[1].startswith("PID^1^5"))
 
+    def test_failed_message_repeated_then_corrected(self):
+        bad = msg("FIX-1").replace(b"Doe^Jane", b"Doe^J\xffne")
+        first = mllp_exchange(self.gw.mllp_port, bad)
+        self.assertEqual(mllp_exchange(self.gw.mllp_port, bad), first)  # same bytes: same AE
+        fixed = segments(mllp_exchange(self.gw.mllp_port, msg("FIX-1")))
+        self.assertEqual(fixed["MSA"][1], "AA")  # corrected, same MSH-10: processed
+        self.assertEqual(h.psql(self.db, "SELECT status FROM hl7_messages WHERE control_id='FIX-1' "
+                                "ORDER BY received_at"), [["failed"], ["received"]])
+
     def test_unsupported_version_is_ar_203(self):
         seg = segments(mllp_exchange(self.gw.mllp_port, msg("VER-1").replace(b"|P|2.5.1", b"|P|9.9")))
         self.assertEqual(seg["MSA"][1], "AR")
