@@ -62,6 +62,7 @@ static const char *const outcome_names[MG__INTAKE_NOUTCOMES] = {
     "not_stored"};
 
 static void flush(struct mg_intake *in);
+static bool may_start_batch(const struct mg_intake *in);
 
 static void
 item_free(struct mg__intake_item *it)
@@ -100,7 +101,7 @@ on_kick(uv_idle_t *h)
 static void
 kick(struct mg_intake *in)
 {
-    if (in->kick_active || in->inflight >= MAX_INFLIGHT)
+    if (in->kick_active || !may_start_batch(in))
         return;
     in->kick_active = true;
     uv_idle_start(&in->kick, on_kick);
@@ -328,6 +329,20 @@ take_batch(struct mg_intake *in, struct mg__intake_item **list)
     return n;
 }
 
+/* Another batch starts at once when none is in flight (no added latency
+ * for a lone sender); while one is, new messages wait for it to finish so
+ * they commit together, unless enough are waiting to fill a batch of their
+ * own. Starting a batch per message would trade one large commit for many
+ * small ones and make PostgreSQL do more work per message. */
+static bool
+may_start_batch(const struct mg_intake *in)
+{
+    if (in->inflight == 0)
+        return true;
+    return in->inflight < MAX_INFLIGHT &&
+           in->waiting >= (size_t)MG_MAX(in->opts.batch_max / 8, 1);
+}
+
 static void
 flush(struct mg_intake *in)
 {
@@ -337,7 +352,7 @@ flush(struct mg_intake *in)
     size_t n;
     int rc;
 
-    while (in->inflight < MAX_INFLIGHT && in->head != NULL) {
+    while (in->head != NULL && may_start_batch(in)) {
         n = take_batch(in, &list);
         if (list->busy) { /* refused at submit: queue was full */
             fail_list(in, list, MG_EBUSY);

@@ -123,7 +123,7 @@ parse_index(struct parser *p, long *index)
 static int
 parse_step(struct parser *p, struct step *st)
 {
-    size_t n;
+    size_t n, name_at;
     int rc;
 
     skip_space(p);
@@ -131,7 +131,14 @@ parse_step(struct parser *p, struct step *st)
     n = ident_len(p);
     if (n == 0)
         return syntax(p, "expected a name");
-    if (n == 5 && eat_word(p, "where") && eat(p, '(')) {
+    name_at = p->at;
+    p->at += n;
+    if (!eat(p, '(')) {
+        st->kind = ST_MEMBER;
+        st->name = mg_strndup(p->s + name_at, n);
+        return st->name ? parse_index(p, &st->index) : MG_ENOMEM;
+    }
+    if (n == 5 && memcmp(p->s + name_at, "where", 5) == 0) {
         st->kind = ST_WHERE;
         st->cond = mg_calloc(1, sizeof(*st->cond));
         if (st->cond == NULL)
@@ -143,19 +150,13 @@ parse_step(struct parser *p, struct step *st)
             return syntax(p, "expected ')'");
         return parse_index(p, &st->index);
     }
-    if ((n == 5 && eat_word(p, "first(")) || (n == 6 && eat_word(p, "exists("))) {
-        st->kind = n == 5 ? ST_FIRST : ST_EXISTS;
-        return eat(p, ')') ? MG_OK : syntax(p, "expected ')'");
-    }
-    st->kind = ST_MEMBER;
-    st->name = mg_strndup(p->s + p->at, n);
-    if (st->name == NULL)
-        return MG_ENOMEM;
-    p->at += n;
-    skip_space(p);
-    if (p->at < p->len && p->s[p->at] == '(')
+    if (n == 5 && memcmp(p->s + name_at, "first", 5) == 0)
+        st->kind = ST_FIRST;
+    else if (n == 6 && memcmp(p->s + name_at, "exists", 6) == 0)
+        st->kind = ST_EXISTS;
+    else
         return syntax(p, "unsupported function (where, first, exists)");
-    return parse_index(p, &st->index);
+    return eat(p, ')') ? MG_OK : syntax(p, "expected ')'");
 }
 
 static int
@@ -379,7 +380,7 @@ static int
 eval(const struct mg_fhirpath *fp, json_t *root, bool top,
      struct mg_arena *a, struct mg_fhirpath_coll *out)
 {
-    struct mg_fhirpath_coll cur;
+    struct mg_fhirpath_coll cur, next;
     size_t i = 0;
     bool hit = false;
     int rc = coll_alloc(a, 1, &cur);
@@ -395,9 +396,10 @@ eval(const struct mg_fhirpath *fp, json_t *root, bool top,
         i = 1;
     }
     for (; i < fp->nstep; i++) {
-        rc = apply_step(&fp->step[i], &cur, a, &cur);
+        rc = apply_step(&fp->step[i], &cur, a, &next);
         if (rc != MG_OK)
             return rc;
+        cur = next;
     }
     if (fp->literal == NULL || cur.n == 0) { /* "=" with {} on a side: {} */
         *out = cur;

@@ -1,4 +1,4 @@
-/* Mapping engine: declarative mapping files (mappings/*.json) that say how
+/* Mapping engine: declarative mapping files (mappings/<name>.json) that say how
  * an inbound HL7 v2 message becomes internal records, loaded as one set,
  * and the evaluator that applies a route to a parsed message. Also a small
  * FHIRPath evaluator over jansson JSON for the FHIR mappings.
@@ -6,7 +6,7 @@
  * engineers; this header is the contract for the code that uses it.
  *
  * Model. A mapping set is every route file of one folder plus its code
- * tables (folder/tables/*.json), compiled once and then read-only: any
+ * tables (folder/tables/<name>.json), compiled once and then read-only: any
  * number of threads may find routes and apply them concurrently. A route
  * says which messages it takes (match), which adapter consumes its result,
  * and one rule per target ("patient.last_name", "patient_identifiers[]").
@@ -39,7 +39,7 @@ struct mg_mapping_route;
 /* ---- Loading a set -------------------------------------------------- */
 
 /* Loads every "*.json" route file of dir (sorted by name) and every code
- * table in dir/tables/*.json, checks them, resolves "extends", and
+ * table in dir/tables/<name>.json, checks them, resolves "extends", and
  * compiles the set. All or nothing: when any file has a problem the whole
  * set is refused, and every problem found is written to err (may be NULL)
  * as one line "FILE:LINE: KEY/PATH: problem", the key path naming the
@@ -58,7 +58,7 @@ MG_MUST_CHECK int mg_mapping_set_load(const char *dir,
 void mg_mapping_set_free(struct mg_mapping_set *set);
 
 /* A cheap fingerprint of the folder's files (names, sizes, modification
- * times of dir/*.json and dir/tables/*.json), taken when the set was
+ * times of dir/<name>.json and dir/tables/<name>.json), taken when the set was
  * loaded, before the files were read. */
 uint64_t mg_mapping_set_stamp(const struct mg_mapping_set *set);
 
