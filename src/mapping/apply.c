@@ -435,8 +435,8 @@ read_from(struct run *r, const struct mg__mapping_rule *ru,
         rc = read_path(r, &ru->from[i], it, &v, &here);
         if (rc != MG_OK)
             return rc;
-        if (i == 0)
-            *l = here;
+        if (i == 0 || (l->seg == NULL && here.seg != NULL))
+            *l = here; /* diags point at a segment the message has */
         if (v.presence == MG_HL7V2_NULL && !null) {
             null = true;
             null_at = here;

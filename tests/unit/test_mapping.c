@@ -1,0 +1,1407 @@
+/* Unit tests for the mapping engine: the shipped mappings/ folder applied
+ * to real messages in tests/data/hl7v2 (values checked against the message
+ * files by hand), explicit nulls, fallbacks, conditions, transforms, load
+ * errors with file:line:key, extends and route precedence, unused fields,
+ * the dry run, change detection and the FHIRPath subset on
+ * tests/data/fhir. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/arena.h"
+#include "core/error.h"
+#include "core/jsonpos.h"
+#include "mapping/mapping.h"
+
+#define MAPPINGS MG_SOURCE_DIR "/mappings"
+#define HL7 MG_TESTDATA_DIR "/hl7v2"
+#define FHIR MG_TESTDATA_DIR "/fhir"
+
+/* ---- helpers ------------------------------------------------------- */
+
+static struct mg_mapping_set *shipped; /* loaded once for the group */
+
+static int
+setup_shipped(void **state)
+{
+    (void)state;
+    return mg_mapping_set_load(MAPPINGS, &shipped, stderr) == MG_OK ? 0 : -1;
+}
+
+static int
+teardown_shipped(void **state)
+{
+    (void)state;
+    mg_mapping_set_free(shipped);
+    return 0;
+}
+
+static char *
+read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *p;
+    long n;
+
+    if (f == NULL)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    p = malloc((size_t)n + 1);
+    if (p != NULL && fread(p, 1, (size_t)n, f) != (size_t)n) {
+        free(p);
+        p = NULL;
+    }
+    fclose(f);
+    if (p != NULL) {
+        p[n] = '\0';
+        *len = (size_t)n;
+    }
+    return p;
+}
+
+/* One message mapped: the arena, text and result live until done(). */
+struct mapped {
+    struct mg_arena arena;
+    char *text;
+    struct mg_hl7v2_msg *msg;
+    const struct mg_mapping_route *route;
+    struct mg_mapping_result res;
+    struct mg_diag diag;
+    int rc;
+};
+
+static void
+map_text(struct mapped *m, const struct mg_mapping_set *set, const char *text,
+         size_t len)
+{
+    struct mg_diag pd;
+
+    memset(m, 0, sizeof(*m));
+    mg_arena_init(&m->arena, 65536, 0);
+    m->text = malloc(len + 1);
+    assert_non_null(m->text);
+    memcpy(m->text, text, len);
+    m->text[len] = '\0';
+    assert_int_equal(mg_hl7v2_parse(mg_str_n(m->text, len), NULL, &m->arena,
+                                    &m->msg, &pd),
+                     MG_OK);
+    assert_int_equal(mg_mapping_route_find(set, &m->msg->hdr, NULL, &m->route),
+                     MG_OK);
+    m->rc = mg_mapping_apply(m->route, m->msg, &m->arena, &m->res, &m->diag);
+}
+
+static void
+map_file(struct mapped *m, const char *path)
+{
+    size_t len;
+    char *text = read_file(path, &len);
+
+    assert_non_null(text);
+    map_text(m, shipped, text, len);
+    free(text);
+    assert_int_equal(m->rc, MG_OK);
+}
+
+static void
+done(struct mapped *m)
+{
+    mg_arena_dispose(&m->arena);
+    free(m->text);
+}
+
+/* The value of target as a C string; "(absent)" / "(null)". */
+static const char *
+val(const struct mapped *m, const char *target)
+{
+    static char buf[4][8192];
+    static int k;
+    const struct mg_mapping_value *v = mg_mapping_result_get(&m->res, target);
+
+    if (v == NULL)
+        return "(absent)";
+    if (v->null)
+        return "(null)";
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof(buf[k]), "%.*s", (int)v->str.len, v->str.ptr);
+    return buf[k];
+}
+
+static const char *
+item_val(const struct mg_mapping_item *it, const char *name)
+{
+    static char buf[4][8192];
+    static int k;
+    const struct mg_mapping_value *v = mg_mapping_item_get(it, name);
+
+    if (v == NULL)
+        return "(absent)";
+    if (v->null)
+        return "(null)";
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof(buf[k]), "%.*s", (int)v->str.len, v->str.ptr);
+    return buf[k];
+}
+
+/* A temporary mapping folder with the given files (name, content pairs,
+ * NULL-terminated); names may include "tables/". */
+static void
+make_dir(char *dir, size_t size, ...)
+{
+    const char *name, *content;
+    char path[512];
+    va_list ap;
+    FILE *f;
+
+    snprintf(dir, size, "/tmp/mg_map_test_XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/tables", dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    va_start(ap, size);
+    while ((name = va_arg(ap, const char *)) != NULL) {
+        content = va_arg(ap, const char *);
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(content, f);
+        fclose(f);
+    }
+    va_end(ap);
+}
+
+static void
+remove_dir(const char *dir)
+{
+    char cmd[600];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Loads dir expecting failure; returns the error text (malloc'd). */
+static char *
+load_errors(const char *dir)
+{
+    struct mg_mapping_set *set = NULL;
+    char *out = NULL;
+    size_t len = 0;
+    FILE *err = open_memstream(&out, &len);
+
+    assert_non_null(err);
+    assert_int_equal(mg_mapping_set_load(dir, &set, err), MG_ECONF);
+    assert_null(set);
+    fclose(err);
+    return out;
+}
+
+#define MSH_ADT(type) "MSH|^~\\&|APP|FAC|GW|GW|20240101120000||" type \
+                      "|1|P|2.5.1\r"
+
+/* ---- the shipped set ------------------------------------------------ */
+
+static void
+test_set_load_shipped(void **state)
+{
+    (void)state;
+    assert_int_equal(mg_mapping_set_count(shipped), 3);
+    assert_string_equal(
+        mg_mapping_route_adapter(mg_mapping_route_by_name(shipped, "adt")),
+        "hl7v2.adt");
+    assert_string_equal(
+        mg_mapping_route_adapter(mg_mapping_route_by_name(shipped, "orders")),
+        "hl7v2.order");
+    assert_string_equal(
+        mg_mapping_route_adapter(mg_mapping_route_by_name(shipped, "results")),
+        "hl7v2.result");
+    assert_null(mg_mapping_route_by_name(shipped, "nope"));
+}
+
+/* Every message of a type the shipped routes take maps without error,
+ * except the sample order that carries no accession or filler number. */
+static void
+test_apply_every_shipped_message(void **state)
+{
+    static const char *const files[] = {
+        "dcm4che/ADT_A31-UpdatePersonInfo.hl7",
+        "dcm4che/ADT_A31-UpdatePersonInfo-Veterinary.hl7",
+        "dcm4che/ADT_A40-PatientMerge.hl7",
+        "dcm4che/OMI_O23-ImagingOrder.hl7",
+        "dcm4che/ORM_O01-GeneralOrder.hl7",
+        "dcm4che/ORU_R01-CDA.hl7",
+        "dcm4che/ORU_R01-PDF.hl7",
+        "dcm4che/ORU_R01-SR.hl7",
+        "fhir-converter/ADT-A01-01.hl7",
+        "fhir-converter/ADT-A01-02.hl7",
+        "fhir-converter/ADT-A04-01.hl7",
+        "fhir-converter/ADT-A04-02.hl7",
+        "fhir-converter/ADT-A08-01.hl7",
+        "fhir-converter/ADT-A08-02.hl7",
+        "fhir-converter/ADT-A40-01.hl7",
+        "fhir-converter/ADT-A40-02.hl7",
+        "fhir-converter/ADT01-23.hl7",
+        "fhir-converter/ADT01-28.hl7",
+        "fhir-converter/ADT04-23.hl7",
+        "fhir-converter/ADT04-251.hl7",
+        "fhir-converter/ADT04-28.hl7",
+        "fhir-converter/LAB-ORM-1.hl7",
+        "fhir-converter/LAB-ORU-1.hl7",
+        "fhir-converter/LAB-ORU-2.hl7",
+        "fhir-converter/LRI_2.0-NG_CBC_Typ_Message.hl7",
+        "fhir-converter/OML-O21-02.hl7",
+        "fhir-converter/ORM-O01-01.hl7",
+        "fhir-converter/ORM-O01-02.hl7",
+        "fhir-converter/ORM-O01-03.hl7",
+        "fhir-converter/ORM-O01-04.hl7",
+        "fhir-converter/ORM-O01-05.hl7",
+        "fhir-converter/ORU-R01-01.hl7",
+        "fhir-converter/ORU-R01-RMGEAD.hl7",
+    };
+    char path[512];
+    struct mapped m;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", HL7, files[i]);
+        map_file(&m, path);
+        assert_non_null(mg_mapping_result_get(&m.res,
+                                              "patient.medical_record_number"));
+        done(&m);
+    }
+}
+
+static void
+test_adt_fhir_converter_v251(void **state)
+{
+    struct mapped m;
+    const struct mg_mapping_group *g;
+
+    (void)state;
+    map_file(&m, HL7 "/fhir-converter/ADT01-28.hl7");
+    assert_string_equal(mg_mapping_route_name(m.route), "adt");
+    /* PID|1||PATID1234^5^M11^ADT1^MR^GOOD HEALTH HOSPITAL~123456789^^^USSSA^SS
+     * ||EVERYMAN^ADAM^A^III||19610615|M||C|2222 HOME STREET^^GREENSBORO^NC^
+     * 27401-1020|GL|(555) 555-2004|(555)555-2004||S|| */
+    assert_string_equal(val(&m, "patient.medical_record_number"), "PATID1234");
+    assert_string_equal(val(&m, "patient.last_name"), "EVERYMAN");
+    assert_string_equal(val(&m, "patient.first_name"), "ADAM");
+    assert_string_equal(val(&m, "patient.middle_name"), "A");
+    assert_string_equal(val(&m, "patient.name_suffix"), "III");
+    assert_string_equal(val(&m, "patient.date_of_birth"), "1961-06-15");
+    assert_string_equal(val(&m, "patient.gender"), "male");
+    assert_string_equal(val(&m, "patient.phone"), "(555) 555-2004");
+    assert_string_equal(val(&m, "patient.address_line1"), "2222 HOME STREET");
+    assert_string_equal(val(&m, "patient.city"), "GREENSBORO");
+    assert_string_equal(val(&m, "patient.state"), "NC");
+    assert_string_equal(val(&m, "patient.postal_code"), "27401-1020");
+    assert_string_equal(val(&m, "patient.marital_status"), "S");
+    assert_string_equal(val(&m, "patient.country"), "(absent)");
+    /* EVN|A01|20070818112300+0700|| */
+    assert_string_equal(val(&m, "event.recorded_at"),
+                        "2007-08-18T11:23:00+07:00");
+    assert_string_equal(val(&m, "merge.prior_medical_record_number"),
+                        "(absent)");
+    g = mg_mapping_result_group(&m.res, "patient_identifiers[]");
+    assert_non_null(g);
+    assert_int_equal(g->nitem, 2);
+    assert_string_equal(item_val(&g->item[0], "value"), "PATID1234");
+    assert_string_equal(item_val(&g->item[0], "system"), "ADT1");
+    assert_string_equal(item_val(&g->item[0], "type_code"), "MR");
+    assert_string_equal(item_val(&g->item[0], "assigning_facility"),
+                        "GOOD HEALTH HOSPITAL");
+    assert_string_equal(item_val(&g->item[1], "value"), "123456789");
+    assert_string_equal(item_val(&g->item[1], "system"), "USSSA");
+    assert_string_equal(item_val(&g->item[1], "type_code"), "SS");
+    assert_int_equal(g->item[1].rep, 2);
+    assert_string_equal(g->item[1].segment, "PID");
+    /* entity/column split for the adapters */
+    const struct mg_mapping_value *v =
+        mg_mapping_result_get(&m.res, "patient.last_name");
+    assert_true(mg_str_eqz(v->entity, "patient"));
+    assert_true(mg_str_eqz(v->column, "last_name"));
+    done(&m);
+}
+
+static void
+test_adt_fhir_converter_v28(void **state)
+{
+    struct mapped m;
+    const struct mg_mapping_group *g;
+
+    (void)state;
+    map_file(&m, HL7 "/fhir-converter/ADT-A01-02.hl7");
+    /* PID-3 PATID1234^5^M11^test1&2.16.1&HCD^MR^...; PID-5
+     * EVERYMAN&&&&Aniston^ADAM^A^III^Dr.^...; PID-7 198808181126+0215;
+     * PID-11 1000&Hospital Lane^Ste. 123^Ann Arbor ^MI^99999^USA; PID-29
+     * 20080825111630+0115; PID-30 Y. */
+    assert_string_equal(val(&m, "patient.medical_record_number"), "PATID1234");
+    assert_string_equal(val(&m, "patient.last_name"), "EVERYMAN");
+    assert_string_equal(val(&m, "patient.name_prefix"), "Dr.");
+    assert_string_equal(val(&m, "patient.date_of_birth"), "1988-08-18");
+    assert_string_equal(val(&m, "patient.address_line1"),
+                        "1000 Hospital Lane");
+    assert_string_equal(val(&m, "patient.address_line2"), "Ste. 123");
+    assert_string_equal(val(&m, "patient.country"), "USA");
+    assert_string_equal(val(&m, "patient.deceased"), "true");
+    assert_string_equal(val(&m, "patient.deceased_at"),
+                        "2008-08-25T11:16:30+01:15");
+    /* EVN-6 20210817151943.4+0200 */
+    assert_string_equal(val(&m, "event.occurred_at"),
+                        "2021-08-17T15:19:43.4+02:00");
+    g = mg_mapping_result_group(&m.res, "patient_identifiers");
+    assert_int_equal(g->nitem, 2);
+    assert_string_equal(item_val(&g->item[0], "system"), "test1");
+    assert_string_equal(item_val(&g->item[0], "universal_id"), "2.16.1");
+    assert_string_equal(item_val(&g->item[0], "universal_id_type"), "HCD");
+    done(&m);
+}
+
+static void
+test_adt_merge(void **state)
+{
+    struct mapped m;
+    const struct mg_mapping_group *g;
+
+    (void)state;
+    /* PID|||NEW_PID_1^^^ADT1||New_Smith^Lucy^Mark||20141014|F
+     * MRG|OLD_PID_1^^^ADT1||||||Old_Smith^Lucy^Mark */
+    map_file(&m, HL7 "/dcm4che/ADT_A40-PatientMerge.hl7");
+    assert_string_equal(val(&m, "patient.medical_record_number"), "NEW_PID_1");
+    assert_string_equal(val(&m, "patient.last_name"), "New_Smith");
+    assert_string_equal(val(&m, "patient.gender"), "female");
+    assert_string_equal(val(&m, "merge.prior_medical_record_number"),
+                        "OLD_PID_1");
+    assert_string_equal(val(&m, "merge.prior_last_name"), "Old_Smith");
+    g = mg_mapping_result_group(&m.res, "merge_prior_identifiers");
+    assert_int_equal(g->nitem, 1);
+    assert_string_equal(item_val(&g->item[0], "system"), "ADT1");
+    done(&m);
+
+    /* PID|1||12345^^^BCBS^MR||Test^Test^A||20180205|F|||123 Any Street^^
+     * Raleigh^NC^27615||(111)111-1111^^PH^^^111^1111111 / MRG|56789^^^BCBS^MR */
+    map_file(&m, HL7 "/fhir-converter/ADT-A40-02.hl7");
+    assert_string_equal(val(&m, "patient.medical_record_number"), "12345");
+    assert_string_equal(val(&m, "merge.prior_medical_record_number"), "56789");
+    assert_string_equal(val(&m, "patient.phone"), "(111)111-1111");
+    assert_string_equal(val(&m, "patient.city"), "Raleigh");
+    assert_string_equal(val(&m, "patient.date_of_birth"), "2018-02-05");
+    done(&m);
+}
+
+static void
+test_orders_ihe_orm_with_zds(void **state)
+{
+    struct mapped m;
+
+    (void)state;
+    /* MSH-9 says OMI^O23; no IPC, so OBR and ZDS give the study. */
+    map_file(&m, HL7 "/dcm4che/ORM_O01-GeneralOrder.hl7");
+    assert_string_equal(mg_mapping_route_name(m.route), "orders");
+    assert_string_equal(val(&m, "patient.medical_record_number"), "PID_1");
+    assert_string_equal(val(&m, "patient.last_name"), "Smith");
+    assert_string_equal(val(&m, "patient.first_name"), "Lucy");
+    assert_string_equal(val(&m, "patient.date_of_birth"), "2014-10-14");
+    assert_string_equal(val(&m, "order.control"), "NW");
+    assert_string_equal(val(&m, "scan.accession_number"), "AccessionNumber");
+    assert_string_equal(val(&m, "scan.study_instance_uid"),
+                        "1.2.392.200036.9125.0.198811291108.7");
+    assert_string_equal(val(&m, "scan.procedure_code"), "10637-7");
+    assert_string_equal(val(&m, "scan.procedure_code_system"), "LN");
+    assert_string_equal(val(&m, "scan.procedure_description"),
+                        "Microscopic Observation");
+    assert_string_equal(val(&m, "scan.scan_type"), "CT");
+    assert_string_equal(val(&m, "scan.requested_procedure_id"),
+                        "RequestedProcID");
+    /* ORC-7.6 "RequestedProcedurePriority" is no table 0027 code. */
+    assert_string_equal(val(&m, "scan.priority"), "routine");
+    /* TQ1-7 200008161510 */
+    assert_string_equal(val(&m, "scan.scheduled_at"), "2000-08-16T15:10");
+    assert_string_equal(val(&m, "scan.placer_order_number"),
+                        "PlacerOrderNumberImagingServiceRequest");
+    assert_string_equal(val(&m, "scan.referring_physician_name"),
+                        "RequestingPhysicianGN RequestingPhysicianFN");
+    assert_string_equal(val(&m, "scan.referring_physician_id"), "(absent)");
+    done(&m);
+}
+
+static void
+test_orders_omi_ipc(void **state)
+{
+    struct mapped m;
+
+    (void)state;
+    /* IPC|AccessionNumber|RequestedProcID|1.2.392...7|ScheduledProcStepID|CT */
+    map_file(&m, HL7 "/dcm4che/OMI_O23-ImagingOrder.hl7");
+    assert_string_equal(val(&m, "scan.accession_number"), "AccessionNumber");
+    assert_string_equal(val(&m, "scan.study_instance_uid"),
+                        "1.2.392.200036.9125.0.198811291108.7");
+    assert_string_equal(val(&m, "scan.scan_type"), "CT");
+    assert_string_equal(val(&m, "scan.requested_procedure_id"),
+                        "RequestedProcID");
+    done(&m);
+}
+
+static void
+test_orders_fhir_converter(void **state)
+{
+    struct mapped m;
+
+    (void)state;
+    /* ORC|NW|1101^GHHPlacer|1201^GHHFiller||SC||12&lb^BID&12:30:05^S50^
+     * 20020315^...||202110201126+0215|... OBR|1|||24725-4^CT Head^LN|||...
+     * 005454^RAD^ROBIN^B (OBR-16); no OBR-18, so the accession falls back
+     * to the filler order number. */
+    map_file(&m, HL7 "/fhir-converter/ORM-O01-01.hl7");
+    assert_string_equal(val(&m, "scan.accession_number"), "1201");
+    assert_string_equal(val(&m, "scan.placer_order_number"), "1101");
+    assert_string_equal(val(&m, "scan.filler_order_number"), "1201");
+    assert_string_equal(val(&m, "scan.procedure_code"), "24725-4");
+    assert_string_equal(val(&m, "scan.procedure_description"), "CT Head");
+    assert_string_equal(val(&m, "scan.ordered_at"), "2021-10-20T11:26+02:15");
+    assert_string_equal(val(&m, "scan.scheduled_at"), "2002-03-15");
+    assert_string_equal(val(&m, "scan.referring_physician_name"), "ROBIN RAD");
+    assert_string_equal(val(&m, "scan.referring_physician_id"), "005454");
+    assert_string_equal(val(&m, "order.status"), "SC");
+    done(&m);
+}
+
+/* ORC-2 only: no IPC-1, OBR-18, ORC-3 or OBR-3. */
+static void
+test_orders_required_missing(void **state)
+{
+    size_t len;
+    char *text = read_file(HL7 "/fhir-converter/ORM-O01-06.hl7", &len);
+    struct mapped m;
+
+    (void)state;
+    assert_non_null(text);
+    map_text(&m, shipped, text, len);
+    free(text);
+    assert_int_equal(m.rc, MG_EMAPPING);
+    assert_int_equal(m.diag.code, 101);
+    assert_string_equal(m.diag.path, "scan.accession_number");
+    /* the first path tried whose segment the message has */
+    assert_string_equal(m.diag.segment, "ORC");
+    assert_int_equal(m.diag.field, 3);
+    assert_non_null(strstr(m.diag.text, "IPC-1.1, OBR-18, ORC-3.1, OBR-3.1"));
+    done(&m);
+}
+
+static void
+test_results_sr(void **state)
+{
+    struct mapped m;
+    const char *text;
+
+    (void)state;
+    map_file(&m, HL7 "/dcm4che/ORU_R01-SR.hl7");
+    assert_string_equal(mg_mapping_route_name(m.route), "results");
+    assert_string_equal(val(&m, "scan.accession_number"), "AccessionNumber");
+    /* OBX|1|ST|113014^DICOM Study^DCM||1.2.392.200036.9125.0.198811291108.7 */
+    assert_string_equal(val(&m, "scan.study_instance_uid"),
+                        "1.2.392.200036.9125.0.198811291108.7");
+    assert_string_equal(val(&m, "report.report_status"), "final");
+    assert_string_equal(val(&m, "report.report_type"), "radiology");
+    /* OBR-32 &VerifyingObserverFN&VerifyingObserverGN&... */
+    assert_string_equal(val(&m, "report.reporting_radiologist_name"),
+                        "VerifyingObserverGN VerifyingObserverFN");
+    assert_string_equal(val(&m, "report.effective_at"), "2022-03-24T19:30:57");
+    text = val(&m, "report.findings_text");
+    assert_non_null(strstr(text, "The right kidney is slightly enlarged, but "
+                                 "otherwise normal\nThere is a small mass"));
+    assert_true(strncmp(text, "The right kidney", 16) == 0);
+    assert_non_null(strstr(text, "\n4mmx6mm\n5mmx7mm\n"));
+    assert_non_null(strstr(text, "Body Region = Body"));
+    assert_null(strstr(text, "1.2.392")); /* UID observations left out */
+    assert_null(strstr(text, "C65.2"));   /* CE observations too */
+    assert_string_equal(val(&m, "report.recommendations"),
+                        "Follow-up with CT of the Abdomen without contrast "
+                        "is recommended in 6 months.");
+    assert_string_equal(val(&m, "report.impression"), "(absent)");
+    assert_int_equal(mg_mapping_result_group(&m.res, "scan_files")->nitem, 0);
+    done(&m);
+}
+
+static void
+test_results_pdf_and_cda(void **state)
+{
+    struct mapped m;
+    const struct mg_mapping_group *g;
+
+    (void)state;
+    /* OBX|4|ED|18748-4^Diagnostic Imaging Report^LN||^Application^PDF^
+     * Base64^JVBERi0xLjMN... */
+    map_file(&m, HL7 "/dcm4che/ORU_R01-PDF.hl7");
+    assert_string_equal(val(&m, "report.findings_text"), "(absent)");
+    g = mg_mapping_result_group(&m.res, "scan_files");
+    assert_int_equal(g->nitem, 1);
+    assert_int_equal(g->item[0].seq, 4);
+    assert_string_equal(item_val(&g->item[0], "value_type"), "ED");
+    assert_string_equal(item_val(&g->item[0], "observation_code"), "18748-4");
+    assert_string_equal(item_val(&g->item[0], "ed_type_of_data"),
+                        "Application");
+    assert_string_equal(item_val(&g->item[0], "ed_subtype"), "PDF");
+    assert_string_equal(item_val(&g->item[0], "ed_encoding"), "Base64");
+    assert_true(strncmp(item_val(&g->item[0], "ed_data"), "JVBERi0xLjMN",
+                        12) == 0);
+    assert_string_equal(item_val(&g->item[0], "storage_uri"), "(absent)");
+    done(&m);
+
+    /* Two 113014 observations: the first one wins. */
+    map_file(&m, HL7 "/dcm4che/ORU_R01-CDA.hl7");
+    assert_string_equal(val(&m, "scan.study_instance_uid"),
+                        "2.16.840.1.113669.632.20.540351.10004609971");
+    g = mg_mapping_result_group(&m.res, "scan_files");
+    assert_int_equal(g->nitem, 1);
+    assert_string_equal(item_val(&g->item[0], "ed_subtype"), "text/xml");
+    done(&m);
+}
+
+static void
+test_results_fhir_converter(void **state)
+{
+    struct mapped m;
+    const struct mg_mapping_group *g;
+
+    (void)state;
+    /* PID|||555-44-4444||EVERYWOMAN^EVE^E...; OBR-25 F */
+    map_file(&m, HL7 "/fhir-converter/ORU-R01-RMGEAD.hl7");
+    assert_string_equal(val(&m, "patient.medical_record_number"),
+                        "555-44-4444");
+    assert_string_equal(val(&m, "patient.last_name"), "EVERYWOMAN");
+    assert_string_equal(val(&m, "report.report_status"), "final");
+    assert_string_equal(val(&m, "scan.filler_order_number"), "1045813");
+    assert_string_equal(val(&m, "report.effective_at"),
+                        "2002-02-15T07:30:00+06:00");
+    done(&m);
+
+    /* RP observations become references. */
+    map_file(&m, HL7 "/fhir-converter/ORU-R01-01.hl7");
+    g = mg_mapping_result_group(&m.res, "scan_files");
+    assert_int_equal(g->nitem, 3);
+    assert_string_equal(item_val(&g->item[0], "storage_uri"),
+                        "https://testurl.com");
+    assert_string_equal(item_val(&g->item[0], "rp_subtype"), "PICT");
+    assert_string_equal(item_val(&g->item[1], "value_type"), "ED");
+    done(&m);
+}
+
+/* ---- nulls, fallbacks, conditions (synthetic messages) --------------- */
+
+static void
+test_explicit_null(void **state)
+{
+    static const char msg[] = MSH_ADT("ADT^A08")
+        "PID|1||123^^^X^MR||\"\"^John^\"\"||\"\"|\"\"||||||\r";
+    struct mapped m;
+    const struct mg_mapping_value *v;
+
+    (void)state;
+    map_text(&m, shipped, msg, sizeof(msg) - 1);
+    assert_int_equal(m.rc, MG_OK);
+    assert_string_equal(val(&m, "patient.last_name"), "(null)");
+    assert_string_equal(val(&m, "patient.first_name"), "John");
+    assert_string_equal(val(&m, "patient.middle_name"), "(null)");
+    /* transforms and tables leave a null alone */
+    assert_string_equal(val(&m, "patient.date_of_birth"), "(null)");
+    assert_string_equal(val(&m, "patient.gender"), "(null)");
+    /* empty is absent, not null */
+    assert_string_equal(val(&m, "patient.phone"), "(absent)");
+    v = mg_mapping_result_get(&m.res, "patient.last_name");
+    assert_true(v->null);
+    assert_int_equal(v->str.len, 0);
+    done(&m);
+}
+
+static void
+test_fallbacks_and_conditions(void **state)
+{
+    static const char typed[] = MSH_ADT("ADT^A04")
+        "PID|1||A1^^^X^PI~M2^^^X^MR~S3^^^Y^SS||Doe^Jo\r";
+    static const char untyped[] = MSH_ADT("ADT^A04")
+        "PID|1||A1^^^X~B2^^^Y||Doe^Jo\r";
+    static const char email[] = MSH_ADT("ADT^A04")
+        "PID|1||A1||Doe||||||||555^PRN^PH~^NET^Internet^jo@example.org\r";
+    struct mapped m;
+
+    (void)state;
+    map_text(&m, shipped, typed, sizeof(typed) - 1);
+    assert_string_equal(val(&m, "patient.medical_record_number"), "M2");
+    assert_int_equal(mg_mapping_result_group(&m.res, "patient_identifiers")
+                         ->nitem,
+                     3);
+    done(&m);
+    map_text(&m, shipped, untyped, sizeof(untyped) - 1);
+    assert_string_equal(val(&m, "patient.medical_record_number"), "A1");
+    done(&m);
+    map_text(&m, shipped, email, sizeof(email) - 1);
+    assert_string_equal(val(&m, "patient.email"), "jo@example.org");
+    assert_string_equal(val(&m, "patient.phone"), "555");
+    done(&m);
+}
+
+/* FT formatting is decoded by the codec; TX repetitions are lines. */
+static void
+test_results_text_lines(void **state)
+{
+    static const char msg[] =
+        "MSH|^~\\&|RIS|FAC|GW|GW|20240101||ORU^R01|9|P|2.5.1\r"
+        "PID|1||77^^^X^MR||Roe^Ann\r"
+        "OBR|1||F1|CT^Head||||||||||||||ACC9|||||||P\r"
+        "OBX|1|FT|^Report||line one\\.br\\line two||||||F\r"
+        "OBX|2|TX|19005-8^IMPRESSION^LN||first~second||||||F\r"
+        "OBX|3|NM|^Dose||5||||||F\r";
+    struct mapped m;
+
+    (void)state;
+    map_text(&m, shipped, msg, sizeof(msg) - 1);
+    assert_int_equal(m.rc, MG_OK);
+    assert_string_equal(val(&m, "report.findings_text"),
+                        "line one\nline two\nfirst\nsecond");
+    assert_string_equal(val(&m, "report.impression"), "first\nsecond");
+    assert_string_equal(val(&m, "report.report_status"), "preliminary");
+    assert_string_equal(val(&m, "scan.accession_number"), "ACC9");
+    done(&m);
+}
+
+static void
+test_required_and_type_errors(void **state)
+{
+    static const char no_id[] = MSH_ADT("ADT^A01") "PID|1||||Doe^Jo\r";
+    static const char bad_dob[] = MSH_ADT("ADT^A01")
+        "PID|1||A1^^^X^MR||Doe||2022XX01\r";
+    static const char null_id[] = MSH_ADT("ADT^A01") "PID|1||\"\"||Doe\r";
+    struct mapped m;
+
+    (void)state;
+    map_text(&m, shipped, no_id, sizeof(no_id) - 1);
+    assert_int_equal(m.rc, MG_EMAPPING);
+    assert_int_equal(m.diag.code, 101);
+    assert_string_equal(m.diag.segment, "PID");
+    assert_int_equal(m.diag.seq, 1);
+    assert_int_equal(m.diag.field, 3);
+    assert_int_equal(m.diag.comp, 1);
+    assert_string_equal(m.diag.path, "patient.medical_record_number");
+    assert_non_null(strstr(m.diag.text, "PID-3[CX.5=MR].1, PID-3.1"));
+    done(&m);
+
+    map_text(&m, shipped, bad_dob, sizeof(bad_dob) - 1);
+    assert_int_equal(m.rc, MG_EMAPPING);
+    assert_int_equal(m.diag.code, 102);
+    assert_string_equal(m.diag.segment, "PID");
+    assert_int_equal(m.diag.field, 7);
+    assert_string_equal(m.diag.path, "patient.date_of_birth");
+    assert_null(strstr(m.diag.text, "2022XX01")); /* no PHI in diags */
+    done(&m);
+
+    /* an explicit null does not satisfy "required" */
+    map_text(&m, shipped, null_id, sizeof(null_id) - 1);
+    assert_int_equal(m.rc, MG_EMAPPING);
+    assert_int_equal(m.diag.code, 101);
+    done(&m);
+}
+
+/* ---- transforms ------------------------------------------------------ */
+
+static void
+test_transforms_table(void **state)
+{
+    static const struct {
+        const char *xf, *in, *out; /* out NULL: refused (102) */
+    } cases[] = {
+        {"hl7_ts", "2022", "2022"},
+        {"hl7_ts", "202203", "2022-03"},
+        {"hl7_ts", "20220324", "2022-03-24"},
+        {"hl7_ts", "2022032419", "2022-03-24T19:00"},
+        {"hl7_ts", "202203241931", "2022-03-24T19:31"},
+        {"hl7_ts", "20220324193156", "2022-03-24T19:31:56"},
+        {"hl7_ts", "20220324193156.1234", "2022-03-24T19:31:56.1234"},
+        {"hl7_ts", "20220324193156-0500", "2022-03-24T19:31:56-05:00"},
+        {"hl7_ts", "198808181126+0215", "1988-08-18T11:26+02:15"},
+        {"hl7_ts", "20210817151943.4+0200", "2021-08-17T15:19:43.4+02:00"},
+        {"hl7_ts", "20240229", "2024-02-29"},
+        {"hl7_ts", " 20220324 ", "2022-03-24"},
+        {"hl7_ts", "20230229", NULL},
+        {"hl7_ts", "20221301", NULL},
+        {"hl7_ts", "2022032425", NULL},
+        {"hl7_ts", "202203241", NULL},
+        {"hl7_ts", "20220324.5", NULL},
+        {"hl7_ts", "20220324193156+05", NULL},
+        {"hl7_ts", "2022-03-24", NULL},
+        {"hl7_ts", "", NULL},
+        {"hl7_date", "19610615", "1961-06-15"},
+        {"hl7_date", "19850101000000+0700", "1985-01-01"},
+        {"hl7_date", "198808181126", "1988-08-18"},
+        {"hl7_date", "1961", NULL},
+        {"hl7_date", "19610632", NULL},
+        {"sex", "F", "female"},
+        {"sex", "m", "male"},
+        {"sex", "O", "other"},
+        {"sex", "A", "other"},
+        {"sex", "U", "unknown"},
+        {"sex", "N", "unknown"},
+        {"sex", "X", NULL},
+        {"priority", "S", "stat"},
+        {"priority", "A", "asap"},
+        {"priority", "R", "routine"},
+        {"priority", "P", "routine"},
+        {"priority", "T", "urgent"},
+        {"priority", "Q", NULL},
+        {"trim", "  a b \t", "a b"},
+        {"upper", "abc-é", "ABC-é"},
+        {"lower", "ABC", "abc"},
+    };
+    struct mg_arena a;
+    struct mg_str out;
+    char buf[128];
+    int rc;
+
+    (void)state;
+    mg_arena_init(&a, 4096, 0);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        rc = mg_mapping_transform(cases[i].xf, mg_str_from(cases[i].in), &a,
+                                  &out);
+        if (cases[i].out == NULL) {
+            if (rc != MG_EMAPPING)
+                fail_msg("%s(\"%s\") should be refused", cases[i].xf,
+                         cases[i].in);
+            continue;
+        }
+        assert_int_equal(rc, MG_OK);
+        snprintf(buf, sizeof(buf), "%.*s", (int)out.len, out.ptr);
+        if (strcmp(buf, cases[i].out) != 0)
+            fail_msg("%s(\"%s\") = \"%s\", want \"%s\"", cases[i].xf,
+                     cases[i].in, buf, cases[i].out);
+    }
+    assert_int_equal(mg_mapping_transform("nope", MG_STR("x"), &a, &out),
+                     MG_EINVAL);
+    assert_int_equal(mg_mapping_transform("person_name", MG_STR("x"), &a,
+                                          &out),
+                     MG_EINVAL);
+    mg_arena_dispose(&a);
+}
+
+/* ---- load errors ----------------------------------------------------- */
+
+static void
+test_load_errors_name_file_line_key(void **state)
+{
+    char dir[64], *out;
+
+    (void)state;
+    make_dir(dir, sizeof(dir),
+             "a_bad_path.json",
+             "{\n"
+             "  \"route\": \"a\",\n"
+             "  \"match\": { \"message_type\": [\"ADT^A01\"] },\n"
+             "  \"adapter\": \"hl7v2.adt\",\n"
+             "  \"fields\": {\n"
+             "    \"patient.last_name\": { \"from\": \"PID-5.1\" },\n"
+             "    \"patient.first_name\": { \"from\": \"PID5.2\" }\n"
+             "  }\n"
+             "}\n",
+             "b_unknown.json",
+             "{\n"
+             "  \"route\": \"b\",\n"
+             "  \"match\": { \"message_type\": \"ORM^O01\" },\n"
+             "  \"adapter\": \"hl7v2.order\",\n"
+             "  \"fields\": {\n"
+             "    \"scan.scan_type\": {\n"
+             "      \"from\": \"OBR-24\",\n"
+             "      \"table\": \"modalty\"\n"
+             "    },\n"
+             "    \"scan.priority\": { \"from\": \"ORC-7.6\",\n"
+             "                       \"transfrom\": \"upper\" },\n"
+             "    \"scan.ordered_at\": { \"from\": \"ORC-9\", "
+             "\"transform\": \"hl7_time\" }\n"
+             "  }\n"
+             "}\n",
+             "c_syntax.json",
+             "{\n  \"route\": \"c\",\n  \"fields\": {,}\n}\n",
+             "d_each.json",
+             "{\n"
+             "  \"route\": \"d\",\n"
+             "  \"match\": { \"message_type\": [\"ORU^R1\"] },\n"
+             "  \"adapter\": \"hl7v2.result\",\n"
+             "  \"fields\": {\n"
+             "    \"ids[]\": { \"each\": \"PID-3\",\n"
+             "      \"fields\": { \"value\": { \"from\": \"-1\" } } },\n"
+             "    \"report.x\": { \"from\": \"OBX-5\", \"when\": "
+             "{ \"path\": \"OBX-2\" } }\n"
+             "  }\n"
+             "}\n",
+             "tables/broken.json", "{ \"values\": { \"A\": 1 } }\n",
+             NULL);
+    out = load_errors(dir);
+    /* every problem, in every file, with file:line: key path */
+    assert_non_null(strstr(out, "/a_bad_path.json:7: fields/"
+                                "patient.first_name/from: bad path "
+                                "\"PID5.2\""));
+    assert_non_null(strstr(out, "/b_unknown.json:8: fields/scan.scan_type/"
+                                "table: unknown table \"modalty\""));
+    assert_non_null(strstr(out, "/b_unknown.json:11: fields/scan.priority/"
+                                "transfrom: unknown key"));
+    assert_non_null(strstr(out, "/b_unknown.json:12: fields/scan.ordered_at/"
+                                "transform: unknown transform \"hl7_time\""));
+    assert_non_null(strstr(out, "/c_syntax.json:3: "));
+    assert_non_null(strstr(out, "/d_each.json:3: match/message_type: bad "
+                                "message type \"ORU^R1\""));
+    assert_non_null(strstr(out, "/d_each.json:7: fields/ids[]/fields/value/"
+                                "from: bad path \"-1\": inside each over a "
+                                "field use \".c\" paths"));
+    assert_non_null(strstr(out, "/d_each.json:8: fields/report.x/when: a "
+                                "condition needs exactly one test"));
+    assert_non_null(strstr(out, "tables/broken.json:1: values/A: expected a "
+                                "string or null"));
+    free(out);
+    remove_dir(dir);
+}
+
+static void
+test_load_errors_routes(void **state)
+{
+    char dir[64], *out;
+
+    (void)state;
+    make_dir(dir, sizeof(dir),
+             "a.json",
+             "{ \"route\": \"one\", \"adapter\": \"x\",\n"
+             "  \"match\": { \"message_type\": \"ADT^A01\" },\n"
+             "  \"fields\": { \"p.a\": \"PID-5\" } }\n",
+             "b.json",
+             "{ \"route\": \"one\", \"adapter\": \"x\",\n"
+             "  \"fields\": { \"p.a\": \"PID-5\" } }\n",
+             "c.json",
+             "{ \"route\": \"two\", \"adapter\": \"x\",\n"
+             "  \"match\": { \"message_type\": [\"ADT^A01\", \"ADT^A04\"] },\n"
+             "  \"fields\": { \"p.a\": \"PID-5\" } }\n",
+             "d.json",
+             "{ \"route\": \"three\", \"extends\": \"nothing\" }\n",
+             "e.json",
+             "{ \"route\": \"four\", \"extends\": \"five\" }\n",
+             "f.json",
+             "{ \"route\": \"five\", \"extends\": \"four\" }\n",
+             "g.json",
+             "{ \"route\": \"six\", \"adapter\": \"x\", \"fields\": {\n"
+             "  \"p.a\": null, \"lastname\": \"PID-5\" } }\n",
+             NULL);
+    out = load_errors(dir);
+    assert_non_null(strstr(out, "/b.json:1: route: route \"one\" is already "
+                                "defined in"));
+    assert_non_null(strstr(out, "/c.json:2: match: routes \"one\""));
+    assert_non_null(strstr(out, "/d.json:1: extends: no route is called "
+                                "\"nothing\""));
+    assert_non_null(strstr(out, "makes a cycle"));
+    assert_non_null(strstr(out, "/g.json:2: fields/p.a: null removes an "
+                                "inherited rule"));
+    assert_non_null(strstr(out, "/g.json:2: fields/lastname: a target is "
+                                "entity.column"));
+    free(out);
+    remove_dir(dir);
+
+    /* an empty or missing folder is an error too */
+    make_dir(dir, sizeof(dir), NULL);
+    out = load_errors(dir);
+    assert_non_null(strstr(out, "no route files"));
+    free(out);
+    remove_dir(dir);
+    out = load_errors("/nonexistent/mappings");
+    assert_non_null(strstr(out, "cannot read the folder"));
+    free(out);
+}
+
+/* ---- extends, precedence, strict tables ------------------------------ */
+
+static const char base_route[] =
+    "{\n"
+    "  \"route\": \"ris\",\n"
+    "  \"match\": { \"message_type\": [\"ORM^O01\"] },\n"
+    "  \"adapter\": \"hl7v2.order\",\n"
+    "  \"fields\": {\n"
+    "    \"scan.accession_number\": { \"from\": [\"OBR-18\", \"ORC-3.1\"] },\n"
+    "    \"scan.scan_type\": { \"from\": \"OBR-24\", \"table\": \"mod\" },\n"
+    "    \"scan.notes\": { \"from\": \"NTE-3\" },\n"
+    "    \"order.source\": { \"const\": \"base\" }\n"
+    "  }\n"
+    "}\n";
+
+static const char site_b_route[] =
+    "{\n"
+    "  \"route\": \"ris-site-b\",\n"
+    "  \"note\": \"Site B puts the accession in OBR-3.\",\n"
+    "  \"extends\": \"ris\",\n"
+    "  \"match\": { \"sending_facility\": \"SITEB\" },\n"
+    "  \"fields\": {\n"
+    "    \"scan.accession_number\": { \"from\": \"OBR-3.1\" },\n"
+    "    \"scan.notes\": null,\n"
+    "    \"order.site\": { \"const\": \"B\" }\n"
+    "  }\n"
+    "}\n";
+
+static const char strict_table[] =
+    "{ \"strict\": true, \"values\": { \"CT\": \"CT\", \"MRI\": \"MR\" } }\n";
+
+static void
+test_extends_and_precedence(void **state)
+{
+    static const char from_a[] =
+        "MSH|^~\\&|RIS|SITEA|GW|GW|20240101||ORM^O01|1|P|2.3.1\r"
+        "ORC|NW|P1|F1\rOBR|1|P1|F1|X||||||||||||||ACC1||||||MRI\r"
+        "NTE|||note\r";
+    static const char from_b[] =
+        "MSH|^~\\&|RIS|SITEB|GW|GW|20240101||ORM^O01|1|P|2.3.1\r"
+        "ORC|NW|P1|F1\rOBR|1|P1|F1|X||||||||||||||ACC1||||||MRI\r"
+        "NTE|||note\r";
+    struct mg_mapping_set *set;
+    char dir[64];
+    struct mapped m;
+
+    (void)state;
+    make_dir(dir, sizeof(dir), "ris.json", base_route, "ris-b.json",
+             site_b_route, "tables/mod.json", strict_table, NULL);
+    assert_int_equal(mg_mapping_set_load(dir, &set, stderr), MG_OK);
+
+    map_text(&m, set, from_a, sizeof(from_a) - 1);
+    assert_int_equal(m.rc, MG_OK);
+    assert_string_equal(mg_mapping_route_name(m.route), "ris");
+    assert_string_equal(val(&m, "scan.accession_number"), "ACC1");
+    assert_string_equal(val(&m, "scan.scan_type"), "MR");
+    assert_string_equal(val(&m, "scan.notes"), "note");
+    assert_string_equal(val(&m, "order.site"), "(absent)");
+    done(&m);
+
+    /* the more specific route wins; it inherits what it does not name,
+     * overrides what it names, drops what it sets to null */
+    map_text(&m, set, from_b, sizeof(from_b) - 1);
+    assert_int_equal(m.rc, MG_OK);
+    assert_string_equal(mg_mapping_route_name(m.route), "ris-site-b");
+    assert_string_equal(mg_mapping_route_adapter(m.route), "hl7v2.order");
+    assert_string_equal(val(&m, "scan.accession_number"), "F1");
+    assert_string_equal(val(&m, "scan.scan_type"), "MR");
+    assert_string_equal(val(&m, "scan.notes"), "(absent)");
+    assert_string_equal(val(&m, "order.source"), "base");
+    assert_string_equal(val(&m, "order.site"), "B");
+    /* rule order: inherited first (overrides in place), then new ones */
+    assert_string_equal(m.res.value[0].target, "scan.accession_number");
+    assert_string_equal(m.res.value[m.res.nvalue - 1].target, "order.site");
+    done(&m);
+    mg_mapping_set_free(set);
+    remove_dir(dir);
+}
+
+static void
+test_strict_table_and_listener(void **state)
+{
+    static const char route[] =
+        "{ \"route\": \"r\", \"adapter\": \"x\",\n"
+        "  \"match\": { \"message_type\": \"ORM^*\" },\n"
+        "  \"fields\": { \"scan.scan_type\": { \"from\": \"OBR-24\", "
+        "\"table\": \"mod\" } } }\n";
+    static const char by_listener[] =
+        "{ \"route\": \"l\", \"adapter\": \"y\",\n"
+        "  \"match\": { \"listener\": \"site-c\" },\n"
+        "  \"fields\": { \"scan.x\": { \"const\": null } } }\n";
+    static const char msg[] =
+        "MSH|^~\\&|RIS|F|GW|GW|20240101||ORM^O01|1|P|2.3.1\r"
+        "OBR|1|||||||||||||||||||||||US\r";
+    struct mg_mapping_set *set;
+    const struct mg_mapping_route *r;
+    char dir[64];
+    struct mapped m;
+
+    (void)state;
+    make_dir(dir, sizeof(dir), "r.json", route, "l.json", by_listener,
+             "tables/mod.json", strict_table, NULL);
+    assert_int_equal(mg_mapping_set_load(dir, &set, stderr), MG_OK);
+    map_text(&m, set, msg, sizeof(msg) - 1);
+    assert_string_equal(mg_mapping_route_name(m.route), "r");
+    assert_int_equal(m.rc, MG_EMAPPING);
+    assert_int_equal(m.diag.code, 103);
+    assert_string_equal(m.diag.segment, "OBR");
+    assert_int_equal(m.diag.field, 24);
+    assert_string_equal(m.diag.path, "scan.scan_type");
+    /* a listener route outranks any sender route, only on its listener */
+    assert_int_equal(mg_mapping_route_find(set, &m.msg->hdr, "site-c", &r),
+                     MG_OK);
+    assert_string_equal(mg_mapping_route_name(r), "l");
+    assert_int_equal(mg_mapping_apply(r, m.msg, &m.arena, &m.res, &m.diag),
+                     MG_OK);
+    assert_string_equal(val(&m, "scan.x"), "(null)"); /* const null */
+    assert_int_equal(mg_mapping_route_find(set, &m.msg->hdr, "other", &r),
+                     MG_OK);
+    assert_string_equal(mg_mapping_route_name(r), "r");
+    done(&m);
+    mg_mapping_set_free(set);
+    remove_dir(dir);
+}
+
+/* ---- unused fields, dry run, change detection ----------------------- */
+
+static bool
+has_unused(const struct mg_mapping_result *res, const char *seg, int seq,
+           int field)
+{
+    for (size_t i = 0; i < res->nunused; i++)
+        if (strcmp(res->unused[i].segment, seg) == 0 &&
+            res->unused[i].seq == seq && res->unused[i].field == field)
+            return true;
+    return false;
+}
+
+static void
+test_unused_fields(void **state)
+{
+    struct mapped m;
+
+    (void)state;
+    map_file(&m, HL7 "/fhir-converter/ADT01-28.hl7");
+    assert_true(has_unused(&m.res, "NK1", 1, 2));   /* NUCLEAR^NELDA^W */
+    assert_true(has_unused(&m.res, "PID", 1, 10));  /* race C */
+    assert_true(has_unused(&m.res, "PV1", 1, 3));
+    assert_true(has_unused(&m.res, "MSH", 1, 7));
+    assert_false(has_unused(&m.res, "MSH", 1, 9));  /* routing reads it */
+    assert_false(has_unused(&m.res, "PID", 1, 5));
+    assert_false(has_unused(&m.res, "PID", 1, 3));
+    assert_false(has_unused(&m.res, "PID", 1, 11)); /* empty field */
+    assert_false(has_unused(&m.res, "PID", 1, 9));  /* empty field */
+    done(&m);
+
+    /* the second PID/MRG pair of an A40 is not read */
+    map_file(&m, HL7 "/fhir-converter/ADT-A40-02.hl7");
+    assert_true(has_unused(&m.res, "PID", 2, 3));
+    assert_true(has_unused(&m.res, "MRG", 2, 1));
+    assert_false(has_unused(&m.res, "MRG", 1, 1));
+    done(&m);
+}
+
+static void
+test_dry_run_print(void **state)
+{
+    struct mapped m;
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f;
+
+    (void)state;
+    map_file(&m, HL7 "/fhir-converter/ADT01-28.hl7");
+    f = open_memstream(&out, &len);
+    assert_int_equal(mg_mapping_dry_run_print(shipped, m.msg, f), MG_OK);
+    fclose(f);
+    assert_non_null(strstr(out, "route: adt ("));
+    assert_non_null(strstr(out, "adapter: hl7v2.adt\n"));
+    assert_non_null(strstr(out, "  patient.last_name = \"EVERYMAN\"\n"));
+    assert_non_null(strstr(out, "  patient.country = (absent)\n"));
+    assert_non_null(strstr(out, "# The PID-3 identifier typed MR"));
+    assert_non_null(strstr(out, "patient_identifiers[]: 2 items"));
+    assert_non_null(strstr(out, "[2] PID[1]-3[2]: value=\"123456789\""));
+    assert_non_null(strstr(out, "unused fields (23): MSH-5 MSH-6"));
+    assert_non_null(strstr(out, " NK1-2 "));
+    free(out);
+    done(&m);
+}
+
+static void
+test_set_changed(void **state)
+{
+    struct mg_mapping_set *set;
+    char dir[64], path[128];
+    uint64_t stamp;
+    FILE *f;
+
+    (void)state;
+    make_dir(dir, sizeof(dir), "ris.json", base_route, "tables/mod.json",
+             strict_table, NULL);
+    assert_int_equal(mg_mapping_set_load(dir, &set, stderr), MG_OK);
+    stamp = mg_mapping_set_stamp(set);
+    assert_false(mg_mapping_set_changed(dir, stamp));
+    /* a new table file changes the stamp */
+    snprintf(path, sizeof(path), "%s/tables/other.json", dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{}", f);
+    fclose(f);
+    assert_true(mg_mapping_set_changed(dir, stamp));
+    /* and so does a changed size */
+    assert_int_equal(remove(path), 0);
+    assert_false(mg_mapping_set_changed(dir, stamp));
+    snprintf(path, sizeof(path), "%s/ris.json", dir);
+    f = fopen(path, "a");
+    fputs("\n", f);
+    fclose(f);
+    assert_true(mg_mapping_set_changed(dir, stamp));
+    assert_true(mg_mapping_set_changed("/nonexistent/dir", stamp));
+    mg_mapping_set_free(set);
+    remove_dir(dir);
+}
+
+/* Rough speed check: the brief is ~10 us per message; the bound here is
+ * loose so that sanitizer builds pass. */
+static void
+test_apply_speed(void **state)
+{
+    struct mapped m;
+    struct mg_mapping_result res;
+    struct mg_diag d;
+    struct timespec t0, t1;
+    const int n = 2000;
+    double us;
+
+    (void)state;
+    map_file(&m, HL7 "/dcm4che/ORM_O01-GeneralOrder.hl7");
+    size_t used = m.arena.used;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(mg_mapping_apply(m.route, m.msg, &m.arena, &res, &d),
+                         MG_OK);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    us = ((double)(t1.tv_sec - t0.tv_sec) * 1e6 +
+          (double)(t1.tv_nsec - t0.tv_nsec) / 1e3) / n;
+    print_message("apply: %.2f us per message, %zu arena bytes\n", us,
+                  (m.arena.used - used) / (size_t)n);
+    assert_true(us < 500.0);
+    done(&m);
+}
+
+/* ---- jsonpos --------------------------------------------------------- */
+
+static void
+test_jsonpos_lines(void **state)
+{
+    static const char text[] = "{\n \"a\": {\n  \"b.c\": 1,\n  \"d\": 2\n },\n"
+                               " \"d\": 3\n}\n";
+    const char *k1[] = {"a", "d"}, *k2[] = {"d"}, *k3[] = {"a", "b.c"},
+               *k4[] = {"zz"};
+
+    (void)state;
+    assert_int_equal(mg_jsonpos_line(text, k1, 2), 4);
+    assert_int_equal(mg_jsonpos_line(text, k2, 1), 4); /* first one */
+    assert_int_equal(mg_jsonpos_line(text, k3, 2), 3);
+    assert_int_equal(mg_jsonpos_line(text, k4, 1), 1);
+    assert_int_equal(mg_jsonpos_line(NULL, k4, 1), 0);
+    assert_int_equal(mg_jsonpos_line_dotted(text, "a.d"), 4);
+    assert_int_equal(mg_jsonpos_line_dotted(text, "a[0].d"), 4);
+}
+
+/* ---- FHIRPath -------------------------------------------------------- */
+
+static json_t *
+load_json(const char *path)
+{
+    json_error_t e;
+    json_t *j = json_load_file(path, 0, &e);
+
+    assert_non_null(j);
+    return j;
+}
+
+static const char *
+fp(json_t *res, const char *expr, struct mg_arena *a)
+{
+    static char buf[256];
+    struct mg_str s;
+    int rc = mg_fhirpath_string(expr, res, a, &s);
+
+    if (rc == MG_ENOTFOUND)
+        return "(empty)";
+    if (rc != MG_OK)
+        return "(error)";
+    snprintf(buf, sizeof(buf), "%.*s", (int)s.len, s.ptr);
+    return buf;
+}
+
+static void
+test_fhirpath_patients(void **state)
+{
+    json_t *p1 = load_json(FHIR "/Patient-from-ADT01-28.json");
+    json_t *p2 = load_json(FHIR "/Patient-from-ADT-A01-02.json");
+    json_t *p3 = load_json(FHIR "/Patient-from-LAB-ORU-1.json");
+    struct mg_fhirpath *c;
+    struct mg_fhirpath_coll coll;
+    struct mg_arena a;
+
+    (void)state;
+    mg_arena_init(&a, 4096, 0);
+    assert_string_equal(fp(p1, "Patient.name.family", &a), "EVERYMAN");
+    assert_string_equal(fp(p1, "Patient.name.given[1]", &a), "A");
+    assert_string_equal(fp(p1, "Patient.birthDate", &a), "1961-06-15");
+    assert_string_equal(fp(p1, "gender", &a), "male");
+    assert_string_equal(
+        fp(p1, "Patient.identifier.where(type.coding.code='MR').value", &a),
+        "PATID1234");
+    assert_string_equal(
+        fp(p1, "Patient.identifier.where(type.coding.code = 'SS').system",
+           &a),
+        "http://example.com/v2-to-fhir-converter/Identifier/USSSA");
+    assert_string_equal(fp(p1, "Patient.identifier[2].value", &a),
+                        "444333333");
+    assert_string_equal(fp(p1, "Patient.telecom.where(use='work').value", &a),
+                        "(555)555-2004");
+    assert_string_equal(fp(p1, "Patient.name.exists()", &a), "true");
+    assert_string_equal(fp(p1, "Patient.deceasedBoolean.exists()", &a),
+                        "false");
+    assert_string_equal(fp(p1, "Patient.gender = 'male'", &a), "true");
+    assert_string_equal(fp(p1, "Patient.gender = 'female'", &a), "false");
+    assert_string_equal(fp(p1, "Patient.photo = 'x'", &a), "(empty)");
+    assert_string_equal(fp(p1, "Observation.status", &a), "(empty)");
+    assert_string_equal(fp(p1, "Patient.name", &a), "(empty)"); /* object */
+
+    /* two MR identifiers: where keeps both, first() the first */
+    assert_string_equal(
+        fp(p2, "Patient.identifier.where(type.coding.code='MR').first()"
+               ".value", &a),
+        "1234567");
+    assert_string_equal(
+        fp(p2, "Patient.identifier.where(type.coding.code='MR')[1].value",
+           &a),
+        "PATID1234");
+    assert_string_equal(fp(p2, "Patient.name.where(use='official').family",
+                           &a),
+                        "Josh");
+    assert_string_equal(fp(p2, "Patient.name.given[2]", &a), "Addsm");
+    assert_string_equal(fp(p2, "Patient.name[1].given", &a), "stanley");
+    assert_string_equal(
+        fp(p2, "Patient.identifier.where(period.exists()).first().value",
+           &a),
+        "1234567");
+    assert_string_equal(fp(p3, "Patient.communication.preferred", &a), "true");
+    assert_string_equal(fp(p3, "Patient.address.where(type='postal').city",
+                           &a),
+                        "FOWL");
+
+    /* collections */
+    assert_int_equal(mg_fhirpath_compile(MG_STR("Patient.name.given"), &c,
+                                         NULL),
+                     MG_OK);
+    assert_int_equal(mg_fhirpath_eval(c, p2, &a, &coll), MG_OK);
+    assert_int_equal(coll.n, 5); /* ADAM A Addsm, stanley, Son */
+    assert_string_equal(json_string_value(coll.item[3]), "stanley");
+    mg_fhirpath_free(c);
+
+    /* syntax errors */
+    static const char *const bad[] = {
+        "Patient.", "Patient.name[", "Patient.name.where(use='x'",
+        "Patient.count()", "Patient.name = ", "Patient.name = 'x",
+        "Patient..name", "Patient.name[a]", "Patient.name )"};
+    struct mg_diag d;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        c = NULL;
+        if (mg_fhirpath_compile(mg_str_from(bad[i]), &c, &d) != MG_EINVAL)
+            fail_msg("\"%s\" should not compile", bad[i]);
+        assert_null(c);
+        assert_non_null(strstr(d.text, "FHIRPath"));
+    }
+    mg_arena_dispose(&a);
+    json_decref(p1);
+    json_decref(p2);
+    json_decref(p3);
+}
+
+/* ---- out of memory --------------------------------------------------- */
+
+/* Every allocation of a load may fail: the result is MG_ENOMEM (or OK once
+ * the failure point is past the end), never a crash or a leak. */
+static void
+test_load_allocation_failures(void **state)
+{
+    struct mg_mapping_set *set;
+    long live = mg_alloc_live();
+    int rc, n;
+
+    (void)state;
+    for (n = 1; n < 200; n++) {
+        set = NULL;
+        mg_alloc_fail_after(n);
+        rc = mg_mapping_set_load(MAPPINGS, &set, NULL);
+        mg_alloc_fail_after(0);
+        if (rc == MG_OK) {
+            mg_mapping_set_free(set);
+            break;
+        }
+        assert_int_equal(rc, MG_ENOMEM);
+        assert_null(set);
+        assert_int_equal(mg_alloc_live(), live);
+    }
+    assert_true(n < 200);
+}
+
+/* An arena that runs out part-way through gives MG_ENOMEM, at every
+ * point. */
+static void
+test_apply_arena_exhausted(void **state)
+{
+    size_t len;
+    char *text = read_file(HL7 "/dcm4che/ORU_R01-SR.hl7", &len);
+    struct mg_arena pa, a;
+    struct mg_hl7v2_msg *msg;
+    const struct mg_mapping_route *route;
+    struct mg_mapping_result res;
+    struct mg_diag d;
+    size_t max;
+    int rc = MG_ENOMEM;
+
+    (void)state;
+    assert_non_null(text);
+    mg_arena_init(&pa, 65536, 0);
+    assert_int_equal(mg_hl7v2_parse(mg_str_n(text, len), NULL, &pa, &msg, &d),
+                     MG_OK);
+    assert_int_equal(mg_mapping_route_find(shipped, &msg->hdr, NULL, &route),
+                     MG_OK);
+    for (max = 64; rc == MG_ENOMEM && max < 65536; max += 64) {
+        mg_arena_init(&a, 256, max);
+        rc = mg_mapping_apply(route, msg, &a, &res, &d);
+        mg_arena_dispose(&a);
+        assert_true(rc == MG_OK || rc == MG_ENOMEM);
+    }
+    assert_int_equal(rc, MG_OK);
+    mg_arena_dispose(&pa);
+    free(text);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_set_load_shipped),
+        cmocka_unit_test(test_apply_every_shipped_message),
+        cmocka_unit_test(test_adt_fhir_converter_v251),
+        cmocka_unit_test(test_adt_fhir_converter_v28),
+        cmocka_unit_test(test_adt_merge),
+        cmocka_unit_test(test_orders_ihe_orm_with_zds),
+        cmocka_unit_test(test_orders_omi_ipc),
+        cmocka_unit_test(test_orders_fhir_converter),
+        cmocka_unit_test(test_orders_required_missing),
+        cmocka_unit_test(test_results_sr),
+        cmocka_unit_test(test_results_pdf_and_cda),
+        cmocka_unit_test(test_results_fhir_converter),
+        cmocka_unit_test(test_explicit_null),
+        cmocka_unit_test(test_fallbacks_and_conditions),
+        cmocka_unit_test(test_results_text_lines),
+        cmocka_unit_test(test_required_and_type_errors),
+        cmocka_unit_test(test_transforms_table),
+        cmocka_unit_test(test_load_errors_name_file_line_key),
+        cmocka_unit_test(test_load_errors_routes),
+        cmocka_unit_test(test_extends_and_precedence),
+        cmocka_unit_test(test_strict_table_and_listener),
+        cmocka_unit_test(test_unused_fields),
+        cmocka_unit_test(test_dry_run_print),
+        cmocka_unit_test(test_set_changed),
+        cmocka_unit_test(test_apply_speed),
+        cmocka_unit_test(test_jsonpos_lines),
+        cmocka_unit_test(test_fhirpath_patients),
+        cmocka_unit_test(test_load_allocation_failures),
+        cmocka_unit_test(test_apply_arena_exhausted),
+    };
+
+    return cmocka_run_group_tests(tests, setup_shipped, teardown_shipped);
+}
