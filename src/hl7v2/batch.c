@@ -17,26 +17,13 @@ struct splitter {
     bool fts_seen;
 };
 
-static struct mg_str
-skip_preamble(struct mg_str in)
-{
-    if (in.len >= 3 && memcmp(in.ptr, "\xEF\xBB\xBF", 3) == 0) {
-        in.ptr += 3;
-        in.len -= 3;
-    }
-    while (in.len > 0 && (in.ptr[0] == '\r' || in.ptr[0] == '\n')) {
-        in.ptr++;
-        in.len--;
-    }
-    return in;
-}
 
 bool
 mg_hl7v2_is_batch(struct mg_str in)
 {
     if (in.ptr == NULL)
         return false;
-    in = skip_preamble(in);
+    in = mg__hl7v2_skip_preamble(in, NULL);
     return in.len >= 3 && (memcmp(in.ptr, "FHS", 3) == 0 ||
                            memcmp(in.ptr, "BHS", 3) == 0);
 }
@@ -134,7 +121,7 @@ mg_hl7v2_batch_split(struct mg_str in, struct mg_arena *arena,
     memset(out, 0, sizeof(*out));
     if (in.ptr == NULL)
         in.ptr = "";
-    in = skip_preamble(in);
+    in = mg__hl7v2_skip_preamble(in, NULL);
     if (in.len >= 4)
         sp.fs = in.ptr[3];
     term = memchr(in.ptr, '\r', in.len) ? '\r' : '\n';

@@ -46,4 +46,8 @@ int mg__hl7v2_unescape(struct mg_str raw, const struct mg_hl7v2_delims *d,
                        enum mg_hl7v2_charset cs, const char *iconv_name,
                        struct mg_arena *arena, struct mg_str *out);
 
+/* in without a leading UTF-8 BOM (*bom says whether there was one; bom
+ * may be NULL) and without blank lines before the first segment. */
+struct mg_str mg__hl7v2_skip_preamble(struct mg_str in, bool *bom);
+
 #endif

@@ -143,13 +143,17 @@ read_delims(struct mg_hl7v2_msh *m)
 }
 
 /* Skips a UTF-8 BOM and blank lines before the first segment. */
-static struct mg_str
-skip_preamble(struct mg_str in)
+struct mg_str
+mg__hl7v2_skip_preamble(struct mg_str in, bool *bom)
 {
-    if (in.len >= 3 && memcmp(in.ptr, "\xEF\xBB\xBF", 3) == 0) {
+    bool has_bom = in.len >= 3 && memcmp(in.ptr, "\xEF\xBB\xBF", 3) == 0;
+
+    if (has_bom) {
         in.ptr += 3;
         in.len -= 3;
     }
+    if (bom != NULL)
+        *bom = has_bom;
     while (in.len > 0 && (in.ptr[0] == '\r' || in.ptr[0] == '\n')) {
         in.ptr++;
         in.len--;
@@ -167,7 +171,7 @@ mg_hl7v2_msh_peek(struct mg_str in, struct mg_hl7v2_msh *out)
     out->delims = std_delims;
     if (in.ptr == NULL)
         return MG_EPARSE;
-    in = skip_preamble(in);
+    in = mg__hl7v2_skip_preamble(in, NULL);
     if (in.len < 4 || memcmp(in.ptr, "MSH", 3) != 0 ||
         in.ptr[3] == '\r' || in.ptr[3] == '\n' || is_id_char(in.ptr[3]))
         return MG_EPARSE;

@@ -358,21 +358,6 @@ fill_header(struct mg_hl7v2_msg *msg)
     return MG_OK;
 }
 
-/* Skips the BOM (remembering it) and blank lines before the MSH. */
-static struct mg_str
-strip_preamble(struct mg_hl7v2_msg *msg, struct mg_str in)
-{
-    if (in.len >= 3 && memcmp(in.ptr, "\xEF\xBB\xBF", 3) == 0) {
-        msg->bom = true;
-        in.ptr += 3;
-        in.len -= 3;
-    }
-    while (in.len > 0 && (in.ptr[0] == '\r' || in.ptr[0] == '\n')) {
-        in.ptr++;
-        in.len--;
-    }
-    return in;
-}
 
 int
 mg_hl7v2_parse(struct mg_str in, const struct mg_hl7v2_parse_opts *opts,
@@ -398,7 +383,7 @@ mg_hl7v2_parse(struct mg_str in, const struct mg_hl7v2_parse_opts *opts,
     msg->arena = arena;
     if (in.ptr == NULL)
         in.ptr = "";
-    body = strip_preamble(msg, in);
+    body = mg__hl7v2_skip_preamble(in, &msg->bom);
     rc = mg_hl7v2_check(body, &msg->msh, diag);
     if (rc != MG_OK)
         return rc;
