@@ -389,7 +389,8 @@ test_adt_merge(void **state)
     done(&m);
 
     /* PID|1||12345^^^BCBS^MR||Test^Test^A||20180205|F|||123 Any Street^^
-     * Raleigh^NC^27615||(111)111-1111^^PH^^^111^1111111 / MRG|56789^^^BCBS^MR */
+     * Raleigh^NC^27615||(111)111-1111^^PH^^^111^1111111
+     * MRG|56789^^^BCBS^MR */
     map_file(&m, HL7 "/fhir-converter/ADT-A40-02.hl7");
     assert_string_equal(val(&m, "patient.medical_record_number"), "12345");
     assert_string_equal(val(&m, "merge.prior_medical_record_number"), "56789");
