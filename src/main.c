@@ -22,6 +22,8 @@ static const char usage[] =
     "  config reference      print every option as a Markdown table\n"
     "  send [options] FILE…  send HL7 v2 messages over MLLP, print the ACKs\n"
     "                        (medgate send --help)\n"
+    "  map --dry-run FILE…   show what messages would become under the\n"
+    "                        mapping files (writes nothing)\n"
     "  demo-seed --key-file F  create the demo organization and API key\n"
     "  version               print the version\n"
     "\n"
@@ -123,6 +125,9 @@ main(int argc, char **argv)
         code = mg_app_serve(&conf);
     else if (strcmp(argv[1], "migrate") == 0)
         code = cmd_migrate(&conf);
+    else if (strcmp(argv[1], "map") == 0 && argc >= 4 &&
+             strcmp(argv[2], "--dry-run") == 0)
+        code = mg_app_map_dry_run(&conf, argc - 3, argv + 3);
     else if (strcmp(argv[1], "demo-seed") == 0 && key_file != NULL)
         code = mg_app_demo_seed(&conf, key_file);
     else {

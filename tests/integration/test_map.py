@@ -1,0 +1,34 @@
+"""`medgate map --dry-run`: what a message would become, without a database."""
+import os
+import tempfile
+import unittest
+
+import harness as h
+
+
+class DryRunTest(unittest.TestCase):
+    def test_order_shows_targets_route_and_unused_fields(self):
+        path = os.path.join(h.TESTDATA, "hl7v2", "dcm4che", "ORM_O01-GeneralOrder.hl7")
+        r = h.run_medgate("map", "--dry-run", path,
+                          env={"MEDGATE_DATABASE_URL": "host=/nonexistent dbname=none"})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("route: orders", r.stdout)
+        # Facts read from the file itself: ZDS-1.1 and OBR-4.
+        self.assertIn('scan.study_instance_uid = "1.2.392.200036.9125.0.198811291108.7"', r.stdout)
+        self.assertIn('scan.procedure_code = "10637-7"', r.stdout)
+        self.assertIn("unused fields", r.stdout)
+        self.assertIn("OBX-5", r.stdout)
+
+    def test_broken_mapping_set_is_refused_with_file_and_line(self):
+        d = tempfile.mkdtemp()
+        with open(os.path.join(d, "bad.json"), "w") as f:
+            f.write('{\n  "route": "x",\n  "adapter": "hl7v2.adt",\n  "match": {"message_type": ["ADT^A01"]},\n'
+                    '  "fields": {"patient.last_name": {"from": "PID-5.1", "transform": "nope"}}\n}\n')
+        path = os.path.join(h.TESTDATA, "hl7v2", "fhir-converter", "ADT-A01-02.hl7")
+        r = h.run_medgate("map", "--dry-run", path, env={"MEDGATE_PATHS_MAPPINGS": d})
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(os.path.join(d, "bad.json") + ":5:", r.stderr)
+
+
+if __name__ == "__main__":
+    h.main()
