@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "http/http.h"
 #include "intake/intake.h"
+#include "mapping/mapping.h"
 #include "mllp/server.h"
 #include "security/security.h"
 #include "store/migrate.h"
@@ -35,6 +36,9 @@ struct app {
     struct mg_admin admin;
     uv_signal_t sigint, sigterm, sighup;
     uv_timer_t drain_timer;
+    uv_timer_t mapping_timer;       /* checks the mapping folder for changes */
+    struct mg_mapping_set *mappings; /* the set in service */
+    unsigned long long mapping_reloads, mapping_refusals;
     uint64_t drain_deadline_us;
     bool draining, closing;
     struct mg_log_ctx log;
@@ -97,6 +101,62 @@ mllp_metrics(void *arg, struct mg_buf *out)
         mg_mllp_server_write_metrics(app->mllp[i], out);
     if (app->intake != NULL)
         mg_intake_write_metrics(app->intake, out);
+    mg_buf_appendf(out,
+                   "medgate_mapping_reloads_total %llu\n"
+                   "medgate_mapping_refused_total %llu\n",
+                   app->mapping_reloads, app->mapping_refusals);
+}
+
+/* ---- mapping files -------------------------------------------------- */
+
+/* Loads the mapping folder; a broken set is refused whole and the set in
+ * service stays (its errors are logged as file:line: key: problem). */
+static int
+load_mappings(struct app *app, const char *why)
+{
+    struct mg_mapping_set *set;
+
+    if (mg_mapping_set_load(app->conf->mappings_dir, &set, stderr) != MG_OK) {
+        app->mapping_refusals++;
+        mg_log(MG_LOG_ERROR, &app->log, "%s: mapping files in %s refused "
+               "(errors above); %s", why, app->conf->mappings_dir,
+               app->mappings ? "the previous set stays in service"
+                             : "no set to serve with");
+        return MG_ECONF;
+    }
+    if (app->intake != NULL)
+        mg_intake_set_mappings(app->intake, set);
+    if (app->mappings != NULL) {
+        mg_mapping_set_free(app->mappings); /* the intake keeps nothing */
+        app->mapping_reloads++;
+        mg_log(MG_LOG_INFO, &app->log, "%s: mapping files reloaded", why);
+    }
+    app->mappings = set;
+    return MG_OK;
+}
+
+/* Every second: reload when the folder changed. While the folder holds a
+ * refused set, try again only every MAPPING_RETRY_MS (an engineer is
+ * probably still editing), so the log is not flooded with its errors. */
+#define MAPPING_RETRY_MS 5000
+
+static void
+on_mapping_tick(uv_timer_t *t)
+{
+    struct app *app = t->data;
+    static uint64_t refused_at_us;
+
+    if (app->mappings == NULL ||
+        !mg_mapping_set_changed(app->conf->mappings_dir,
+                                mg_mapping_set_stamp(app->mappings)))
+        return;
+    if (refused_at_us != 0 &&
+        mg_clock_mono_us() - refused_at_us < MAPPING_RETRY_MS * 1000u)
+        return;
+    if (load_mappings(app, "mapping files changed") != MG_OK)
+        refused_at_us = mg_clock_mono_us();
+    else
+        refused_at_us = 0;
 }
 
 /* ---- shutdown --------------------------------------------------------- */
@@ -134,6 +194,7 @@ close_all(struct app *app)
     uv_close((uv_handle_t *)&app->sigterm, on_handle_closed);
     uv_close((uv_handle_t *)&app->sighup, on_handle_closed);
     uv_close((uv_handle_t *)&app->drain_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&app->mapping_timer, on_handle_closed);
 }
 
 static bool
@@ -210,6 +271,7 @@ on_signal(uv_signal_t *h, int signum)
         mg_log(MG_LOG_INFO, &app->log, "SIGHUP: reloaded log level %s",
                fresh.log_level);
     mg_conf_dispose(&fresh);
+    (void)load_mappings(app, "SIGHUP");
 }
 
 /* ---- start-up --------------------------------------------------------- */
@@ -270,6 +332,8 @@ open_mllp(struct app *app)
     int rc;
 
     rc = mg_intake_new(&app->loop, app->store, &io, &app->intake);
+    if (rc == MG_OK)
+        mg_intake_set_mappings(app->intake, app->mappings);
     for (int i = 0; rc == MG_OK && i < c->nlisteners; i++) {
         const struct mg_conf_listener *li = &c->listeners[i];
         rc = mg_mllp_server_open(&app->loop, li, app->intake,
@@ -292,7 +356,12 @@ start(struct app *app)
 {
     int rc;
 
-    rc = mg_http_router_new(&app->router);
+    rc = load_mappings(app, "start");
+    if (rc == MG_OK) {
+        uv_timer_start(&app->mapping_timer, on_mapping_tick, 1000, 1000);
+        uv_unref((uv_handle_t *)&app->mapping_timer);
+        rc = mg_http_router_new(&app->router);
+    }
     if (rc == MG_OK)
         rc = mg_admin_init(&app->admin, app->router);
     if (rc == MG_OK)
@@ -319,6 +388,8 @@ init_handles(struct app *app)
     uv_signal_init(&app->loop, &app->sigterm);
     uv_signal_init(&app->loop, &app->sighup);
     uv_timer_init(&app->loop, &app->drain_timer);
+    uv_timer_init(&app->loop, &app->mapping_timer);
+    app->mapping_timer.data = app;
     app->sigint.data = app->sigterm.data = app->sighup.data = app;
     app->drain_timer.data = app;
     uv_signal_start(&app->sigint, on_signal, SIGINT);
@@ -352,7 +423,10 @@ mg_app_serve(const struct mg_conf *conf)
     uv_run(&app.loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&app.loop) != 0)
         mg_log(MG_LOG_WARN, &app.log, "loop closed with handles still open");
-    mg_http_router_free(app.router);
+    if (app.router != NULL)
+        mg_http_router_free(app.router);
+    if (app.mappings != NULL)
+        mg_mapping_set_free(app.mappings);
     mg_log(MG_LOG_INFO, &app.log, "stopped");
     return rc == MG_OK ? 0 : 1;
 }

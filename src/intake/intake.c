@@ -32,6 +32,7 @@ struct mg_intake {
     uv_loop_t *loop;
     struct mg_store *store;
     struct mg_intake_opts opts;
+    const struct mg_mapping_set *mappings; /* borrowed; may be NULL */
     struct mg__intake_item *head, *tail; /* waiting */
     size_t waiting;
     unsigned inflight;   /* batches sent, not yet answered */
@@ -191,7 +192,7 @@ mg_intake_submit(struct mg_intake *in, const struct mg_conf_listener *li,
     mg_arena_init(&it->arena, frame.len + 4096, 0);
     it->done = done;
     it->arg = arg;
-    rc = mg__intake_prepare(it, li, frame);
+    rc = mg__intake_prepare(it, li, in->mappings, frame);
     if (rc != MG_OK) {
         item_free(it);
         return rc;
@@ -208,6 +209,12 @@ mg_intake_submit(struct mg_intake *in, const struct mg_conf_listener *li,
     in->waiting++;
     kick(in);
     return MG_OK;
+}
+
+void
+mg_intake_set_mappings(struct mg_intake *in, const struct mg_mapping_set *set)
+{
+    in->mappings = set;
 }
 
 size_t

@@ -14,8 +14,13 @@
  * (status rejected/failed, with the reason) and answered AR/AE with an ERR
  * segment that points at the fault.
  *
- * The mapping stage of the mapping issue plugs in at one marked place in
- * intake.c (map_stage); until then AA means "stored". */
+ * Mapping stage: an accepted message is run through the mapping set (the
+ * route for its type and sender); a message no route takes is rejected
+ * (AR 200) and one whose mapping fails (a required field missing, a value
+ * not in a strict table, a bad date) is stored as failed and answered AE
+ * with an ERR naming the field. Writing the mapped values to the internal
+ * tables is the next step (not built yet): AA means "stored and its
+ * mapping checked". */
 #ifndef MG_INTAKE_INTAKE_H
 #define MG_INTAKE_INTAKE_H
 
@@ -29,6 +34,7 @@ struct uv_loop_s;
 struct mg_store;
 struct mg_buf;
 struct mg_intake;
+struct mg_mapping_set;
 
 /* The outcome of one message.
  * MG_OK: ack/ack_len is the ACK to send (AA/CA, or AE/AR/CE/CR for a
@@ -67,6 +73,12 @@ MG_MUST_CHECK int mg_intake_submit(struct mg_intake *in,
  * nothing then). */
 MG_MUST_CHECK int mg_intake_reject_ack(struct mg_str head, const char *text,
                                        struct mg_buf *out);
+
+/* Uses set (borrowed; NULL = none) for the mapping stage of messages
+ * submitted from now on. The caller may free the previous set as soon as
+ * this returns: the intake keeps nothing from a set beyond mg_intake_submit. */
+void mg_intake_set_mappings(struct mg_intake *in,
+                            const struct mg_mapping_set *set);
 
 /* Messages waiting or in the commit in flight. */
 size_t mg_intake_pending(const struct mg_intake *in);

@@ -68,7 +68,9 @@ struct mg__intake_item {
  * MG_OK (also for messages that will be stored as failed/rejected), or
  * MG_ENOMEM. */
 int mg__intake_prepare(struct mg__intake_item *it,
-                       const struct mg_conf_listener *li, struct mg_str frame);
+                       const struct mg_conf_listener *li,
+                       const struct mg_mapping_set *mappings,
+                       struct mg_str frame);
 
 /* The parameter arrays of one batch statement. */
 struct mg__intake_batch {

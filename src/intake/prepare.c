@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "hl7v2/hl7v2.h"
 #include "intake/intake_int.h"
+#include "mapping/mapping.h"
 
 /* Message types the gateway takes (the adapters of the mapping issue).
  * Anything else is stored as rejected and answered AR 200/201. */
@@ -160,9 +161,42 @@ struct verdict {
 };
 
 /* Decides the message's fate: accepted, failed (AE) or rejected (AR). */
+/* The mapping stage: the route for the message and its mapped values.
+ * No route: rejected (AR 200). A mapping error: failed (AE), the diag
+ * names the field and the target. Writing the values to the internal
+ * tables plugs in here next. */
+static void
+map_stage(struct mg__intake_item *it, const struct mg_conf_listener *li,
+          const struct mg_mapping_set *mappings, struct verdict *v)
+{
+    const struct mg_mapping_route *route;
+    struct mg_mapping_result result;
+
+    if (mappings == NULL)
+        return; /* storage only (no mapping folder configured) */
+    if (mg_mapping_route_find(mappings, &v->msg->hdr, li->name, &route) !=
+        MG_OK) {
+        mg_diag_clear(&v->diag);
+        mg_diag_at(&v->diag, "MSH", 1, 9, 0);
+        mg_diag_set(&v->diag, MG_HL7_ERR_UNSUPPORTED_TYPE,
+                    "no mapping route takes this message type from this "
+                    "sender");
+        v->outcome = MG__INTAKE_REJECTED;
+        return;
+    }
+    mg_diag_clear(&v->diag);
+    if (mg_mapping_apply(route, v->msg, &it->arena, &result, &v->diag) !=
+        MG_OK) {
+        if (v->diag.code == 0)
+            mg_diag_set(&v->diag, MG_HL7_ERR_INTERNAL, "mapping failed");
+        v->outcome = MG__INTAKE_FAILED;
+    }
+}
+
 static void
 judge(struct mg__intake_item *it, const struct mg_conf_listener *li,
-      struct mg_str frame, struct mg_hl7v2_msh *msh, struct verdict *v)
+      const struct mg_mapping_set *mappings, struct mg_str frame,
+      struct mg_hl7v2_msh *msh, struct verdict *v)
 {
     struct mg_hl7v2_parse_opts opts = {0};
     int code = 0;
@@ -194,7 +228,9 @@ judge(struct mg__intake_item *it, const struct mg_conf_listener *li,
                     (int)MG_MIN(v->msg->hdr.trigger.len, 3),
                     v->msg->hdr.trigger.ptr);
         v->outcome = MG__INTAKE_REJECTED;
+        return;
     }
+    map_stage(it, li, mappings, v);
     return;
 out_bad:
     v->outcome = mg_hl7v2_ack_code_for(&v->diag, MG_HL7V2_ACK_ORIGINAL) ==
@@ -311,7 +347,8 @@ render_acks(struct mg__intake_item *it, const struct mg_conf_listener *li,
 
 int
 mg__intake_prepare(struct mg__intake_item *it,
-                   const struct mg_conf_listener *li, struct mg_str frame)
+                   const struct mg_conf_listener *li,
+                   const struct mg_mapping_set *mappings, struct mg_str frame)
 {
     static const char *const status[] = {"received", "", "", "failed",
                                          "rejected"};
@@ -332,9 +369,7 @@ mg__intake_prepare(struct mg__intake_item *it,
         return MG_ENOMEM;
     it->col[COL_LISTENER] = li->name;
 
-    judge(it, li, frame, &msh, &v);
-    /* The mapping stage of the mapping issue plugs in here: map v.msg to
-     * internal rows inside the same commit; until then AA means "stored". */
+    judge(it, li, mappings, frame, &msh, &v);
     it->outcome = v.outcome;
     it->col[COL_STATUS] = status[v.outcome];
     it->col[COL_ORG] = v.sender ? v.sender->organization_id : NULL;

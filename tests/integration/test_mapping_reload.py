@@ -1,0 +1,90 @@
+"""The mapping stage in the intake and reloading the mapping files: a
+message whose mapping fails is stored as failed and answered AE naming the
+field; a valid change to the files takes effect without restart; a broken
+set is refused whole and the previous one keeps serving."""
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+import unittest
+
+import harness as h
+from test_mllp import mllp_exchange, segments
+
+ORDER = ("MSH|^~\\&|RIS|RAD|MEDGATE|HOSP|20240101120000||ORM^O01^ORM_O01|{cid}|P|2.5.1\r"
+         "PID|1||555^^^HOSP^MR||Roe^Richard||19700101|M\r"
+         "ORC|NW|PL1^RIS\r")
+
+
+def order(cid):
+    return ORDER.format(cid=cid).encode()
+
+
+class MappingReloadTest(unittest.TestCase):
+    def setUp(self):
+        self.db = h.create_database("reload")
+        h.migrate(self.db)
+        self.maps = tempfile.mkdtemp(prefix="medgate-maps-")
+        shutil.copytree(os.path.join(h.SOURCE_DIR, "mappings"), self.maps, dirs_exist_ok=True)
+        self.gw = h.Gateway(self.db, config={"paths": {"mappings": self.maps}}).start()
+
+    def tearDown(self):
+        self.gw.stop()
+
+    def edit_orders(self, required):
+        """Sets the accession rule's "required" in orders.json."""
+        path = os.path.join(self.maps, "orders.json")
+        with open(path) as f:
+            doc = json.load(f)
+        doc["fields"]["scan.accession_number"]["required"] = required
+        with open(path, "w") as f:
+            json.dump(doc, f, indent=2)
+        # mtime resolution: make sure the change is visible as a change
+        t = time.time() + 2
+        os.utime(path, (t, t))
+
+    def wait_for_log(self, text, timeout=15):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if text in self.gw.read_log():
+                return True
+            time.sleep(0.2)
+        return False
+
+    def test_mapping_failure_is_ae_naming_the_field_and_stored_failed(self):
+        seg = segments(mllp_exchange(self.gw.mllp_port, order("MAP-1")))
+        self.assertEqual(seg["MSA"][1], "AE")
+        self.assertTrue(seg["ERR"][3].startswith("101^"), seg["ERR"])
+        self.assertTrue(seg["ERR"][2].startswith("ORC^1^3"), seg["ERR"])
+        row = h.psql(self.db, "SELECT status, error_location FROM hl7_messages WHERE control_id='MAP-1'")[0]
+        self.assertEqual(row[0], "failed")
+
+    def test_valid_change_takes_effect_and_broken_set_is_refused(self):
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, order("RL-1")))["MSA"][1], "AE")
+
+        # A broken file: refused whole, the running set keeps serving.
+        self.edit_orders("sometimes")  # not a boolean
+        self.assertTrue(self.wait_for_log("refused"), self.gw.read_log()[-2000:])
+        self.assertIn("orders.json:", self.gw.read_log())
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, order("RL-2")))["MSA"][1], "AE")
+        adt = mllp_exchange(self.gw.mllp_port, order("RL-3").replace(b"ORM^O01^ORM_O01", b"ADT^A01^ADT_A01")
+                            .replace(b"ORC|NW|PL1^RIS\r", b"PV1|1|O\r"))
+        self.assertEqual(segments(adt)["MSA"][1], "AA")
+
+        # A valid change: the accession is no longer required.
+        self.edit_orders(False)
+        self.assertTrue(self.wait_for_log("mapping files reloaded"), self.gw.read_log()[-2000:])
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, order("RL-4")))["MSA"][1], "AA")
+        self.assertIsNone(self.gw.proc.poll())
+
+    def test_sighup_reloads(self):
+        self.edit_orders(False)
+        self.gw.proc.send_signal(signal.SIGHUP)
+        self.assertTrue(self.wait_for_log("mapping files reloaded"))
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, order("HUP-1")))["MSA"][1], "AA")
+
+
+if __name__ == "__main__":
+    h.main()
