@@ -109,7 +109,7 @@ cmd_test() {
     ctest --test-dir build-asan --output-on-failure -LE 'fuzz|bench' || rc=1
   say "fuzz targets (bounded time)"
   ctest --test-dir build-fuzz --output-on-failure -L fuzz || rc=1
-  grep -h -e '^Test:' -e 'stat::number_of_executed_units' \
+  grep -h -e ' Testing: fuzz' -e 'stat::number_of_executed_units' \
     build-fuzz/Testing/Temporary/LastTest.log || true
   [ $rc = 0 ] && say "all tests passed" || say "SOME TESTS FAILED"
   return $rc
