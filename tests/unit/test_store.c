@@ -845,11 +845,13 @@ test_store_database_refused_and_back(void **state)
     assert_false(mg_store_status(f.store, reason, sizeof(reason)));
     assert_non_null(strstr(reason, "database unreachable: "));
 
-    /* Requests fail at once, from the loop, while it is down. */
+    /* Requests fail promptly while it is down, rather than hanging until
+     * a connect timeout (10 s). The bound is loose so that a loaded CI
+     * machine under ASan cannot make it flaky. */
     t0 = mg_clock_mono_us();
     query_wait(&f, NULL, "SELECT 1", 0, NULL, NULL, &r);
     assert_int_equal(r.rc, MG_EDBDOWN);
-    assert_true(mg_clock_mono_us() - t0 < 200000);
+    assert_true(mg_clock_mono_us() - t0 < 2000000);
 
     /* No busy loop while reconnecting: the tick alone is 10 ms. */
     uv_prepare_init(&f.loop, &iter);
