@@ -24,6 +24,8 @@ static const char usage[] =
     "                        (medgate send --help)\n"
     "  map --dry-run FILE…   show what messages would become under the\n"
     "                        mapping files (writes nothing)\n"
+    "  replay (--id UUID|--failed|--all) [--since T] [--dry-run] [--diff]\n"
+    "                        run stored messages through today's mappings\n"
     "  demo-seed --key-file F  create the demo organization and API key\n"
     "  version               print the version\n"
     "\n"
@@ -128,6 +130,8 @@ main(int argc, char **argv)
     else if (strcmp(argv[1], "map") == 0 && argc >= 4 &&
              strcmp(argv[2], "--dry-run") == 0)
         code = mg_app_map_dry_run(&conf, argc - 3, argv + 3);
+    else if (strcmp(argv[1], "replay") == 0)
+        code = mg_app_replay(&conf, argc - 2, argv + 2);
     else if (strcmp(argv[1], "demo-seed") == 0 && key_file != NULL)
         code = mg_app_demo_seed(&conf, key_file);
     else {

@@ -20,6 +20,12 @@ int mg_app_demo_seed(const struct mg_conf *conf, const char *key_file);
  * the process exit code (1 when any message could not be mapped). */
 int mg_app_map_dry_run(const struct mg_conf *conf, int nfiles, char **files);
 
+/* `medgate replay (--id UUID | --failed | --all) [--since T] [--limit N]
+ * [--dry-run] [--diff]`: runs stored inbound messages through today's
+ * checks and mapping files; writes each new outcome unless --dry-run.
+ * Returns the process exit code. */
+int mg_app_replay(const struct mg_conf *conf, int argc, char **argv);
+
 #define MG_DEMO_ORGANIZATION_ID "00000000-0000-4000-8000-000000000001"
 
 #endif

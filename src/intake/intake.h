@@ -80,6 +80,21 @@ MG_MUST_CHECK int mg_intake_reject_ack(struct mg_str head, const char *text,
 void mg_intake_set_mappings(struct mg_intake *in,
                             const struct mg_mapping_set *set);
 
+/* What the intake would decide for raw today (parse, sender, type, mapping
+ * stage), without storing anything: for `medgate replay`. status is
+ * "received", "failed" or "rejected"; error and location are empty when
+ * it would be accepted. The strings are copied into out. */
+struct mg_intake_verdict {
+    char status[16];
+    char error[256];
+    char location[64];
+};
+
+MG_MUST_CHECK int mg_intake_judge(const struct mg_conf_listener *li,
+                                  const struct mg_mapping_set *set,
+                                  struct mg_str raw,
+                                  struct mg_intake_verdict *out);
+
 /* Messages waiting or in the commit in flight. */
 size_t mg_intake_pending(const struct mg_intake *in);
 

@@ -400,3 +400,26 @@ mg_intake_reject_ack(struct mg_str head, const char *text, struct mg_buf *out)
     mg_arena_dispose(&a);
     return rc;
 }
+
+int
+mg_intake_judge(const struct mg_conf_listener *li,
+                const struct mg_mapping_set *set, struct mg_str raw,
+                struct mg_intake_verdict *out)
+{
+    struct mg__intake_item it;
+    int rc;
+
+    memset(&it, 0, sizeof(it));
+    memset(out, 0, sizeof(*out));
+    mg_arena_init(&it.arena, raw.len + 4096, 0);
+    rc = mg__intake_prepare(&it, li, set, raw);
+    if (rc == MG_OK) {
+        snprintf(out->status, sizeof(out->status), "%s", it.col[COL_STATUS]);
+        snprintf(out->error, sizeof(out->error), "%s",
+                 it.col[COL_ERROR] ? it.col[COL_ERROR] : "");
+        snprintf(out->location, sizeof(out->location), "%s",
+                 it.col[COL_ERROR_LOCATION] ? it.col[COL_ERROR_LOCATION] : "");
+    }
+    mg_arena_dispose(&it.arena);
+    return rc;
+}

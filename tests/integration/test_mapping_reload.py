@@ -79,6 +79,30 @@ class MappingReloadTest(unittest.TestCase):
         self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, order("RL-4")))["MSA"][1], "AA")
         self.assertIsNone(self.gw.proc.poll())
 
+    def test_replay_after_the_mapping_is_fixed(self):
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, order("RP-1")))["MSA"][1], "AE")
+        self.edit_orders(False)
+        env = {"MEDGATE_DATABASE_URL": h.conninfo(self.db), "MEDGATE_PATHS_MAPPINGS": self.maps}
+
+        dry = h.run_medgate("replay", "--failed", "--dry-run", "--diff", env=env)
+        self.assertEqual(dry.returncode, 0, dry.stderr)
+        self.assertIn("RP-1: failed -> received", dry.stdout)
+        self.assertIn("  - status: failed", dry.stdout)
+        self.assertIn("  - error: ", dry.stdout)
+        self.assertIn("  + status: received", dry.stdout)
+        self.assertEqual(h.scalar(self.db, "SELECT status FROM hl7_messages WHERE control_id='RP-1'"), "failed")
+
+        real = h.run_medgate("replay", "--failed", env=env)
+        self.assertEqual(real.returncode, 0, real.stderr)
+        self.assertIn("1 now accepted", real.stdout)
+        self.assertEqual(h.psql(self.db, "SELECT status, error IS NULL FROM hl7_messages WHERE control_id='RP-1'"),
+                         [["received", "t"]])
+        logs = h.psql(self.db, "SELECT status, error FROM sync_logs WHERE external_id='RP-1' ORDER BY id")
+        self.assertEqual([row[0] for row in logs], ["failed", "processed"])
+        self.assertEqual(logs[1][1], "replayed: accepted")
+        again = h.run_medgate("replay", "--failed", env=env)
+        self.assertIn("replayed 0 message(s)", again.stdout)
+
     def test_sighup_reloads(self):
         self.edit_orders(False)
         self.gw.proc.send_signal(signal.SIGHUP)
