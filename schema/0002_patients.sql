@@ -60,6 +60,11 @@ CREATE TABLE patients (
 
 CREATE INDEX patients_medical_record_number_idx
     ON patients (medical_record_number);
+-- The HL7 v2 patient adapter matches and upserts by MRN within a tenant;
+-- merged (retired) records keep their MRN without holding the key.
+CREATE UNIQUE INDEX patients_organization_mrn_key
+    ON patients (organization_id, medical_record_number)
+    WHERE merged_into IS NULL AND medical_record_number IS NOT NULL;
 CREATE INDEX patients_patient_id_hash_idx
     ON patients (organization_id, patient_id_hash)
     WHERE patient_id_hash IS NOT NULL;

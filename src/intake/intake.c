@@ -260,13 +260,43 @@ deliver(struct mg_intake *in, struct mg__intake_item *list, PGresult *res)
     enqueue_front(in, retry, nretry);
 }
 
+/* A message whose mapped rows the database refused (a value that breaks a
+ * constraint): it is stored as failed and answered AE instead, without the
+ * adapters, so a poison message is never left without an answer. */
+static bool
+demote(struct mg__intake_item *it, PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    char text[96];
+
+    if (it->col[COL_PATIENT] == NULL || it->write_ack.len == 0)
+        return false;
+    snprintf(text, sizeof(text), "the mapped values could not be written "
+             "(SQLSTATE %s)", state ? state : "?");
+    it->col[COL_PATIENT] = NULL;
+    it->col[COL_STATUS] = "failed";
+    it->col[COL_ACK_CODE] = it->write_code;
+    it->col[COL_ACK] = it->write_ack.ptr;
+    it->col[COL_ERROR] = mg_arena_strndup(&it->arena, text, strlen(text));
+    it->col[COL_ERROR_LOCATION] = NULL;
+    it->outcome = MG__INTAKE_FAILED;
+    return it->col[COL_ERROR] != NULL;
+}
+
 /* A failed batch of several: retry each message alone to find the poison
- * one. A failed single message is answered "not stored". */
+ * one. A failed single message is answered "not stored", unless only its
+ * mapped rows failed (see demote). */
 static void
-isolate(struct mg_intake *in, struct mg__intake_item *list, size_t n, int rc)
+isolate(struct mg_intake *in, struct mg__intake_item *list, size_t n, int rc,
+        PGresult *res)
 {
     struct mg__intake_item *it;
 
+    if (n == 1 && rc == MG_EDB && demote(list, res)) {
+        list->solo = true;
+        enqueue_front(in, list, 1);
+        return;
+    }
     if (n == 1 || rc != MG_EDB) {
         fail_list(in, list, rc);
         return;
@@ -295,7 +325,7 @@ on_batch_done(int rc, PGresult *res, void *ud)
             mg_log(MG_LOG_WARN, NULL, "intake batch of %zu failed: "
                    "SQLSTATE %s", n,
                    PQresultErrorField(res, PG_DIAG_SQLSTATE) ?: "?");
-        isolate(in, list, n, rc);
+        isolate(in, list, n, rc, res);
     }
     if (in->freeing) {
         fail_list(in, in->head, MG_ECANCELED);

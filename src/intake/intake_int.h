@@ -49,6 +49,7 @@ enum mg__intake_col {
     COL_ERROR,
     COL_ERROR_LOCATION,
     COL_RECEIVED_AT, /* microseconds since the epoch */
+    COL_PATIENT,     /* JSON object of patient.* targets (adapter input) */
     MG__INTAKE_NPARAMS
 };
 
@@ -59,6 +60,8 @@ struct mg__intake_item {
     struct mg_arena arena; /* everything below points into it */
     const char *col[MG__INTAKE_NPARAMS];
     struct mg_str down_ack; /* AR for "database down" replies */
+    struct mg_str write_ack; /* AE for "mapped rows could not be written" */
+    const char *write_code;  /* its MSA-1: "AE" or "CE" */
     enum mg__intake_outcome outcome;
     bool solo; /* retry alone (its batch failed) */
     bool busy; /* refused at submit: queue full */

@@ -1,6 +1,7 @@
 /* First stage of the intake, per message and before any I/O: parse and
  * check, decide what will be stored and answered, build the ACKs and
  * render the row's columns. */
+#include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -158,7 +159,73 @@ struct verdict {
     struct mg_diag diag;
     const struct mg_conf_sender *sender;
     struct mg_hl7v2_msg *msg; /* parsed, when it parsed */
+    const char *patient;      /* JSON patch of patient.* targets, or NULL */
 };
+
+static json_t *
+item_string(const struct mg_mapping_item *item, const char *name)
+{
+    const struct mg_mapping_value *v = mg_mapping_item_get(item, name);
+
+    return v == NULL || v->null ? json_null()
+                                : json_stringn(v->str.ptr, v->str.len);
+}
+
+/* "identifiers": [{system, value, type_code}], from the group rule. */
+static void
+add_identifiers(json_t *obj, const struct mg_mapping_group *g)
+{
+    json_t *list;
+
+    if (g == NULL || g->nitem == 0)
+        return;
+    list = json_array();
+    for (size_t i = 0; i < g->nitem; i++) {
+        json_t *id = json_object();
+        json_object_set_new(id, "system", item_string(&g->item[i], "system"));
+        json_object_set_new(id, "value", item_string(&g->item[i], "value"));
+        json_object_set_new(id, "type_code",
+                            item_string(&g->item[i], "type_code"));
+        json_array_append_new(list, id);
+    }
+    json_object_set_new(obj, "identifiers", list);
+}
+
+/* The patient adapter's input: every patient.* target of the mapping as
+ * one JSON object. A key with null clears the column (HL7 ""), a key that
+ * is absent leaves it as it is; the batch statement applies it with
+ * jsonb_populate_record, which has exactly these semantics. NULL when the
+ * mapping names no medical record number (no patient to write). */
+static const char *
+patient_patch(struct mg_arena *a, const struct mg_mapping_result *res)
+{
+    json_t *obj = json_object();
+    const char *out = NULL;
+    char *text;
+
+    if (obj == NULL)
+        return NULL;
+    for (size_t i = 0; i < res->nvalue; i++) {
+        const struct mg_mapping_value *v = &res->value[i];
+        char col[64];
+        if (!mg_str_eqz(v->entity, "patient") || v->column.len >= sizeof(col))
+            continue;
+        memcpy(col, v->column.ptr, v->column.len);
+        col[v->column.len] = '\0';
+        json_object_set_new(obj, col, v->null ? json_null()
+                                              : json_stringn(v->str.ptr,
+                                                             v->str.len));
+    }
+    add_identifiers(obj, mg_mapping_result_group(res, "patient_identifiers"));
+    if (json_is_string(json_object_get(obj, "medical_record_number"))) {
+        text = json_dumps(obj, JSON_COMPACT);
+        if (text != NULL)
+            out = mg_arena_strndup(a, text, strlen(text));
+        free(text);
+    }
+    json_decref(obj);
+    return out;
+}
 
 /* Decides the message's fate: accepted, failed (AE) or rejected (AR). */
 /* The mapping stage: the route for the message and its mapped values.
@@ -190,7 +257,10 @@ map_stage(struct mg__intake_item *it, const struct mg_conf_listener *li,
         if (v->diag.code == 0)
             mg_diag_set(&v->diag, MG_HL7_ERR_INTERNAL, "mapping failed");
         v->outcome = MG__INTAKE_FAILED;
+        return;
     }
+    /* Adapters: the patient now; scans and reports plug in next to it. */
+    v->patient = patient_patch(&it->arena, &result);
 }
 
 static void
@@ -343,6 +413,17 @@ render_acks(struct mg__intake_item *it, const struct mg_conf_listener *li,
                                  &it->down_ack.len);
     if (it->down_ack.ptr == NULL)
         it->down_ack.len = 0;
+    if (ok) {
+        mg_diag_clear(&d);
+        mg_diag_set(&d, MG_HL7_ERR_INTERNAL, "the mapped values could not be "
+                    "written (see sync_logs)");
+        it->write_code = enhanced ? "CE" : "AE";
+        it->write_ack.ptr = build_ack(&it->arena, msh,
+                                      enhanced ? MG_HL7V2_CE : MG_HL7V2_AE,
+                                      &d, &it->write_ack.len);
+        if (it->write_ack.ptr == NULL)
+            it->write_ack.len = 0;
+    }
 }
 
 int
@@ -373,6 +454,7 @@ mg__intake_prepare(struct mg__intake_item *it,
     it->outcome = v.outcome;
     it->col[COL_STATUS] = status[v.outcome];
     it->col[COL_ORG] = v.sender ? v.sender->organization_id : NULL;
+    it->col[COL_PATIENT] = v.outcome == MG__INTAKE_STORED ? v.patient : NULL;
     render_header(it, &v, &msh);
     render_acks(it, li, &v, &msh);
     return MG_OK;
