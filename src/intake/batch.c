@@ -87,7 +87,14 @@ const char mg__intake_batch_sql[] =
      * (absent key: keep, null: clear), matched by medical record number. */
     " ), pt_in AS ( SELECT i.ord, i.org, i.pt::jsonb AS patch FROM"
     " input i JOIN ins n ON n.id = i.new_id WHERE n.status = 'received'"
-    " AND i.pt IS NOT NULL), pt_upd AS ( UPDATE patients t SET"
+    " AND i.pt IS NOT NULL), pt_match AS ( SELECT p.ord, m.id FROM pt_in"
+    " p CROSS JOIN LATERAL (SELECT t.id FROM patients t WHERE"
+    " t.organization_id = p.org AND t.medical_record_number ="
+    " p.patch->>'medical_record_number' AND t.merged_into IS NULL"
+    " LIMIT 1) m"
+    /* LATERAL ... LIMIT 1: one index probe per message whatever plan the
+     * prepared statement gets; the update then goes by primary key. */
+    " ), pt_upd AS ( UPDATE patients t SET"
     " (first_name, middle_name, last_name, name_prefix, name_suffix,"
     " date_of_birth, gender, phone, email, address_line1,"
     " address_line2, city, state, postal_code, country,"
@@ -97,9 +104,8 @@ const char mg__intake_batch_sql[] =
     " r.phone, r.email, r.address_line1, r.address_line2, r.city,"
     " r.state, r.postal_code, r.country, r.preferred_language,"
     " r.marital_status, coalesce(r.deceased, false), now() FROM"
-    " jsonb_populate_record(t, p.patch) r) FROM pt_in p WHERE"
-    " t.organization_id = p.org AND t.medical_record_number ="
-    " p.patch->>'medical_record_number' AND t.merged_into IS NULL"
+    " jsonb_populate_record(t, p.patch) r) FROM pt_match m JOIN pt_in p"
+    " ON p.ord = m.ord WHERE t.id = m.id"
     " RETURNING t.id, p.ord), pt_new AS ( INSERT INTO patients"
     " (organization_id, medical_record_number, first_name, middle_name,"
     " last_name, name_prefix, name_suffix, date_of_birth, gender,"
