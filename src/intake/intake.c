@@ -274,6 +274,7 @@ demote(struct mg__intake_item *it, PGresult *res)
     snprintf(text, sizeof(text), "the mapped values could not be written "
              "(SQLSTATE %s)", state ? state : "?");
     it->col[COL_PATIENT] = NULL;
+    it->col[COL_SCAN] = NULL;
     it->col[COL_STATUS] = "failed";
     it->col[COL_ACK_CODE] = it->write_code;
     it->col[COL_ACK] = it->write_ack.ptr;

@@ -50,6 +50,7 @@ enum mg__intake_col {
     COL_ERROR_LOCATION,
     COL_RECEIVED_AT, /* microseconds since the epoch */
     COL_PATIENT,     /* JSON object of patient.* targets (adapter input) */
+    COL_SCAN,        /* JSON object of scan.* targets + order control */
     MG__INTAKE_NPARAMS
 };
 

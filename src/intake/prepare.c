@@ -160,6 +160,7 @@ struct verdict {
     const struct mg_conf_sender *sender;
     struct mg_hl7v2_msg *msg; /* parsed, when it parsed */
     const char *patient;      /* JSON patch of patient.* targets, or NULL */
+    const char *scan;         /* JSON patch of scan.* targets, or NULL */
 };
 
 static json_t *
@@ -196,19 +197,15 @@ add_identifiers(json_t *obj, const struct mg_mapping_group *g)
  * is absent leaves it as it is; the batch statement applies it with
  * jsonb_populate_record, which has exactly these semantics. NULL when the
  * mapping names no medical record number (no patient to write). */
-static const char *
-patient_patch(struct mg_arena *a, const struct mg_mapping_result *res)
+static json_t *
+entity_object(const struct mg_mapping_result *res, const char *entity)
 {
     json_t *obj = json_object();
-    const char *out = NULL;
-    char *text;
 
-    if (obj == NULL)
-        return NULL;
-    for (size_t i = 0; i < res->nvalue; i++) {
+    for (size_t i = 0; obj != NULL && i < res->nvalue; i++) {
         const struct mg_mapping_value *v = &res->value[i];
         char col[64];
-        if (!mg_str_eqz(v->entity, "patient") || v->column.len >= sizeof(col))
+        if (!mg_str_eqz(v->entity, entity) || v->column.len >= sizeof(col))
             continue;
         memcpy(col, v->column.ptr, v->column.len);
         col[v->column.len] = '\0';
@@ -216,8 +213,18 @@ patient_patch(struct mg_arena *a, const struct mg_mapping_result *res)
                                               : json_stringn(v->str.ptr,
                                                              v->str.len));
     }
-    add_identifiers(obj, mg_mapping_result_group(res, "patient_identifiers"));
-    if (json_is_string(json_object_get(obj, "medical_record_number"))) {
+    return obj;
+}
+
+/* The object as compact JSON in the arena when it has a string key (the
+ * entity's match key); NULL otherwise. Frees obj. */
+static const char *
+patch_text(struct mg_arena *a, json_t *obj, const char *key)
+{
+    const char *out = NULL;
+    char *text;
+
+    if (obj != NULL && json_is_string(json_object_get(obj, key))) {
         text = json_dumps(obj, JSON_COMPACT);
         if (text != NULL)
             out = mg_arena_strndup(a, text, strlen(text));
@@ -225,6 +232,32 @@ patient_patch(struct mg_arena *a, const struct mg_mapping_result *res)
     }
     json_decref(obj);
     return out;
+}
+
+static const char *
+patient_patch(struct mg_arena *a, const struct mg_mapping_result *res)
+{
+    json_t *obj = entity_object(res, "patient");
+
+    if (obj != NULL)
+        add_identifiers(obj,
+                        mg_mapping_result_group(res, "patient_identifiers"));
+    return patch_text(a, obj, "medical_record_number");
+}
+
+/* The order adapter's input: every scan.* target, plus the order control
+ * (ORC-1) that says what to do with the scan. */
+static const char *
+scan_patch(struct mg_arena *a, const struct mg_mapping_result *res)
+{
+    json_t *obj = entity_object(res, "scan");
+    const struct mg_mapping_value *ctl = mg_mapping_result_get(res,
+                                                               "order.control");
+
+    if (obj != NULL && ctl != NULL && !ctl->null)
+        json_object_set_new(obj, "control",
+                            json_stringn(ctl->str.ptr, ctl->str.len));
+    return patch_text(a, obj, "accession_number");
 }
 
 /* Decides the message's fate: accepted, failed (AE) or rejected (AR). */
@@ -261,6 +294,8 @@ map_stage(struct mg__intake_item *it, const struct mg_conf_listener *li,
     }
     /* Adapters: the patient now; scans and reports plug in next to it. */
     v->patient = patient_patch(&it->arena, &result);
+    if (strcmp(mg_mapping_route_adapter(route), "hl7v2.order") == 0)
+        v->scan = scan_patch(&it->arena, &result);
 }
 
 static void
@@ -455,6 +490,7 @@ mg__intake_prepare(struct mg__intake_item *it,
     it->col[COL_STATUS] = status[v.outcome];
     it->col[COL_ORG] = v.sender ? v.sender->organization_id : NULL;
     it->col[COL_PATIENT] = v.outcome == MG__INTAKE_STORED ? v.patient : NULL;
+    it->col[COL_SCAN] = it->col[COL_PATIENT] ? v.scan : NULL;
     render_header(it, &v, &msh);
     render_acks(it, li, &v, &msh);
     return MG_OK;

@@ -63,6 +63,54 @@ class PatientAdapterTest(unittest.TestCase):
                          [["DUCK", "DONALD", "D", "1924-10-10", "male"]])
 
 
+def obr():
+    f = [""] * 25
+    f[0], f[1], f[2], f[3] = "OBR", "1", "PL9^RIS", "FL9^RIS"
+    f[4] = "71046^XR CHEST 2 VIEWS^CPT4"
+    f[7] = "20240101120000"
+    f[18] = "ACC9"      # OBR-18: accession (IHE placer field 1)
+    f[24] = "CR"        # OBR-24: modality
+    return "|".join(f)
+
+
+ORM = ("MSH|^~\\&|RIS|RAD|MEDGATE|HOSP|20240101120000||ORM^O01^ORM_O01|{cid}|P|2.5.1\r"
+       "PID|1||MRN9^^^HOSP^MR||Roe^Richard||19700101|M\r"
+       "ORC|{ctl}|PL9^RIS|FL9^RIS||||^^^20240102083000^^S\r" + obr() + "\r")
+
+
+class OrderAdapterTest(unittest.TestCase):
+    def setUp(self):
+        self.db = h.create_database("orders")
+        h.migrate(self.db)
+        self.gw = h.Gateway(self.db).start()
+
+    def tearDown(self):
+        self.gw.stop()
+
+    def test_ihe_order_with_zds_creates_scan_and_worklist_entry(self):
+        # dcm4che ORM_O01-GeneralOrder.hl7 (an OMI^O23): OBR-18 AccessionNumber,
+        # ZDS-1.1 the study UID, OBR-4 10637-7^...^LN, modality CT, PID-3 PID_1.
+        path = os.path.join(h.TESTDATA, "hl7v2", "dcm4che", "ORM_O01-GeneralOrder.hl7")
+        r = h.run_medgate("send", "--port", str(self.gw.mllp_port), "--quiet", path)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        rows = h.psql(self.db, "SELECT s.accession_number, s.study_instance_uid, s.procedure_code, "
+                      "s.scan_type, s.priority, s.status, p.medical_record_number, q.status "
+                      "FROM scans s JOIN patients p ON p.id = s.patient_id "
+                      "JOIN scan_queue q ON q.scan_id = s.id")
+        self.assertEqual(rows, [["AccessionNumber", "1.2.392.200036.9125.0.198811291108.7", "10637-7",
+                                 "CT", "routine", "ordered", "PID_1", "waiting"]])
+
+    def test_new_order_then_cancel(self):
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, ORM.format(cid="O-1", ctl="NW").encode()))["MSA"][1], "AA")
+        self.assertEqual(h.psql(self.db, "SELECT accession_number, procedure_code, scan_type, priority, status, "
+                                "placer_order_number, filler_order_number FROM scans"),
+                         [["ACC9", "71046", "CR", "stat", "ordered", "PL9", "FL9"]])
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, ORM.format(cid="O-2", ctl="CA").encode()))["MSA"][1], "AA")
+        self.assertEqual(h.psql(self.db, "SELECT s.status, q.status FROM scans s JOIN scan_queue q ON q.scan_id = s.id"),
+                         [["cancelled", "cancelled"]])
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM scans"), "1")
+
+
 class RefusedRowsTest(unittest.TestCase):
     """A mapped value the database refuses: stored as failed, answered AE,
     never left without an answer, and its neighbours unaffected."""
