@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "testutil.h"
 #include "core/alloc.h"
 #include "core/arena.h"
 #include "core/buf.h"
@@ -23,30 +24,6 @@
 
 /* ---- helpers ------------------------------------------------------- */
 
-static char *
-read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *p;
-    long n;
-
-    if (f == NULL)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    p = malloc((size_t)n + 1);
-    if (p != NULL && fread(p, 1, (size_t)n, f) != (size_t)n) {
-        free(p);
-        p = NULL;
-    }
-    fclose(f);
-    if (p != NULL) {
-        p[n] = '\0';
-        *len = (size_t)n;
-    }
-    return p;
-}
 
 /* What serialize must give back: BOM dropped, CR after every segment,
  * empty segments gone. Terminators as the parser reads them: CR (CRLF as
@@ -179,7 +156,7 @@ check_corpus_file(const char *manifest, const char *rel)
     int rc;
 
     snprintf(path, sizeof(path), "%s/%s", DATA, rel);
-    text = read_file(path, &len);
+    text = mg_test_read_file(path, &len);
     assert_non_null(text);
     assert_true(manifest_lookup(manifest, rel, want, sizeof(want)));
     mg_arena_init(&a, 8192, 0);
@@ -236,7 +213,7 @@ static void
 test_corpus_every_message(void **state)
 {
     size_t len;
-    char *manifest = read_file(DATA "/MANIFEST.tsv", &len);
+    char *manifest = mg_test_read_file(DATA "/MANIFEST.tsv", &len);
     long live = mg_alloc_live();
     int n;
 
@@ -298,7 +275,7 @@ test_corpus_hand_picked_values(void **state)
         char *text;
 
         snprintf(path, sizeof(path), "%s/%s", DATA, picked[i].file);
-        text = read_file(path, &len);
+        text = mg_test_read_file(path, &len);
         assert_non_null(text);
         mg_arena_init(&a, 8192, 0);
         m = parse_ok(&a, text, NULL);
@@ -328,7 +305,7 @@ test_corpus_declared_charset_honoured(void **state)
     struct mg_arena a;
     struct mg_hl7v2_msg *m;
     size_t len;
-    char *text = read_file(DATA "/dcm4che/OMI_O23-ImagingOrder.hl7", &len);
+    char *text = mg_test_read_file(DATA "/dcm4che/OMI_O23-ImagingOrder.hl7", &len);
 
     (void)state;
     assert_non_null(text);
@@ -949,7 +926,7 @@ test_malformed_arena_exhausted(void **state)
     struct mg_hl7v2_msg *m;
     struct mg_diag d;
     size_t len;
-    char *text = read_file(DATA "/fhir-converter/ADT-A01-01.hl7", &len);
+    char *text = mg_test_read_file(DATA "/fhir-converter/ADT-A01-01.hl7", &len);
 
     (void)state;
     assert_non_null(text);

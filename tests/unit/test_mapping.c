@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "testutil.h"
 #include "core/alloc.h"
 #include "core/arena.h"
 #include "core/error.h"
@@ -47,30 +48,6 @@ teardown_shipped(void **state)
     return 0;
 }
 
-static char *
-read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *p;
-    long n;
-
-    if (f == NULL)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    p = malloc((size_t)n + 1);
-    if (p != NULL && fread(p, 1, (size_t)n, f) != (size_t)n) {
-        free(p);
-        p = NULL;
-    }
-    fclose(f);
-    if (p != NULL) {
-        p[n] = '\0';
-        *len = (size_t)n;
-    }
-    return p;
-}
 
 /* One message mapped: the arena, text and result live until done(). */
 struct mapped {
@@ -107,7 +84,7 @@ static void
 map_file(struct mapped *m, const char *path)
 {
     size_t len;
-    char *text = read_file(path, &len);
+    char *text = mg_test_read_file(path, &len);
 
     assert_non_null(text);
     map_text(m, shipped, text, len);
@@ -482,7 +459,7 @@ static void
 test_orders_required_missing(void **state)
 {
     size_t len;
-    char *text = read_file(HL7 "/fhir-converter/ORM-O01-06.hl7", &len);
+    char *text = mg_test_read_file(HL7 "/fhir-converter/ORM-O01-06.hl7", &len);
     struct mapped m;
 
     (void)state;
@@ -1342,7 +1319,7 @@ static void
 test_apply_arena_exhausted(void **state)
 {
     size_t len;
-    char *text = read_file(HL7 "/dcm4che/ORU_R01-SR.hl7", &len);
+    char *text = mg_test_read_file(HL7 "/dcm4che/ORU_R01-SR.hl7", &len);
     struct mg_arena pa, a;
     struct mg_hl7v2_msg *msg;
     const struct mg_mapping_route *route;
