@@ -2,7 +2,6 @@
  * would become under the current mapping files (route, every target with
  * its value or explicit null, repeated groups, and the message fields no
  * rule used), without touching the database. */
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -16,25 +15,6 @@
 #include "mapping/mapping.h"
 #include "mllp/client.h"
 
-static int
-read_all(const char *path, struct mg_buf *out)
-{
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    char chunk[8192];
-    size_t n;
-    int rc = MG_OK;
-
-    if (f == NULL) {
-        fprintf(stderr, "%s: %s\n", path, strerror(errno));
-        return MG_EIO;
-    }
-    while (rc == MG_OK && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        rc = mg_buf_append(out, chunk, n);
-    if (f != stdin)
-        fclose(f);
-    return rc;
-}
-
 /* Dry-runs every message of one file; returns how many failed. */
 static int
 dry_run_file(const struct mg_mapping_set *set, const char *path)
@@ -44,11 +24,14 @@ dry_run_file(const struct mg_mapping_set *set, const char *path)
     struct mg_arena arena;
     struct mg_diag diag;
     struct mg_buf text;
-    int failed = 0;
+    int failed = 0, rc;
 
     mg_buf_init(&text, 256u << 20);
     mg_arena_init(&arena, 64 * 1024, 0);
-    if (read_all(path, &text) != MG_OK ||
+    rc = mg_buf_read_file(&text, path);
+    if (rc != MG_OK)
+        fprintf(stderr, "%s: cannot read: %s\n", path, mg_strerror(rc));
+    if (rc != MG_OK ||
         mg_mllp_client_split(mg_buf_str(&text), &arena, &split, &diag) !=
             MG_OK) {
         fprintf(stderr, "%s: cannot read messages\n", path);

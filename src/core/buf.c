@@ -1,9 +1,12 @@
 /* Bounded growable buffers. */
 #include "core/buf.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/alloc.h"
 #include "core/error.h"
@@ -142,4 +145,50 @@ mg_buf_take(struct mg_buf *b, size_t *len)
     b->len = 0;
     b->cap = 0;
     return p;
+}
+
+static int
+read_fd(struct mg_buf *b, int fd)
+{
+    char probe;
+    ssize_t n;
+    size_t room;
+    int rc;
+
+    for (;;) {
+        room = MG_MIN((size_t)64 * 1024, b->max - b->len);
+        if (room == 0) { /* full: fine only if the file ends here */
+            n = read(fd, &probe, 1);
+            if (n < 0 && errno == EINTR)
+                continue;
+            return n == 0 ? MG_OK : n > 0 ? MG_ETOOBIG : -errno;
+        }
+        rc = mg_buf_reserve(b, room);
+        if (rc != MG_OK)
+            return rc;
+        n = read(fd, b->ptr + b->len, room);
+        if (n == 0)
+            return MG_OK;
+        if (n > 0) {
+            b->len += (size_t)n;
+            b->ptr[b->len] = '\0';
+        } else if (errno != EINTR) {
+            return -errno;
+        }
+    }
+}
+
+int
+mg_buf_read_file(struct mg_buf *b, const char *path)
+{
+    int fd, rc;
+
+    if (strcmp(path, "-") == 0)
+        return read_fd(b, STDIN_FILENO);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    rc = read_fd(b, fd);
+    close(fd);
+    return rc;
 }

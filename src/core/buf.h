@@ -36,6 +36,10 @@ MG_MUST_CHECK int mg_buf_vappendf(struct mg_buf *b, const char *fmt,
 MG_MUST_CHECK int mg_buf_reserve(struct mg_buf *b, size_t n);
 /* Drops the first n bytes (n <= len). */
 void mg_buf_consume(struct mg_buf *b, size_t n);
+/* Appends the whole content of the file at path ("-" is standard input).
+ * MG_OK; MG_ETOOBIG when it would pass the buffer's maximum (b keeps what
+ * fit); MG_ENOMEM; or a negative errno from open/read. */
+MG_MUST_CHECK int mg_buf_read_file(struct mg_buf *b, const char *path);
 /* Moves the storage out (caller frees with mg_free); the buffer is empty. */
 char *mg_buf_take(struct mg_buf *b, size_t *len);
 

@@ -11,7 +11,9 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/buf.h"
 #include "core/error.h"
+#include "core/jsonpos.h"
 
 enum opt_type { OPT_STR, OPT_INT, OPT_LONG };
 
@@ -149,38 +151,6 @@ mg_conf_defaults(struct mg_conf *c)
             abort(); /* a bad default is our bug; startup may abort */
 }
 
-/* Line of the quoted key name that follows the quoted parent in text. */
-static int
-line_of(const char *text, const char *dotted)
-{
-    char part[128], needle[132];
-    const char *at = text, *p = dotted, *dot, *hit;
-    int line = 1;
-
-    if (text == NULL)
-        return 0;
-    while (*p) {
-        dot = strchr(p, '.');
-        size_t n = dot ? (size_t)(dot - p) : strlen(p);
-        if (n >= sizeof(part))
-            break;
-        memcpy(part, p, n);
-        part[n] = '\0';
-        char *br = strchr(part, '[');
-        if (br)
-            *br = '\0';
-        snprintf(needle, sizeof(needle), "\"%s\"", part);
-        hit = strstr(at, needle);
-        if (hit == NULL)
-            break;
-        at = hit;
-        p = dot ? dot + 1 : p + n;
-    }
-    for (const char *q = text; q < at; q++)
-        line += *q == '\n';
-    return line;
-}
-
 struct loader {
     const char *path;
     const char *text;
@@ -198,7 +168,7 @@ report(struct loader *l, const char *key, const char *fmt, ...)
     if (l->err == NULL)
         return;
     fprintf(l->err, "%s:%d: %s: ", l->path ? l->path : "(environment)",
-            line_of(l->text, key), key);
+            mg_jsonpos_line_dotted(l->text, key), key);
     va_start(ap, fmt);
     vfprintf(l->err, fmt, ap);
     va_end(ap);
@@ -439,40 +409,25 @@ load_listeners(struct loader *l, struct mg_conf *c, json_t *root)
     }
 }
 
+/* The file's text (NUL-terminated, from mg_malloc), or NULL after saying
+ * why on err. */
 static char *
 read_file(const char *path, FILE *err)
 {
-    FILE *f = fopen(path, "rb");
-    struct mg_buf_like { char *p; size_t n, cap; } b = {0};
-    char chunk[8192];
-    size_t n;
+    struct mg_buf b;
+    int rc;
 
-    if (f == NULL) {
+    mg_buf_init(&b, 16u << 20); /* a configuration file is small */
+    rc = mg_buf_read_file(&b, path);
+    if (rc == MG_OK && b.ptr == NULL)
+        rc = mg_buf_append(&b, "", 0); /* an empty file: still a string */
+    if (rc != MG_OK) {
         if (err)
-            fprintf(err, "%s: cannot open: %s\n", path, strerror(errno));
+            fprintf(err, "%s: cannot read: %s\n", path, mg_strerror(rc));
+        mg_buf_dispose(&b);
         return NULL;
     }
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-        if (b.n + n + 1 > b.cap) {
-            size_t cap = (b.n + n + 1) * 2;
-            char *p = mg_realloc(b.p, cap);
-            if (p == NULL) {
-                mg_free(b.p);
-                fclose(f);
-                return NULL;
-            }
-            b.p = p;
-            b.cap = cap;
-        }
-        memcpy(b.p + b.n, chunk, n);
-        b.n += n;
-    }
-    fclose(f);
-    if (b.p == NULL)
-        b.p = mg_strdup("");
-    else
-        b.p[b.n] = '\0';
-    return b.p;
+    return mg_buf_take(&b, NULL);
 }
 
 int

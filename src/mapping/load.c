@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/buf.h"
 #include "core/error.h"
 #include "core/jsonpos.h"
 #include "mapping/mapping_int.h"
@@ -157,29 +158,24 @@ str_or_null(struct loader *l, json_t *v, struct mg_str *out, bool *is_null)
 static char *
 read_text(struct loader *l, const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    char *p;
-    size_t n;
+    struct mg_buf b;
+    int rc;
 
-    if (f == NULL) {
-        report(l, "cannot open: %s", strerror(errno));
-        return NULL;
-    }
-    p = mg_malloc(MAX_FILE_BYTES + 1);
-    if (p == NULL) {
-        fclose(f);
+    mg_buf_init(&b, MAX_FILE_BYTES);
+    rc = mg_buf_read_file(&b, path);
+    if (rc == MG_OK && b.ptr == NULL)
+        rc = mg_buf_append(&b, "", 0); /* an empty file: still a string */
+    if (rc == MG_ENOMEM)
         l->oom = true;
-        return NULL;
-    }
-    n = fread(p, 1, MAX_FILE_BYTES + 1, f);
-    fclose(f);
-    if (n > MAX_FILE_BYTES) {
+    else if (rc == MG_ETOOBIG)
         report(l, "larger than %u bytes", MAX_FILE_BYTES);
-        mg_free(p);
+    else if (rc != MG_OK)
+        report(l, "cannot read: %s", mg_strerror(rc));
+    if (rc != MG_OK) {
+        mg_buf_dispose(&b);
         return NULL;
     }
-    p[n] = '\0';
-    return p;
+    return mg_buf_take(&b, NULL);
 }
 
 /* Parses the file's text; reports jansson's own line on a syntax error. */

@@ -7,7 +7,6 @@
  * name the file, the message number and its MSH-10, never message content
  * (STYLE.md section 6). */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,41 +161,6 @@ out_usage:
 /* ---- Reading and splitting files ----------------------------------------- */
 
 static int
-read_fd(int fd, struct mg_buf *b)
-{
-    ssize_t n;
-    int rc;
-
-    for (;;) {
-        rc = mg_buf_reserve(b, 64 * 1024);
-        if (rc != MG_OK)
-            return rc;
-        n = read(fd, b->ptr + b->len, b->cap - b->len);
-        if (n == 0)
-            return MG_OK;
-        if (n > 0)
-            b->len += (size_t)n;
-        else if (errno != EINTR)
-            return -errno;
-    }
-}
-
-static int
-read_file(const char *name, struct mg_buf *b)
-{
-    int fd, rc;
-
-    if (strcmp(name, "-") == 0)
-        return read_fd(STDIN_FILENO, b);
-    fd = open(name, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    rc = read_fd(fd, b);
-    close(fd);
-    return rc;
-}
-
-static int
 load_input(struct run *r, const char *name, struct input *in)
 {
     struct mg_mllp_split split;
@@ -206,7 +170,7 @@ load_input(struct run *r, const char *name, struct input *in)
 
     in->name = name;
     mg_buf_init(&b, MAX_FILE);
-    rc = read_file(name, &b);
+    rc = mg_buf_read_file(&b, name);
     if (rc != MG_OK) {
         fprintf(r->err, "medgate send: %s: cannot read: %s\n",
                 display_name(name), mg_strerror(rc));

@@ -101,20 +101,11 @@ mg_migrate_latest(const char *dir, int *version, FILE *err)
 static int
 read_file(const char *path, struct mg_buf *out, FILE *err)
 {
-    FILE *f = fopen(path, "rb");
-    char chunk[8192];
-    size_t n;
-    int rc = MG_OK;
+    int rc = mg_buf_read_file(out, path);
 
-    if (f == NULL) {
-        if (err)
-            fprintf(err, "%s: cannot open: %s\n", path, strerror(errno));
-        return MG_EIO;
-    }
-    while (rc == MG_OK && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        rc = mg_buf_append(out, chunk, n);
-    fclose(f);
-    return rc;
+    if (rc != MG_OK && err)
+        fprintf(err, "%s: cannot read: %s\n", path, mg_strerror(rc));
+    return rc == MG_OK ? MG_OK : MG_EIO;
 }
 
 static void

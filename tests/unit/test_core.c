@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,31 @@ test_buf_append_out_of_memory(void **state)
     assert_int_equal(mg_buf_append(&b, "x", 1), MG_ENOMEM);
     mg_alloc_fail_after(0);
     assert_int_equal(b.len, 0);
+    mg_buf_dispose(&b);
+}
+
+static void
+test_buf_read_file_up_to_max(void **state)
+{
+    char path[] = "/tmp/mg-buf-XXXXXX";
+    int fd = mkstemp(path);
+    struct mg_buf b;
+
+    (void)state;
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "0123456789", 10), 10);
+    close(fd);
+    mg_buf_init(&b, 10); /* exactly the file's size: fits */
+    assert_int_equal(mg_buf_read_file(&b, path), MG_OK);
+    assert_int_equal(b.len, 10);
+    assert_string_equal(b.ptr, "0123456789");
+    mg_buf_dispose(&b);
+    mg_buf_init(&b, 9); /* one byte short */
+    assert_int_equal(mg_buf_read_file(&b, path), MG_ETOOBIG);
+    mg_buf_dispose(&b);
+    unlink(path);
+    mg_buf_init(&b, 0);
+    assert_int_equal(mg_buf_read_file(&b, path), -ENOENT);
     mg_buf_dispose(&b);
 }
 
@@ -171,6 +197,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf_append_respects_max),
         cmocka_unit_test(test_buf_append_out_of_memory),
+        cmocka_unit_test(test_buf_read_file_up_to_max),
         cmocka_unit_test(test_arena_many_allocations_and_max),
         cmocka_unit_test(test_str_helpers),
         cmocka_unit_test(test_strerror_names_codes),
