@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adapters/adapter.h"
 #include "app/app.h"
 #include "core/conf.h"
 #include "core/error.h"
@@ -93,6 +94,10 @@ cmd_migrate(const struct mg_conf *conf)
 {
     int rc = mg_migrate_run(conf->database_url, conf->schema_dir, stdout,
                             stderr);
+
+    /* The adapters' SQL functions follow the schema they write to. */
+    if (rc == MG_OK)
+        rc = mg_adapters_install(conf->database_url, stdout, stderr);
 
     if (rc != MG_OK)
         fprintf(stderr, "migrate: %s\n", mg_strerror(rc));

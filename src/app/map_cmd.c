@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "adapters/adapter.h"
 #include "app/app.h"
 #include "core/alloc.h"
 #include "core/arena.h"
@@ -62,7 +63,7 @@ mg_app_map_dry_run(const struct mg_conf *conf, int nfiles, char **files)
     struct mg_mapping_set *set;
     int failed = 0;
 
-    if (mg_mapping_set_load(conf->mappings_dir, &set, stderr) != MG_OK) {
+    if (mg_adapters_load_set(conf->mappings_dir, &set, stderr) != MG_OK) {
         fprintf(stderr, "map: the mapping files in %s have errors\n",
                 conf->mappings_dir);
         return 1;

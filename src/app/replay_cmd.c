@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adapters/adapter.h"
 #include "app/app.h"
 #include "core/error.h"
 #include "intake/intake.h"
@@ -25,6 +26,7 @@ struct replay_opts {
 
 struct tally {
     long seen, accepted, still_failed, unchanged, superseded, errors;
+    long reapplied; /* adapter rows written again */
 };
 
 static const char *const select_sql =
@@ -89,16 +91,45 @@ print_change(const struct replay_opts *o, PGresult *r, int row,
         printf("  + error: %s (at %s)\n", v->error, v->location);
 }
 
+/* Runs the message's adapter inside the open transaction; an adapter that
+ * refuses it makes the verdict failed, with its error. MG_OK, or MG_EDB
+ * when the call itself failed (the transaction is then aborted). */
 static int
-write_outcome(PGconn *c, const char *id, const struct mg_intake_verdict *v,
-              struct tally *t)
+run_adapter(PGconn *c, PGresult *r, int row, struct mg_intake_verdict *v)
 {
-    const char *params[4] = {id, v->status, v->error, v->location};
+    const char *params[4] = {v->adapter, PQgetvalue(r, row, 2),
+                             PQgetvalue(r, row, 0), v->input};
+    PGresult *a = PQexecParams(c, "SELECT * FROM medgate_adapt($1, $2::uuid,"
+                               " $3::uuid, $4::jsonb)", 4, NULL, params, NULL,
+                               NULL, 0);
+    int rc = MG_OK;
+
+    if (PQresultStatus(a) != PGRES_TUPLES_OK || PQntuples(a) != 1) {
+        fprintf(stderr, "replay %s: adapter: %s", PQgetvalue(r, row, 0),
+                PQerrorMessage(c));
+        rc = MG_EDB;
+    } else if (!PQgetisnull(a, 0, 0)) {
+        snprintf(v->status, sizeof(v->status), "failed");
+        snprintf(v->error, sizeof(v->error), "%s (SQLSTATE %s)",
+                 PQgetvalue(a, 0, 1), PQgetvalue(a, 0, 0));
+        snprintf(v->location, sizeof(v->location), "%s",
+                 PQgetisnull(a, 0, 2) ? "" : PQgetvalue(a, 0, 2));
+    }
+    PQclear(a);
+    return rc;
+}
+
+/* Records the outcome on the message with a sync_logs row, in the open
+ * transaction, and commits. */
+static int
+write_outcome(PGconn *c, const char *id, const char *status,
+              const struct mg_intake_verdict *v, struct tally *t)
+{
+    const char *params[4] = {id, status, v->error, v->location};
     PGresult *r;
     const char *state;
     int rc = MG_OK;
 
-    PQclear(PQexec(c, "BEGIN"));
     r = PQexecParams(c, update_sql, 4, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
@@ -126,15 +157,20 @@ write_outcome(PGconn *c, const char *id, const struct mg_intake_verdict *v,
     return rc;
 }
 
+/* Judges the stored bytes again and runs the adapter in a transaction: a
+ * dry run rolls it back; a real run keeps the adapter's rows (a changed
+ * mapping re-applied) and records a changed outcome. */
 static void
 replay_row(PGconn *c, const struct mg_conf *conf,
            const struct mg_mapping_set *set, const struct replay_opts *o,
            PGresult *r, int row, struct tally *t)
 {
+    const char *id = PQgetvalue(r, row, 0), *was = PQgetvalue(r, row, 4);
     struct mg_conf_listener scratch;
     struct mg_intake_verdict v;
     const struct mg_conf_listener *li;
     unsigned char *raw;
+    bool changed, adapted = false;
     size_t n = 0;
 
     t->seen++;
@@ -144,30 +180,42 @@ replay_row(PGconn *c, const struct mg_conf *conf,
     if (raw == NULL ||
         mg_intake_judge(li, set, mg_str_n((const char *)raw, n), &v) !=
             MG_OK) {
-        fprintf(stderr, "replay %s: out of memory\n", PQgetvalue(r, row, 0));
+        fprintf(stderr, "replay %s: out of memory\n", id);
         t->errors++;
         PQfreemem(raw);
         return;
     }
     PQfreemem(raw);
-    if (strcmp(v.status, PQgetvalue(r, row, 4)) == 0 &&
-        strcmp(v.error, PQgetvalue(r, row, 5)) == 0) {
-        t->unchanged++;
-        return;
+    PQclear(PQexec(c, "BEGIN"));
+    if (v.input != NULL && strcmp(v.status, "received") == 0) {
+        if (run_adapter(c, r, row, &v) != MG_OK) {
+            t->errors++;
+            goto out_rollback;
+        }
+        adapted = strcmp(v.status, "received") == 0;
     }
-    /* "processed" is "received" plus the adapters' rows: same outcome. */
-    if (strcmp(PQgetvalue(r, row, 4), "processed") == 0 &&
-        strcmp(v.status, "received") == 0) {
+    /* "processed" is "received" plus later work: the same outcome. */
+    changed = strcmp(v.error, PQgetvalue(r, row, 5)) != 0 ||
+              (strcmp(v.status, was) != 0 &&
+               !(strcmp(was, "processed") == 0 &&
+                 strcmp(v.status, "received") == 0));
+    if (!changed)
         t->unchanged++;
-        return;
-    }
-    print_change(o, r, row, &v);
-    if (strcmp(v.status, "received") == 0)
+    else if (strcmp(v.status, "received") == 0)
         t->accepted++;
     else
         t->still_failed++;
-    if (!o->dry_run)
-        (void)write_outcome(c, PQgetvalue(r, row, 0), &v, t);
+    if (changed)
+        print_change(o, r, row, &v);
+    if (o->dry_run || (!changed && !adapted))
+        goto out_rollback;
+    t->reapplied += adapted;
+    (void)write_outcome(c, id, changed ? v.status : was, &v, t);
+    free(v.input);
+    return;
+out_rollback:
+    PQclear(PQexec(c, "ROLLBACK"));
+    free(v.input);
 }
 
 static int
@@ -214,7 +262,7 @@ mg_app_replay(const struct mg_conf *conf, int argc, char **argv)
                         " [--since TIME] [--limit N] [--dry-run] [--diff]\n");
         return 2;
     }
-    if (mg_mapping_set_load(conf->mappings_dir, &set, stderr) != MG_OK) {
+    if (mg_adapters_load_set(conf->mappings_dir, &set, stderr) != MG_OK) {
         fprintf(stderr, "replay: the mapping files in %s have errors\n",
                 conf->mappings_dir);
         return 1;
@@ -243,8 +291,9 @@ mg_app_replay(const struct mg_conf *conf, int argc, char **argv)
     PQfinish(c);
     mg_mapping_set_free(set);
     printf("%s %ld message(s): %ld now accepted, %ld failed or rejected, "
-           "%ld unchanged, %ld superseded, %ld errors\n",
+           "%ld unchanged, %ld superseded, %ld errors; %ld written again "
+           "through their adapter\n",
            o.dry_run ? "would replay" : "replayed", t.seen, t.accepted,
-           t.still_failed, t.unchanged, t.superseded, t.errors);
+           t.still_failed, t.unchanged, t.superseded, t.errors, t.reapplied);
     return t.errors ? 1 : 0;
 }

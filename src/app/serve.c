@@ -8,6 +8,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "adapters/adapter.h"
 #include "admin/admin.h"
 #include "app/app.h"
 #include "core/alloc.h"
@@ -116,7 +117,7 @@ load_mappings(struct app *app, const char *why)
 {
     struct mg_mapping_set *set;
 
-    if (mg_mapping_set_load(app->conf->mappings_dir, &set, stderr) != MG_OK) {
+    if (mg_adapters_load_set(app->conf->mappings_dir, &set, stderr) != MG_OK) {
         app->mapping_refusals++;
         mg_log(MG_LOG_ERROR, &app->log, "%s: mapping files in %s refused "
                "(errors above); %s", why, app->conf->mappings_dir,

@@ -1,13 +1,16 @@
 /* Durable HL7 v2 intake with grouped commits (see intake.h).
  *
- * Each submitted frame is prepared at once (parsed, checked, its ACKs built,
- * its row values rendered) and queued. When no commit is in flight the queue
- * goes to PostgreSQL as ONE statement (intake_batch in batch_sql.c) whose
- * parameters are arrays, one element per message: it looks up duplicates,
- * inserts the new hl7_messages rows and every sync_logs row, and returns, per
- * message, the ACK to send. Only when that statement has committed are the
- * ACKs handed back. A data error fails the batch as a whole; the intake then
- * retries its messages one at a time, so one poison message never takes its
+ * Each submitted frame is prepared at once (parsed, checked, mapped, its
+ * ACKs built, its row values rendered) and queued. A batch of the queue
+ * goes to PostgreSQL as one transaction around ONE statement (intake_batch
+ * in batch.c) whose parameters are arrays, one element per message: it
+ * looks up duplicates, inserts the new hl7_messages rows, runs each stored
+ * message's adapter, writes every sync_logs row, and returns, per message,
+ * the ACK to send and any adapter error. A message its adapter refused is
+ * turned into a failed one with its AE by a second statement in the same
+ * transaction. Only when the COMMIT has succeeded are the ACKs handed back.
+ * Any other error fails the batch as a whole; the intake then retries its
+ * messages one at a time, so one poison message never takes its
  * neighbours down. */
 #include "intake/intake.h"
 
@@ -51,11 +54,13 @@ struct mg_intake {
  * More would only split the same messages into smaller batches. */
 #define MAX_INFLIGHT 3
 
-/* One batch statement in flight. */
+/* One batch transaction in flight. */
 struct flight {
     struct mg_intake *in;
     struct mg__intake_item *list;
     size_t n;
+    struct mg__intake_batch batch; /* parameters until the statement is sent */
+    struct mg_store_tx *tx;
 };
 
 static const char *const outcome_names[MG__INTAKE_NOUTCOMES] = {
@@ -64,6 +69,7 @@ static const char *const outcome_names[MG__INTAKE_NOUTCOMES] = {
 
 static void flush(struct mg_intake *in);
 static bool may_start_batch(const struct mg_intake *in);
+static void batch_ended(struct flight *f, int rc, PGresult *res);
 
 static void
 item_free(struct mg__intake_item *it)
@@ -126,6 +132,8 @@ mg_intake_new(uv_loop_t *loop, struct mg_store *store,
         in->opts.queue_max = 8192;
     rc = mg_store_prepare(store, "intake_batch", mg__intake_batch_sql,
                           MG__INTAKE_NPARAMS);
+    if (rc == MG_OK)
+        rc = mg_store_prepare(store, "intake_fail", mg__intake_fail_sql, 5);
     if (rc != MG_OK) {
         mg_free(in);
         return rc;
@@ -223,94 +231,176 @@ mg_intake_pending(const struct mg_intake *in)
     return in->waiting + in->nflying;
 }
 
-/* Hands out the rows of a committed batch. Items the database could not
+/* Hands out the answers of a committed batch. Items the database could not
  * insert because a concurrent message took the same key in the same batch
  * go back to the queue: next time they are ordinary duplicates. */
 static void
-deliver(struct mg_intake *in, struct mg__intake_item *list, PGresult *res)
+deliver(struct mg_intake *in, struct mg__intake_item *list)
 {
     struct mg__intake_item *it, *next, *retry = NULL, **retry_tail = &retry;
-    int rows = PQntuples(res), row = 0;
     size_t nretry = 0;
 
-    for (it = list; it != NULL; it = next, row++) {
+    for (it = list; it != NULL; it = next) {
         next = it->next;
         it->next = NULL;
-        if (row >= rows) { /* cannot happen: one row per input element */
-            finish(in, it, MG_EDB, NULL, 0);
-            continue;
-        }
-        const char *what = PQgetvalue(res, row, 1);
-        if (strcmp(what, "retry") == 0) {
+        if (it->retry) {
+            it->retry = false;
             *retry_tail = it;
             retry_tail = &it->next;
             nretry++;
             continue;
         }
-        if (strcmp(what, "same") == 0)
-            it->outcome = MG__INTAKE_DUPLICATE;
-        else if (strcmp(what, "dup") == 0)
-            it->outcome = MG__INTAKE_DUPLICATE_CONFLICT;
-        if (PQgetisnull(res, row, 2))
-            finish(in, it, MG_OK, NULL, 0); /* e.g. MSH-15 = NE */
-        else
-            finish(in, it, MG_OK, PQgetvalue(res, row, 2),
-                   (size_t)PQgetlength(res, row, 2));
+        finish(in, it, MG_OK, it->ack, it->ack_len); /* NULL: MSH-15 NE */
     }
     enqueue_front(in, retry, nretry);
 }
 
-/* A message whose mapped rows the database refused (a value that breaks a
- * constraint): it is stored as failed and answered AE instead, without the
- * adapters, so a poison message is never left without an answer. */
-static bool
-demote(struct mg__intake_item *it, PGresult *res)
-{
-    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    char text[96];
-
-    if (it->col[COL_PATIENT] == NULL || it->write_ack.len == 0)
-        return false;
-    snprintf(text, sizeof(text), "the mapped values could not be written "
-             "(SQLSTATE %s)", state ? state : "?");
-    it->col[COL_PATIENT] = NULL;
-    it->col[COL_SCAN] = NULL;
-    it->col[COL_STATUS] = "failed";
-    it->col[COL_ACK_CODE] = it->write_code;
-    it->col[COL_ACK] = it->write_ack.ptr;
-    it->col[COL_ERROR] = mg_arena_strndup(&it->arena, text, strlen(text));
-    it->col[COL_ERROR_LOCATION] = NULL;
-    it->outcome = MG__INTAKE_FAILED;
-    return it->col[COL_ERROR] != NULL;
-}
-
 /* A failed batch of several: retry each message alone to find the poison
- * one. A failed single message is answered "not stored", unless only its
- * mapped rows failed (see demote). */
+ * one. A failed single message is answered "not stored". */
 static void
-isolate(struct mg_intake *in, struct mg__intake_item *list, size_t n, int rc,
-        PGresult *res)
+isolate(struct mg_intake *in, struct mg__intake_item *list, size_t n, int rc)
 {
-    struct mg__intake_item *it;
-
-    if (n == 1 && rc == MG_EDB && demote(list, res)) {
-        list->solo = true;
-        enqueue_front(in, list, 1);
-        return;
-    }
     if (n == 1 || rc != MG_EDB) {
         fail_list(in, list, rc);
         return;
     }
-    for (it = list; it != NULL; it = it->next)
+    for (struct mg__intake_item *it = list; it != NULL; it = it->next)
         it->solo = true;
     enqueue_front(in, list, n);
 }
 
+/* The fixup statement's arrays: id, MSA-1, ACK, error, location of every
+ * message an adapter refused. */
+enum { FIX_ID, FIX_CODE, FIX_ACK, FIX_ERROR, FIX_LOC, FIX_N };
+
+static int
+append_fix(struct mg_buf fix[FIX_N], bool first, const char *id,
+           const struct mg__intake_item *it)
+{
+    const char *v[FIX_N] = {id, it->col[COL_ACK_CODE], it->col[COL_ACK],
+                            it->col[COL_ERROR], it->col[COL_ERROR_LOCATION]};
+    int rc = MG_OK;
+
+    for (int c = 0; c < FIX_N && rc == MG_OK; c++)
+        rc = mg__intake_array_append(&fix[c], v[c], first);
+    return rc;
+}
+
+/* Reads one row of the batch statement into its item; an adapter error
+ * turns the item into a failed message and adds it to the fixup. */
+static int
+take_row(struct mg_intake *in, struct mg__intake_item *it, PGresult *res,
+         int row, struct mg_buf fix[FIX_N], size_t *nfix)
+{
+    const char *what = PQgetvalue(res, row, 1);
+    int rc;
+
+    it->retry = strcmp(what, "retry") == 0;
+    if (strcmp(what, "same") == 0)
+        it->outcome = MG__INTAKE_DUPLICATE;
+    else if (strcmp(what, "dup") == 0)
+        it->outcome = MG__INTAKE_DUPLICATE_CONFLICT;
+    if (!PQgetisnull(res, row, 4)) {
+        rc = mg__intake_adapter_failed(it, in->mappings,
+                                       PQgetvalue(res, row, 4),
+                                       PQgetvalue(res, row, 5),
+                                       PQgetisnull(res, row, 6)
+                                           ? NULL
+                                           : PQgetvalue(res, row, 6));
+        if (rc == MG_OK)
+            rc = append_fix(fix, *nfix == 0, PQgetvalue(res, row, 3), it);
+        (*nfix)++;
+        it->ack = it->col[COL_ACK];
+        it->ack_len = it->ack ? strlen(it->ack) : 0;
+        return rc;
+    }
+    it->ack = NULL;
+    it->ack_len = 0;
+    if (!PQgetisnull(res, row, 2)) {
+        it->ack_len = (size_t)PQgetlength(res, row, 2);
+        it->ack = mg_arena_strndup(&it->arena, PQgetvalue(res, row, 2),
+                                   it->ack_len);
+        if (it->ack == NULL)
+            return MG_ENOMEM;
+    }
+    return MG_OK;
+}
+
+/* Ends a transaction whose batch failed. Nothing to wait for: the
+ * connection serves nobody else until the ROLLBACK has run, and an error
+ * here means the store is closing (it frees the handle). */
 static void
-on_batch_done(int rc, PGresult *res, void *ud)
+rollback(struct mg_store_tx *tx)
+{
+    if (mg_store_tx_rollback(tx, NULL, NULL) != MG_OK)
+        mg_log(MG_LOG_DEBUG, NULL, "intake rollback not sent: closing");
+}
+
+static void
+on_commit(int rc, PGresult *res, void *ud)
 {
     struct flight *f = ud;
+
+    f->tx = NULL; /* the store frees it */
+    batch_ended(f, rc, res);
+}
+
+/* The batch statement's rows: one per message, in order. Sends the fixup
+ * for refused messages, then the COMMIT. */
+static void
+on_rows(int rc, PGresult *res, void *ud)
+{
+    struct flight *f = ud;
+    struct mg_buf fix[FIX_N];
+    const char *values[FIX_N];
+    size_t nfix = 0;
+    int row = 0;
+
+    if (rc == MG_OK && (size_t)PQntuples(res) != f->n)
+        rc = MG_EDB; /* cannot happen: one row per input element */
+    for (int c = 0; c < FIX_N; c++)
+        mg_buf_init(&fix[c], 0);
+    for (struct mg__intake_item *it = f->list; rc == MG_OK && it;
+         it = it->next)
+        rc = take_row(f->in, it, res, row++, fix, &nfix);
+    for (int c = 0; c < FIX_N && rc == MG_OK && nfix > 0; c++)
+        rc = mg__intake_array_close(&fix[c], &values[c]);
+    if (rc == MG_OK && nfix > 0)
+        rc = mg_store_tx_query(f->tx, "intake_fail", NULL, FIX_N, values,
+                               NULL, NULL, NULL);
+    if (rc == MG_OK)
+        rc = mg_store_tx_commit(f->tx, on_commit, f);
+    for (int c = 0; c < FIX_N; c++)
+        mg_buf_dispose(&fix[c]);
+    if (rc != MG_OK) {
+        rollback(f->tx);
+        f->tx = NULL;
+        batch_ended(f, rc, res);
+    }
+}
+
+static void
+on_begin(int rc, struct mg_store_tx *tx, void *ud)
+{
+    struct flight *f = ud;
+
+    f->tx = tx;
+    if (rc == MG_OK)
+        rc = mg_store_tx_query(tx, "intake_batch", NULL, MG__INTAKE_NPARAMS,
+                               f->batch.values, NULL, on_rows, f);
+    mg__intake_batch_dispose(&f->batch);
+    if (rc != MG_OK) {
+        if (tx != NULL)
+            rollback(tx);
+        f->tx = NULL;
+        batch_ended(f, rc, NULL);
+    }
+}
+
+/* The end of a batch transaction: committed (rc MG_OK) or not. */
+static void
+batch_ended(struct flight *f, int rc, PGresult *res)
+{
     struct mg_intake *in = f->in;
     struct mg__intake_item *list = f->list;
     size_t n = f->n;
@@ -319,14 +409,14 @@ on_batch_done(int rc, PGresult *res, void *ud)
     in->inflight--;
     in->nflying -= n;
     if (rc == MG_OK) {
-        deliver(in, list, res);
+        deliver(in, list);
     } else {
         in->failed_batches++;
         if (rc == MG_EDB && res != NULL)
             mg_log(MG_LOG_WARN, NULL, "intake batch of %zu failed: "
                    "SQLSTATE %s", n,
                    PQresultErrorField(res, PG_DIAG_SQLSTATE) ?: "?");
-        isolate(in, list, n, rc, res);
+        isolate(in, list, n, rc);
     }
     if (in->freeing) {
         fail_list(in, in->head, MG_ECANCELED);
@@ -385,7 +475,6 @@ static void
 flush(struct mg_intake *in)
 {
     struct mg__intake_item *list;
-    struct mg__intake_batch batch;
     struct flight *f;
     size_t n;
     int rc;
@@ -396,15 +485,13 @@ flush(struct mg_intake *in)
             fail_list(in, list, MG_EBUSY);
             continue;
         }
-        f = mg_malloc(sizeof(*f));
-        rc = f != NULL ? mg__intake_batch_render(&batch, list) : MG_ENOMEM;
+        f = mg_calloc(1, sizeof(*f));
+        rc = f != NULL ? mg__intake_batch_render(&f->batch, list) : MG_ENOMEM;
         if (rc == MG_OK)
-            rc = mg_store_query(in->store, "intake_batch", NULL,
-                                MG__INTAKE_NPARAMS, batch.values, NULL,
-                                on_batch_done, f);
-        if (f != NULL)
-            mg__intake_batch_dispose(&batch);
+            rc = mg_store_begin(in->store, on_begin, f);
         if (rc != MG_OK) {
+            if (f != NULL)
+                mg__intake_batch_dispose(&f->batch);
             mg_free(f);
             fail_list(in, list, rc);
             continue;

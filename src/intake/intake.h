@@ -88,6 +88,9 @@ struct mg_intake_verdict {
     char status[16];
     char error[256];
     char location[64];
+    char adapter[64]; /* the adapter that would write it, "" if none */
+    char *input;      /* its input document (malloc'd, the caller frees
+                         it), NULL if none */
 };
 
 MG_MUST_CHECK int mg_intake_judge(const struct mg_conf_listener *li,

@@ -49,8 +49,8 @@ enum mg__intake_col {
     COL_ERROR,
     COL_ERROR_LOCATION,
     COL_RECEIVED_AT, /* microseconds since the epoch */
-    COL_PATIENT,     /* JSON object of patient.* targets (adapter input) */
-    COL_SCAN,        /* JSON object of scan.* targets + order control */
+    COL_ADAPTER,     /* the route's adapter, NULL when none runs */
+    COL_INPUT,       /* its input document (JSON) */
     MG__INTAKE_NPARAMS
 };
 
@@ -61,9 +61,12 @@ struct mg__intake_item {
     struct mg_arena arena; /* everything below points into it */
     const char *col[MG__INTAKE_NPARAMS];
     struct mg_str down_ack; /* AR for "database down" replies */
-    struct mg_str write_ack; /* AE for "mapped rows could not be written" */
-    const char *write_code;  /* its MSA-1: "AE" or "CE" */
+    const struct mg_conf_listener *listener; /* lives as long as the conf */
     enum mg__intake_outcome outcome;
+    /* What the batch statement said, kept until its COMMIT: */
+    bool retry;            /* not inserted: retry in the next batch */
+    const char *ack;       /* the ACK to send (arena), NULL for none */
+    size_t ack_len;
     bool solo; /* retry alone (its batch failed) */
     bool busy; /* refused at submit: queue full */
 };
@@ -76,16 +79,31 @@ int mg__intake_prepare(struct mg__intake_item *it,
                        const struct mg_mapping_set *mappings,
                        struct mg_str frame);
 
+/* The adapter refused the stored message (SQLSTATE state, message text,
+ * the mapping target that carried the value or NULL): turns it into a
+ * failed message with an AE whose ERR names the field, re-reading the
+ * stored bytes to find it. MG_OK or MG_ENOMEM. */
+int mg__intake_adapter_failed(struct mg__intake_item *it,
+                              const struct mg_mapping_set *mappings,
+                              const char *state, const char *text,
+                              const char *target);
+
 /* The parameter arrays of one batch statement. */
 struct mg__intake_batch {
     struct mg_buf arrays[MG__INTAKE_NPARAMS];
     const char *values[MG__INTAKE_NPARAMS];
 };
 
+/* PostgreSQL array literals: append elements (NULL is SQL NULL), the first
+ * with first set, then close; *out is the literal, in b. */
+int mg__intake_array_append(struct mg_buf *b, const char *v, bool first);
+int mg__intake_array_close(struct mg_buf *b, const char **out);
+
 int mg__intake_batch_render(struct mg__intake_batch *b,
                             const struct mg__intake_item *list);
 void mg__intake_batch_dispose(struct mg__intake_batch *b);
 
 extern const char mg__intake_batch_sql[];
+extern const char mg__intake_fail_sql[];
 
 #endif

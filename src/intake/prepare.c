@@ -4,42 +4,16 @@
 #include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "adapters/adapter.h"
 #include "core/clock.h"
 #include "core/diag.h"
 #include "core/error.h"
 #include "hl7v2/hl7v2.h"
 #include "intake/intake_int.h"
 #include "mapping/mapping.h"
-
-/* Message types the gateway takes (the adapters of the mapping issue).
- * Anything else is stored as rejected and answered AR 200/201. */
-static const struct {
-    const char *type;
-    const char *triggers[8];
-} supported[] = {
-    {"ADT", {"A01", "A04", "A08", "A28", "A31", "A40", NULL}},
-    {"ORM", {"O01", NULL}},
-    {"OMI", {"O23", NULL}},
-    {"ORU", {"R01", NULL}},
-};
-
-static bool
-type_supported(struct mg_str type, struct mg_str trigger, int *code)
-{
-    for (size_t i = 0; i < sizeof(supported) / sizeof(supported[0]); i++) {
-        if (!mg_str_eqz(type, supported[i].type))
-            continue;
-        for (int k = 0; supported[i].triggers[k]; k++)
-            if (mg_str_eqz(trigger, supported[i].triggers[k]))
-                return true;
-        *code = MG_HL7_ERR_UNSUPPORTED_EVENT;
-        return false;
-    }
-    *code = MG_HL7_ERR_UNSUPPORTED_TYPE;
-    return false;
-}
 
 static bool
 pattern_match(const char *pattern, struct mg_str value)
@@ -159,117 +133,37 @@ struct verdict {
     struct mg_diag diag;
     const struct mg_conf_sender *sender;
     struct mg_hl7v2_msg *msg; /* parsed, when it parsed */
-    const char *patient;      /* JSON patch of patient.* targets, or NULL */
-    const char *scan;         /* JSON patch of scan.* targets, or NULL */
+    const char *adapter;      /* the route's adapter, when one runs */
+    const char *input;        /* its input document */
 };
 
-static json_t *
-item_string(const struct mg_mapping_item *item, const char *name)
-{
-    const struct mg_mapping_value *v = mg_mapping_item_get(item, name);
-
-    return v == NULL || v->null ? json_null()
-                                : json_stringn(v->str.ptr, v->str.len);
-}
-
-/* "identifiers": [{system, value, type_code}], from the group rule. */
-static void
-add_identifiers(json_t *obj, const struct mg_mapping_group *g)
-{
-    json_t *list;
-
-    if (g == NULL || g->nitem == 0)
-        return;
-    list = json_array();
-    for (size_t i = 0; i < g->nitem; i++) {
-        json_t *id = json_object();
-        json_object_set_new(id, "system", item_string(&g->item[i], "system"));
-        json_object_set_new(id, "value", item_string(&g->item[i], "value"));
-        json_object_set_new(id, "type_code",
-                            item_string(&g->item[i], "type_code"));
-        json_array_append_new(list, id);
-    }
-    json_object_set_new(obj, "identifiers", list);
-}
-
-/* The patient adapter's input: every patient.* target of the mapping as
- * one JSON object. A key with null clears the column (HL7 ""), a key that
- * is absent leaves it as it is; the batch statement applies it with
- * jsonb_populate_record, which has exactly these semantics. NULL when the
- * mapping names no medical record number (no patient to write). */
-static json_t *
-entity_object(const struct mg_mapping_result *res, const char *entity)
-{
-    json_t *obj = json_object();
-
-    for (size_t i = 0; obj != NULL && i < res->nvalue; i++) {
-        const struct mg_mapping_value *v = &res->value[i];
-        char col[64];
-        if (!mg_str_eqz(v->entity, entity) || v->column.len >= sizeof(col))
-            continue;
-        memcpy(col, v->column.ptr, v->column.len);
-        col[v->column.len] = '\0';
-        json_object_set_new(obj, col, v->null ? json_null()
-                                              : json_stringn(v->str.ptr,
-                                                             v->str.len));
-    }
-    return obj;
-}
-
-/* The object as compact JSON in the arena when it has a string key (the
- * entity's match key); NULL otherwise. Frees obj. */
+/* The adapter's input document as compact JSON in the arena. */
 static const char *
-patch_text(struct mg_arena *a, json_t *obj, const char *key)
+adapter_input(struct mg_arena *a, const struct mg_adapter *ad,
+              const struct mg_mapping_result *res,
+              const struct mg_hl7v2_header *hdr)
 {
+    json_t *in = ad->to_internal(res, hdr);
     const char *out = NULL;
-    char *text;
+    char *text = in ? json_dumps(in, JSON_COMPACT) : NULL;
 
-    if (obj != NULL && json_is_string(json_object_get(obj, key))) {
-        text = json_dumps(obj, JSON_COMPACT);
-        if (text != NULL)
-            out = mg_arena_strndup(a, text, strlen(text));
-        free(text);
-    }
-    json_decref(obj);
+    if (text != NULL)
+        out = mg_arena_strndup(a, text, strlen(text));
+    free(text);
+    json_decref(in);
     return out;
 }
 
-static const char *
-patient_patch(struct mg_arena *a, const struct mg_mapping_result *res)
-{
-    json_t *obj = entity_object(res, "patient");
-
-    if (obj != NULL)
-        add_identifiers(obj,
-                        mg_mapping_result_group(res, "patient_identifiers"));
-    return patch_text(a, obj, "medical_record_number");
-}
-
-/* The order adapter's input: every scan.* target, plus the order control
- * (ORC-1) that says what to do with the scan. */
-static const char *
-scan_patch(struct mg_arena *a, const struct mg_mapping_result *res)
-{
-    json_t *obj = entity_object(res, "scan");
-    const struct mg_mapping_value *ctl = mg_mapping_result_get(res,
-                                                               "order.control");
-
-    if (obj != NULL && ctl != NULL && !ctl->null)
-        json_object_set_new(obj, "control",
-                            json_stringn(ctl->str.ptr, ctl->str.len));
-    return patch_text(a, obj, "accession_number");
-}
-
-/* Decides the message's fate: accepted, failed (AE) or rejected (AR). */
-/* The mapping stage: the route for the message and its mapped values.
- * No route: rejected (AR 200). A mapping error: failed (AE), the diag
- * names the field and the target. Writing the values to the internal
- * tables plugs in here next. */
+/* The mapping stage: the route for the message and its mapped values,
+ * turned into the input of the route's adapter, which the batch statement
+ * runs. No route: rejected (AR 200). A mapping error: failed (AE), the
+ * diag names the field and the target. */
 static void
 map_stage(struct mg__intake_item *it, const struct mg_conf_listener *li,
           const struct mg_mapping_set *mappings, struct verdict *v)
 {
     const struct mg_mapping_route *route;
+    const struct mg_adapter *ad;
     struct mg_mapping_result result;
 
     if (mappings == NULL)
@@ -292,10 +186,20 @@ map_stage(struct mg__intake_item *it, const struct mg_conf_listener *li,
         v->outcome = MG__INTAKE_FAILED;
         return;
     }
-    /* Adapters: the patient now; scans and reports plug in next to it. */
-    v->patient = patient_patch(&it->arena, &result);
-    if (strcmp(mg_mapping_route_adapter(route), "hl7v2.order") == 0)
-        v->scan = scan_patch(&it->arena, &result);
+    ad = mg_adapter_find(mg_mapping_route_adapter(route));
+    if (ad == NULL) { /* the loader's check makes this a set never used */
+        mg_diag_at(&v->diag, "MSH", 1, 9, 0);
+        mg_diag_set(&v->diag, MG_HL7_ERR_INTERNAL, "route %s names no known "
+                    "adapter", mg_mapping_route_name(route));
+        v->outcome = MG__INTAKE_FAILED;
+        return;
+    }
+    v->adapter = ad->name;
+    v->input = adapter_input(&it->arena, ad, &result, &v->msg->hdr);
+    if (v->input == NULL) {
+        mg_diag_set(&v->diag, MG_HL7_ERR_INTERNAL, "out of memory");
+        v->outcome = MG__INTAKE_FAILED;
+    }
 }
 
 static void
@@ -325,7 +229,10 @@ judge(struct mg__intake_item *it, const struct mg_conf_listener *li,
         v->msg = NULL;
         goto out_bad;
     }
-    if (!type_supported(v->msg->hdr.type, v->msg->hdr.trigger, &code)) {
+    if (mg_adapter_for_type(v->msg->hdr.type, v->msg->hdr.trigger) == NULL) {
+        code = mg_adapter_for_type(v->msg->hdr.type, MG_STR_NULL) != NULL
+                   ? MG_HL7_ERR_UNSUPPORTED_EVENT
+                   : MG_HL7_ERR_UNSUPPORTED_TYPE;
         mg_diag_at(&v->diag, "MSH", 1, 9, code == MG_HL7_ERR_UNSUPPORTED_TYPE
                                                ? 1 : 2);
         mg_diag_set(&v->diag, code, "message type %.*s^%.*s is not supported",
@@ -401,38 +308,54 @@ render_header(struct mg__intake_item *it, const struct verdict *v,
     it->col[COL_CHARSET] = col_text(a, header_value(v, msh, 18, 1), 40, true);
 }
 
-static void
-render_acks(struct mg__intake_item *it, const struct mg_conf_listener *li,
-            const struct verdict *v, const struct mg_hl7v2_msh *msh)
+static enum mg_hl7v2_ack_mode
+ack_mode(const struct mg_conf_listener *li, const struct mg_hl7v2_msh *msh)
 {
-    enum mg_hl7v2_ack_mode mode = li->ack_mode == MG_ACK_ORIGINAL
-                                      ? MG_HL7V2_ACK_ORIGINAL
-                                      : mg_hl7v2_ack_mode(msh);
-    bool enhanced = mode == MG_HL7V2_ACK_ENHANCED;
-    bool ok = v->outcome == MG__INTAKE_STORED;
-    struct mg_diag d;
+    return li->ack_mode == MG_ACK_ORIGINAL ? MG_HL7V2_ACK_ORIGINAL
+                                           : mg_hl7v2_ack_mode(msh);
+}
+
+/* The answer for an outcome: MSA-1, the ACK (unless enhanced mode says no
+ * accept ACK is wanted), and for a failure the error and its location. */
+static void
+answer(struct mg__intake_item *it, const struct mg_hl7v2_msh *msh,
+       enum mg__intake_outcome outcome, const struct mg_diag *d)
+{
+    bool enhanced = ack_mode(it->listener, msh) == MG_HL7V2_ACK_ENHANCED;
+    bool ok = outcome == MG__INTAKE_STORED;
     enum mg_hl7v2_ack_code code;
     char loc[64];
 
-    if (mg_hl7v2_is_ack(msh))
-        return; /* never acknowledge an acknowledgement */
     if (ok)
         code = enhanced ? MG_HL7V2_CA : MG_HL7V2_AA;
-    else if (v->outcome == MG__INTAKE_REJECTED)
+    else if (outcome == MG__INTAKE_REJECTED)
         code = enhanced ? MG_HL7V2_CR : MG_HL7V2_AR;
     else
         code = enhanced ? MG_HL7V2_CE : MG_HL7V2_AE;
     it->col[COL_ACK_CODE] = mg_hl7v2_ack_code_str(code);
+    it->col[COL_ACK] = NULL;
     if (!enhanced || mg_hl7v2_accept_ack_wanted(msh, ok))
-        it->col[COL_ACK] = build_ack(&it->arena, msh, code,
-                                     ok ? NULL : &v->diag, NULL);
-    if (!ok) {
-        it->col[COL_ERROR] = col_text(&it->arena, mg_str_from(v->diag.text),
-                                      sizeof(v->diag.text), true);
-        location_of(&v->diag, loc, sizeof(loc));
-        it->col[COL_ERROR_LOCATION] = col_text(&it->arena, mg_str_from(loc),
-                                               sizeof(loc), true);
-    }
+        it->col[COL_ACK] = build_ack(&it->arena, msh, code, ok ? NULL : d,
+                                     NULL);
+    if (ok)
+        return;
+    it->col[COL_ERROR] = col_text(&it->arena, mg_str_from(d->text),
+                                  sizeof(d->text), true);
+    location_of(d, loc, sizeof(loc));
+    it->col[COL_ERROR_LOCATION] = col_text(&it->arena, mg_str_from(loc),
+                                           sizeof(loc), true);
+}
+
+static void
+render_acks(struct mg__intake_item *it, const struct verdict *v,
+            const struct mg_hl7v2_msh *msh)
+{
+    bool enhanced = ack_mode(it->listener, msh) == MG_HL7V2_ACK_ENHANCED;
+    struct mg_diag d;
+
+    if (mg_hl7v2_is_ack(msh))
+        return; /* never acknowledge an acknowledgement */
+    answer(it, msh, v->outcome, &v->diag);
     mg_diag_clear(&d);
     mg_diag_at(&d, "MSH", 1, 10, 0);
     mg_diag_set(&d, MG_HL7_ERR_DUPLICATE_KEY, "control id already received "
@@ -448,17 +371,6 @@ render_acks(struct mg__intake_item *it, const struct mg_conf_listener *li,
                                  &it->down_ack.len);
     if (it->down_ack.ptr == NULL)
         it->down_ack.len = 0;
-    if (ok) {
-        mg_diag_clear(&d);
-        mg_diag_set(&d, MG_HL7_ERR_INTERNAL, "the mapped values could not be "
-                    "written (see sync_logs)");
-        it->write_code = enhanced ? "CE" : "AE";
-        it->write_ack.ptr = build_ack(&it->arena, msh,
-                                      enhanced ? MG_HL7V2_CE : MG_HL7V2_AE,
-                                      &d, &it->write_ack.len);
-        if (it->write_ack.ptr == NULL)
-            it->write_ack.len = 0;
-    }
 }
 
 int
@@ -484,15 +396,18 @@ mg__intake_prepare(struct mg__intake_item *it,
     if (it->col[COL_RAW] == NULL || it->col[COL_HASH] == NULL)
         return MG_ENOMEM;
     it->col[COL_LISTENER] = li->name;
+    it->listener = li;
 
     judge(it, li, mappings, frame, &msh, &v);
     it->outcome = v.outcome;
     it->col[COL_STATUS] = status[v.outcome];
     it->col[COL_ORG] = v.sender ? v.sender->organization_id : NULL;
-    it->col[COL_PATIENT] = v.outcome == MG__INTAKE_STORED ? v.patient : NULL;
-    it->col[COL_SCAN] = it->col[COL_PATIENT] ? v.scan : NULL;
+    if (v.outcome == MG__INTAKE_STORED && v.input != NULL) {
+        it->col[COL_ADAPTER] = v.adapter;
+        it->col[COL_INPUT] = v.input;
+    }
     render_header(it, &v, &msh);
-    render_acks(it, li, &v, &msh);
+    render_acks(it, &v, &msh);
     return MG_OK;
 }
 
@@ -537,7 +452,128 @@ mg_intake_judge(const struct mg_conf_listener *li,
                  it.col[COL_ERROR] ? it.col[COL_ERROR] : "");
         snprintf(out->location, sizeof(out->location), "%s",
                  it.col[COL_ERROR_LOCATION] ? it.col[COL_ERROR_LOCATION] : "");
+        snprintf(out->adapter, sizeof(out->adapter), "%s",
+                 it.col[COL_ADAPTER] ? it.col[COL_ADAPTER] : "");
+        if (it.col[COL_INPUT] != NULL) {
+            out->input = strdup(it.col[COL_INPUT]);
+            rc = out->input ? MG_OK : MG_ENOMEM;
+        }
     }
     mg_arena_dispose(&it.arena);
     return rc;
+}
+
+/* ---- an adapter refused the message ---------------------------------- */
+
+/* HL7 table 0357 for the SQLSTATE an adapter raised (see common.sql). */
+static int
+adapter_error_code(const char *state)
+{
+    if (strcmp(state, "MG101") == 0)
+        return MG_HL7_ERR_REQUIRED_MISSING;
+    if (strcmp(state, "MG204") == 0)
+        return MG_HL7_ERR_UNKNOWN_KEY;
+    if (strcmp(state, "MG102") == 0 || strncmp(state, "22", 2) == 0)
+        return MG_HL7_ERR_DATA_TYPE;
+    if (strcmp(state, "23514") == 0)
+        return MG_HL7_ERR_TABLE_VALUE;
+    return MG_HL7_ERR_INTERNAL;
+}
+
+/* The value of target ("scan.accession_number" or a group field such as
+ * "scan_files[2].ed_data") in res, or NULL. */
+static const struct mg_mapping_value *
+find_target(const struct mg_mapping_result *res, const char *target)
+{
+    const char *open = strchr(target, '['), *close;
+    const struct mg_mapping_group *g;
+    char name[64];
+    long n;
+
+    if (open == NULL)
+        return mg_mapping_result_get(res, target);
+    close = strchr(open, ']');
+    if (close == NULL || close[1] != '.' || (size_t)(open - target) >= 64)
+        return NULL;
+    memcpy(name, target, (size_t)(open - target));
+    name[open - target] = '\0';
+    n = strtol(open + 1, NULL, 10);
+    g = mg_mapping_result_group(res, name);
+    if (g == NULL || n < 1 || (size_t)n > g->nitem)
+        return NULL;
+    return mg_mapping_item_get(&g->item[n - 1], close + 2);
+}
+
+/* Where target was read in the stored message: the mapping is run again
+ * over its bytes (an error path only, so the hot path keeps no
+ * locations). The location stays empty when it cannot be found. */
+static void
+locate_target(struct mg__intake_item *it, const struct mg_mapping_set *set,
+              struct mg_str frame, const struct mg_hl7v2_msh *msh,
+              const char *target, struct mg_diag *d)
+{
+    const struct mg_conf_listener *li = it->listener;
+    const struct mg_conf_sender *sender;
+    struct mg_hl7v2_parse_opts opts = {0};
+    const struct mg_mapping_route *route;
+    const struct mg_mapping_value *v;
+    struct mg_mapping_result res;
+    struct mg_hl7v2_msg *msg;
+    struct mg_diag ignored;
+
+    snprintf(d->path, sizeof(d->path), "%s", target);
+    sender = find_sender(li, mg_hl7v2_raw_comp(msh->field[3], &msh->delims, 1),
+                         mg_hl7v2_raw_comp(msh->field[4], &msh->delims, 1));
+    opts.default_charset = sender && sender->charset ? sender->charset
+                                                     : li->default_charset;
+    if (set == NULL ||
+        mg_hl7v2_parse(frame, &opts, &it->arena, &msg, &ignored) != MG_OK ||
+        mg_mapping_route_find(set, &msg->hdr, li->name, &route) != MG_OK ||
+        mg_mapping_apply(route, msg, &it->arena, &res, &ignored) != MG_OK)
+        return;
+    v = find_target(&res, target);
+    if (v == NULL || v->at.seq == 0)
+        return;
+    mg_diag_at(d, v->at.segment, v->at.seq, v->at.field, v->at.comp);
+    d->rep = v->at.rep;
+    d->sub = v->at.sub;
+}
+
+int
+mg__intake_adapter_failed(struct mg__intake_item *it,
+                          const struct mg_mapping_set *mappings,
+                          const char *state, const char *text,
+                          const char *target)
+{
+    const char *hex = it->col[COL_RAW];
+    size_t cap = hex ? strlen(hex) / 2 : 0, len = 0;
+    unsigned char *raw = mg_arena_alloc(&it->arena, cap ? cap : 1);
+    struct mg_hl7v2_msh msh;
+    struct mg_diag d;
+    struct mg_str frame;
+
+    if (raw == NULL)
+        return MG_ENOMEM;
+    if (hex == NULL ||
+        sodium_hex2bin(raw, cap, hex, 2 * cap, NULL, &len, NULL) != 0)
+        len = 0;
+    frame = mg_str_n((const char *)raw, len);
+    mg_diag_clear(&d);
+    if (strncmp(state, "MG", 2) == 0)
+        mg_diag_set(&d, adapter_error_code(state), "%s", text);
+    else
+        mg_diag_set(&d, adapter_error_code(state), "the mapped values could "
+                    "not be written: %s (SQLSTATE %s)", text, state);
+    it->outcome = MG__INTAKE_FAILED;
+    it->col[COL_STATUS] = "failed";
+    if (mg_hl7v2_msh_peek(frame, &msh) != MG_OK) {
+        it->col[COL_ACK] = NULL; /* cannot happen: it was stored */
+        it->col[COL_ERROR] = col_text(&it->arena, mg_str_from(d.text),
+                                      sizeof(d.text), true);
+        return MG_OK;
+    }
+    if (target != NULL && target[0] != '\0')
+        locate_target(it, mappings, frame, &msh, target, &d);
+    answer(it, &msh, MG__INTAKE_FAILED, &d);
+    return MG_OK;
 }

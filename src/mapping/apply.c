@@ -16,6 +16,7 @@ enum kind { ABSENT, NUL, VAL };
 struct outv {
     enum kind kind;
     struct mg_str str;
+    struct mg_mapping_where at;
 };
 
 /* Where a value was read (for diags and person_name). */
@@ -470,7 +471,7 @@ read_each(struct run *r, const struct mg__mapping_rule *ru, struct outv *o,
 {
     struct item *items;
     struct mg_str *parts = NULL;
-    struct outv v;
+    struct outv v = {ABSENT, {NULL, 0}, {{0}, 0, 0, 0, 0, 0}};
     struct loc here;
     size_t n, k = 0;
     bool ok, null = false;
@@ -526,6 +527,7 @@ eval_rule(struct run *r, const struct mg__mapping_rule *ru,
 
     r->target = ru->group ? ru->column.ptr : ru->target;
     memset(&l, 0, sizeof(l));
+    memset(o, 0, sizeof(*o));
     o->kind = ABSENT;
     if (ru->each == MG__EACH_NONE && ru->nwhen > 0) {
         rc = cond_all(r, ru->when, ru->nwhen, it, &ok);
@@ -546,6 +548,14 @@ eval_rule(struct run *r, const struct mg__mapping_rule *ru,
     }
     if (rc != MG_OK)
         return rc;
+    if (o->kind != ABSENT && l.seg != NULL) {
+        memcpy(o->at.segment, l.segid, 4);
+        o->at.seq = l.seq;
+        o->at.field = l.field;
+        o->at.rep = l.rep;
+        o->at.comp = l.comp;
+        o->at.sub = l.sub;
+    }
     if (o->kind == ABSENT && ru->has_default) {
         o->kind = ru->default_null ? NUL : VAL;
         o->str = ru->def;
@@ -564,6 +574,7 @@ set_value(struct mg_mapping_value *v, const struct mg__mapping_rule *ru,
     v->column = ru->column;
     v->str = o->str;
     v->null = o->kind == NUL;
+    v->at = o->at;
 }
 
 static int

@@ -100,6 +100,13 @@ MG_MUST_CHECK int mg_mapping_route_find(const struct mg_mapping_set *set,
 
 /* ---- Applying a route ----------------------------------------------- */
 
+/* Where in the message a value was read: SEG[seq]-field[rep].comp.sub;
+ * seq 0 when it was not read from the message (a constant or a default). */
+struct mg_mapping_where {
+    char segment[4];
+    int seq, field, rep, comp, sub;
+};
+
 /* One target and what the message says about it. */
 struct mg_mapping_value {
     const char *target;   /* "patient.last_name" or a group field "value";
@@ -111,6 +118,7 @@ struct mg_mapping_value {
                              the message or the arena */
     bool null;            /* explicit HL7 null (""): clear the column;
                              distinct from a target that is absent */
+    struct mg_mapping_where at; /* for errors that name the field */
 };
 
 /* One item of a repeated group: one repetition (each "PID-3") or one

@@ -33,12 +33,18 @@ class MappingReloadTest(unittest.TestCase):
     def tearDown(self):
         self.gw.stop()
 
-    def edit_orders(self, required):
-        """Sets the accession rule's "required" in orders.json."""
+    def edit_orders(self, required=True, fix=False):
+        """Edits the accession rule in orders.json: its "required" (a
+        non-boolean breaks the file), and with fix, a last fallback to
+        ORC-2.1, as for a RIS that sends the accession as the placer order
+        number."""
         path = os.path.join(self.maps, "orders.json")
         with open(path) as f:
             doc = json.load(f)
-        doc["fields"]["scan.accession_number"]["required"] = required
+        rule = doc["fields"]["scan.accession_number"]
+        rule["required"] = required
+        if fix:
+            rule["from"].append("ORC-2.1")
         with open(path, "w") as f:
             json.dump(doc, f, indent=2)
         # mtime resolution: make sure the change is visible as a change
@@ -73,15 +79,15 @@ class MappingReloadTest(unittest.TestCase):
                             .replace(b"ORC|NW|PL1^RIS\r", b"PV1|1|O\r"))
         self.assertEqual(segments(adt)["MSA"][1], "AA")
 
-        # A valid change: the accession is no longer required.
-        self.edit_orders(False)
+        # A valid change: the accession is read from ORC-2 as a last resort.
+        self.edit_orders(fix=True)
         self.assertTrue(self.wait_for_log("mapping files reloaded"), self.gw.read_log()[-2000:])
         self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, order("RL-4")))["MSA"][1], "AA")
         self.assertIsNone(self.gw.proc.poll())
 
     def test_replay_after_the_mapping_is_fixed(self):
         self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, order("RP-1")))["MSA"][1], "AE")
-        self.edit_orders(False)
+        self.edit_orders(fix=True)
         env = {"MEDGATE_DATABASE_URL": h.conninfo(self.db), "MEDGATE_PATHS_MAPPINGS": self.maps}
 
         dry = h.run_medgate("replay", "--failed", "--dry-run", "--diff", env=env)
@@ -100,11 +106,14 @@ class MappingReloadTest(unittest.TestCase):
         logs = h.psql(self.db, "SELECT status, error FROM sync_logs WHERE external_id='RP-1' ORDER BY id")
         self.assertEqual([row[0] for row in logs], ["failed", "processed"])
         self.assertEqual(logs[1][1], "replayed: accepted")
+        # The replay ran the order adapter: the scan and its patient exist.
+        self.assertEqual(h.psql(self.db, "SELECT s.accession_number, p.medical_record_number FROM scans s "
+                                         "JOIN patients p ON p.id = s.patient_id"), [["PL1", "555"]])
         again = h.run_medgate("replay", "--failed", env=env)
         self.assertIn("replayed 0 message(s)", again.stdout)
 
     def test_sighup_reloads(self):
-        self.edit_orders(False)
+        self.edit_orders(fix=True)
         self.gw.proc.send_signal(signal.SIGHUP)
         self.assertTrue(self.wait_for_log("mapping files reloaded"))
         self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, order("HUP-1")))["MSA"][1], "AA")

@@ -1,0 +1,123 @@
+-- Shared by the adapters: finding and writing a patient. Installed by
+-- `medgate migrate` before the adapters' own functions (see adapter.h).
+--
+-- Errors an adapter raises for the sender to fix use SQLSTATE class MG:
+-- MG101 a value the adapter needs is missing, MG102 a value is malformed,
+-- MG204 the message names a record that is not known. The DETAIL is the
+-- mapping target that carried the value ("scan.accession_number"), which
+-- the intake turns into the HL7 location of the ERR segment.
+
+-- The live patient for a medical record number: the record holding it, or
+-- the survivor of a record that was merged (ADT^A40), so messages that
+-- still carry a retired MRN land on the survivor.
+CREATE OR REPLACE FUNCTION medgate_patient_find(org uuid, mrn text)
+RETURNS uuid LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    pid uuid;
+BEGIN
+    SELECT t.id INTO pid FROM patients t
+     WHERE t.organization_id = org AND t.medical_record_number = mrn
+       AND t.merged_into IS NULL;
+    IF FOUND THEN
+        RETURN pid;
+    END IF;
+    SELECT t.merged_into INTO pid FROM patients t
+     WHERE t.organization_id = org AND t.medical_record_number = mrn
+       AND t.merged_into IS NOT NULL
+     ORDER BY t.merged_at DESC LIMIT 1;
+    RETURN pid;
+END $$;
+
+-- Applies a patient patch (the mapped patient.* targets: a key that is
+-- absent keeps the column, a null clears it) to the patient with its
+-- medical record number, creating the patient when there is none, and adds
+-- its identifiers (every PID-3 repetition). Returns the patient's id.
+CREATE OR REPLACE FUNCTION medgate_patient_upsert(org uuid, p jsonb,
+                                                  ids jsonb)
+RETURNS uuid LANGUAGE plpgsql AS $$
+DECLARE
+    mrn text := p->>'medical_record_number';
+    pid uuid;
+BEGIN
+    IF mrn IS NULL OR mrn = '' THEN
+        RAISE EXCEPTION 'the message names no medical record number'
+            USING ERRCODE = 'MG101',
+                  DETAIL = 'patient.medical_record_number';
+    END IF;
+    pid := medgate_patient_find(org, mrn);
+    IF pid IS NULL THEN
+        INSERT INTO patients (organization_id, medical_record_number,
+            first_name, middle_name, last_name, name_prefix, name_suffix,
+            date_of_birth, gender, phone, email, address_line1,
+            address_line2, city, state, postal_code, country,
+            preferred_language, marital_status, deceased, deceased_at,
+            source)
+        SELECT org, mrn, r.first_name, r.middle_name, r.last_name,
+            r.name_prefix, r.name_suffix, r.date_of_birth,
+            coalesce(r.gender, 'unknown'), r.phone, r.email,
+            r.address_line1, r.address_line2, r.city, r.state,
+            r.postal_code, r.country, r.preferred_language,
+            r.marital_status, coalesce(r.deceased, false), r.deceased_at,
+            'hl7v2'
+          FROM jsonb_populate_record(NULL::patients, p) r
+        ON CONFLICT (organization_id, medical_record_number)
+            WHERE merged_into IS NULL AND medical_record_number IS NOT NULL
+            DO NOTHING
+        RETURNING id INTO pid;
+        -- Nothing inserted: a concurrent transaction created the patient
+        -- first, so it is an update after all.
+        IF pid IS NULL THEN
+            pid := medgate_patient_find(org, mrn);
+        ELSE
+            PERFORM medgate_patient_identifiers(org, pid, ids, 'usual');
+            RETURN pid;
+        END IF;
+    END IF;
+    UPDATE patients t SET
+        (first_name, middle_name, last_name, name_prefix, name_suffix,
+         date_of_birth, gender, phone, email, address_line1, address_line2,
+         city, state, postal_code, country, preferred_language,
+         marital_status, deceased, deceased_at, updated_at) =
+        (SELECT r.first_name, r.middle_name, r.last_name, r.name_prefix,
+            r.name_suffix, r.date_of_birth, coalesce(r.gender, 'unknown'),
+            r.phone, r.email, r.address_line1, r.address_line2, r.city,
+            r.state, r.postal_code, r.country, r.preferred_language,
+            r.marital_status, coalesce(r.deceased, false), r.deceased_at,
+            now()
+           FROM jsonb_populate_record(t, p - 'medical_record_number') r)
+     WHERE t.id = pid;
+    PERFORM medgate_patient_identifiers(org, pid, ids, 'usual');
+    RETURN pid;
+END $$;
+
+-- Adds identifiers (the group items of PID-3 or MRG-1: value, system,
+-- universal_id, universal_id_type, type_code, ...) to a patient. The
+-- system is urn:oid:<universal id> for an ISO universal id, else the
+-- assigning authority's namespace, else urn:medgate:unqualified. An
+-- identifier that already belongs to someone stays where it is.
+CREATE OR REPLACE FUNCTION medgate_patient_identifiers(org uuid, pid uuid,
+                                                       ids jsonb,
+                                                       how text)
+RETURNS void LANGUAGE sql AS $$
+    INSERT INTO patient_identifiers (organization_id, patient_id, system,
+        value, type_code, assigner, assigning_facility, use, period_start,
+        period_end)
+    SELECT org, pid,
+        CASE WHEN x.universal_id_type = 'ISO' AND x.universal_id <> ''
+             THEN 'urn:oid:' || x.universal_id
+             ELSE coalesce(NULLIF(x.system, ''), 'urn:medgate:unqualified')
+        END,
+        left(x.value, 256),
+        CASE WHEN x.type_code ~ '^[A-Za-z0-9_-]{1,20}$' THEN x.type_code END,
+        x.assigner, x.assigning_facility, how,
+        CASE WHEN x.period_start ~ '^\d{4}-\d{2}-\d{2}$'
+             THEN x.period_start::date END,
+        CASE WHEN x.period_end ~ '^\d{4}-\d{2}-\d{2}$'
+             THEN x.period_end::date END
+      FROM jsonb_to_recordset(coalesce(ids, '[]')) AS x(value text,
+           system text, universal_id text, universal_id_type text,
+           type_code text, assigner text, assigning_facility text,
+           period_start text, period_end text)
+     WHERE coalesce(x.value, '') <> ''
+    ON CONFLICT (organization_id, system, value) DO NOTHING
+$$;

@@ -1,0 +1,12 @@
+/* hl7v2.adt -- Patient administration: create, update and merge patients (hl7v2_adt.sql).
+ * The input is the usual one (mg_adapter_input): everything the route maps. */
+#include "adapters/adapter.h"
+
+static const char *const accepts[] = {"ADT^A01", "ADT^A04", "ADT^A08", "ADT^A28", "ADT^A31", "ADT^A40", NULL};
+
+const struct mg_adapter mg_adapter_hl7v2_adt = {
+    .name = "hl7v2.adt",
+    .accepts = accepts,
+    .to_internal = mg_adapter_input,
+    .to_outbound = NULL,
+};

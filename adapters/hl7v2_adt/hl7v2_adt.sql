@@ -1,0 +1,70 @@
+-- hl7v2.adt: patient administration. Every event creates or updates the
+-- patient named by its MRN (with its PID-3 identifiers); A40 also merges
+-- the record MRG-1 names into that patient.
+CREATE OR REPLACE FUNCTION medgate_adapter_hl7v2_adt(org uuid,
+                                                     message_id uuid,
+                                                     input jsonb)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    survivor uuid;
+BEGIN
+    survivor := medgate_patient_upsert(org, input->'patient',
+                                       input->'patient_identifiers');
+    IF input->'message'->>'trigger' = 'A40' THEN
+        PERFORM medgate_patient_merge(org, survivor, input->'merge',
+                                      input->'merge_prior_identifiers');
+    END IF;
+END $$;
+
+-- Merges the record with the prior MRN into survivor: it points to the
+-- survivor (and so does anything merged into it before), its identifiers
+-- and scans move over, and later messages with its MRN find the survivor
+-- (medgate_patient_find). A prior MRN nobody holds gets a retired record of
+-- its own, so those later messages land on the survivor too. Merging a
+-- record that is already merged into the survivor changes nothing.
+CREATE OR REPLACE FUNCTION medgate_patient_merge(org uuid, survivor uuid,
+                                                 m jsonb, prior_ids jsonb)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    mrn text := m->>'prior_medical_record_number';
+    prior uuid;
+BEGIN
+    IF mrn IS NULL OR mrn = '' THEN
+        RAISE EXCEPTION 'a merge needs the prior patient''s MRN in MRG-1'
+            USING ERRCODE = 'MG101',
+                  DETAIL = 'merge.prior_medical_record_number';
+    END IF;
+    SELECT t.id INTO prior FROM patients t
+     WHERE t.organization_id = org AND t.medical_record_number = mrn
+       AND t.merged_into IS NULL;
+    IF prior = survivor THEN
+        RAISE EXCEPTION 'MRG-1 names the surviving patient itself'
+            USING ERRCODE = 'MG102',
+                  DETAIL = 'merge.prior_medical_record_number';
+    END IF;
+    IF prior IS NULL THEN
+        IF medgate_patient_find(org, mrn) IS NOT DISTINCT FROM survivor THEN
+            RETURN; -- merged already: a repeat of this merge
+        END IF;
+        INSERT INTO patients (organization_id, medical_record_number,
+                              last_name, merged_into, merged_at, is_active,
+                              source)
+        VALUES (org, mrn, m->>'prior_last_name', survivor, now(), false,
+                'hl7v2');
+    ELSE
+        UPDATE patients SET merged_into = survivor, merged_at = now(),
+               is_active = false, updated_at = now()
+         WHERE id = prior;
+        UPDATE patients SET merged_into = survivor, updated_at = now()
+         WHERE organization_id = org AND merged_into = prior;
+        UPDATE patient_identifiers SET patient_id = survivor,
+               use = 'old', updated_at = now()
+         WHERE organization_id = org AND patient_id = prior;
+        UPDATE scans SET patient_id = survivor, updated_at = now()
+         WHERE organization_id = org AND patient_id = prior;
+        UPDATE patient_medical_history SET patient_id = survivor,
+               updated_at = now()
+         WHERE organization_id = org AND patient_id = prior;
+    END IF;
+    PERFORM medgate_patient_identifiers(org, survivor, prior_ids, 'old');
+END $$;

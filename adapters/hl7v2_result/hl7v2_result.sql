@@ -1,0 +1,197 @@
+-- hl7v2.result: radiology results (ORU^R01). The report is linked to the
+-- scan found by accession number, else by Study Instance UID; a result for
+-- a study nobody ordered here creates that scan, so no report is lost. The
+-- report is matched by its external id (OBR-3, else the accession), so a
+-- corrected or final report replaces the preliminary one. OBX ED
+-- attachments are kept as data: URIs in scan_files (with size and SHA-256),
+-- RP references as their URI. A final, amended or corrected report marks
+-- the scan reported and completes its worklist entry.
+CREATE OR REPLACE FUNCTION medgate_adapter_hl7v2_result(org uuid,
+                                                        message_id uuid,
+                                                        input jsonb)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    s jsonb := coalesce(input->'scan', '{}');
+    r jsonb := coalesce(input->'report', '{}');
+    acc text := NULLIF(s->>'accession_number', '');
+    uid text := NULLIF(s->>'study_instance_uid', '');
+    pid uuid;
+    sid uuid;
+    done boolean;
+BEGIN
+    pid := medgate_patient_upsert(org, input->'patient',
+                                  input->'patient_identifiers');
+    IF acc IS NULL AND uid IS NULL THEN
+        RAISE EXCEPTION 'the result names no accession number and no Study '
+                        'Instance UID'
+            USING ERRCODE = 'MG101', DETAIL = 'scan.accession_number';
+    END IF;
+    IF acc IS NOT NULL THEN
+        SELECT t.id INTO sid FROM scans t
+         WHERE t.organization_id = org AND t.accession_number = acc
+         ORDER BY t.created_at DESC LIMIT 1;
+    END IF;
+    IF sid IS NULL AND uid IS NOT NULL THEN
+        SELECT t.id INTO sid FROM scans t
+         WHERE t.organization_id = org AND t.study_instance_uid = uid
+         ORDER BY t.created_at DESC LIMIT 1;
+    END IF;
+    IF sid IS NULL THEN
+        INSERT INTO scans (organization_id, patient_id, accession_number,
+            study_instance_uid, placer_order_number, filler_order_number,
+            status, source)
+        VALUES (org, pid, acc, uid, s->>'placer_order_number',
+                s->>'filler_order_number', 'completed', 'hl7v2')
+        RETURNING id INTO sid;
+    ELSE
+        UPDATE scans SET study_instance_uid = coalesce(study_instance_uid, uid),
+               updated_at = now()
+         WHERE id = sid AND study_instance_uid IS NULL AND uid IS NOT NULL;
+    END IF;
+    PERFORM medgate_report_upsert(org, sid, coalesce(r->>'external_id', acc),
+                                  r);
+    PERFORM medgate_report_files(org, sid, input->'scan_files');
+    done := coalesce(r->>'report_status', '') IN ('final', 'amended',
+                                                   'corrected');
+    IF done THEN
+        UPDATE scans SET status = 'reported', updated_at = now()
+         WHERE id = sid AND status NOT IN ('reported', 'cancelled',
+                                           'entered_in_error');
+        UPDATE scan_queue SET status = 'completed', completed_at = now(),
+               updated_at = now()
+         WHERE organization_id = org AND scan_id = sid
+           AND status IN ('waiting', 'assigned', 'in_progress');
+    END IF;
+END $$;
+
+-- Writes the report with its external id (a new version replaces the old
+-- one). The signing radiologist is linked when a user here has the id the
+-- sender gave (users.practitioner_id); the name is kept either way.
+CREATE OR REPLACE FUNCTION medgate_report_upsert(org uuid, sid uuid,
+                                                 ext text, r jsonb)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    radiologist uuid;
+BEGIN
+    IF NULLIF(r->>'reporting_radiologist_id', '') IS NOT NULL THEN
+        SELECT u.id INTO radiologist FROM users u
+         WHERE u.organization_id = org
+           AND u.practitioner_id = r->>'reporting_radiologist_id'
+         LIMIT 1;
+    END IF;
+    INSERT INTO reports AS t (organization_id, scan_id, external_id,
+        report_type, findings_text, impression, recommendations,
+        report_status, reporting_radiologist_id, reporting_radiologist_name,
+        signed_at, effective_at, issued_at, source)
+    SELECT org, sid, ext, coalesce(x.report_type, 'radiology'),
+        x.findings_text, x.impression, x.recommendations,
+        coalesce(x.report_status, 'registered'), radiologist,
+        x.reporting_radiologist_name, x.signed_at, x.effective_at,
+        x.issued_at, 'hl7v2'
+      FROM jsonb_populate_record(NULL::reports,
+                                 r - 'reporting_radiologist_id') x
+    ON CONFLICT (organization_id, external_id) DO UPDATE SET
+        scan_id = EXCLUDED.scan_id,
+        report_type = EXCLUDED.report_type,
+        findings_text = EXCLUDED.findings_text,
+        impression = EXCLUDED.impression,
+        recommendations = EXCLUDED.recommendations,
+        report_status = EXCLUDED.report_status,
+        reporting_radiologist_id = EXCLUDED.reporting_radiologist_id,
+        reporting_radiologist_name = EXCLUDED.reporting_radiologist_name,
+        signed_at = EXCLUDED.signed_at,
+        effective_at = EXCLUDED.effective_at,
+        issued_at = EXCLUDED.issued_at,
+        updated_at = now();
+END $$;
+
+-- The MIME type for an HL7 ED/RP type of data (table 0191) and subtype
+-- (table 0291).
+CREATE OR REPLACE FUNCTION medgate_mime_type(kind text, subtype text)
+RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE upper(coalesce(subtype, ''))
+        WHEN 'PDF' THEN 'application/pdf'
+        WHEN 'RTF' THEN 'application/rtf'
+        WHEN 'XML' THEN 'application/xml'
+        WHEN 'HTML' THEN 'text/html'
+        WHEN 'JPEG' THEN 'image/jpeg'
+        WHEN 'JPG' THEN 'image/jpeg'
+        WHEN 'PNG' THEN 'image/png'
+        WHEN 'GIF' THEN 'image/gif'
+        WHEN 'TIFF' THEN 'image/tiff'
+        WHEN 'DICOM' THEN 'application/dicom'
+        ELSE CASE upper(coalesce(kind, ''))
+            WHEN 'TEXT' THEN 'text/plain'
+            WHEN 'TX' THEN 'text/plain'
+            ELSE 'application/octet-stream' END
+    END
+$$;
+
+-- Keeps the attachments of a result (the scan_files group items: OBX
+-- value_type ED with its data, or RP with a URI). The same content (or
+-- URI) on the same scan is kept once, so a re-sent result adds nothing.
+CREATE OR REPLACE FUNCTION medgate_report_files(org uuid, sid uuid,
+                                                files jsonb)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    f jsonb;
+    n int := 0;
+    bytes bytea;
+    mime text;
+    uri text;
+    fname text;
+BEGIN
+    FOR f IN SELECT * FROM jsonb_array_elements(coalesce(files, '[]')) LOOP
+        n := n + 1;
+        bytes := NULL;
+        IF f->>'value_type' = 'RP' THEN
+            uri := NULLIF(f->>'storage_uri', '');
+            CONTINUE WHEN uri IS NULL;
+            mime := medgate_mime_type(f->>'rp_type_of_data',
+                                      f->>'rp_subtype');
+        ELSE
+            CONTINUE WHEN coalesce(f->>'ed_data', '') = '';
+            mime := medgate_mime_type(f->>'ed_type_of_data',
+                                      f->>'ed_subtype');
+            IF upper(coalesce(f->>'ed_encoding', 'A')) NOT IN ('A', 'HEX',
+                                                               'BASE64') THEN
+                RAISE EXCEPTION 'attachment %: encoding % is not an HL7 '
+                                'encoding (A, Hex or Base64)', n,
+                                f->>'ed_encoding'
+                    USING ERRCODE = 'MG102',
+                          DETAIL = format('scan_files[%s].ed_encoding', n);
+            END IF;
+            BEGIN
+                bytes := CASE upper(coalesce(f->>'ed_encoding', 'A'))
+                    WHEN 'BASE64' THEN decode(f->>'ed_data', 'base64')
+                    WHEN 'HEX' THEN decode(f->>'ed_data', 'hex')
+                    WHEN 'A' THEN convert_to(f->>'ed_data', 'UTF8')
+                END;
+            EXCEPTION WHEN invalid_parameter_value THEN
+                bytes := NULL;
+            END;
+            IF bytes IS NULL THEN
+                RAISE EXCEPTION 'attachment %: the data does not decode as '
+                                'encoding %', n, f->>'ed_encoding'
+                    USING ERRCODE = 'MG102',
+                          DETAIL = format('scan_files[%s].ed_data', n);
+            END IF;
+            uri := 'data:' || mime || ';base64,'
+                   || translate(encode(bytes, 'base64'), E'\n', '');
+        END IF;
+        fname := coalesce(NULLIF(f->>'observation_text', ''),
+                         NULLIF(f->>'observation_code', ''), 'attachment')
+                || ' ' || n;
+        INSERT INTO scan_files (organization_id, scan_id, file_name,
+                                storage_uri, file_type, mime_type,
+                                file_size_bytes, sha256)
+        SELECT org, sid, left(fname, 200), uri,
+               CASE WHEN mime LIKE 'image/%' THEN 'image' ELSE 'document' END,
+               mime, octet_length(bytes),
+               CASE WHEN bytes IS NOT NULL THEN sha256(bytes) END
+         WHERE NOT EXISTS (SELECT 1 FROM scan_files x
+                            WHERE x.scan_id = sid
+                              AND (x.storage_uri = uri
+                                   OR x.sha256 = sha256(bytes)));
+    END LOOP;
+END $$;
