@@ -182,7 +182,8 @@ dispatcher_sql(struct mg_buf *b)
         "CREATE OR REPLACE FUNCTION medgate_adapt(adapter text, org uuid,"
         " message_id uuid, input jsonb, OUT err_state text,"
         " OUT err_text text, OUT err_target text)"
-        " LANGUAGE plpgsql AS $medgate$\nBEGIN\n  CASE adapter\n");
+        " LANGUAGE plpgsql AS $medgate$\nDECLARE tbl text; con text;\n"
+        "BEGIN\n  CASE adapter\n");
 
     for (const struct mg__adapter_entry *e = mg__adapters;
          rc == MG_OK && e->adapter; e++) {
@@ -201,10 +202,18 @@ dispatcher_sql(struct mg_buf *b)
             " USING ERRCODE = 'MG000';\n  END CASE;\n"
             "EXCEPTION WHEN OTHERS THEN\n"
             "  GET STACKED DIAGNOSTICS err_state = RETURNED_SQLSTATE,"
-            " err_text = MESSAGE_TEXT, err_target = PG_EXCEPTION_DETAIL;\n"
+            " err_text = MESSAGE_TEXT, err_target = PG_EXCEPTION_DETAIL,"
+            " tbl = TABLE_NAME, con = CONSTRAINT_NAME;\n"
             "  IF left(err_state, 2) IN ('40', '53', '55', '57', '58', '08')"
             " THEN RAISE; END IF;\n"
             "  IF left(err_state, 2) <> 'MG' THEN err_target := NULL; END IF;\n"
+            /* A column CHECK (patients_gender_check) names its column: the
+             * target is then patient.gender, which the ERR can point at. */
+            "  IF err_state = '23514' AND con LIKE tbl || '\\_%\\_check'"
+            " THEN err_target := CASE tbl WHEN 'patients' THEN 'patient'"
+            " WHEN 'scans' THEN 'scan' WHEN 'reports' THEN 'report' END"
+            " || '.' || substr(con, length(tbl) + 2,"
+            " length(con) - length(tbl) - 7); END IF;\n"
             "END $medgate$;\n");
     return rc;
 }

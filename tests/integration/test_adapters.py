@@ -1,9 +1,15 @@
 """Adapters: what an accepted message writes into the internal tables.
-Built so far: the patient adapter (patients + patient_identifiers, matched
-by medical record number within the organization; "" clears a column,
-an empty field leaves it)."""
+hl7v2.adt: patients + patient_identifiers, matched by medical record number
+within the organization ("" clears a column, an empty field leaves it), and
+A40 merges. hl7v2.order: scans and worklist entries by accession number.
+hl7v2.result: reports linked to their scan, attachments in scan_files.
+Every corpus message field by field: test_corpus_adapters.py."""
+import base64
+import hashlib
+import socket
 import json
 import os
+import re
 import shutil
 import tempfile
 import unittest
@@ -110,6 +116,189 @@ class OrderAdapterTest(unittest.TestCase):
                          [["cancelled", "cancelled"]])
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM scans"), "1")
 
+    def test_change_or_cancel_of_unknown_accession_is_ae_204(self):
+        for cid, ctl in (("U-1", "CA"), ("U-2", "XO")):
+            seg = segments(mllp_exchange(self.gw.mllp_port, ORM.format(cid=cid, ctl=ctl).encode()))
+            self.assertEqual(seg["MSA"][1], "AE", ctl)
+            self.assertTrue(seg["ERR"][3].startswith("204^"), seg["ERR"])
+            self.assertTrue(seg["ERR"][2].startswith("OBR^1^18"), seg["ERR"])  # where ACC9 was read
+            self.assertIn("ACC9", seg["ERR"][8])
+            self.assertEqual(h.psql(self.db, "SELECT status, error_location FROM hl7_messages "
+                                    "WHERE control_id = :'p1'", cid)[0][0], "failed")
+        # Nothing of those messages was written, not even their patient.
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM scans"), "0")
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients"), "0")
+        self.assertEqual(h.psql(self.db, "SELECT status FROM sync_logs WHERE external_id = 'U-1'"), [["failed"]])
+
+
+def order_obr(acc):
+    f = [""] * 25
+    f[0], f[1], f[2] = "OBR", "1", "P-%s^RIS" % acc
+    f[4] = "71046^XR CHEST^CPT4"
+    f[18] = acc
+    f[24] = "CR"
+    return "|".join(f)
+
+
+def order_for(cid, mrn, acc, name="Roe^Richard"):
+    return ("MSH|^~\\&|RIS|RAD|MEDGATE|HOSP|20240101120000||ORM^O01^ORM_O01|%s|P|2.5.1\r"
+            "PID|1||%s^^^HOSP^MR||%s||19700101|M\r"
+            "ORC|NW|P-%s^RIS\r" % (cid, mrn, name, acc) + order_obr(acc) + "\r").encode()
+
+
+class MergeTest(unittest.TestCase):
+    """A01 for two MRNs, an order for each, A40 merging them: the survivor
+    holds both scans and later messages for the old MRN land on it."""
+
+    def setUp(self):
+        self.db = h.create_database("merge")
+        h.migrate(self.db)
+        self.gw = h.Gateway(self.db).start()
+
+    def tearDown(self):
+        self.gw.stop()
+
+    def send(self, payload):
+        return segments(mllp_exchange(self.gw.mllp_port, payload))["MSA"][1]
+
+    def test_merge_moves_scans_and_identifiers_and_old_mrn_lands_on_survivor(self):
+        self.assertEqual(self.send(adt("M-1", mrn="KEEP1", ssn="901", name="Keep^Kate")), "AA")
+        self.assertEqual(self.send(adt("M-2", mrn="OLD2", ssn="902", name="Old^Kate")), "AA")
+        self.assertEqual(self.send(order_for("M-3", "KEEP1", "ACC-K", "Keep^Kate")), "AA")
+        self.assertEqual(self.send(order_for("M-4", "OLD2", "ACC-O", "Old^Kate")), "AA")
+        a40 = adt("M-5", ev="A40", mrn="KEEP1", ssn="901", name="Keep^Kate").decode() + \
+            "MRG|OLD2^^^HOSP^MR||||||Old^Kate\r"
+        self.assertEqual(self.send(a40.encode()), "AA")
+
+        survivor = h.scalar(self.db, "SELECT id FROM patients WHERE medical_record_number = 'KEEP1'")
+        self.assertEqual(h.psql(self.db, "SELECT merged_into = :'p1', merged_at IS NOT NULL, is_active "
+                                "FROM patients WHERE medical_record_number = 'OLD2'", survivor),
+                         [["t", "t", "f"]])
+        self.assertEqual(h.psql(self.db, "SELECT accession_number FROM scans WHERE patient_id = :'p1' "
+                                "ORDER BY 1", survivor), [["ACC-K"], ["ACC-O"]])
+        # The retired record's identifiers moved over, marked old.
+        self.assertEqual(h.psql(self.db, "SELECT value, use FROM patient_identifiers WHERE patient_id = :'p1' "
+                                "ORDER BY value", survivor),
+                         [["901", "usual"], ["902", "old"], ["KEEP1", "usual"], ["OLD2", "old"]])
+
+        # Later messages for the old MRN: an update and a new order.
+        self.assertEqual(self.send(adt("M-6", ev="A08", mrn="OLD2", ssn="902", name="Keep^Katherine",
+                                       phone="555-0199")), "AA")
+        self.assertEqual(self.send(order_for("M-7", "OLD2", "ACC-N", "Keep^Katherine")), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT first_name, phone FROM patients WHERE id = :'p1'", survivor),
+                         [["Katherine", "555-0199"]])
+        self.assertEqual(h.scalar(self.db, "SELECT patient_id FROM scans WHERE accession_number = 'ACC-N'"),
+                         survivor)
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients WHERE merged_into IS NULL"), "1")
+
+        # The same A40 again (a new control id) changes nothing.
+        self.assertEqual(self.send(a40.replace("|M-5|", "|M-8|").encode()), "AA")
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients"), "2")
+
+    def test_merge_of_an_unknown_mrn_still_redirects_it(self):
+        self.assertEqual(self.send(adt("N-1", mrn="KEEP2")), "AA")
+        a40 = adt("N-2", ev="A40", mrn="KEEP2").decode() + "MRG|GONE9^^^HOSP^MR\r"
+        self.assertEqual(self.send(a40.encode()), "AA")
+        self.assertEqual(self.send(order_for("N-3", "GONE9", "ACC-G")), "AA")
+        self.assertEqual(h.scalar(self.db, "SELECT p.medical_record_number FROM scans s "
+                                  "JOIN patients p ON p.id = s.patient_id"), "KEEP2")
+
+    def test_merge_without_mrg_is_ae_101(self):
+        seg = segments(mllp_exchange(self.gw.mllp_port, adt("N-4", ev="A40", mrn="KEEP3")))
+        self.assertEqual(seg["MSA"][1], "AE")
+        self.assertTrue(seg["ERR"][3].startswith("101^"), seg["ERR"])
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients"), "0")
+
+
+PDF = b"%PDF-1.3\n% a tiny test document\n%%EOF\n"
+
+
+def result_obr(acc, status):
+    f = [""] * 33
+    f[0], f[1], f[2], f[3] = "OBR", "1", "PL9^RIS", "FL9^RIS"
+    f[4] = "71046^XR CHEST^CPT4"
+    f[7] = "20240102090000"     # observation time -> effective_at
+    f[18] = acc                 # accession
+    f[22] = "20240102095900"    # results reported -> issued_at
+    f[25] = status              # F final, P preliminary, C corrected
+    f[32] = "ID77&Ray&Rita"     # principal result interpreter (CNN)
+    return "|".join(f)
+
+
+def oru(cid, acc, status="F", text=("Lungs are clear.", "No acute disease."), pdf=None, uid=None):
+    segs = ["MSH|^~\\&|RIS|RAD|MEDGATE|HOSP|20240102100000||ORU^R01^ORU_R01|%s|P|2.5.1" % cid,
+            "PID|1||MRN9^^^HOSP^MR||Roe^Richard||19700101|M",
+            result_obr(acc, status)]
+    n = 0
+    for line in text:
+        n += 1
+        segs.append("OBX|%d|TX|59776-5^Findings^LN||%s||||||%s" % (n, line, status))
+    n += 1
+    segs.append("OBX|%d|TX|19005-8^Impression^LN||Normal chest.||||||%s" % (n, status))
+    if uid:
+        n += 1
+        segs.append("OBX|%d|ST|113014^DICOM Study^DCM||%s||||||%s" % (n, uid, status))
+    if pdf is not None:
+        n += 1
+        segs.append("OBX|%d|ED|18748-4^Diagnostic Imaging Report^LN||^AP^PDF^Base64^%s||||||%s"
+                    % (n, base64.b64encode(pdf).decode(), status))
+    return ("\r".join(segs) + "\r").encode()
+
+
+class ResultAdapterTest(unittest.TestCase):
+    def setUp(self):
+        self.db = h.create_database("results")
+        h.migrate(self.db)
+        self.gw = h.Gateway(self.db).start()
+
+    def tearDown(self):
+        self.gw.stop()
+
+    def send(self, payload):
+        return segments(mllp_exchange(self.gw.mllp_port, payload))["MSA"][1]
+
+    def test_result_links_to_the_ordered_scan_and_completes_it(self):
+        self.assertEqual(self.send(ORM.format(cid="R-1", ctl="NW").encode()), "AA")
+        self.assertEqual(self.send(oru("R-2", "ACC9", status="P", text=("Prelim line.",))), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT r.report_status, s.status, q.status FROM reports r "
+                                "JOIN scans s ON s.id = r.scan_id JOIN scan_queue q ON q.scan_id = s.id"),
+                         [["preliminary", "ordered", "waiting"]])
+        self.assertEqual(self.send(oru("R-3", "ACC9", pdf=PDF)), "AA")
+        rows = h.psql(self.db, "SELECT r.report_status, replace(r.findings_text, E'\\n', '|'), r.impression, "
+                      "r.reporting_radiologist_name, r.external_id, s.accession_number, s.status, q.status "
+                      "FROM reports r JOIN scans s ON s.id = r.scan_id JOIN scan_queue q ON q.scan_id = s.id")
+        # The final report replaced the preliminary one (same OBR-3).
+        self.assertEqual(rows, [["final", "Lungs are clear.|No acute disease.|Normal chest.", "Normal chest.",
+                                 "Rita Ray", "FL9", "ACC9", "reported", "completed"]])
+        files = h.psql(self.db, "SELECT mime_type, file_size_bytes, encode(sha256, 'hex'), "
+                       "left(storage_uri, 28) FROM scan_files")
+        self.assertEqual(files, [["application/pdf", str(len(PDF)), hashlib.sha256(PDF).hexdigest(),
+                                  "data:application/pdf;base64,"]])
+        # The same result again (a new control id): still one report, one file.
+        self.assertEqual(self.send(oru("R-4", "ACC9", pdf=PDF)), "AA")
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM reports"), "1")
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM scan_files"), "1")
+
+    def test_result_for_an_unknown_study_creates_it_and_links_by_uid(self):
+        self.assertEqual(self.send(oru("R-5", "ACC-X", uid="1.2.3.4.5")), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT s.accession_number, s.study_instance_uid, s.status, "
+                                "p.medical_record_number FROM reports r JOIN scans s ON s.id = r.scan_id "
+                                "JOIN patients p ON p.id = s.patient_id"),
+                         [["ACC-X", "1.2.3.4.5", "reported", "MRN9"]])
+        # No accession (OBR-18 and OBR-3 empty) but the same study UID: same scan.
+        msg = oru("R-6", "", uid="1.2.3.4.5").replace(b"|FL9^RIS|", b"||")
+        self.assertEqual(self.send(msg), "AA")
+        self.assertEqual(h.scalar(self.db, "SELECT count(DISTINCT scan_id) FROM reports"), "1")
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM scans"), "1")
+
+    def test_bad_attachment_is_ae_naming_the_obx(self):
+        msg = oru("R-7", "ACC9", pdf=b"x").replace(b"^Base64^eA==", b"^Base64^***")
+        seg = segments(mllp_exchange(self.gw.mllp_port, msg))
+        self.assertEqual(seg["MSA"][1], "AE")
+        self.assertTrue(seg["ERR"][3].startswith("102^"), seg["ERR"])
+        self.assertTrue(seg["ERR"][2].startswith("OBX^4^5^1^5"), seg["ERR"])  # OBX 4, ED.5 data
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM reports"), "0")
+
 
 class RefusedRowsTest(unittest.TestCase):
     """A mapped value the database refuses: stored as failed, answered AE,
@@ -135,12 +324,30 @@ class RefusedRowsTest(unittest.TestCase):
         seg = segments(mllp_exchange(self.gw.mllp_port, adt("RF-1", sex="Q")))
         self.assertEqual(seg["MSA"][1], "AE")
         self.assertIn("could not be written", "|".join(seg["ERR"]))
+        self.assertTrue(seg["ERR"][3].startswith("103^"), seg["ERR"])  # table value not found
+        self.assertTrue(seg["ERR"][2].startswith("PID^1^8"), seg["ERR"])
         row = h.psql(self.db, "SELECT status, error FROM hl7_messages WHERE control_id='RF-1'")[0]
         self.assertEqual(row[0], "failed")
         self.assertIn("SQLSTATE 23514", row[1])
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients"), "0")
         seg = segments(mllp_exchange(self.gw.mllp_port, adt("RF-2", sex="female", mrn="MRN2")))
         self.assertEqual(seg["MSA"][1], "AA")
+
+    def test_bad_message_in_a_grouped_commit_spares_its_neighbours(self):
+        frames = [adt("G-%d" % i, mrn="G%d" % i, sex="Q" if i == 3 else "female") for i in range(8)]
+        with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=10) as sock:
+            sock.sendall(b"".join(b"\x0b" + f + b"\x1c\r" for f in frames))
+            buf = b""
+            while buf.count(b"\x1c\r") < len(frames):
+                buf += sock.recv(65536)
+        codes = [segments(a.strip(b"\x0b"))["MSA"][1] for a in buf.split(b"\x1c\r") if a]
+        self.assertEqual(codes, ["AA"] * 3 + ["AE"] + ["AA"] * 4)
+        self.assertEqual(h.psql(self.db, "SELECT medical_record_number FROM patients ORDER BY 1"),
+                         [["G%d" % i] for i in range(8) if i != 3])
+        # They were committed together: fewer batches than messages.
+        metrics = self.gw.get("/metrics")[2]
+        batches = int(re.search(r"^medgate_intake_batches_total (\d+)", metrics, re.M).group(1))
+        self.assertLess(batches, len(frames))
 
 
 if __name__ == "__main__":
