@@ -57,7 +57,8 @@ BEGIN
             coalesce(r.gender, 'unknown'), r.phone, r.email,
             r.address_line1, r.address_line2, r.city, r.state,
             r.postal_code, r.country, r.preferred_language,
-            r.marital_status, coalesce(r.deceased, false), r.deceased_at,
+            r.marital_status,
+            coalesce(r.deceased, r.deceased_at IS NOT NULL), r.deceased_at,
             'hl7v2'
           FROM jsonb_populate_record(NULL::patients, p) r
         ON CONFLICT (organization_id, medical_record_number)
@@ -82,7 +83,8 @@ BEGIN
             r.name_suffix, r.date_of_birth, coalesce(r.gender, 'unknown'),
             r.phone, r.email, r.address_line1, r.address_line2, r.city,
             r.state, r.postal_code, r.country, r.preferred_language,
-            r.marital_status, coalesce(r.deceased, false), r.deceased_at,
+            r.marital_status,
+            coalesce(r.deceased, r.deceased_at IS NOT NULL), r.deceased_at,
             now()
            FROM jsonb_populate_record(t, p - 'medical_record_number') r)
      WHERE t.id = pid;
@@ -98,7 +100,10 @@ END $$;
 CREATE OR REPLACE FUNCTION medgate_patient_identifiers(org uuid, pid uuid,
                                                        ids jsonb,
                                                        how text)
-RETURNS void LANGUAGE sql AS $$
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    -- plpgsql, not sql: its plan is cached for the session, where an sql
+    -- function that cannot be inlined is planned again at every call.
     INSERT INTO patient_identifiers (organization_id, patient_id, system,
         value, type_code, assigner, assigning_facility, use, period_start,
         period_end)
@@ -119,5 +124,5 @@ RETURNS void LANGUAGE sql AS $$
            type_code text, assigner text, assigning_facility text,
            period_start text, period_end text)
      WHERE coalesce(x.value, '') <> ''
-    ON CONFLICT (organization_id, system, value) DO NOTHING
-$$;
+    ON CONFLICT (organization_id, system, value) DO NOTHING;
+END $$;

@@ -15,6 +15,8 @@ DECLARE
     pid uuid;
     sid uuid;
     prio text;
+    st text;
+    was text;
 BEGIN
     pid := medgate_patient_upsert(org, input->'patient',
                                   input->'patient_identifiers');
@@ -22,7 +24,7 @@ BEGIN
         RAISE EXCEPTION 'the order names no accession number'
             USING ERRCODE = 'MG101', DETAIL = 'scan.accession_number';
     END IF;
-    SELECT t.id INTO sid FROM scans t
+    SELECT t.id, t.status INTO sid, was FROM scans t
      WHERE t.organization_id = org AND t.accession_number = acc
      ORDER BY t.created_at DESC LIMIT 1;
     IF sid IS NULL AND ctl <> 'NW' THEN
@@ -69,10 +71,23 @@ BEGIN
             now()
            FROM jsonb_populate_record(t, s - 'accession_number') r)
      WHERE t.id = sid;
-    IF ctl IN ('CA', 'DC', 'OC') THEN
+    SELECT t.status, t.priority INTO st, prio FROM scans t WHERE t.id = sid;
+    IF st = 'cancelled' THEN
         UPDATE scan_queue SET status = 'cancelled', updated_at = now()
          WHERE organization_id = org AND scan_id = sid
            AND status IN ('waiting', 'assigned');
+    ELSIF st = 'completed' THEN
+        UPDATE scans SET completed_at = coalesce(completed_at, now())
+         WHERE id = sid;
+    END IF;
+    -- A new order (NW) for an accession that was cancelled orders it again,
+    -- with a new worklist entry.
+    IF ctl = 'NW' AND was = 'cancelled' THEN
+        UPDATE scans SET status = 'ordered', updated_at = now()
+         WHERE id = sid;
+        INSERT INTO scan_queue (organization_id, scan_id, priority_score)
+        VALUES (org, sid, CASE prio WHEN 'stat' THEN 4 WHEN 'asap' THEN 3
+                                    WHEN 'urgent' THEN 2 ELSE 1 END);
     END IF;
 END $$;
 

@@ -48,8 +48,8 @@ BEGIN
                updated_at = now()
          WHERE id = sid AND study_instance_uid IS NULL AND uid IS NOT NULL;
     END IF;
-    PERFORM medgate_report_upsert(org, sid, coalesce(r->>'external_id', acc),
-                                  r);
+    PERFORM medgate_report_upsert(org, sid,
+                                  coalesce(r->>'external_id', acc, uid), r);
     PERFORM medgate_report_files(org, sid, input->'scan_files');
     done := coalesce(r->>'report_status', '') IN ('final', 'amended',
                                                    'corrected');
@@ -64,45 +64,55 @@ BEGIN
     END IF;
 END $$;
 
--- Writes the report with its external id (a new version replaces the old
--- one). The signing radiologist is linked when a user here has the id the
--- sender gave (users.practitioner_id); the name is kept either way.
+-- Writes the report with its external id (OBR-3, else the accession, else
+-- the Study Instance UID). A new version of a known report is applied like
+-- every patch: a column the message maps is replaced (null clears it), one
+-- it does not carry is kept -- so a PDF-only follow-up keeps the text. The
+-- signing radiologist is linked when a user here has the id the sender gave
+-- (users.practitioner_id); the name is kept either way.
 CREATE OR REPLACE FUNCTION medgate_report_upsert(org uuid, sid uuid,
                                                  ext text, r jsonb)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     radiologist uuid;
+    p jsonb := r - 'reporting_radiologist_id' - 'external_id';
 BEGIN
     IF NULLIF(r->>'reporting_radiologist_id', '') IS NOT NULL THEN
         SELECT u.id INTO radiologist FROM users u
          WHERE u.organization_id = org
            AND u.practitioner_id = r->>'reporting_radiologist_id'
-         LIMIT 1;
+         ORDER BY u.created_at LIMIT 1;
     END IF;
-    INSERT INTO reports AS t (organization_id, scan_id, external_id,
-        report_type, findings_text, impression, recommendations,
-        report_status, reporting_radiologist_id, reporting_radiologist_name,
-        signed_at, effective_at, issued_at, source)
+    UPDATE reports t SET
+        (scan_id, report_type, findings_text, impression, recommendations,
+         report_status, reporting_radiologist_id, reporting_radiologist_name,
+         signed_at, effective_at, issued_at, updated_at) =
+        (SELECT sid, coalesce(x.report_type, 'radiology'), x.findings_text,
+            x.impression, x.recommendations,
+            coalesce(x.report_status, 'registered'),
+            coalesce(radiologist, t.reporting_radiologist_id),
+            x.reporting_radiologist_name, x.signed_at, x.effective_at,
+            x.issued_at, now()
+           FROM jsonb_populate_record(t, p) x)
+     WHERE t.organization_id = org AND t.external_id = ext;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    INSERT INTO reports (organization_id, scan_id, external_id, report_type,
+        findings_text, impression, recommendations, report_status,
+        reporting_radiologist_id, reporting_radiologist_name, signed_at,
+        effective_at, issued_at, source)
     SELECT org, sid, ext, coalesce(x.report_type, 'radiology'),
         x.findings_text, x.impression, x.recommendations,
         coalesce(x.report_status, 'registered'), radiologist,
         x.reporting_radiologist_name, x.signed_at, x.effective_at,
         x.issued_at, 'hl7v2'
-      FROM jsonb_populate_record(NULL::reports,
-                                 r - 'reporting_radiologist_id') x
-    ON CONFLICT (organization_id, external_id) DO UPDATE SET
-        scan_id = EXCLUDED.scan_id,
-        report_type = EXCLUDED.report_type,
-        findings_text = EXCLUDED.findings_text,
-        impression = EXCLUDED.impression,
-        recommendations = EXCLUDED.recommendations,
-        report_status = EXCLUDED.report_status,
-        reporting_radiologist_id = EXCLUDED.reporting_radiologist_id,
-        reporting_radiologist_name = EXCLUDED.reporting_radiologist_name,
-        signed_at = EXCLUDED.signed_at,
-        effective_at = EXCLUDED.effective_at,
-        issued_at = EXCLUDED.issued_at,
-        updated_at = now();
+      FROM jsonb_populate_record(NULL::reports, p) x
+    ON CONFLICT (organization_id, external_id) DO NOTHING;
+    IF NOT FOUND THEN
+        -- A concurrent transaction wrote it first: update that one.
+        PERFORM medgate_report_upsert(org, sid, ext, r);
+    END IF;
 END $$;
 
 -- The MIME type for an HL7 ED/RP type of data (table 0191) and subtype

@@ -59,6 +59,11 @@ class PatientAdapterTest(unittest.TestCase):
         self.assertEqual(self.patient("MRN1"), [["Smith", "Jane", "1980-01-02", "female", "-", "hl7v2"]])
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients"), "1")
 
+    def test_death_time_alone_marks_the_patient_deceased(self):
+        msg = adt("P-4").decode().replace("|555-0100", "|555-0100" + "|" * 16 + "20240101080000")
+        self.assertEqual(self.send(msg.encode()), "AA")  # PID-29 set, PID-30 empty
+        self.assertEqual(h.psql(self.db, "SELECT deceased, deceased_at IS NOT NULL FROM patients"), [["t", "t"]])
+
     def test_corpus_admit_fields(self):
         # ADT01-23.hl7: PID|1||10006579^^^1^MR^1||DUCK^DONALD^D||19241010|M
         path = os.path.join(h.TESTDATA, "hl7v2", "fhir-converter", "ADT01-23.hl7")
@@ -115,6 +120,18 @@ class OrderAdapterTest(unittest.TestCase):
         self.assertEqual(h.psql(self.db, "SELECT s.status, q.status FROM scans s JOIN scan_queue q ON q.scan_id = s.id"),
                          [["cancelled", "cancelled"]])
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM scans"), "1")
+
+    def test_reorder_after_cancel_and_status_changes(self):
+        send = lambda cid, ctl, extra=b"": segments(mllp_exchange(
+            self.gw.mllp_port, ORM.format(cid=cid, ctl=ctl).encode().replace(b"|FL9^RIS||", b"|FL9^RIS||" + extra)))["MSA"][1]
+        self.assertEqual(send("S-1", "NW"), "AA")
+        self.assertEqual(send("S-2", "CA"), "AA")
+        self.assertEqual(send("S-3", "NW"), "AA")  # ordered again: a new worklist entry
+        self.assertEqual(h.psql(self.db, "SELECT s.status, q.status FROM scans s JOIN scan_queue q ON q.scan_id = s.id "
+                                "ORDER BY q.queue_entered_at, q.status"), [["ordered", "cancelled"], ["ordered", "waiting"]])
+        # SC with ORC-5 CM: the study is done.
+        self.assertEqual(send("S-4", "SC", b"CM"), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT status, completed_at IS NOT NULL FROM scans"), [["completed", "t"]])
 
     def test_change_or_cancel_of_unknown_accession_is_ae_204(self):
         for cid, ctl in (("U-1", "CA"), ("U-2", "XO")):
@@ -290,6 +307,18 @@ class ResultAdapterTest(unittest.TestCase):
         self.assertEqual(self.send(msg), "AA")
         self.assertEqual(h.scalar(self.db, "SELECT count(DISTINCT scan_id) FROM reports"), "1")
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM scans"), "1")
+        # Sent again: the report keyed by the study UID is replaced, not added.
+        self.assertEqual(self.send(msg.replace(b"|R-6|", b"|R-6b|")), "AA")
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM reports"), "2")
+
+    def test_attachment_only_follow_up_keeps_the_text(self):
+        self.assertEqual(self.send(oru("R-8", "ACC9")), "AA")
+        follow = oru("R-9", "ACC9", text=(), pdf=PDF)
+        follow = b"\r".join(seg for seg in follow.split(b"\r") if b"19005-8" not in seg)
+        self.assertEqual(self.send(follow), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT replace(findings_text, E'\\n', '|'), impression FROM reports"),
+                         [["Lungs are clear.|No acute disease.|Normal chest.", "Normal chest."]])
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM scan_files"), "1")
 
     def test_bad_attachment_is_ae_naming_the_obx(self):
         msg = oru("R-7", "ACC9", pdf=b"x").replace(b"^Base64^eA==", b"^Base64^***")
