@@ -2,6 +2,8 @@
 #include "adapters/adapter.h"
 
 #include <libpq-fe.h>
+#include <sodium.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/buf.h"
@@ -218,6 +220,29 @@ dispatcher_sql(struct mg_buf *b)
     return rc;
 }
 
+void
+mg_adapters_checksum(char out[MG_ADAPTERS_CHECKSUM_HEX + 1])
+{
+    unsigned char digest[MG_ADAPTERS_CHECKSUM_HEX / 2];
+    crypto_generichash_state st;
+    struct mg_buf disp;
+
+    mg_buf_init(&disp, 0);
+    crypto_generichash_init(&st, NULL, 0, sizeof(digest));
+    crypto_generichash_update(&st, (const unsigned char *)
+                              mg__adapters_common_sql,
+                              strlen(mg__adapters_common_sql));
+    for (const struct mg__adapter_entry *e = mg__adapters; e->adapter; e++)
+        crypto_generichash_update(&st, (const unsigned char *)e->sql,
+                                  strlen(e->sql));
+    if (dispatcher_sql(&disp) == MG_OK)
+        crypto_generichash_update(&st, (const unsigned char *)disp.ptr,
+                                  disp.len);
+    crypto_generichash_final(&st, digest, sizeof(digest));
+    sodium_bin2hex(out, MG_ADAPTERS_CHECKSUM_HEX + 1, digest, sizeof(digest));
+    mg_buf_dispose(&disp);
+}
+
 static int
 exec_sql(PGconn *c, const char *what, const char *sql, FILE *err)
 {
@@ -256,6 +281,14 @@ mg_adapters_install(const char *conninfo, FILE *out, FILE *err)
         rc = dispatcher_sql(&disp) == MG_OK
                  ? exec_sql(c, "medgate_adapt", disp.ptr, err)
                  : MG_ENOMEM;
+    if (rc == MG_OK) {
+        char sum[MG_ADAPTERS_CHECKSUM_HEX + 1], sql[160];
+        mg_adapters_checksum(sum);
+        snprintf(sql, sizeof(sql), "CREATE OR REPLACE FUNCTION "
+                 "medgate_adapters_checksum() RETURNS text LANGUAGE sql "
+                 "IMMUTABLE AS $$ SELECT '%s'::text $$", sum);
+        rc = exec_sql(c, "medgate_adapters_checksum", sql, err);
+    }
     if (rc == MG_OK)
         rc = exec_sql(c, "commit", "COMMIT", err);
     if (rc == MG_OK && out != NULL)

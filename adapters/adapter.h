@@ -47,9 +47,8 @@ const struct mg_adapter *mg_adapter_find(const char *name);
 const struct mg_adapter *mg_adapter_for_type(struct mg_str type,
                                              struct mg_str trigger);
 
-/* Checks that every route of set names an adapter that exists and takes
- * the route's message types. MG_OK, or MG_ECONF with a line per problem on
- * err (may be NULL). */
+/* Checks that every route of set names an adapter that exists. MG_OK, or
+ * MG_ECONF with a line per problem on err (may be NULL). */
 MG_MUST_CHECK int mg_adapters_check_set(const struct mg_mapping_set *set,
                                         FILE *err);
 
@@ -66,9 +65,17 @@ MG_MUST_CHECK int mg_adapters_load_set(const char *dir,
 json_t *mg_adapter_input(const struct mg_mapping_result *res,
                          const struct mg_hl7v2_header *hdr);
 
+/* A digest (32 hex digits) of every SQL text mg_adapters_install writes.
+ * The install records it as medgate_adapters_checksum(), and `medgate
+ * serve` is ready only when the database returns its own build's digest:
+ * a binary upgraded without `medgate migrate` is caught at /readyz instead
+ * of by every message failing. */
+#define MG_ADAPTERS_CHECKSUM_HEX 32
+void mg_adapters_checksum(char out[MG_ADAPTERS_CHECKSUM_HEX + 1]);
+
 /* Installs (or replaces) the shared SQL, every adapter's SQL function and
- * the dispatcher medgate_adapt() in the database named by conninfo, in one
- * transaction. Run by `medgate migrate` after the schema migrations.
+ * the dispatcher medgate_adapt() and medgate_adapters_checksum() in the
+ * database named by conninfo, in one transaction. Run by `medgate migrate` after the schema migrations.
  * MG_OK, MG_EDB (with the error on err) or MG_EDBDOWN. */
 MG_MUST_CHECK int mg_adapters_install(const char *conninfo, FILE *out,
                                       FILE *err);

@@ -282,6 +282,7 @@ open_store(struct app *app)
 {
     const struct mg_conf *c = app->conf;
     struct mg_store_options o;
+    char sum[MG_ADAPTERS_CHECKSUM_HEX + 1], check[256];
     int version = 0, rc;
 
     rc = mg_migrate_latest(c->schema_dir, &version, stderr);
@@ -295,6 +296,14 @@ open_store(struct app *app)
     o.reconnect_max_ms = (unsigned)c->database_reconnect_max_ms;
     o.application_name = "medgate";
     o.expected_schema_version = version;
+    /* Ready only with the adapters' SQL of this build installed; a
+     * missing function fails the check outright. */
+    mg_adapters_checksum(sum);
+    snprintf(check, sizeof(check), "SELECT CASE WHEN "
+             "medgate_adapters_checksum() = '%s' THEN coalesce(max(version), "
+             "0) ELSE %d END FROM schema_migrations", sum,
+             MG_STORE_SCHEMA_OTHER_BUILD);
+    o.schema_sql = check;
     return mg_store_open(&app->loop, &o, &app->store);
 }
 

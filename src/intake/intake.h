@@ -18,9 +18,11 @@
  * route for its type and sender); a message no route takes is rejected
  * (AR 200) and one whose mapping fails (a required field missing, a value
  * not in a strict table, a bad date) is stored as failed and answered AE
- * with an ERR naming the field. Writing the mapped values to the internal
- * tables is the next step (not built yet): AA means "stored and its
- * mapping checked". */
+ * with an ERR naming the field. The route's adapter (adapters/) then writes
+ * the mapped values to the internal tables in the same transaction as the
+ * message; an adapter that refuses it (an unknown accession, a value the
+ * schema refuses) makes it failed with an AE naming the field, without
+ * touching its neighbours in the batch. AA means "stored and mapped". */
 #ifndef MG_INTAKE_INTAKE_H
 #define MG_INTAKE_INTAKE_H
 

@@ -610,7 +610,7 @@ init_continue(struct mg__store_conn *c)
     if (s->opts.expected_schema_version > 0 && !c->schema_checked) {
         c->schema_checked = true;
         c->step = MG__STORE_STEP_SCHEMA;
-        ok = PQsendQueryParams(c->pg, MG__STORE_SCHEMA_SQL, 0, NULL, NULL,
+        ok = PQsendQueryParams(c->pg, s->schema_sql, 0, NULL, NULL,
                                NULL, NULL, 0);
         if (!ok || conn_flush(c) < 0)
             conn_fail(c, PQerrorMessage(c->pg));
@@ -667,7 +667,7 @@ connect_continue(struct mg__store_conn *c)
 /* ---- running requests ---- */
 
 static const char *
-req_sql(const struct mg__store_req *r)
+req_sql(const struct mg_store *s, const struct mg__store_req *r)
 {
     switch (r->kind) {
     case MG__STORE_REQ_BEGIN:
@@ -677,7 +677,7 @@ req_sql(const struct mg__store_req *r)
     case MG__STORE_REQ_ROLLBACK:
         return "ROLLBACK";
     case MG__STORE_REQ_SCHEMA:
-        return MG__STORE_SCHEMA_SQL;
+        return s->schema_sql;
     default:
         return r->sql;
     }
@@ -694,7 +694,7 @@ conn_send_req(struct mg__store_conn *c)
         ok = PQsendQueryPrepared(c->pg, r->stmt->name, r->nparams, r->values,
                                  NULL, NULL, 0);
     else
-        ok = PQsendQueryParams(c->pg, req_sql(r), r->nparams, NULL,
+        ok = PQsendQueryParams(c->pg, req_sql(c->s, r), r->nparams, NULL,
                                r->values, NULL, NULL, 0);
     if (!ok) {
         conn_fail(c, PQerrorMessage(c->pg)); /* unsent: r->sent is false */
@@ -993,6 +993,7 @@ finish(struct mg_store *s)
     mg_free(s->conns);
     mg_free(s->conninfo);
     mg_free(s->app_name);
+    mg_free(s->schema_sql);
     mg_free(s);
     if (cb != NULL)
         cb(ud);
@@ -1147,8 +1148,11 @@ copy_options(struct mg_store *s, const struct mg_store_options *o)
     s->conninfo = mg_strdup(o->conninfo);
     s->app_name = mg_strdup(o->application_name ? o->application_name
                                                 : "medgate");
-    if (s->conninfo == NULL || s->app_name == NULL)
+    s->schema_sql = mg_strdup(o->schema_sql ? o->schema_sql
+                                            : MG__STORE_SCHEMA_SQL);
+    if (s->conninfo == NULL || s->app_name == NULL || s->schema_sql == NULL)
         return MG_ENOMEM;
+    s->opts.schema_sql = s->schema_sql;
     s->opts.conninfo = s->conninfo;
     s->opts.application_name = s->app_name;
     /* Entries before the expanded dbname may be overridden by the
@@ -1171,6 +1175,7 @@ store_free_early(struct mg_store *s)
     mg_free(s->conns);
     mg_free(s->conninfo);
     mg_free(s->app_name);
+    mg_free(s->schema_sql);
     mg_free(s);
 }
 

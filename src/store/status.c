@@ -59,8 +59,11 @@ mg_store_status(const struct mg_store *s, char *reason, size_t size)
     else if (st.up == 0)
         snprintf(reason, size, "connecting");
     else if (s->schema_version == MG__STORE_SCHEMA_FAILED)
-        snprintf(reason, size, "schema check failed, expected version %d",
-                 s->opts.expected_schema_version);
+        snprintf(reason, size, "schema check failed, expected version %d "
+                 "(run medgate migrate)", s->opts.expected_schema_version);
+    else if (s->schema_version == MG_STORE_SCHEMA_OTHER_BUILD)
+        snprintf(reason, size, "schema objects of another build "
+                 "(run medgate migrate)");
     else
         snprintf(reason, size, "schema version %d, expected %d",
                  s->schema_version, s->opts.expected_schema_version);

@@ -80,7 +80,17 @@ struct mg_store_options {
     int expected_schema_version;   /* > 0: ready only when
                                       max(schema_migrations.version) equals
                                       it; 0 = no check */
+    const char *schema_sql;        /* the check's query, returning one row
+                                      with the version as its one column;
+                                      NULL = max(version) of
+                                      schema_migrations. Copied by open.
+                                      It may answer
+                                      MG_STORE_SCHEMA_OTHER_BUILD */
 };
+
+/* What a schema_sql answers when the database holds objects of another
+ * build (never a version): not ready until `medgate migrate` runs. */
+#define MG_STORE_SCHEMA_OTHER_BUILD (-3)
 
 /* Pool counters, for /metrics and tests. */
 struct mg_store_stats {

@@ -128,6 +128,7 @@ struct mg_store {
     struct mg_store_options opts;    /* defaults applied; strings below */
     char *conninfo;                  /* owned copy */
     char *app_name;                  /* owned copy */
+    char *schema_sql;                /* owned copy */
     char pg_options[64];             /* "-c statement_timeout=N" or "" */
     const char *keys[6];             /* PQconnectStartParams arrays */
     const char *vals[6];

@@ -160,6 +160,29 @@ class ServeTest(unittest.TestCase):
         finally:
             gw.stop()
 
+    def test_not_ready_until_the_adapters_of_this_build_are_installed(self):
+        # As after upgrading the binary without `medgate migrate`: the
+        # database holds another build's adapter SQL, then none at all.
+        h.psql(self.db, "CREATE OR REPLACE FUNCTION medgate_adapters_checksum() RETURNS text "
+               "LANGUAGE sql AS $$ SELECT 'another build'::text $$")
+        for why in ("another build", "schema check failed"):
+            gw = h.Gateway(self.db, mllp=False).start(wait_ready=False)
+            try:
+                deadline = time.time() + 10
+                status, _, body = gw.get("/readyz")
+                while why not in body and time.time() < deadline:  # still connecting
+                    time.sleep(0.1)
+                    status, _, body = gw.get("/readyz")
+                self.assertEqual(status, 503, body)
+                self.assertIn(why, body)
+                self.assertIn("run medgate migrate", body)
+            finally:
+                gw.stop()
+            h.psql(self.db, "DROP FUNCTION IF EXISTS medgate_adapters_checksum()")
+        h.migrate(self.db)
+        gw = h.Gateway(self.db, mllp=False).start()  # waits for /readyz 200
+        gw.stop()
+
 
 class DatabaseOutageTest(unittest.TestCase):
     """Stops the test cluster itself, so it runs in its own cluster."""
