@@ -7,6 +7,28 @@
 -- mapping target that carried the value ("scan.accession_number"), which
 -- the intake turns into the HL7 location of the ERR segment.
 
+-- A patch whose partial times are completed for timestamptz columns: HL7
+-- lets a sender give only a year or a month (hl7_ts keeps that precision:
+-- "2022" or "2022-03"), which PostgreSQL cannot read as a timestamp; they
+-- become the first instant of that year or month. keys are the patch's
+-- timestamp columns.
+CREATE OR REPLACE FUNCTION medgate_complete_times(p jsonb, keys text[])
+RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    k text;
+    v text;
+BEGIN
+    FOREACH k IN ARRAY keys LOOP
+        v := p->>k;
+        IF v ~ '^\d{4}$' THEN
+            p := jsonb_set(p, ARRAY[k], to_jsonb(v || '-01-01'));
+        ELSIF v ~ '^\d{4}-\d{2}$' THEN
+            p := jsonb_set(p, ARRAY[k], to_jsonb(v || '-01'));
+        END IF;
+    END LOOP;
+    RETURN p;
+END $$;
+
 -- The live patient for a medical record number: the record holding it, or
 -- the survivor of a record that was merged (ADT^A40), so messages that
 -- still carry a retired MRN land on the survivor.
@@ -39,6 +61,7 @@ DECLARE
     mrn text := p->>'medical_record_number';
     pid uuid;
 BEGIN
+    p := medgate_complete_times(p, '{deceased_at}');
     IF mrn IS NULL OR mrn = '' THEN
         RAISE EXCEPTION 'the message names no medical record number'
             USING ERRCODE = 'MG101',

@@ -9,7 +9,8 @@ CREATE OR REPLACE FUNCTION medgate_adapter_hl7v2_order(org uuid,
                                                        input jsonb)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    s jsonb := coalesce(input->'scan', '{}');
+    s jsonb := medgate_complete_times(coalesce(input->'scan', '{}'),
+                                      '{ordered_at,scheduled_at}');
     ctl text := upper(coalesce(input->'order'->>'control', ''));
     acc text := s->>'accession_number';
     pid uuid;

@@ -12,7 +12,8 @@ CREATE OR REPLACE FUNCTION medgate_adapter_hl7v2_result(org uuid,
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     s jsonb := coalesce(input->'scan', '{}');
-    r jsonb := coalesce(input->'report', '{}');
+    r jsonb := medgate_complete_times(coalesce(input->'report', '{}'),
+                                      '{signed_at,effective_at,issued_at}');
     acc text := NULLIF(s->>'accession_number', '');
     uid text := NULLIF(s->>'study_instance_uid', '');
     pid uuid;

@@ -133,6 +133,12 @@ class OrderAdapterTest(unittest.TestCase):
         self.assertEqual(send("S-4", "SC", b"CM"), "AA")
         self.assertEqual(h.psql(self.db, "SELECT status, completed_at IS NOT NULL FROM scans"), [["completed", "t"]])
 
+    def test_a_month_precision_order_time_is_its_first_instant(self):
+        msg = ORM.format(cid="T-1", ctl="NW").replace("^^^20240102083000^^S\r", "^^^20240102083000^^S||202203\r")
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, msg.encode()))["MSA"][1], "AA")
+        self.assertEqual(h.scalar(self.db, "SELECT to_char(ordered_at, 'YYYY-MM-DD HH24:MI') "
+                                  "FROM scans"), "2022-03-01 00:00")
+
     def test_change_or_cancel_of_unknown_accession_is_ae_204(self):
         for cid, ctl in (("U-1", "CA"), ("U-2", "XO")):
             seg = segments(mllp_exchange(self.gw.mllp_port, ORM.format(cid=cid, ctl=ctl).encode()))
