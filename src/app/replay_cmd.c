@@ -92,10 +92,13 @@ print_change(const struct replay_opts *o, PGresult *r, int row,
 }
 
 /* Runs the message's adapter inside the open transaction; an adapter that
- * refuses it makes the verdict failed, with its error. MG_OK, or MG_EDB
- * when the call itself failed (the transaction is then aborted). */
+ * refuses it makes the verdict failed, with the error and location the
+ * intake would store. MG_OK, or MG_EDB when the call itself failed (the
+ * transaction is then aborted). */
 static int
-run_adapter(PGconn *c, PGresult *r, int row, struct mg_intake_verdict *v)
+run_adapter(PGconn *c, PGresult *r, int row, const struct mg_conf_listener *li,
+            const struct mg_mapping_set *set, struct mg_str raw,
+            struct mg_intake_verdict *v)
 {
     const char *params[4] = {v->adapter, PQgetvalue(r, row, 2),
                              PQgetvalue(r, row, 0), v->input};
@@ -109,11 +112,11 @@ run_adapter(PGconn *c, PGresult *r, int row, struct mg_intake_verdict *v)
                 PQerrorMessage(c));
         rc = MG_EDB;
     } else if (!PQgetisnull(a, 0, 0)) {
-        snprintf(v->status, sizeof(v->status), "failed");
-        snprintf(v->error, sizeof(v->error), "%s (SQLSTATE %s)",
-                 PQgetvalue(a, 0, 1), PQgetvalue(a, 0, 0));
-        snprintf(v->location, sizeof(v->location), "%s",
-                 PQgetisnull(a, 0, 2) ? "" : PQgetvalue(a, 0, 2));
+        rc = mg_intake_refusal(li, set, raw, PQgetvalue(a, 0, 0),
+                               PQgetvalue(a, 0, 1),
+                               PQgetisnull(a, 0, 2) ? NULL
+                                                    : PQgetvalue(a, 0, 2),
+                               v);
     }
     PQclear(a);
     return rc;
@@ -185,10 +188,10 @@ replay_row(PGconn *c, const struct mg_conf *conf,
         PQfreemem(raw);
         return;
     }
-    PQfreemem(raw);
     PQclear(PQexec(c, "BEGIN"));
     if (v.input != NULL && strcmp(v.status, "received") == 0) {
-        if (run_adapter(c, r, row, &v) != MG_OK) {
+        if (run_adapter(c, r, row, li, set, mg_str_n((const char *)raw, n),
+                        &v) != MG_OK) {
             t->errors++;
             goto out_rollback;
         }
@@ -212,10 +215,12 @@ replay_row(PGconn *c, const struct mg_conf *conf,
     t->reapplied += adapted;
     (void)write_outcome(c, id, changed ? v.status : was, &v, t);
     free(v.input);
+    PQfreemem(raw);
     return;
 out_rollback:
     PQclear(PQexec(c, "ROLLBACK"));
     free(v.input);
+    PQfreemem(raw);
 }
 
 static int

@@ -100,6 +100,16 @@ MG_MUST_CHECK int mg_intake_judge(const struct mg_conf_listener *li,
                                   struct mg_str raw,
                                   struct mg_intake_verdict *out);
 
+/* The verdict the intake gives raw when its adapter refused it (SQLSTATE
+ * state, the error text, the mapping target or NULL, as medgate_adapt()
+ * returns them): failed, with the same error and ERR location the intake
+ * stores. For `medgate replay`. status, error and location are set. */
+MG_MUST_CHECK int mg_intake_refusal(const struct mg_conf_listener *li,
+                                    const struct mg_mapping_set *set,
+                                    struct mg_str raw, const char *state,
+                                    const char *text, const char *target,
+                                    struct mg_intake_verdict *out);
+
 /* Messages waiting or in the commit in flight. */
 size_t mg_intake_pending(const struct mg_intake *in);
 

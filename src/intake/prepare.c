@@ -434,6 +434,37 @@ mg_intake_reject_ack(struct mg_str head, const char *text, struct mg_buf *out)
     return rc;
 }
 
+/* Copies the verdict part of a prepared item into out. */
+static void
+copy_verdict(const struct mg__intake_item *it, struct mg_intake_verdict *out)
+{
+    snprintf(out->status, sizeof(out->status), "%s", it->col[COL_STATUS]);
+    snprintf(out->error, sizeof(out->error), "%s",
+             it->col[COL_ERROR] ? it->col[COL_ERROR] : "");
+    snprintf(out->location, sizeof(out->location), "%s",
+             it->col[COL_ERROR_LOCATION] ? it->col[COL_ERROR_LOCATION] : "");
+}
+
+int
+mg_intake_refusal(const struct mg_conf_listener *li,
+                  const struct mg_mapping_set *set, struct mg_str raw,
+                  const char *state, const char *text, const char *target,
+                  struct mg_intake_verdict *out)
+{
+    struct mg__intake_item it;
+    int rc;
+
+    memset(&it, 0, sizeof(it));
+    mg_arena_init(&it.arena, 2 * raw.len + 4096, 0);
+    rc = mg__intake_prepare(&it, li, set, raw);
+    if (rc == MG_OK)
+        rc = mg__intake_adapter_failed(&it, set, state, text, target);
+    if (rc == MG_OK)
+        copy_verdict(&it, out);
+    mg_arena_dispose(&it.arena);
+    return rc;
+}
+
 int
 mg_intake_judge(const struct mg_conf_listener *li,
                 const struct mg_mapping_set *set, struct mg_str raw,
@@ -447,11 +478,7 @@ mg_intake_judge(const struct mg_conf_listener *li,
     mg_arena_init(&it.arena, raw.len + 4096, 0);
     rc = mg__intake_prepare(&it, li, set, raw);
     if (rc == MG_OK) {
-        snprintf(out->status, sizeof(out->status), "%s", it.col[COL_STATUS]);
-        snprintf(out->error, sizeof(out->error), "%s",
-                 it.col[COL_ERROR] ? it.col[COL_ERROR] : "");
-        snprintf(out->location, sizeof(out->location), "%s",
-                 it.col[COL_ERROR_LOCATION] ? it.col[COL_ERROR_LOCATION] : "");
+        copy_verdict(&it, out);
         snprintf(out->adapter, sizeof(out->adapter), "%s",
                  it.col[COL_ADAPTER] ? it.col[COL_ADAPTER] : "");
         if (it.col[COL_INPUT] != NULL) {

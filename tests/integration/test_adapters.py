@@ -139,6 +139,24 @@ class OrderAdapterTest(unittest.TestCase):
         self.assertEqual(h.scalar(self.db, "SELECT to_char(ordered_at, 'YYYY-MM-DD HH24:MI') "
                                   "FROM scans"), "2022-03-01 00:00")
 
+    def test_replay_runs_the_adapter_again(self):
+        # A cancel that came before its order: refused (AE 204) and kept.
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, ORM.format(cid="RP-1", ctl="CA").encode()))["MSA"][1], "AE")
+        env = {"MEDGATE_DATABASE_URL": h.conninfo(self.db),
+               "MEDGATE_PATHS_MAPPINGS": os.path.join(h.SOURCE_DIR, "mappings")}
+        same = h.run_medgate("replay", "--failed", "--dry-run", env=env)
+        self.assertEqual(same.returncode, 0, same.stderr)
+        self.assertIn("1 unchanged", same.stdout)  # the same refusal, same ERR location
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, ORM.format(cid="RP-2", ctl="NW").encode()))["MSA"][1], "AA")
+        dry = h.run_medgate("replay", "--failed", "--dry-run", env=env)
+        self.assertIn("RP-1: failed -> received", dry.stdout)
+        self.assertEqual(h.scalar(self.db, "SELECT status FROM scans"), "ordered")  # the dry run wrote nothing
+        real = h.run_medgate("replay", "--failed", env=env)
+        self.assertEqual(real.returncode, 0, real.stderr)
+        self.assertEqual(h.psql(self.db, "SELECT s.status, q.status FROM scans s JOIN scan_queue q ON q.scan_id = s.id"),
+                         [["cancelled", "cancelled"]])
+        self.assertEqual(h.scalar(self.db, "SELECT status FROM hl7_messages WHERE control_id = 'RP-1'"), "received")
+
     def test_change_or_cancel_of_unknown_accession_is_ae_204(self):
         for cid, ctl in (("U-1", "CA"), ("U-2", "XO")):
             seg = segments(mllp_exchange(self.gw.mllp_port, ORM.format(cid=cid, ctl=ctl).encode()))
