@@ -29,9 +29,12 @@ def adt(cid, ev="A01", mrn="MRN1", ssn="111", name="Doe^Jane", dob="19800102", s
                       phone=phone).encode()
 
 
-class PatientAdapterTest(unittest.TestCase):
+class GatewayTest(unittest.TestCase):
+    """A fresh migrated database and a gateway with the shipped mappings."""
+    prefix = "adapt"
+
     def setUp(self):
-        self.db = h.create_database("adapt")
+        self.db = h.create_database(self.prefix)
         h.migrate(self.db)
         self.gw = h.Gateway(self.db).start()
 
@@ -40,6 +43,10 @@ class PatientAdapterTest(unittest.TestCase):
 
     def send(self, payload):
         return segments(mllp_exchange(self.gw.mllp_port, payload))["MSA"][1]
+
+
+class PatientAdapterTest(GatewayTest):
+    prefix = "adapt"
 
     def patient(self, mrn):
         return h.psql(self.db, "SELECT last_name, first_name, date_of_birth, gender, "
@@ -89,14 +96,8 @@ ORM = ("MSH|^~\\&|RIS|RAD|MEDGATE|HOSP|20240101120000||ORM^O01^ORM_O01|{cid}|P|2
        "ORC|{ctl}|PL9^RIS|FL9^RIS||||^^^20240102083000^^S\r" + obr() + "\r")
 
 
-class OrderAdapterTest(unittest.TestCase):
-    def setUp(self):
-        self.db = h.create_database("orders")
-        h.migrate(self.db)
-        self.gw = h.Gateway(self.db).start()
-
-    def tearDown(self):
-        self.gw.stop()
+class OrderAdapterTest(GatewayTest):
+    prefix = "orders"
 
     def test_ihe_order_with_zds_creates_scan_and_worklist_entry(self):
         # dcm4che ORM_O01-GeneralOrder.hl7 (an OMI^O23): OBR-18 AccessionNumber,
@@ -187,20 +188,11 @@ def order_for(cid, mrn, acc, name="Roe^Richard"):
             "ORC|NW|P-%s^RIS\r" % (cid, mrn, name, acc) + order_obr(acc) + "\r").encode()
 
 
-class MergeTest(unittest.TestCase):
+class MergeTest(GatewayTest):
     """A01 for two MRNs, an order for each, A40 merging them: the survivor
     holds both scans and later messages for the old MRN land on it."""
 
-    def setUp(self):
-        self.db = h.create_database("merge")
-        h.migrate(self.db)
-        self.gw = h.Gateway(self.db).start()
-
-    def tearDown(self):
-        self.gw.stop()
-
-    def send(self, payload):
-        return segments(mllp_exchange(self.gw.mllp_port, payload))["MSA"][1]
+    prefix = "merge"
 
     def test_merge_moves_scans_and_identifiers_and_old_mrn_lands_on_survivor(self):
         self.assertEqual(self.send(adt("M-1", mrn="KEEP1", ssn="901", name="Keep^Kate")), "AA")
@@ -286,17 +278,8 @@ def oru(cid, acc, status="F", text=("Lungs are clear.", "No acute disease."), pd
     return ("\r".join(segs) + "\r").encode()
 
 
-class ResultAdapterTest(unittest.TestCase):
-    def setUp(self):
-        self.db = h.create_database("results")
-        h.migrate(self.db)
-        self.gw = h.Gateway(self.db).start()
-
-    def tearDown(self):
-        self.gw.stop()
-
-    def send(self, payload):
-        return segments(mllp_exchange(self.gw.mllp_port, payload))["MSA"][1]
+class ResultAdapterTest(GatewayTest):
+    prefix = "results"
 
     def test_result_links_to_the_ordered_scan_and_completes_it(self):
         self.assertEqual(self.send(ORM.format(cid="R-1", ctl="NW").encode()), "AA")
