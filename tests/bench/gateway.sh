@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# One measured run of `medgate serve` under bench_mllp_load, from nothing:
+# a private PostgreSQL cluster (fsync and synchronous_commit on) in a
+# temporary folder, a migrated database, the demo configuration, a warm-up,
+# ANALYZE, the measured run, and everything removed afterwards.
+#
+#   tests/bench/gateway.sh [--build DIR] [--type orm|adt|mixed]
+#                          [--connections N] [--seconds S] [--no-analyze]
+#
+# Why ANALYZE: a new database has no statistics, so PostgreSQL plans the
+# adapters' lookups and the foreign-key checks against "empty" tables and may
+# pick an index that covers only organization_id; those plans are replaced
+# after autovacuum's first ANALYZE (about a minute into real traffic). The
+# steady state is what a hospital runs in; --no-analyze shows the first
+# minute. Run it on a quiet machine: the figures are the machine's.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+build=build type=orm conns=16 seconds=10 analyze=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --build) build=$2; shift 2 ;;
+    --type) type=$2; shift 2 ;;
+    --connections) conns=$2; shift 2 ;;
+    --seconds) seconds=$2; shift 2 ;;
+    --no-analyze) analyze=0; shift ;;
+    *) echo "usage: $0 [--build DIR] [--type orm|adt|mixed] [--connections N] [--seconds S] [--no-analyze]" >&2; exit 2 ;;
+  esac
+done
+
+medgate=$build/src/medgate
+load=$build/tests/bench/bench_mllp_load
+tmp=$(mktemp -d /tmp/medgate-bench-XXXXXX)
+gw=""
+cleanup() {
+  [ -n "$gw" ] && kill "$gw" 2>/dev/null && wait "$gw" 2>/dev/null || true
+  MEDGATE_PG_FSYNC=on ./deploy/pg.sh stop "$tmp/pg" >/dev/null 2>&1 || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+sock=$(MEDGATE_PG_FSYNC=on ./deploy/pg.sh start "$tmp/pg")
+export MEDGATE_DATABASE_URL="host=$sock user=postgres dbname=postgres"
+"$medgate" migrate >/dev/null
+psql -h "$sock" -U postgres -qc "INSERT INTO organizations (id, name, identifier)
+  VALUES ('00000000-0000-4000-8000-000000000001', 'Demo', 'demo')"
+./deploy/demo-config.sh 28080 22575 | sed 's/"level": "info"/"level": "warn"/' >"$tmp/conf.json"
+"$medgate" serve --config "$tmp/conf.json" >"$tmp/serve.log" 2>&1 &
+gw=$!
+for _ in $(seq 100); do
+  curl -sf http://127.0.0.1:28080/readyz >/dev/null && break
+  sleep 0.1
+done
+if [ "$analyze" = 1 ]; then
+  "$load" --port 22575 --connections 16 --messages 2000 --type "$type" --run-id WARM >/dev/null
+  psql -h "$sock" -U postgres -qc "ANALYZE"
+fi
+echo "type $type, $conns connection(s), ${seconds}s, analyze $([ "$analyze" = 1 ] && echo yes || echo no)"
+"$load" --port 22575 --connections "$conns" --seconds "$seconds" --warmup 500 --type "$type"
+echo "gateway rss: $(ps -o rss= -p "$gw") kB"
