@@ -4,6 +4,7 @@
 #include <libpq-fe.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/buf.h"
@@ -30,7 +31,7 @@ mg_adapter_find(const char *name)
 static bool
 takes(const struct mg_adapter *a, struct mg_str type, struct mg_str trigger)
 {
-    for (const char *const *t = a->accepts; *t; t++) {
+    for (const char *const *t = a->accepts; t != NULL && *t; t++) {
         const char *caret = strchr(*t, '^');
         if (caret != NULL &&
             mg_str_eq(type, mg_str_n(*t, (size_t)(caret - *t))) &&
@@ -56,11 +57,15 @@ mg_adapters_check_set(const struct mg_mapping_set *set, FILE *err)
 
     for (size_t i = 0; i < mg_mapping_set_count(set); i++) {
         const struct mg_mapping_route *r = mg_mapping_set_route(set, i);
-        if (mg_adapter_find(mg_mapping_route_adapter(r)) != NULL)
+        const struct mg_adapter *a = mg_adapter_find(
+            mg_mapping_route_adapter(r));
+        if (a != NULL && a->to_internal != NULL)
             continue;
         if (err != NULL)
-            fprintf(err, "%s: adapter: no adapter is called \"%s\"\n",
-                    mg_mapping_route_file(r), mg_mapping_route_adapter(r));
+            fprintf(err, "%s: adapter: %s \"%s\"\n",
+                    mg_mapping_route_file(r),
+                    a ? "no inbound side in adapter" : "no adapter is called",
+                    mg_mapping_route_adapter(r));
         rc = MG_ECONF;
     }
     return rc;
@@ -168,6 +173,82 @@ mg_adapter_input(const struct mg_mapping_result *res,
     return in;
 }
 
+/* ---- outbound helpers ------------------------------------------------ */
+
+const char *
+mg_adapter_get(const json_t *record, const char *object, const char *key)
+{
+    const json_t *o = json_object_get(record, object);
+    const json_t *v = json_is_object(o) ? json_object_get(o, key) : NULL;
+
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static bool
+digits(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+    return true;
+}
+
+int
+mg_adapter_iso_to_hl7(const char *iso, char out[32])
+{
+    /* Where the digits of YYYY-MM-DDTHH:MM:SS sit. */
+    static const size_t at[] = {0, 5, 8, 11, 14, 17}, len[] = {4, 2, 2, 2, 2, 2};
+    size_t n = iso ? strlen(iso) : 0, o = 0, k, i;
+    const char *zone;
+
+    for (k = 0; k < 6 && at[k] + len[k] <= n; k++) {
+        if (!digits(iso + at[k], len[k]) ||
+            (k > 0 && iso[at[k] - 1] != "--T::"[k - 1]))
+            return MG_EINVAL;
+        memcpy(out + o, iso + at[k], len[k]);
+        o += len[k];
+    }
+    if (k != 3 && k != 6)
+        return MG_EINVAL; /* a date, or a date-time to the second */
+    i = at[k - 1] + len[k - 1];
+    if (i < n && iso[i] == '.')
+        for (i++; i < n && iso[i] >= '0' && iso[i] <= '9'; i++)
+            ; /* fractions: HL7 has them, the receivers rarely want them */
+    zone = iso + i;
+    if (k == 6 && (zone[0] == '+' || zone[0] == '-') && strlen(zone) == 6 &&
+        digits(zone + 1, 2) && zone[3] == ':' && digits(zone + 4, 2)) {
+        out[o++] = zone[0];
+        memcpy(out + o, zone + 1, 2);
+        memcpy(out + o + 2, zone + 4, 2);
+        o += 4;
+    } else if (k == 6 && strcmp(zone, "Z") == 0) {
+        memcpy(out + o, "+0000", 5);
+        o += 5;
+    } else if (*zone != '\0') {
+        return MG_EINVAL;
+    }
+    out[o] = '\0';
+    return MG_OK;
+}
+
+void
+mg_adapter_json_set(json_t *obj, const char *key, const char *v)
+{
+    if (v != NULL)
+        json_object_set_new(obj, key, json_string(v));
+}
+
+int
+mg_adapter_json_out(json_t *res, struct mg_buf *out)
+{
+    char *text = res ? json_dumps(res, JSON_COMPACT) : NULL;
+    int rc = text ? mg_buf_appendz(out, text) : MG_ENOMEM;
+
+    free(text);
+    json_decref(res);
+    return rc;
+}
+
 /* ---- installing the SQL ---------------------------------------------- */
 
 /* The dispatcher the intake calls once per message: it runs the adapter's
@@ -190,6 +271,8 @@ dispatcher_sql(struct mg_buf *b)
     for (const struct mg__adapter_entry *e = mg__adapters;
          rc == MG_OK && e->adapter; e++) {
         char fn[96];
+        if (e->sql == NULL)
+            continue; /* outbound only: nothing to dispatch to */
         size_t k = 0;
         for (const char *p = e->adapter->name; *p && k < sizeof(fn) - 1; p++)
             fn[k++] = *p == '.' ? '_' : *p;
@@ -233,8 +316,9 @@ mg_adapters_checksum(char out[MG_ADAPTERS_CHECKSUM_HEX + 1])
                               mg__adapters_common_sql,
                               strlen(mg__adapters_common_sql));
     for (const struct mg__adapter_entry *e = mg__adapters; e->adapter; e++)
-        crypto_generichash_update(&st, (const unsigned char *)e->sql,
-                                  strlen(e->sql));
+        if (e->sql != NULL)
+            crypto_generichash_update(&st, (const unsigned char *)e->sql,
+                                      strlen(e->sql));
     if (dispatcher_sql(&disp) == MG_OK)
         crypto_generichash_update(&st, (const unsigned char *)disp.ptr,
                                   disp.len);
@@ -276,7 +360,8 @@ mg_adapters_install(const char *conninfo, FILE *out, FILE *err)
         rc = exec_sql(c, "common.sql", mg__adapters_common_sql, err);
     for (const struct mg__adapter_entry *e = mg__adapters;
          rc == MG_OK && e->adapter; e++)
-        rc = exec_sql(c, e->adapter->name, e->sql, err);
+        if (e->sql != NULL)
+            rc = exec_sql(c, e->adapter->name, e->sql, err);
     if (rc == MG_OK)
         rc = dispatcher_sql(&disp) == MG_OK
                  ? exec_sql(c, "medgate_adapt", disp.ptr, err)
@@ -294,7 +379,8 @@ mg_adapters_install(const char *conninfo, FILE *out, FILE *err)
     if (rc == MG_OK && out != NULL)
         for (const struct mg__adapter_entry *e = mg__adapters; e->adapter;
              e++)
-            fprintf(out, "adapter %s: installed\n", e->adapter->name);
+            if (e->sql != NULL)
+                fprintf(out, "adapter %s: installed\n", e->adapter->name);
     mg_buf_dispose(&disp);
     PQfinish(c);
     return rc;

@@ -33,9 +33,17 @@ struct mg_adapter {
      * NULL when out of memory. */
     json_t *(*to_internal)(const struct mg_mapping_result *res,
                            const struct mg_hl7v2_header *hdr);
-    /* Internal -> outbound (ORU^R01 to the RIS, FHIR resources to the EMR)
-     * comes with the outbound and FHIR issues; NULL until then. */
-    void *to_outbound;
+    /* Internal -> outbound: the message or resource for record, appended
+     * to out (HL7 v2 with CR segment ends, or FHIR JSON). record holds
+     * internal rows as PostgreSQL's row_to_json gives them: "patient",
+     * "identifiers" (array), "scan", "report"; an HL7 v2 message also
+     * needs "message": sending_application, sending_facility,
+     * receiving_application, receiving_facility, control_id and datetime
+     * (an HL7 DTM). MG_OK; MG_EINVAL with diag->text (may be NULL) naming
+     * what the record lacks; MG_ENOMEM. NULL when the adapter has no
+     * outbound side. Delivery (queue, retry) is the outbound issue's. */
+    int (*to_outbound)(const json_t *record, struct mg_buf *out,
+                       struct mg_diag *diag);
 };
 
 /* The adapter called name, or NULL. */
@@ -72,6 +80,27 @@ json_t *mg_adapter_input(const struct mg_mapping_result *res,
  * of by every message failing. */
 #define MG_ADAPTERS_CHECKSUM_HEX 32
 void mg_adapters_checksum(char out[MG_ADAPTERS_CHECKSUM_HEX + 1]);
+
+/* Helpers for outbound sides. */
+
+/* record[object][key] as a string, or NULL when absent, null or not a
+ * string. */
+const char *mg_adapter_get(const json_t *record, const char *object,
+                           const char *key);
+
+/* An ISO 8601 date or date-time as row_to_json writes it ("1970-01-02",
+ * "2024-01-02T09:30:00+01:00", fractions dropped) as an HL7 DTM
+ * ("19700102", "20240102093000+0100") in out. MG_OK or MG_EINVAL. */
+MG_MUST_CHECK int mg_adapter_iso_to_hl7(const char *iso, char out[32]);
+
+/* obj[key] = v as a JSON string when v is not NULL: a FHIR resource leaves
+ * out what it does not know. Like the other jansson setters the resources
+ * use, it leaves the key out when memory runs out. */
+void mg_adapter_json_set(json_t *obj, const char *key, const char *v);
+
+/* A FHIR resource as compact JSON appended to out; frees res. MG_OK or
+ * MG_ENOMEM. */
+MG_MUST_CHECK int mg_adapter_json_out(json_t *res, struct mg_buf *out);
 
 /* Installs (or replaces) the shared SQL, every adapter's SQL function and
  * the dispatcher medgate_adapt() and medgate_adapters_checksum() in the

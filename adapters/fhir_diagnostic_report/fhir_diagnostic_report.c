@@ -1,0 +1,93 @@
+/* fhir.diagnostic_report -- internal report -> FHIR R4 DiagnosticReport
+ * (outbound only until the FHIR REST issue): category RAD, code LOINC
+ * 18748-4 (diagnostic imaging study), the report's status as it is (the
+ * schema uses FHIR's codes), the impression as the conclusion and the
+ * report text as a text/plain presentedForm. */
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "adapters/adapter.h"
+#include "core/alloc.h"
+#include "core/error.h"
+
+static int
+add_text(json_t *res, const char *text)
+{
+    size_t n = strlen(text);
+    size_t cap = sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL);
+    char *b64 = mg_malloc(cap);
+
+    if (b64 == NULL)
+        return MG_ENOMEM;
+    sodium_bin2base64(b64, cap, (const unsigned char *)text, n,
+                      sodium_base64_VARIANT_ORIGINAL);
+    json_object_set_new(res, "presentedForm", json_pack(
+        "[{s:s,s:s}]", "contentType", "text/plain; charset=utf-8", "data",
+        b64));
+    mg_free(b64);
+    return MG_OK;
+}
+
+static int
+to_outbound(const json_t *r, struct mg_buf *out, struct mg_diag *diag)
+{
+    const char *id = mg_adapter_get(r, "report", "id");
+    const char *pid = mg_adapter_get(r, "patient", "id");
+    const char *sid = mg_adapter_get(r, "scan", "id");
+    const char *ext = mg_adapter_get(r, "report", "external_id");
+    const char *who = mg_adapter_get(r, "report", "reporting_radiologist_name");
+    const char *text = mg_adapter_get(r, "report", "findings_text");
+    const char *status = mg_adapter_get(r, "report", "report_status");
+    json_t *res;
+    char ref[80];
+    int rc = MG_OK;
+
+    if (id == NULL || pid == NULL) {
+        if (diag != NULL)
+            mg_diag_set(diag, MG_HL7_ERR_REQUIRED_MISSING,
+                        "a DiagnosticReport needs the report's and the "
+                        "patient's ids");
+        return MG_EINVAL;
+    }
+    snprintf(ref, sizeof(ref), "Patient/%s", pid);
+    res = json_pack("{s:s,s:s,s:s,s:[{s:[{s:s,s:s}]}],s:{s:[{s:s,s:s,s:s}]},"
+                    "s:{s:s}}",
+                    "resourceType", "DiagnosticReport", "id", id, "status",
+                    status ? status : "registered", "category", "coding",
+                    "system", "http://terminology.hl7.org/CodeSystem/v2-0074",
+                    "code", "RAD", "code", "coding", "system",
+                    "http://loinc.org", "code", "18748-4", "display",
+                    "Diagnostic imaging study", "subject", "reference", ref);
+    if (ext != NULL)
+        json_object_set_new(res, "identifier", json_pack("[{s:s}]", "value",
+                                                         ext));
+    mg_adapter_json_set(res, "effectiveDateTime",
+                              mg_adapter_get(r, "report", "effective_at"));
+    mg_adapter_json_set(res, "issued",
+                              mg_adapter_get(r, "report", "issued_at"));
+    if (who != NULL)
+        json_object_set_new(res, "resultsInterpreter",
+                            json_pack("[{s:s}]", "display", who));
+    if (sid != NULL) {
+        snprintf(ref, sizeof(ref), "ImagingStudy/%s", sid);
+        json_object_set_new(res, "imagingStudy",
+                            json_pack("[{s:s}]", "reference", ref));
+    }
+    mg_adapter_json_set(res, "conclusion",
+                              mg_adapter_get(r, "report", "impression"));
+    if (text != NULL)
+        rc = add_text(res, text);
+    if (rc != MG_OK) {
+        json_decref(res);
+        return rc;
+    }
+    return mg_adapter_json_out(res, out);
+}
+
+const struct mg_adapter mg_adapter_fhir_diagnostic_report = {
+    .name = "fhir.diagnostic_report",
+    .accepts = NULL,
+    .to_internal = NULL,
+    .to_outbound = to_outbound,
+};

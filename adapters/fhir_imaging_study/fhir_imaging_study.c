@@ -1,0 +1,89 @@
+/* fhir.imaging_study -- internal scan -> FHIR R4 ImagingStudy (outbound
+ * only until the FHIR REST issue). The Study Instance UID is the
+ * urn:dicom:uid identifier, the accession the identifier typed ACSN; the
+ * scan's status maps to ImagingStudy.status. */
+#include <stdio.h>
+#include <string.h>
+
+#include "adapters/adapter.h"
+#include "core/error.h"
+
+/* scans.status -> ImagingStudy.status (registered | available |
+ * cancelled | entered-in-error | unknown). */
+static const char *
+study_status(const char *s)
+{
+    if (s == NULL)
+        return "unknown";
+    if (strcmp(s, "completed") == 0 || strcmp(s, "reported") == 0)
+        return "available";
+    if (strcmp(s, "cancelled") == 0 || strcmp(s, "entered_in_error") == 0)
+        return strcmp(s, "cancelled") == 0 ? "cancelled" : "entered-in-error";
+    return "registered"; /* ordered, scheduled, in_progress */
+}
+
+static int
+to_outbound(const json_t *r, struct mg_buf *out, struct mg_diag *diag)
+{
+    const char *id = mg_adapter_get(r, "scan", "id");
+    const char *pid = mg_adapter_get(r, "patient", "id");
+    const char *uid = mg_adapter_get(r, "scan", "study_instance_uid");
+    const char *acc = mg_adapter_get(r, "scan", "accession_number");
+    const char *mod = mg_adapter_get(r, "scan", "scan_type");
+    const char *code = mg_adapter_get(r, "scan", "procedure_code");
+    json_t *res, *ids = json_array(), *coding;
+    char buf[160];
+
+    if (id == NULL || pid == NULL) {
+        if (diag != NULL)
+            mg_diag_set(diag, MG_HL7_ERR_REQUIRED_MISSING,
+                        "an ImagingStudy needs the scan's and the patient's "
+                        "ids");
+        json_decref(ids);
+        return MG_EINVAL;
+    }
+    snprintf(buf, sizeof(buf), "Patient/%s", pid);
+    res = json_pack("{s:s,s:s,s:s,s:{s:s}}", "resourceType", "ImagingStudy",
+                    "id", id, "status",
+                    study_status(mg_adapter_get(r, "scan", "status")),
+                    "subject", "reference", buf);
+    if (uid != NULL) {
+        snprintf(buf, sizeof(buf), "urn:oid:%s", uid);
+        json_array_append_new(ids, json_pack("{s:s,s:s}", "system",
+                                             "urn:dicom:uid", "value", buf));
+    }
+    if (acc != NULL)
+        json_array_append_new(ids, json_pack(
+            "{s:{s:[{s:s,s:s}]},s:s}", "type", "coding", "system",
+            "http://terminology.hl7.org/CodeSystem/v2-0203", "code", "ACSN",
+            "value", acc));
+    json_object_set_new(res, "identifier", ids);
+    if (mod != NULL)
+        json_object_set_new(res, "modality", json_pack(
+            "[{s:s,s:s}]", "system",
+            "http://dicom.nema.org/resources/ontology/DCM", "code", mod));
+    mg_adapter_json_set(res, "started",
+                              mg_adapter_get(r, "scan", "acquisition_date"));
+    if (code != NULL) {
+        coding = json_pack("{s:s}", "code", code);
+        mg_adapter_json_set(coding, "system",
+                                  mg_adapter_get(r, "scan",
+                                                 "procedure_code_system"));
+        mg_adapter_json_set(coding, "display",
+                                  mg_adapter_get(r, "scan",
+                                                 "procedure_description"));
+        json_object_set_new(res, "procedureCode",
+                            json_pack("[{s:[o]}]", "coding", coding));
+    }
+    mg_adapter_json_set(res, "description",
+                              mg_adapter_get(r, "scan",
+                                             "procedure_description"));
+    return mg_adapter_json_out(res, out);
+}
+
+const struct mg_adapter mg_adapter_fhir_imaging_study = {
+    .name = "fhir.imaging_study",
+    .accepts = NULL,
+    .to_internal = NULL,
+    .to_outbound = to_outbound,
+};

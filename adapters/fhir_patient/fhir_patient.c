@@ -1,0 +1,146 @@
+/* fhir.patient -- internal patient -> FHIR R4 Patient (outbound only; the
+ * FHIR REST issue adds the inbound side and its SQL). The MRN is the
+ * identifier typed MR (v2-0203); other identifiers keep their system when
+ * it is a URI, else name their assigner; a merged record links to its
+ * survivor (replaced-by). */
+#include <string.h>
+
+#include "adapters/adapter.h"
+#include "core/error.h"
+
+#define V2_0203 "http://terminology.hl7.org/CodeSystem/v2-0203"
+
+static json_t *
+typed_identifier(const char *system, const char *value, const char *type)
+{
+    json_t *id = json_object();
+
+    if (type != NULL)
+        json_object_set_new(id, "type", json_pack("{s:[{s:s,s:s}]}", "coding",
+                                                  "system", V2_0203, "code",
+                                                  type));
+    if (system != NULL && strchr(system, ':') != NULL)
+        json_object_set_new(id, "system", json_string(system));
+    else if (system != NULL)
+        json_object_set_new(id, "assigner", json_pack("{s:s}", "display",
+                                                      system));
+    json_object_set_new(id, "value", json_string(value));
+    return id;
+}
+
+static json_t *
+identifiers(const json_t *r)
+{
+    const char *mrn = mg_adapter_get(r, "patient", "medical_record_number");
+    json_t *list = json_array(), *id;
+    size_t i;
+
+    if (mrn != NULL)
+        json_array_append_new(list, typed_identifier(NULL, mrn, "MR"));
+    json_array_foreach(json_object_get(r, "identifiers"), i, id) {
+        const char *v = json_string_value(json_object_get(id, "value"));
+        if (v == NULL || (mrn != NULL && strcmp(v, mrn) == 0))
+            continue;
+        json_array_append_new(list, typed_identifier(
+            json_string_value(json_object_get(id, "system")), v,
+            json_string_value(json_object_get(id, "type_code"))));
+    }
+    return list;
+}
+
+static json_t *
+name(const json_t *r)
+{
+    json_t *n = json_object(), *given = json_array();
+    const char *first = mg_adapter_get(r, "patient", "first_name");
+    const char *middle = mg_adapter_get(r, "patient", "middle_name");
+
+    mg_adapter_json_set(n, "family", mg_adapter_get(r, "patient",
+                                                          "last_name"));
+    if (first != NULL)
+        json_array_append_new(given, json_string(first));
+    if (middle != NULL)
+        json_array_append_new(given, json_string(middle));
+    json_object_set_new(n, "given", given);
+    return n;
+}
+
+static json_t *
+address(const json_t *r)
+{
+    json_t *a = json_object(), *lines = json_array();
+    const char *l1 = mg_adapter_get(r, "patient", "address_line1");
+    const char *l2 = mg_adapter_get(r, "patient", "address_line2");
+
+    if (l1 != NULL)
+        json_array_append_new(lines, json_string(l1));
+    if (l2 != NULL)
+        json_array_append_new(lines, json_string(l2));
+    json_object_set_new(a, "line", lines);
+    mg_adapter_json_set(a, "city", mg_adapter_get(r, "patient", "city"));
+    mg_adapter_json_set(a, "state", mg_adapter_get(r, "patient", "state"));
+    mg_adapter_json_set(a, "postalCode",
+                              mg_adapter_get(r, "patient", "postal_code"));
+    mg_adapter_json_set(a, "country",
+                              mg_adapter_get(r, "patient", "country"));
+    return a;
+}
+
+static int
+to_outbound(const json_t *r, struct mg_buf *out, struct mg_diag *diag)
+{
+    const json_t *p = json_object_get(r, "patient");
+    const char *phone = mg_adapter_get(r, "patient", "phone");
+    const char *email = mg_adapter_get(r, "patient", "email");
+    const char *merged = mg_adapter_get(r, "patient", "merged_into");
+    const char *died = mg_adapter_get(r, "patient", "deceased_at");
+    json_t *res, *telecom = json_array();
+    char ref[80];
+
+    if (mg_adapter_get(r, "patient", "id") == NULL) {
+        if (diag != NULL)
+            mg_diag_set(diag, MG_HL7_ERR_REQUIRED_MISSING,
+                        "a Patient needs the patient row's id");
+        json_decref(telecom);
+        return MG_EINVAL;
+    }
+    res = json_pack("{s:s,s:s}", "resourceType", "Patient", "id",
+                    mg_adapter_get(r, "patient", "id"));
+    json_object_set_new(res, "identifier", identifiers(r));
+    if (json_is_boolean(json_object_get(p, "is_active")))
+        json_object_set(res, "active", json_object_get(p, "is_active"));
+    json_object_set_new(res, "name", json_pack("[o]", name(r)));
+    if (phone != NULL)
+        json_array_append_new(telecom, json_pack("{s:s,s:s}", "system",
+                                                 "phone", "value", phone));
+    if (email != NULL)
+        json_array_append_new(telecom, json_pack("{s:s,s:s}", "system",
+                                                 "email", "value", email));
+    if (json_array_size(telecom) > 0)
+        json_object_set(res, "telecom", telecom);
+    json_decref(telecom);
+    /* patients.gender uses FHIR's administrative-gender codes. */
+    mg_adapter_json_set(res, "gender",
+                              mg_adapter_get(r, "patient", "gender"));
+    mg_adapter_json_set(res, "birthDate",
+                              mg_adapter_get(r, "patient", "date_of_birth"));
+    if (died != NULL)
+        json_object_set_new(res, "deceasedDateTime", json_string(died));
+    else if (json_is_true(json_object_get(p, "deceased")))
+        json_object_set_new(res, "deceasedBoolean", json_true());
+    json_object_set_new(res, "address", json_pack("[o]", address(r)));
+    if (merged != NULL) {
+        snprintf(ref, sizeof(ref), "Patient/%s", merged);
+        json_object_set_new(res, "link", json_pack(
+            "[{s:{s:s},s:s}]", "other", "reference", ref, "type",
+            "replaced-by"));
+    }
+    return mg_adapter_json_out(res, out);
+}
+
+const struct mg_adapter mg_adapter_fhir_patient = {
+    .name = "fhir.patient",
+    .accepts = NULL,
+    .to_internal = NULL,
+    .to_outbound = to_outbound,
+};

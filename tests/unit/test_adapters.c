@@ -1,0 +1,412 @@
+/* Unit tests for the adapters' C side: the registry, the outbound sides
+ * (internal rows -> ORU^R01 and FHIR Patient / ImagingStudy /
+ * DiagnosticReport) and the helpers. The ORU^R01 is read back through the
+ * shipped results mapping, so the values a RIS receives are the values the
+ * gateway itself would take from such a message. The expected values are
+ * the record's own, written out here; nothing is produced by the code under
+ * test and compared with itself. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "adapters/adapter.h"
+#include "core/arena.h"
+#include "core/buf.h"
+#include "core/error.h"
+#include "mapping/mapping.h"
+
+#define MAPPINGS MG_SOURCE_DIR "/mappings"
+
+/* Internal rows as row_to_json gives them. */
+static const char record_json[] =
+    "{\"message\": {\"sending_application\": \"MEDGATE\","
+    "  \"sending_facility\": \"HOSP\", \"receiving_application\": \"RIS\","
+    "  \"receiving_facility\": \"RAD\", \"control_id\": \"OUT-1\","
+    "  \"datetime\": \"20240102100000\"},"
+    " \"patient\": {\"id\": \"7d1f0c5e-0000-4000-8000-000000000001\","
+    "  \"medical_record_number\": \"MRN9\", \"last_name\": \"O'Brien\","
+    "  \"first_name\": \"Ann\", \"middle_name\": \"B\","
+    "  \"date_of_birth\": \"1970-01-02\", \"gender\": \"female\","
+    "  \"phone\": \"555-0100\", \"is_active\": true, \"deceased\": false,"
+    "  \"merged_into\": null},"
+    " \"identifiers\": [{\"system\": \"HOSP\", \"value\": \"MRN9\","
+    "  \"type_code\": \"MR\"}, {\"system\": \"urn:oid:2.16.840.1.113883.4.1\","
+    "  \"value\": \"123-45-6789\", \"type_code\": \"SS\"}],"
+    " \"scan\": {\"id\": \"7d1f0c5e-0000-4000-8000-000000000002\","
+    "  \"accession_number\": \"ACC9\", \"placer_order_number\": \"PL9\","
+    "  \"filler_order_number\": \"FL9\", \"study_instance_uid\": \"1.2.3.4\","
+    "  \"procedure_code\": \"71046\", \"procedure_code_system\": \"CPT4\","
+    "  \"procedure_description\": \"XR CHEST 2 VIEWS\","
+    "  \"scan_type\": \"CR\", \"status\": \"reported\"},"
+    " \"report\": {\"id\": \"7d1f0c5e-0000-4000-8000-000000000003\","
+    "  \"external_id\": \"FL9\", \"report_status\": \"final\","
+    "  \"findings_text\": \"Lungs clear | no effusion ^ ok.\\nHeart normal.\\n"
+    "Normal chest.\","
+    "  \"impression\": \"Normal chest.\","
+    "  \"reporting_radiologist_name\": \"Rita Ray\","
+    "  \"effective_at\": \"2024-01-02T09:00:00+00:00\","
+    "  \"issued_at\": \"2024-01-02T09:59:00.25+01:00\","
+    "  \"signed_at\": \"2024-01-02T10:01:00+00:00\"}}";
+
+static json_t *
+record(void)
+{
+    json_error_t e;
+    json_t *r = json_loads(record_json, 0, &e);
+
+    if (r == NULL)
+        fail_msg("record: %s", e.text);
+    return r;
+}
+
+/* ---- registry -------------------------------------------------------- */
+
+static void
+test_registry(void **state)
+{
+    const struct mg_adapter *a;
+
+    (void)state;
+    a = mg_adapter_for_type(mg_str_from("OMI"), mg_str_from("O23"));
+    assert_non_null(a);
+    assert_string_equal(a->name, "hl7v2.order");
+    assert_null(mg_adapter_for_type(mg_str_from("ADT"), mg_str_from("A03")));
+    assert_non_null(mg_adapter_for_type(mg_str_from("ADT"), MG_STR_NULL));
+    assert_null(mg_adapter_for_type(mg_str_from("SIU"), MG_STR_NULL));
+    a = mg_adapter_find("fhir.patient");
+    assert_non_null(a);
+    assert_null(a->to_internal); /* outbound only, for now */
+    assert_null(mg_adapter_find("hl7v2.nothing"));
+}
+
+/* A route naming an adapter without an inbound side is refused at load. */
+static void
+test_route_needs_an_inbound_adapter(void **state)
+{
+    char dir[] = "/tmp/mg-adapters-XXXXXX", path[64];
+    struct mg_mapping_set *set = NULL;
+    FILE *f;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/r.json", dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{\"route\": \"r\", \"match\": {\"message_type\": [\"ADT^A01\"]},"
+          " \"adapter\": \"fhir.patient\", \"fields\": {\"patient.last_name\":"
+          " {\"from\": \"PID-5.1\"}}}\n", f);
+    fclose(f);
+    assert_int_equal(mg_adapters_load_set(dir, &set, stderr), MG_ECONF);
+    assert_null(set);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* ---- helpers --------------------------------------------------------- */
+
+static void
+test_iso_to_hl7(void **state)
+{
+    char out[32];
+
+    (void)state;
+    assert_int_equal(mg_adapter_iso_to_hl7("1970-01-02", out), MG_OK);
+    assert_string_equal(out, "19700102");
+    assert_int_equal(mg_adapter_iso_to_hl7("2024-01-02T09:30:00+01:00", out),
+                     MG_OK);
+    assert_string_equal(out, "20240102093000+0100");
+    assert_int_equal(mg_adapter_iso_to_hl7("2024-01-02T09:30:05.123-05:30",
+                                           out), MG_OK);
+    assert_string_equal(out, "20240102093005-0530");
+    assert_int_equal(mg_adapter_iso_to_hl7("2024-01-02T09:30:00Z", out),
+                     MG_OK);
+    assert_string_equal(out, "20240102093000+0000");
+    assert_int_equal(mg_adapter_iso_to_hl7("2024-01", out), MG_EINVAL);
+    assert_int_equal(mg_adapter_iso_to_hl7("2024-01-02 09:30", out),
+                     MG_EINVAL);
+    assert_int_equal(mg_adapter_iso_to_hl7("19700102", out), MG_EINVAL);
+    assert_int_equal(mg_adapter_iso_to_hl7("", out), MG_EINVAL);
+}
+
+/* ---- ORU^R01 --------------------------------------------------------- */
+
+/* The ORU for the record, parsed and mapped by the shipped results route. */
+struct readback {
+    struct mg_arena arena;
+    struct mg_mapping_set *set;
+    struct mg_buf oru;
+    struct mg_mapping_result res;
+};
+
+static const char *
+value(const struct readback *rb, const char *target)
+{
+    const struct mg_mapping_value *v = mg_mapping_result_get(&rb->res, target);
+    char *out;
+
+    if (v == NULL || v->null)
+        return NULL;
+    out = mg_arena_strndup((struct mg_arena *)&rb->arena, v->str.ptr,
+                           v->str.len);
+    return out;
+}
+
+static void
+read_back(struct readback *rb, json_t *r)
+{
+    const struct mg_mapping_route *route;
+    struct mg_hl7v2_parse_opts opts = {0};
+    struct mg_hl7v2_msg *msg;
+    struct mg_diag d;
+    const struct mg_adapter *a = mg_adapter_find("hl7v2.result");
+
+    memset(rb, 0, sizeof(*rb));
+    mg_arena_init(&rb->arena, 64 * 1024, 0);
+    mg_buf_init(&rb->oru, 0);
+    assert_int_equal(a->to_outbound(r, &rb->oru, &d), MG_OK);
+    assert_int_equal(mg_mapping_set_load(MAPPINGS, &rb->set, stderr), MG_OK);
+    assert_int_equal(mg_hl7v2_parse(mg_buf_str(&rb->oru), &opts, &rb->arena,
+                                    &msg, &d), MG_OK);
+    assert_int_equal(mg_mapping_route_find(rb->set, &msg->hdr, "any", &route),
+                     MG_OK);
+    assert_string_equal(mg_mapping_route_adapter(route), "hl7v2.result");
+    assert_int_equal(mg_mapping_apply(route, msg, &rb->arena, &rb->res, &d),
+                     MG_OK);
+}
+
+static void
+read_back_done(struct readback *rb)
+{
+    mg_mapping_set_free(rb->set);
+    mg_buf_dispose(&rb->oru);
+    mg_arena_dispose(&rb->arena);
+}
+
+static void
+test_oru_reads_back_through_the_results_mapping(void **state)
+{
+    json_t *r = record();
+    struct readback rb;
+
+    (void)state;
+    read_back(&rb, r);
+    assert_string_equal(value(&rb, "patient.medical_record_number"), "MRN9");
+    assert_string_equal(value(&rb, "patient.last_name"), "O'Brien");
+    assert_string_equal(value(&rb, "patient.first_name"), "Ann");
+    assert_string_equal(value(&rb, "patient.date_of_birth"), "1970-01-02");
+    assert_string_equal(value(&rb, "patient.gender"), "female");
+    assert_string_equal(value(&rb, "scan.accession_number"), "ACC9");
+    assert_string_equal(value(&rb, "scan.placer_order_number"), "PL9");
+    assert_string_equal(value(&rb, "scan.filler_order_number"), "FL9");
+    assert_string_equal(value(&rb, "scan.study_instance_uid"), "1.2.3.4");
+    assert_string_equal(value(&rb, "report.external_id"), "FL9");
+    assert_string_equal(value(&rb, "report.report_status"), "final");
+    /* Delimiters in the text travel escaped and come back as they were. */
+    assert_string_equal(value(&rb, "report.findings_text"),
+                        "Lungs clear | no effusion ^ ok.\nHeart normal.\n"
+                        "Normal chest.");
+    assert_string_equal(value(&rb, "report.impression"), "Normal chest.");
+    assert_string_equal(value(&rb, "report.effective_at"),
+                        "2024-01-02T09:00:00+00:00");
+    assert_string_equal(value(&rb, "report.issued_at"),
+                        "2024-01-02T09:59:00+01:00");
+    assert_non_null(strstr(mg_buf_str(&rb.oru).ptr,
+                           "MSH|^~\\&|MEDGATE|HOSP|RIS|RAD|20240102100000||"
+                           "ORU^R01^ORU_R01|OUT-1|P|2.5.1\r"));
+    assert_non_null(strstr(mg_buf_str(&rb.oru).ptr,
+                           "PID|1||MRN9^^^^MR~123-45-6789^^^^SS||"));
+    read_back_done(&rb);
+    json_decref(r);
+}
+
+static void
+test_oru_status_codes(void **state)
+{
+    static const char *const cases[][2] = {
+        {"preliminary", "preliminary"}, {"corrected", "corrected"},
+        {"amended", "corrected"},       {"cancelled", "cancelled"},
+        {"registered", "registered"}};
+    json_t *r = record();
+    struct readback rb;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_object_set_new(json_object_get(r, "report"), "report_status",
+                            json_string(cases[i][0]));
+        read_back(&rb, r);
+        assert_string_equal(value(&rb, "report.report_status"), cases[i][1]);
+        read_back_done(&rb);
+    }
+    json_decref(r);
+}
+
+static void
+test_oru_needs_mrn_and_study(void **state)
+{
+    const struct mg_adapter *a = mg_adapter_find("hl7v2.result");
+    json_t *r = record();
+    struct mg_buf b;
+    struct mg_diag d;
+
+    (void)state;
+    mg_buf_init(&b, 0);
+    json_object_del(json_object_get(r, "patient"), "medical_record_number");
+    mg_diag_clear(&d);
+    assert_int_equal(a->to_outbound(r, &b, &d), MG_EINVAL);
+    assert_int_equal(d.code, MG_HL7_ERR_REQUIRED_MISSING);
+    assert_non_null(strstr(d.text, "MRN"));
+    mg_buf_dispose(&b);
+    json_decref(r);
+}
+
+/* ---- FHIR ------------------------------------------------------------ */
+
+static json_t *
+fhir(const char *adapter, json_t *r)
+{
+    struct mg_buf b;
+    struct mg_diag d;
+    json_error_t e;
+    json_t *res;
+
+    mg_buf_init(&b, 0);
+    assert_int_equal(mg_adapter_find(adapter)->to_outbound(r, &b, &d), MG_OK);
+    res = json_loadb(b.ptr, b.len, 0, &e);
+    assert_non_null(res);
+    mg_buf_dispose(&b);
+    return res;
+}
+
+static const char *
+str_at(const json_t *root, const char *path)
+{
+    /* path: keys and array indexes separated by '/', e.g. "name/0/family". */
+    char buf[128], *save = NULL;
+    const json_t *at = root;
+
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *k = strtok_r(buf, "/", &save); k && at;
+         k = strtok_r(NULL, "/", &save))
+        at = json_is_array(at) ? json_array_get(at, (size_t)atoi(k))
+                               : json_object_get(at, k);
+    return json_string_value(at);
+}
+
+static void
+test_fhir_patient(void **state)
+{
+    json_t *r = record(), *p;
+
+    (void)state;
+    p = fhir("fhir.patient", r);
+    assert_string_equal(str_at(p, "resourceType"), "Patient");
+    assert_string_equal(str_at(p, "id"), "7d1f0c5e-0000-4000-8000-000000000001");
+    assert_string_equal(str_at(p, "identifier/0/value"), "MRN9");
+    assert_string_equal(str_at(p, "identifier/0/type/coding/0/code"), "MR");
+    assert_string_equal(str_at(p, "identifier/1/system"),
+                        "urn:oid:2.16.840.1.113883.4.1");
+    assert_string_equal(str_at(p, "identifier/1/value"), "123-45-6789");
+    assert_string_equal(str_at(p, "name/0/family"), "O'Brien");
+    assert_string_equal(str_at(p, "name/0/given/0"), "Ann");
+    assert_string_equal(str_at(p, "name/0/given/1"), "B");
+    assert_string_equal(str_at(p, "gender"), "female");
+    assert_string_equal(str_at(p, "birthDate"), "1970-01-02");
+    assert_string_equal(str_at(p, "telecom/0/value"), "555-0100");
+    assert_true(json_is_true(json_object_get(p, "active")));
+    assert_null(json_object_get(p, "link"));
+    json_decref(p);
+    /* A merged record points to its survivor. */
+    json_object_set_new(json_object_get(r, "patient"), "merged_into",
+                        json_string("7d1f0c5e-0000-4000-8000-000000000009"));
+    p = fhir("fhir.patient", r);
+    assert_string_equal(str_at(p, "link/0/type"), "replaced-by");
+    assert_string_equal(str_at(p, "link/0/other/reference"),
+                        "Patient/7d1f0c5e-0000-4000-8000-000000000009");
+    json_decref(p);
+    json_decref(r);
+}
+
+static void
+test_fhir_imaging_study(void **state)
+{
+    json_t *r = record(), *s;
+
+    (void)state;
+    s = fhir("fhir.imaging_study", r);
+    assert_string_equal(str_at(s, "resourceType"), "ImagingStudy");
+    assert_string_equal(str_at(s, "status"), "available"); /* reported */
+    assert_string_equal(str_at(s, "identifier/0/system"), "urn:dicom:uid");
+    assert_string_equal(str_at(s, "identifier/0/value"), "urn:oid:1.2.3.4");
+    assert_string_equal(str_at(s, "identifier/1/type/coding/0/code"), "ACSN");
+    assert_string_equal(str_at(s, "identifier/1/value"), "ACC9");
+    assert_string_equal(str_at(s, "modality/0/code"), "CR");
+    assert_string_equal(str_at(s, "subject/reference"),
+                        "Patient/7d1f0c5e-0000-4000-8000-000000000001");
+    assert_string_equal(str_at(s, "procedureCode/0/coding/0/code"), "71046");
+    json_decref(s);
+    json_object_set_new(json_object_get(r, "scan"), "status",
+                        json_string("scheduled"));
+    s = fhir("fhir.imaging_study", r);
+    assert_string_equal(str_at(s, "status"), "registered");
+    json_decref(s);
+    json_decref(r);
+}
+
+static void
+test_fhir_diagnostic_report(void **state)
+{
+    json_t *r = record(), *d;
+    unsigned char text[256];
+    size_t n = 0;
+    const char *b64;
+
+    (void)state;
+    d = fhir("fhir.diagnostic_report", r);
+    assert_string_equal(str_at(d, "resourceType"), "DiagnosticReport");
+    assert_string_equal(str_at(d, "status"), "final");
+    assert_string_equal(str_at(d, "category/0/coding/0/code"), "RAD");
+    assert_string_equal(str_at(d, "identifier/0/value"), "FL9");
+    assert_string_equal(str_at(d, "conclusion"), "Normal chest.");
+    assert_string_equal(str_at(d, "issued"), "2024-01-02T09:59:00.25+01:00");
+    assert_string_equal(str_at(d, "resultsInterpreter/0/display"), "Rita Ray");
+    assert_string_equal(str_at(d, "imagingStudy/0/reference"),
+                        "ImagingStudy/7d1f0c5e-0000-4000-8000-000000000002");
+    b64 = str_at(d, "presentedForm/0/data");
+    assert_non_null(b64);
+    assert_int_equal(sodium_base642bin(text, sizeof(text), b64, strlen(b64),
+                                       NULL, &n, NULL,
+                                       sodium_base64_VARIANT_ORIGINAL), 0);
+    assert_memory_equal(text, "Lungs clear | no effusion ^ ok.\nHeart "
+                        "normal.\nNormal chest.", n);
+    json_decref(d);
+    json_decref(r);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_registry),
+        cmocka_unit_test(test_route_needs_an_inbound_adapter),
+        cmocka_unit_test(test_iso_to_hl7),
+        cmocka_unit_test(test_oru_reads_back_through_the_results_mapping),
+        cmocka_unit_test(test_oru_status_codes),
+        cmocka_unit_test(test_oru_needs_mrn_and_study),
+        cmocka_unit_test(test_fhir_patient),
+        cmocka_unit_test(test_fhir_imaging_study),
+        cmocka_unit_test(test_fhir_diagnostic_report),
+    };
+
+    if (sodium_init() < 0)
+        return 1;
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
