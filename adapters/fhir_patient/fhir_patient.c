@@ -28,6 +28,17 @@ typed_identifier(const char *system, const char *value, const char *type)
     return id;
 }
 
+/* Sets obj[key] = [item] when item has something (FHIR forbids empty
+ * objects and arrays); frees item otherwise. */
+static void
+set_one(json_t *obj, const char *key, json_t *item)
+{
+    if (json_object_size(item) > 0)
+        json_object_set_new(obj, key, json_pack("[o]", item));
+    else
+        json_decref(item);
+}
+
 static json_t *
 identifiers(const json_t *r)
 {
@@ -61,7 +72,9 @@ name(const json_t *r)
         json_array_append_new(given, json_string(first));
     if (middle != NULL)
         json_array_append_new(given, json_string(middle));
-    json_object_set_new(n, "given", given);
+    if (json_array_size(given) > 0)
+        json_object_set(n, "given", given);
+    json_decref(given);
     return n;
 }
 
@@ -76,7 +89,9 @@ address(const json_t *r)
         json_array_append_new(lines, json_string(l1));
     if (l2 != NULL)
         json_array_append_new(lines, json_string(l2));
-    json_object_set_new(a, "line", lines);
+    if (json_array_size(lines) > 0)
+        json_object_set(a, "line", lines);
+    json_decref(lines);
     mg_adapter_json_set(a, "city", mg_adapter_get(r, "patient", "city"));
     mg_adapter_json_set(a, "state", mg_adapter_get(r, "patient", "state"));
     mg_adapter_json_set(a, "postalCode",
@@ -94,7 +109,7 @@ to_outbound(const json_t *r, struct mg_buf *out, struct mg_diag *diag)
     const char *email = mg_adapter_get(r, "patient", "email");
     const char *merged = mg_adapter_get(r, "patient", "merged_into");
     const char *died = mg_adapter_get(r, "patient", "deceased_at");
-    json_t *res, *telecom = json_array();
+    json_t *res, *ids, *telecom = json_array();
     char ref[80];
 
     if (mg_adapter_get(r, "patient", "id") == NULL) {
@@ -106,10 +121,13 @@ to_outbound(const json_t *r, struct mg_buf *out, struct mg_diag *diag)
     }
     res = json_pack("{s:s,s:s}", "resourceType", "Patient", "id",
                     mg_adapter_get(r, "patient", "id"));
-    json_object_set_new(res, "identifier", identifiers(r));
+    ids = identifiers(r);
+    if (json_array_size(ids) > 0)
+        json_object_set(res, "identifier", ids);
+    json_decref(ids);
     if (json_is_boolean(json_object_get(p, "is_active")))
         json_object_set(res, "active", json_object_get(p, "is_active"));
-    json_object_set_new(res, "name", json_pack("[o]", name(r)));
+    set_one(res, "name", name(r));
     if (phone != NULL)
         json_array_append_new(telecom, json_pack("{s:s,s:s}", "system",
                                                  "phone", "value", phone));
@@ -128,7 +146,7 @@ to_outbound(const json_t *r, struct mg_buf *out, struct mg_diag *diag)
         json_object_set_new(res, "deceasedDateTime", json_string(died));
     else if (json_is_true(json_object_get(p, "deceased")))
         json_object_set_new(res, "deceasedBoolean", json_true());
-    json_object_set_new(res, "address", json_pack("[o]", address(r)));
+    set_one(res, "address", address(r));
     if (merged != NULL) {
         snprintf(ref, sizeof(ref), "Patient/%s", merged);
         json_object_set_new(res, "link", json_pack(

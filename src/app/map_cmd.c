@@ -1,7 +1,8 @@
 /* `medgate map --dry-run FILE...`: shows what each message of the files
  * would become under the current mapping files (route, every target with
  * its value or explicit null, repeated groups, and the message fields no
- * rule used), without touching the database. */
+ * rule used) and the FHIR resources those rows would be sent as, without
+ * touching the database. */
 #include <stdio.h>
 #include <string.h>
 
@@ -15,6 +16,46 @@
 #include "hl7v2/hl7v2.h"
 #include "mapping/mapping.h"
 #include "mllp/client.h"
+
+/* The FHIR resources the mapped rows would be: the outbound adapters run on
+ * the adapter input, with "(new)" where the database would assign an id
+ * and the mapped values where it would store them. */
+static void
+print_fhir(const struct mg_mapping_set *set, const struct mg_hl7v2_msg *msg,
+           struct mg_arena *arena)
+{
+    static const char *const kinds[][2] = {
+        {"patient", "fhir.patient"},
+        {"scan", "fhir.imaging_study"},
+        {"report", "fhir.diagnostic_report"}};
+    const struct mg_mapping_route *route;
+    struct mg_mapping_result res;
+    json_t *in, *ids;
+    struct mg_buf out;
+
+    if (mg_mapping_route_find(set, &msg->hdr, NULL, &route) != MG_OK ||
+        mg_mapping_apply(route, msg, arena, &res, NULL) != MG_OK)
+        return;
+    in = mg_adapter_input(&res, &msg->hdr);
+    if (in == NULL)
+        return;
+    ids = json_object_get(in, "patient_identifiers");
+    if (ids != NULL)
+        json_object_set(in, "identifiers", ids);
+    mg_buf_init(&out, 0);
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        json_t *row = json_object_get(in, kinds[i][0]);
+        if (!json_is_object(row))
+            continue;
+        json_object_set_new(row, "id", json_string("(new)"));
+        out.len = 0;
+        if (mg_adapter_find(kinds[i][1])->to_outbound(in, &out, NULL) ==
+            MG_OK)
+            printf("fhir %s: %.*s\n", kinds[i][1] + 5, (int)out.len, out.ptr);
+    }
+    mg_buf_dispose(&out);
+    json_decref(in);
+}
 
 /* Dry-runs every message of one file; returns how many failed. */
 static int
@@ -50,6 +91,8 @@ dry_run_file(const struct mg_mapping_set *set, const char *path)
         }
         if (mg_mapping_dry_run_print(set, msg, stdout) != MG_OK)
             failed++;
+        else
+            print_fhir(set, msg, &arena);
     }
 out:
     mg_arena_dispose(&arena);

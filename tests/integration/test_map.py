@@ -1,4 +1,5 @@
 """`medgate map --dry-run`: what a message would become, without a database."""
+import json
 import os
 import tempfile
 import unittest
@@ -18,6 +19,16 @@ class DryRunTest(unittest.TestCase):
         self.assertIn('scan.procedure_code = "10637-7"', r.stdout)
         self.assertIn("unused fields", r.stdout)
         self.assertIn("OBX-5", r.stdout)
+        # The FHIR resources those rows would be sent as.
+        fhir = {line.split(": ", 1)[0]: json.loads(line.split(": ", 1)[1])
+                for line in r.stdout.splitlines() if line.startswith("fhir ")}
+        self.assertEqual(fhir["fhir patient"]["name"], [{"family": "Smith", "given": ["Lucy", "Mark"]}])
+        self.assertEqual(fhir["fhir patient"]["birthDate"], "2014-10-14")
+        study = fhir["fhir imaging_study"]
+        self.assertEqual(study["identifier"][0]["value"], "urn:oid:1.2.392.200036.9125.0.198811291108.7")
+        self.assertEqual(study["identifier"][1]["value"], "AccessionNumber")
+        self.assertEqual(study["modality"][0]["code"], "CT")
+        self.assertNotIn("fhir diagnostic_report", fhir)  # an order has no report
 
     def test_broken_mapping_set_is_refused_with_file_and_line(self):
         d = tempfile.mkdtemp()

@@ -323,6 +323,7 @@ test_fhir_patient(void **state)
     assert_string_equal(str_at(p, "telecom/0/value"), "555-0100");
     assert_true(json_is_true(json_object_get(p, "active")));
     assert_null(json_object_get(p, "link"));
+    assert_null(json_object_get(p, "address")); /* FHIR: no empty parts */
     json_decref(p);
     /* A merged record points to its survivor. */
     json_object_set_new(json_object_get(r, "patient"), "merged_into",
