@@ -61,10 +61,13 @@ mg_apikey_new(const unsigned char *pepper, char token[MG_APIKEY_TOKEN_MAX],
 
     randombytes_buf(id, sizeof(id));
     randombytes_buf(secret, sizeof(secret));
-    sodium_bin2base64(key_id, MG_APIKEY_ID_MAX + 1, id, sizeof(id), variant);
+    /* Hex, not base64url: the schema wants the id alphanumeric (it is shown
+     * and searched), and '-'/'_' would break that in 4 keys out of 10. */
+    sodium_bin2hex(key_id, MG_APIKEY_ID_MAX + 1, id, sizeof(id));
     sodium_bin2base64(secret_text, sizeof(secret_text), secret, sizeof(secret),
                       variant);
-    /* base64url uses '_' too, so the id has a fixed length to split on. */
+    /* The secret's base64url may hold '_' too: the id's fixed length is
+     * what the token is split on. */
     snprintf(token, MG_APIKEY_TOKEN_MAX, PREFIX "%s_%s", key_id, secret_text);
     compute_tag(pepper, mg_str_from(key_id), mg_str_from(secret_text), tag);
     sodium_memzero(secret, sizeof(secret));
@@ -76,8 +79,7 @@ bool
 mg_apikey_parse(struct mg_str token, struct mg_str *key_id,
                 struct mg_str *secret)
 {
-    const size_t id_len = sodium_base64_ENCODED_LEN(
-                              ID_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING) - 1;
+    const size_t id_len = 2 * ID_BYTES;
     const size_t prefix = sizeof(PREFIX) - 1;
 
     if (token.len < prefix + id_len + 2 ||

@@ -17,7 +17,7 @@
 
 #define MG_APIKEY_TAG_BYTES 32
 #define MG_APIKEY_PEPPER_BYTES 32
-#define MG_APIKEY_ID_MAX 24     /* base64url of 12 bytes is 16 chars */
+#define MG_APIKEY_ID_MAX 24     /* hex of 12 bytes */
 #define MG_APIKEY_TOKEN_MAX 96
 
 /* Initialises libsodium; call once at startup before threads. */
