@@ -149,3 +149,17 @@ BEGIN
      WHERE coalesce(x.value, '') <> ''
     ON CONFLICT (organization_id, system, value) DO NOTHING;
 END $$;
+
+-- Refuses a message that names a study of another patient: a result or an
+-- order change must never be filed under the wrong person. The patient of
+-- the scan and the message's patient are the same record here (a merge
+-- moves the scans to the survivor, and an old MRN finds the survivor).
+CREATE OR REPLACE FUNCTION medgate_scan_same_patient(sid uuid, pid uuid)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM scans WHERE id = sid AND patient_id <> pid) THEN
+        RAISE EXCEPTION 'the accession number names a study of another '
+                        'patient'
+            USING ERRCODE = 'MG204', DETAIL = 'scan.accession_number';
+    END IF;
+END $$;

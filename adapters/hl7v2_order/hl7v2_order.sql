@@ -55,6 +55,7 @@ BEGIN
                                     WHEN 'urgent' THEN 2 ELSE 1 END);
         RETURN;
     END IF;
+    PERFORM medgate_scan_same_patient(sid, pid);
     UPDATE scans t SET
         (placer_order_number, filler_order_number, requested_procedure_id,
          study_instance_uid, procedure_code, procedure_code_system,

@@ -45,6 +45,7 @@ BEGIN
                 s->>'filler_order_number', 'completed', 'hl7v2')
         RETURNING id INTO sid;
     ELSE
+        PERFORM medgate_scan_same_patient(sid, pid);
         UPDATE scans SET study_instance_uid = coalesce(study_instance_uid, uid),
                updated_at = now()
          WHERE id = sid AND study_instance_uid IS NULL AND uid IS NOT NULL;

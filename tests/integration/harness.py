@@ -9,6 +9,7 @@ Standard library only, so it runs on Debian's python3 with nothing else.
 import atexit
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -101,9 +102,17 @@ def conninfo(db):
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port the gateway can listen on. Picked below Linux's ephemeral
+    range (32768-60999): a port from bind(0) could be taken meanwhile by a
+    test client's outgoing connection, and the gateway would not start."""
+    while True:
+        port = random.randint(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
 
 
 def run_medgate(*args, env=None, check=False, input=None, timeout=120):

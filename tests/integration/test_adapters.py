@@ -327,6 +327,16 @@ class ResultAdapterTest(GatewayTest):
                          [["Lungs are clear.|No acute disease.|Normal chest.", "Normal chest."]])
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM scan_files"), "1")
 
+    def test_result_for_another_patients_study_is_refused(self):
+        self.assertEqual(self.send(ORM.format(cid="R-10", ctl="NW").encode()), "AA")  # MRN9's ACC9
+        other = oru("R-11", "ACC9").replace(b"MRN9^^^HOSP^MR||Roe^Richard", b"MRN7^^^HOSP^MR||Poe^Edgar")
+        seg = segments(mllp_exchange(self.gw.mllp_port, other))
+        self.assertEqual(seg["MSA"][1], "AE")
+        self.assertTrue(seg["ERR"][3].startswith("204^"), seg["ERR"])
+        self.assertIn("another patient", seg["ERR"][8])
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM reports"), "0")
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients WHERE medical_record_number = 'MRN7'"), "0")
+
     def test_bad_attachment_is_ae_naming_the_obx(self):
         msg = oru("R-7", "ACC9", pdf=b"x").replace(b"^Base64^eA==", b"^Base64^***")
         seg = segments(mllp_exchange(self.gw.mllp_port, msg))
