@@ -238,6 +238,35 @@ mg_adapter_json_set(json_t *obj, const char *key, const char *v)
         json_object_set_new(obj, key, json_string(v));
 }
 
+void
+mg_adapter_json_time(json_t *obj, const char *key, const char *iso,
+                     bool instant)
+{
+    const char *t = iso ? strchr(iso, 'T') : NULL;
+    bool zoned = t != NULL && (strchr(t, 'Z') || strchr(t, '+') ||
+                               strchr(t, '-'));
+
+    char buf[48];
+    size_t hm;
+
+    if (iso == NULL)
+        return;
+    if (t == NULL || zoned) {
+        /* FHIR wants the seconds: HL7 minute precision gets ":00". */
+        hm = t ? strcspn(t + 1, "Z+-") : 0;
+        if (hm == 5 && strlen(iso) < sizeof(buf) - 3) {
+            snprintf(buf, sizeof(buf), "%.*s:00%s", (int)(t + 6 - iso), iso,
+                     t + 6);
+            iso = buf;
+        }
+        if (!instant || zoned)
+            json_object_set_new(obj, key, json_string(iso));
+        return;
+    }
+    if (!instant) /* a local time: only its date is certain */
+        json_object_set_new(obj, key, json_stringn(iso, (size_t)(t - iso)));
+}
+
 int
 mg_adapter_json_out(json_t *res, struct mg_buf *out)
 {

@@ -93,6 +93,13 @@ const char *mg_adapter_get(const json_t *record, const char *object,
  * ("19700102", "20240102093000+0100") in out. MG_OK or MG_EINVAL. */
 MG_MUST_CHECK int mg_adapter_iso_to_hl7(const char *iso, char out[32]);
 
+/* obj[key] = a FHIR dateTime (instant when instant is set) for an ISO
+ * value. A time needs its offset in FHIR: rows from the database always
+ * have one (timestamptz); a mapped value without one (the dry run) keeps
+ * only its date, or is left out for an instant. Nothing for NULL. */
+void mg_adapter_json_time(json_t *obj, const char *key, const char *iso,
+                          bool instant);
+
 /* obj[key] = v as a JSON string when v is not NULL: a FHIR resource leaves
  * out what it does not know. Like the other jansson setters the resources
  * use, it leaves the key out when memory runs out. */

@@ -90,8 +90,23 @@ cmd_run() {
   wait $pid 2>/dev/null || true
 }
 
+# The outside FHIR validator the integration tests run (conformance/fhir):
+# Node.js and npm from the machine, or Debian's when there are none.
+install_fhir_validator() {
+  if ! command -v npm >/dev/null; then
+    say "installing: nodejs npm"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends nodejs npm >/dev/null
+  fi
+  [ -d conformance/fhir/node_modules/@asymmetrik ] && return 0
+  say "installing the FHIR validator (npm ci in conformance/fhir)"
+  npm ci --prefix conformance/fhir --no-audit --no-fund --silent
+}
+
 cmd_test() {
   install_packages
+  install_fhir_validator
   build build
   build build-asan -DMG_SANITIZE=ON
   # The fuzz build compiles only the fuzz targets with clang/libFuzzer.

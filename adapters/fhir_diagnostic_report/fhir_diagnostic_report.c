@@ -62,10 +62,10 @@ to_outbound(const json_t *r, struct mg_buf *out, struct mg_diag *diag)
     if (ext != NULL)
         json_object_set_new(res, "identifier", json_pack("[{s:s}]", "value",
                                                          ext));
-    mg_adapter_json_set(res, "effectiveDateTime",
-                              mg_adapter_get(r, "report", "effective_at"));
-    mg_adapter_json_set(res, "issued",
-                              mg_adapter_get(r, "report", "issued_at"));
+    mg_adapter_json_time(res, "effectiveDateTime",
+                         mg_adapter_get(r, "report", "effective_at"), false);
+    mg_adapter_json_time(res, "issued",
+                         mg_adapter_get(r, "report", "issued_at"), true);
     if (who != NULL)
         json_object_set_new(res, "resultsInterpreter",
                             json_pack("[{s:s}]", "display", who));

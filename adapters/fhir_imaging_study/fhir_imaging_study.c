@@ -62,8 +62,8 @@ to_outbound(const json_t *r, struct mg_buf *out, struct mg_diag *diag)
         json_object_set_new(res, "modality", json_pack(
             "[{s:s,s:s}]", "system",
             "http://dicom.nema.org/resources/ontology/DCM", "code", mod));
-    mg_adapter_json_set(res, "started",
-                              mg_adapter_get(r, "scan", "acquisition_date"));
+    mg_adapter_json_time(res, "started",
+                         mg_adapter_get(r, "scan", "acquisition_date"), false);
     if (code != NULL) {
         coding = json_pack("{s:s}", "code", code);
         mg_adapter_json_set(coding, "system",

@@ -143,7 +143,7 @@ to_outbound(const json_t *r, struct mg_buf *out, struct mg_diag *diag)
     mg_adapter_json_set(res, "birthDate",
                               mg_adapter_get(r, "patient", "date_of_birth"));
     if (died != NULL)
-        json_object_set_new(res, "deceasedDateTime", json_string(died));
+        mg_adapter_json_time(res, "deceasedDateTime", died, false);
     else if (json_is_true(json_object_get(p, "deceased")))
         json_object_set_new(res, "deceasedBoolean", json_true());
     set_one(res, "address", address(r));

@@ -18,16 +18,17 @@
 #include "mllp/client.h"
 
 /* The FHIR resources the mapped rows would be: the outbound adapters run on
- * the adapter input, with "(new)" where the database would assign an id
- * and the mapped values where it would store them. */
+ * the adapter input, with "new-patient", "new-scan" and "new-report" where
+ * the database would assign an id (valid FHIR ids, so the output can go to
+ * a validator as it is) and the mapped values where it would store them. */
 static void
 print_fhir(const struct mg_mapping_set *set, const struct mg_hl7v2_msg *msg,
            struct mg_arena *arena)
 {
-    static const char *const kinds[][2] = {
-        {"patient", "fhir.patient"},
-        {"scan", "fhir.imaging_study"},
-        {"report", "fhir.diagnostic_report"}};
+    static const char *const kinds[][3] = {
+        {"patient", "fhir.patient", "new-patient"},
+        {"scan", "fhir.imaging_study", "new-scan"},
+        {"report", "fhir.diagnostic_report", "new-report"}};
     const struct mg_mapping_route *route;
     struct mg_mapping_result res;
     json_t *in, *ids;
@@ -45,9 +46,12 @@ print_fhir(const struct mg_mapping_set *set, const struct mg_hl7v2_msg *msg,
     mg_buf_init(&out, 0);
     for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
         json_t *row = json_object_get(in, kinds[i][0]);
-        if (!json_is_object(row))
+        if (json_is_object(row))
+            json_object_set_new(row, "id", json_string(kinds[i][2]));
+    }
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        if (!json_is_object(json_object_get(in, kinds[i][0])))
             continue;
-        json_object_set_new(row, "id", json_string("(new)"));
         out.len = 0;
         if (mg_adapter_find(kinds[i][1])->to_outbound(in, &out, NULL) ==
             MG_OK)
