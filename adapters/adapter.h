@@ -83,6 +83,10 @@ void mg_adapters_checksum(char out[MG_ADAPTERS_CHECKSUM_HEX + 1]);
 
 /* Helpers for outbound sides. */
 
+/* A record that lacks what the outbound message needs: diag (may be NULL)
+ * gets code 101 and what, in words; returns MG_EINVAL. */
+int mg_adapter_refuse(struct mg_diag *diag, const char *what);
+
 /* record[object][key] as a string, or NULL when absent, null or not a
  * string. */
 const char *mg_adapter_get(const json_t *record, const char *object,

@@ -43,13 +43,9 @@ to_outbound(const json_t *r, struct mg_buf *out, struct mg_diag *diag)
     char ref[80];
     int rc = MG_OK;
 
-    if (id == NULL || pid == NULL) {
-        if (diag != NULL)
-            mg_diag_set(diag, MG_HL7_ERR_REQUIRED_MISSING,
-                        "a DiagnosticReport needs the report's and the "
-                        "patient's ids");
-        return MG_EINVAL;
-    }
+    if (id == NULL || pid == NULL)
+        return mg_adapter_refuse(diag, "a DiagnosticReport needs the "
+                                 "report's and the patient's ids");
     snprintf(ref, sizeof(ref), "Patient/%s", pid);
     res = json_pack("{s:s,s:s,s:s,s:[{s:[{s:s,s:s}]}],s:{s:[{s:s,s:s,s:s}]},"
                     "s:{s:s}}",

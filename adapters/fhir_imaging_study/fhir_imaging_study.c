@@ -31,17 +31,13 @@ to_outbound(const json_t *r, struct mg_buf *out, struct mg_diag *diag)
     const char *acc = mg_adapter_get(r, "scan", "accession_number");
     const char *mod = mg_adapter_get(r, "scan", "scan_type");
     const char *code = mg_adapter_get(r, "scan", "procedure_code");
-    json_t *res, *ids = json_array(), *coding;
+    json_t *res, *ids, *coding;
     char buf[160];
 
-    if (id == NULL || pid == NULL) {
-        if (diag != NULL)
-            mg_diag_set(diag, MG_HL7_ERR_REQUIRED_MISSING,
-                        "an ImagingStudy needs the scan's and the patient's "
-                        "ids");
-        json_decref(ids);
-        return MG_EINVAL;
-    }
+    if (id == NULL || pid == NULL)
+        return mg_adapter_refuse(diag, "an ImagingStudy needs the scan's and "
+                                 "the patient's ids");
+    ids = json_array();
     snprintf(buf, sizeof(buf), "Patient/%s", pid);
     res = json_pack("{s:s,s:s,s:s,s:{s:s}}", "resourceType", "ImagingStudy",
                     "id", id, "status",

@@ -109,16 +109,12 @@ to_outbound(const json_t *r, struct mg_buf *out, struct mg_diag *diag)
     const char *email = mg_adapter_get(r, "patient", "email");
     const char *merged = mg_adapter_get(r, "patient", "merged_into");
     const char *died = mg_adapter_get(r, "patient", "deceased_at");
-    json_t *res, *ids, *telecom = json_array();
+    json_t *res, *ids, *telecom;
     char ref[80];
 
-    if (mg_adapter_get(r, "patient", "id") == NULL) {
-        if (diag != NULL)
-            mg_diag_set(diag, MG_HL7_ERR_REQUIRED_MISSING,
-                        "a Patient needs the patient row's id");
-        json_decref(telecom);
-        return MG_EINVAL;
-    }
+    if (mg_adapter_get(r, "patient", "id") == NULL)
+        return mg_adapter_refuse(diag, "a Patient needs the patient row's id");
+    telecom = json_array();
     res = json_pack("{s:s,s:s}", "resourceType", "Patient", "id",
                     mg_adapter_get(r, "patient", "id"));
     ids = identifiers(r);

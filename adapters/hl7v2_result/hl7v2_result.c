@@ -6,7 +6,6 @@
  * OBX per line of the findings and of the impression. The mapping of
  * mappings/results.json reads every one of those fields back. */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "adapters/adapter.h"
@@ -146,15 +145,18 @@ put_obr(struct mg_buf *b, const json_t *r, const char *status)
     return rc == MG_OK ? mg_buf_appendc(b, '\r') : rc;
 }
 
-/* One OBX per line of text (none for NULL), numbered from *n. */
+/* One OBX per line of the first size bytes of text (none for NULL),
+ * numbered from *n. */
 static int
 put_text(struct mg_buf *b, int *n, const char *code, const char *text,
-         const char *status)
+         size_t size, const char *status)
 {
+    const char *end = text ? text + size : NULL;
     int rc = MG_OK;
 
-    while (rc == MG_OK && text != NULL && *text != '\0') {
-        size_t len = strcspn(text, "\n");
+    while (rc == MG_OK && text != NULL && text < end) {
+        const char *nl = memchr(text, '\n', (size_t)(end - text));
+        size_t len = nl ? (size_t)(nl - text) : (size_t)(end - text);
         char line[64];
         snprintf(line, sizeof(line), "OBX|%d|TX|%s||", ++*n, code);
         rc = mg_buf_appendz(b, line);
@@ -166,7 +168,7 @@ put_text(struct mg_buf *b, int *n, const char *code, const char *text,
             rc = mg_buf_appendz(b, status);
         if (rc == MG_OK)
             rc = mg_buf_appendc(b, '\r');
-        text += len + (text[len] == '\n');
+        text += len + (nl != NULL);
     }
     return rc;
 }
@@ -193,17 +195,13 @@ to_outbound(const json_t *r, struct mg_buf *b, struct mg_diag *diag)
     const char *findings = mg_adapter_get(r, "report", "findings_text");
     const char *impression = mg_adapter_get(r, "report", "impression");
     const char *uid = mg_adapter_get(r, "scan", "study_instance_uid");
-    char *own = NULL;
     int n = 0, rc;
 
     if (mg_adapter_get(r, "patient", "medical_record_number") == NULL ||
-        (mg_adapter_get(r, "scan", "accession_number") == NULL && uid == NULL)) {
-        if (diag != NULL)
-            mg_diag_set(diag, MG_HL7_ERR_REQUIRED_MISSING, "an ORU^R01 needs "
-                        "the patient's MRN and the scan's accession number "
-                        "or Study Instance UID");
-        return MG_EINVAL;
-    }
+        (mg_adapter_get(r, "scan", "accession_number") == NULL && uid == NULL))
+        return mg_adapter_refuse(diag, "an ORU^R01 needs the patient's MRN "
+                                 "and the scan's accession number or Study "
+                                 "Instance UID");
     rc = put_msh(b, r);
     if (rc == MG_OK) rc = put_pid(b, r);
     if (rc == MG_OK) rc = put_obr(b, r, status);
@@ -215,14 +213,12 @@ to_outbound(const json_t *r, struct mg_buf *b, struct mg_diag *diag)
         if (rc == MG_OK) rc = mg_buf_appendc(b, '\r');
         n = 1;
     }
-    if (rc == MG_OK && findings != NULL) {
-        own = strndup(findings, findings_only(findings, impression));
-        rc = own ? put_text(b, &n, "59776-5^Findings^LN", own, status)
-                 : MG_ENOMEM;
-    }
     if (rc == MG_OK)
-        rc = put_text(b, &n, "19005-8^Impression^LN", impression, status);
-    free(own);
+        rc = put_text(b, &n, "59776-5^Findings^LN", findings,
+                      findings_only(findings, impression), status);
+    if (rc == MG_OK)
+        rc = put_text(b, &n, "19005-8^Impression^LN", impression,
+                      impression ? strlen(impression) : 0, status);
     return rc;
 }
 

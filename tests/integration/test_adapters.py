@@ -46,7 +46,6 @@ class GatewayTest(unittest.TestCase):
 
 
 class PatientAdapterTest(GatewayTest):
-    prefix = "adapt"
 
     def patient(self, mrn):
         return h.psql(self.db, "SELECT last_name, first_name, date_of_birth, gender, "

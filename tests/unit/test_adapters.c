@@ -148,16 +148,13 @@ struct readback {
 };
 
 static const char *
-value(const struct readback *rb, const char *target)
+value(struct readback *rb, const char *target)
 {
     const struct mg_mapping_value *v = mg_mapping_result_get(&rb->res, target);
-    char *out;
 
     if (v == NULL || v->null)
         return NULL;
-    out = mg_arena_strndup((struct mg_arena *)&rb->arena, v->str.ptr,
-                           v->str.len);
-    return out;
+    return mg_arena_strndup(&rb->arena, v->str.ptr, v->str.len);
 }
 
 static void
