@@ -167,6 +167,55 @@ mg_adapter_input(const struct mg_mapping_result *res,
     return in;
 }
 
+/* FNV-1a over a class letter and the value: which record kind, which key. */
+static uint64_t
+key_fingerprint(char kind, const char *v)
+{
+    uint64_t h = 14695981039346656037ULL;
+
+    h = (h ^ (unsigned char)kind) * 1099511628211ULL;
+    for (; *v; v++)
+        h = (h ^ (unsigned char)*v) * 1099511628211ULL;
+    return h;
+}
+
+static void
+add_key(uint64_t *keys, size_t max, size_t *n, char kind, const json_t *v)
+{
+    if (!json_is_string(v) || json_string_length(v) == 0)
+        return;
+    if (*n < max)
+        keys[*n] = key_fingerprint(kind, json_string_value(v));
+    (*n)++;
+}
+
+size_t
+mg_adapter_input_keys(const json_t *in, uint64_t *keys, size_t max)
+{
+    static const struct {
+        char kind;
+        const char *object, *key;
+    } named[] = {
+        {'p', "patient", "medical_record_number"},
+        {'p', "merge", "prior_medical_record_number"},
+        {'s', "scan", "accession_number"},
+        {'u', "scan", "study_instance_uid"},
+    };
+    static const char *const id_groups[] = {"patient_identifiers",
+                                            "merge_prior_identifiers"};
+    size_t n = 0, i;
+    const json_t *item;
+
+    for (i = 0; i < sizeof(named) / sizeof(named[0]); i++)
+        add_key(keys, max, &n, named[i].kind,
+                json_object_get(json_object_get(in, named[i].object),
+                                named[i].key));
+    for (size_t g = 0; g < sizeof(id_groups) / sizeof(id_groups[0]); g++)
+        json_array_foreach(json_object_get(in, id_groups[g]), i, item)
+            add_key(keys, max, &n, 'i', json_object_get(item, "value"));
+    return n;
+}
+
 /* ---- outbound helpers ------------------------------------------------ */
 
 const char *
@@ -282,15 +331,28 @@ mg_adapter_json_out(json_t *res, struct mg_buf *out)
 
 /* ---- installing the SQL ---------------------------------------------- */
 
-/* The dispatcher the intake calls once per message: it runs the adapter's
- * function in a subtransaction and returns the error instead of raising
- * it, so one message's bad data never aborts its neighbours in a grouped
- * commit. Errors that are about the moment rather than the message
- * (serialization, deadlock, lock wait, resources, shutdown) are raised: the
- * batch is then retried. DETAIL is kept only for the adapters' own MG
- * errors; PostgreSQL's may quote row values (PHI). */
+/* Errors that are about the moment rather than the message
+ * (serialization, deadlock, lock wait, resources, shutdown, connection):
+ * raised again, so the batch is retried, instead of being the message's. */
+#define TRANSIENT_CLASSES "('40', '53', '55', '57', '58', '08')"
+
+/* The SQL function name of an adapter: "hl7v2.order" -> hl7v2_order. */
+static void
+sql_name(const struct mg_adapter *a, char fn[96])
+{
+    size_t k = 0;
+
+    for (const char *p = a->name; *p && k < 95; p++)
+        fn[k++] = *p == '.' ? '_' : *p;
+    fn[k] = '\0';
+}
+
+/* medgate_adapt() runs one message's adapter function in a subtransaction
+ * and returns the error instead of raising it, so one message's bad data
+ * never aborts its neighbours in a grouped commit. DETAIL is kept only for
+ * the adapters' own MG errors; PostgreSQL's may quote row values (PHI). */
 static int
-dispatcher_sql(struct mg_buf *b)
+dispatch_one_sql(struct mg_buf *b)
 {
     int rc = mg_buf_appendz(b,
         "CREATE OR REPLACE FUNCTION medgate_adapt(adapter text, org uuid,"
@@ -304,10 +366,7 @@ dispatcher_sql(struct mg_buf *b)
         char fn[96];
         if (e->sql == NULL)
             continue; /* outbound only: nothing to dispatch to */
-        size_t k = 0;
-        for (const char *p = e->adapter->name; *p && k < sizeof(fn) - 1; p++)
-            fn[k++] = *p == '.' ? '_' : *p;
-        fn[k] = '\0';
+        sql_name(e->adapter, fn);
         rc = mg_buf_appendf(b, "  WHEN '%s' THEN PERFORM medgate_adapter_%s"
                             "(org, message_id, input);\n",
                             e->adapter->name, fn);
@@ -320,7 +379,7 @@ dispatcher_sql(struct mg_buf *b)
             "  GET STACKED DIAGNOSTICS err_state = RETURNED_SQLSTATE,"
             " err_text = MESSAGE_TEXT, err_target = PG_EXCEPTION_DETAIL,"
             " tbl = TABLE_NAME, con = CONSTRAINT_NAME;\n"
-            "  IF left(err_state, 2) IN ('40', '53', '55', '57', '58', '08')"
+            "  IF left(err_state, 2) IN " TRANSIENT_CLASSES
             " THEN RAISE; END IF;\n"
             "  IF left(err_state, 2) <> 'MG' THEN err_target := NULL; END IF;\n"
             /* A column CHECK (patients_gender_check) names its column: the
@@ -332,6 +391,82 @@ dispatcher_sql(struct mg_buf *b)
             " length(con) - length(tbl) - 7); END IF;\n"
             "END $medgate$;\n");
     return rc;
+}
+
+/* medgate_adapt_batch() is what the intake calls, once per grouped
+ * commit, with the stored messages in order: first each batch adapter's
+ * function over its messages marked fast (they share no record with any
+ * other message of the commit, so they may go first and together), each
+ * call in a subtransaction -- if it fails, its messages simply go one by
+ * one -- then medgate_adapt() for every message left, in order. It returns
+ * a row (position, error) for each message an adapter refused. */
+static int
+dispatch_batch_sql(struct mg_buf *b)
+{
+    int rc = mg_buf_appendz(b,
+        "CREATE OR REPLACE FUNCTION medgate_adapt_fast(adapter text,"
+        " orgs uuid[], message_ids uuid[], inputs jsonb[])"
+        " RETURNS integer[] LANGUAGE plpgsql AS $medgate$\n"
+        "DECLARE st text;\nBEGIN\n  CASE adapter\n");
+
+    for (const struct mg__adapter_entry *e = mg__adapters;
+         rc == MG_OK && e->adapter; e++) {
+        char fn[96];
+        if (e->sql == NULL || !e->adapter->batch)
+            continue;
+        sql_name(e->adapter, fn);
+        rc = mg_buf_appendf(b, "  WHEN '%s' THEN RETURN medgate_adapter_%s"
+                            "_batch(orgs, message_ids, inputs);\n",
+                            e->adapter->name, fn);
+    }
+    if (rc == MG_OK)
+        rc = mg_buf_appendz(b,
+            "  ELSE RETURN '{}';\n  END CASE;\n"
+            "EXCEPTION WHEN OTHERS THEN\n"
+            "  GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE;\n"
+            "  IF left(st, 2) IN " TRANSIENT_CLASSES " THEN RAISE; END IF;\n"
+            "  RETURN '{}';\n"
+            "END $medgate$;\n"
+            "CREATE OR REPLACE FUNCTION medgate_adapt_batch(adapters text[],"
+            " orgs uuid[], message_ids uuid[], inputs jsonb[],"
+            " fast boolean[], OUT k integer, OUT err_state text,"
+            " OUT err_text text, OUT err_target text)"
+            " RETURNS SETOF record LANGUAGE plpgsql AS $medgate$\n"
+            "DECLARE\n"
+            "  n integer := coalesce(cardinality(adapters), 0);\n"
+            "  done boolean[] := array_fill(false, ARRAY[n]);\n"
+            "  a text; sel integer[]; h integer;\n"
+            "BEGIN\n"
+            "  FOR a IN SELECT DISTINCT adapters[i]"
+            " FROM generate_subscripts(adapters, 1) i WHERE fast[i] LOOP\n"
+            "    sel := ARRAY(SELECT i FROM generate_subscripts(adapters, 1) i"
+            " WHERE fast[i] AND adapters[i] = a ORDER BY i);\n"
+            "    FOREACH h IN ARRAY medgate_adapt_fast(a,"
+            " ARRAY(SELECT orgs[i] FROM unnest(sel) i),"
+            " ARRAY(SELECT message_ids[i] FROM unnest(sel) i),"
+            " ARRAY(SELECT inputs[i] FROM unnest(sel) i)) LOOP\n"
+            "      done[sel[h]] := true;\n"
+            "    END LOOP;\n"
+            "  END LOOP;\n"
+            "  FOR i IN 1 .. n LOOP\n"
+            "    CONTINUE WHEN done[i];\n"
+            "    SELECT i, r.err_state, r.err_text, r.err_target"
+            " INTO k, err_state, err_text, err_target"
+            " FROM medgate_adapt(adapters[i], orgs[i], message_ids[i],"
+            " inputs[i]) r;\n"
+            "    IF err_state IS NOT NULL THEN RETURN NEXT; END IF;\n"
+            "  END LOOP;\n"
+            "END $medgate$;\n");
+    return rc;
+}
+
+/* Both dispatchers, as one text. */
+static int
+dispatcher_sql(struct mg_buf *b)
+{
+    int rc = dispatch_one_sql(b);
+
+    return rc == MG_OK ? dispatch_batch_sql(b) : rc;
 }
 
 void

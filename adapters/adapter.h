@@ -13,7 +13,16 @@
  *
  * The SQL functions report problems the sender must fix with SQLSTATE class
  * MG and the mapping target in DETAIL (see common.sql); the intake answers
- * those with AE and an ERR at the field the target was read from. */
+ * those with AE and an ERR at the field the target was read from.
+ *
+ * An adapter may also write many messages at once (`batch`): its SQL then
+ * defines medgate_adapter_<name>_batch(orgs uuid[], message_ids uuid[],
+ * inputs jsonb[]) RETURNS integer[], which writes the messages it can with
+ * one statement per table and returns their positions; the others go to
+ * the per-message function. The intake hands it only messages that share
+ * no record (mg_adapter_input_keys) with any other message of their
+ * grouped commit, so writing them together is the same as writing them one
+ * after the other. */
 #ifndef MG_ADAPTERS_ADAPTER_H
 #define MG_ADAPTERS_ADAPTER_H
 
@@ -44,6 +53,7 @@ struct mg_adapter {
      * outbound side. Delivery (queue, retry) is the outbound issue's. */
     int (*to_outbound)(const json_t *record, struct mg_buf *out,
                        struct mg_diag *diag);
+    bool batch; /* its SQL defines medgate_adapter_<name>_batch() */
 };
 
 /* The adapter called name, or NULL. */
@@ -72,6 +82,15 @@ MG_MUST_CHECK int mg_adapters_load_set(const char *dir,
  * [{"value": ...}])}. NULL when out of memory. */
 json_t *mg_adapter_input(const struct mg_mapping_result *res,
                          const struct mg_hl7v2_header *hdr);
+
+/* The records an input document names, as 64-bit fingerprints: the
+ * patient's medical record number, a merge's prior one, every patient
+ * identifier, the scan's accession number and Study Instance UID. Writes
+ * at most max into keys and returns how many there are (more than max
+ * when they did not fit). Two messages whose fingerprints meet may touch
+ * one record, so they must be written in order; a false match only costs
+ * speed. */
+size_t mg_adapter_input_keys(const json_t *in, uint64_t *keys, size_t max);
 
 /* A digest (32 hex digits) of every SQL text mg_adapters_install writes.
  * The install records it as medgate_adapters_checksum(), and `medgate

@@ -54,6 +54,9 @@ END $$;
 -- absent keeps the column, a null clears it) to the patient with its
 -- medical record number, creating the patient when there is none, and adds
 -- its identifiers (every PID-3 repetition). Returns the patient's id.
+-- One message at a time: plain single-row statements, which cost a lone
+-- message less than the set-based medgate_patients_upsert below (about
+-- 0.1 ms, measured with tests/bench); both write the same columns.
 CREATE OR REPLACE FUNCTION medgate_patient_upsert(org uuid, p jsonb,
                                                   ids jsonb)
 RETURNS uuid LANGUAGE plpgsql AS $$
@@ -115,6 +118,87 @@ BEGIN
     RETURN pid;
 END $$;
 
+-- The set-based form of medgate_patient_upsert, for many messages at once
+-- (one statement per table, whatever their number). Element k updates the
+-- patient targets[k] (NULL: the live patient holding the patch's medical
+-- record number) or, when there is none, creates it; then the identifiers
+-- are added. Returns the patients' ids in order; an id is NULL where a
+-- concurrent transaction created the same patient first (nothing was
+-- written for it: look it up and call again). The caller makes sure the
+-- elements name distinct patients, each with a medical record number, and
+-- that an MRN held only by a merged record comes with its survivor as the
+-- target (medgate_patient_find).
+CREATE OR REPLACE FUNCTION medgate_patients_upsert(orgs uuid[], pats jsonb[],
+                                                   idents jsonb[],
+                                                   targets uuid[])
+RETURNS uuid[] LANGUAGE plpgsql
+-- Generic plans: planning it again for every batch would cost more than
+-- running it. Every lookup of a table is a key probe whatever the plan
+-- (the update takes its rows by id = ANY, never by a join a planner could
+-- turn into a scan of all patients).
+SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    pids uuid[];
+BEGIN
+    WITH m AS MATERIALIZED (
+        SELECT k, orgs[k] AS org, p, p->>'medical_record_number' AS mrn,
+            coalesce(targets[k], (SELECT t.id FROM patients t
+                WHERE t.organization_id = orgs[k]
+                  AND t.medical_record_number = p->>'medical_record_number'
+                  AND t.merged_into IS NULL)) AS target
+          FROM generate_subscripts(orgs, 1) AS k,
+               medgate_complete_times(pats[k], '{deceased_at}') AS p
+    ), upd AS (
+        UPDATE patients t SET
+            (first_name, middle_name, last_name, name_prefix, name_suffix,
+             date_of_birth, gender, phone, email, address_line1,
+             address_line2, city, state, postal_code, country,
+             preferred_language, marital_status, deceased, deceased_at,
+             updated_at) =
+            (SELECT r.first_name, r.middle_name, r.last_name, r.name_prefix,
+                r.name_suffix, r.date_of_birth, coalesce(r.gender, 'unknown'),
+                r.phone, r.email, r.address_line1, r.address_line2, r.city,
+                r.state, r.postal_code, r.country, r.preferred_language,
+                r.marital_status,
+                coalesce(r.deceased, r.deceased_at IS NOT NULL),
+                r.deceased_at, now()
+               FROM m, jsonb_populate_record(t, m.p - 'medical_record_number') r
+              WHERE m.target = t.id)
+         WHERE t.id = ANY (ARRAY(SELECT target FROM m
+                                  WHERE target IS NOT NULL))
+        RETURNING t.id
+    ), ins AS (
+        INSERT INTO patients (organization_id, medical_record_number,
+            first_name, middle_name, last_name, name_prefix, name_suffix,
+            date_of_birth, gender, phone, email, address_line1,
+            address_line2, city, state, postal_code, country,
+            preferred_language, marital_status, deceased, deceased_at,
+            source)
+        SELECT m.org, m.mrn, r.first_name, r.middle_name, r.last_name,
+            r.name_prefix, r.name_suffix, r.date_of_birth,
+            coalesce(r.gender, 'unknown'), r.phone, r.email,
+            r.address_line1, r.address_line2, r.city, r.state,
+            r.postal_code, r.country, r.preferred_language,
+            r.marital_status,
+            coalesce(r.deceased, r.deceased_at IS NOT NULL), r.deceased_at,
+            'hl7v2'
+          FROM m, jsonb_populate_record(NULL::patients, m.p) r
+         WHERE m.target IS NULL
+         ORDER BY m.k
+        ON CONFLICT (organization_id, medical_record_number)
+            WHERE merged_into IS NULL AND medical_record_number IS NOT NULL
+            DO NOTHING
+        RETURNING id, organization_id, medical_record_number
+    )
+    -- A target was updated (upd runs whether read or not; its row is only
+    -- waited for, never lost, while another transaction holds it).
+    SELECT array_agg(coalesce(m.target, i.id) ORDER BY m.k) INTO pids
+      FROM m LEFT JOIN ins i ON m.target IS NULL AND i.organization_id = m.org
+                            AND i.medical_record_number = m.mrn;
+    PERFORM medgate_patients_identifiers(orgs, pids, idents, 'usual');
+    RETURN pids;
+END $$;
+
 -- Adds identifiers (the group items of PID-3 or MRG-1: value, system,
 -- universal_id, universal_id_type, type_code, ...) to a patient. The
 -- system is urn:oid:<universal id> for an ISO universal id, else the
@@ -125,12 +209,25 @@ CREATE OR REPLACE FUNCTION medgate_patient_identifiers(org uuid, pid uuid,
                                                        how text)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM medgate_patients_identifiers(ARRAY[org], ARRAY[pid], ARRAY[ids],
+                                         how);
+END $$;
+
+-- medgate_patient_identifiers for many patients: idents[k] are the
+-- identifiers of patient pids[k] (skipped where pids[k] is NULL); when two
+-- patients give the same identifier, the earlier element keeps it.
+CREATE OR REPLACE FUNCTION medgate_patients_identifiers(orgs uuid[],
+                                                        pids uuid[],
+                                                        idents jsonb[],
+                                                        how text)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
     -- plpgsql, not sql: its plan is cached for the session, where an sql
     -- function that cannot be inlined is planned again at every call.
     INSERT INTO patient_identifiers (organization_id, patient_id, system,
         value, type_code, assigner, assigning_facility, use, period_start,
         period_end)
-    SELECT org, pid,
+    SELECT orgs[k], pids[k],
         CASE WHEN x.universal_id_type = 'ISO' AND x.universal_id <> ''
              THEN 'urn:oid:' || x.universal_id
              ELSE coalesce(NULLIF(x.system, ''), 'urn:medgate:unqualified')
@@ -142,12 +239,32 @@ BEGIN
              THEN x.period_start::date END,
         CASE WHEN x.period_end ~ '^\d{4}-\d{2}-\d{2}$'
              THEN x.period_end::date END
-      FROM jsonb_to_recordset(coalesce(ids, '[]')) AS x(value text,
+      FROM generate_subscripts(orgs, 1) AS k,
+           jsonb_to_recordset(coalesce(idents[k], '[]')) AS x(value text,
            system text, universal_id text, universal_id_type text,
            type_code text, assigner text, assigning_facility text,
            period_start text, period_end text)
-     WHERE coalesce(x.value, '') <> ''
+     WHERE pids[k] IS NOT NULL AND coalesce(x.value, '') <> ''
+     ORDER BY k
     ON CONFLICT (organization_id, system, value) DO NOTHING;
+END $$;
+
+-- Whether the patient of a message can be written by the set-based
+-- functions: it has a medical record number that is live or new (not held
+-- only by a merged record, which medgate_patient_find redirects).
+CREATE OR REPLACE FUNCTION medgate_patient_plain(org uuid, mrn text)
+RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    -- plpgsql, not sql: a cached plan instead of one per call.
+    RETURN coalesce(mrn, '') <> '' AND (
+        NOT EXISTS (SELECT 1 FROM patients t
+                     WHERE t.organization_id = org
+                       AND t.medical_record_number = mrn
+                       AND t.merged_into IS NOT NULL)
+        OR EXISTS (SELECT 1 FROM patients t
+                    WHERE t.organization_id = org
+                      AND t.medical_record_number = mrn
+                      AND t.merged_into IS NULL));
 END $$;
 
 -- Refuses a message that names a study of another patient: a result or an

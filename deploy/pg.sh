@@ -8,6 +8,9 @@
 #   deploy/pg.sh start DIR    create (first time) and start; prints the socket dir
 #   deploy/pg.sh stop DIR     fast shutdown
 #   deploy/pg.sh status DIR
+#
+# MEDGATE_PG_FSYNC=off (tests only) and MEDGATE_PG_OPTIONS (more "-c k=v"
+# server options, e.g. for a benchmark's pg_stat_statements) apply at start.
 set -euo pipefail
 
 cmd=${1:?usage: pg.sh start|stop|status DIR}
@@ -43,7 +46,7 @@ start)
   as_owner chmod 0700 "$sock"
   if ! as_owner "$pgbin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
     as_owner "$pgbin/pg_ctl" -D "$data" -l "$dir/postgres.log" -w -t 60 \
-      -o "-c listen_addresses='' -c unix_socket_directories='$sock' -c max_connections=200 -c fsync=${MEDGATE_PG_FSYNC:-on} -c shared_buffers=256MB" \
+      -o "-c listen_addresses='' -c unix_socket_directories='$sock' -c max_connections=200 -c fsync=${MEDGATE_PG_FSYNC:-on} -c shared_buffers=256MB ${MEDGATE_PG_OPTIONS:-}" \
       start >/dev/null || { tail -20 "$dir/postgres.log" >&2; exit 1; }
   fi
   echo "$sock"

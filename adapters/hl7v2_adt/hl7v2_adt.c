@@ -8,5 +8,6 @@ const struct mg_adapter mg_adapter_hl7v2_adt = {
     .name = "hl7v2.adt",
     .accepts = accepts,
     .to_internal = mg_adapter_input,
+    .batch = true,
     .to_outbound = NULL,
 };

@@ -68,3 +68,35 @@ BEGIN
     END IF;
     PERFORM medgate_patient_identifiers(org, survivor, prior_ids, 'old');
 END $$;
+
+-- The set-based side (adapter.h, "batch"): of the messages given, writes
+-- the patients of every event but a merge (A40) together, when
+-- medgate_patient_plain accepts the patient, and returns their positions;
+-- the others are left to the per-message function. The intake only passes
+-- messages that share no patient or identifier with any other message of
+-- their commit.
+CREATE OR REPLACE FUNCTION medgate_adapter_hl7v2_adt_batch(orgs uuid[],
+                                                           message_ids uuid[],
+                                                           inputs jsonb[])
+RETURNS integer[] LANGUAGE plpgsql AS $$
+DECLARE
+    sel integer[];
+BEGIN
+    SELECT array_agg(k ORDER BY k) INTO sel
+      FROM generate_subscripts(inputs, 1) AS k
+     WHERE inputs[k]->'message'->>'trigger' IS DISTINCT FROM 'A40'
+       AND medgate_patient_plain(orgs[k],
+                                 inputs[k]->'patient'->>'medical_record_number');
+    IF sel IS NULL THEN
+        RETURN '{}';
+    END IF;
+    IF array_position(medgate_patients_upsert(
+            ARRAY(SELECT orgs[k] FROM unnest(sel) k),
+            ARRAY(SELECT inputs[k]->'patient' FROM unnest(sel) k),
+            ARRAY(SELECT inputs[k]->'patient_identifiers' FROM unnest(sel) k),
+            NULL), NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'a patient of the batch was created concurrently'
+            USING ERRCODE = 'MG001';
+    END IF;
+    RETURN sel;
+END $$;

@@ -34,25 +34,7 @@ BEGIN
             USING ERRCODE = 'MG204', DETAIL = 'scan.accession_number';
     END IF;
     IF sid IS NULL THEN
-        INSERT INTO scans (organization_id, patient_id, accession_number,
-            placer_order_number, filler_order_number,
-            requested_procedure_id, study_instance_uid, procedure_code,
-            procedure_code_system, procedure_description, scan_type,
-            body_part, clinical_indication, priority, ordered_at,
-            scheduled_at, referring_physician_name, referring_physician_id,
-            source)
-        SELECT org, pid, acc, r.placer_order_number, r.filler_order_number,
-            r.requested_procedure_id, r.study_instance_uid,
-            r.procedure_code, r.procedure_code_system,
-            r.procedure_description, r.scan_type, r.body_part,
-            r.clinical_indication, coalesce(r.priority, 'routine'),
-            r.ordered_at, r.scheduled_at, r.referring_physician_name,
-            r.referring_physician_id, 'hl7v2'
-          FROM jsonb_populate_record(NULL::scans, s) r
-        RETURNING id, priority INTO sid, prio;
-        INSERT INTO scan_queue (organization_id, scan_id, priority_score)
-        VALUES (org, sid, CASE prio WHEN 'stat' THEN 4 WHEN 'asap' THEN 3
-                                    WHEN 'urgent' THEN 2 ELSE 1 END);
+        PERFORM medgate_scans_order(ARRAY[org], ARRAY[pid], ARRAY[s]);
         RETURN;
     END IF;
     PERFORM medgate_scan_same_patient(sid, pid);
@@ -111,3 +93,81 @@ RETURNS text LANGUAGE sql IMMUTABLE AS $$
         ELSE current
     END
 $$;
+
+-- New orders for many messages at once: scans[k] (the mapped scan.*
+-- values, times completed) becomes a scan of patient pids[k] with its
+-- worklist entry, in one statement per table.
+CREATE OR REPLACE FUNCTION medgate_scans_order(orgs uuid[], pids uuid[],
+                                               scans jsonb[])
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    WITH made AS (
+        INSERT INTO scans (organization_id, patient_id, accession_number,
+            placer_order_number, filler_order_number,
+            requested_procedure_id, study_instance_uid, procedure_code,
+            procedure_code_system, procedure_description, scan_type,
+            body_part, clinical_indication, priority, ordered_at,
+            scheduled_at, referring_physician_name, referring_physician_id,
+            source)
+        SELECT orgs[k], pids[k], r.accession_number, r.placer_order_number,
+            r.filler_order_number, r.requested_procedure_id,
+            r.study_instance_uid, r.procedure_code, r.procedure_code_system,
+            r.procedure_description, r.scan_type, r.body_part,
+            r.clinical_indication, coalesce(r.priority, 'routine'),
+            r.ordered_at, r.scheduled_at, r.referring_physician_name,
+            r.referring_physician_id, 'hl7v2'
+          FROM generate_subscripts(orgs, 1) AS k,
+               jsonb_populate_record(NULL::scans, scans[k]) r
+         ORDER BY k
+        RETURNING organization_id, id, priority
+    )
+    INSERT INTO scan_queue (organization_id, scan_id, priority_score)
+    SELECT organization_id, id,
+        CASE priority WHEN 'stat' THEN 4 WHEN 'asap' THEN 3
+                      WHEN 'urgent' THEN 2 ELSE 1 END
+      FROM made;
+END $$;
+
+-- The set-based side (adapter.h, "batch"): of the messages given, writes
+-- the plain new orders together -- ORC-1 NW with an accession number that
+-- no scan has yet, for a patient medgate_patient_plain accepts -- and
+-- returns their positions; the others are left to the per-message
+-- function. The intake only passes messages that share no patient, study
+-- or identifier with any other message of their commit.
+CREATE OR REPLACE FUNCTION medgate_adapter_hl7v2_order_batch(orgs uuid[],
+                                                             message_ids uuid[],
+                                                             inputs jsonb[])
+RETURNS integer[] LANGUAGE plpgsql AS $$
+DECLARE
+    sel integer[];
+    pids uuid[];
+BEGIN
+    SELECT array_agg(k ORDER BY k) INTO sel
+      FROM generate_subscripts(inputs, 1) AS k,
+           LATERAL (SELECT inputs[k]->'scan'->>'accession_number') a(acc)
+     WHERE upper(inputs[k]->'order'->>'control') = 'NW'
+       AND coalesce(a.acc, '') <> ''
+       AND medgate_patient_plain(orgs[k],
+                                 inputs[k]->'patient'->>'medical_record_number')
+       AND NOT EXISTS (SELECT 1 FROM scans t
+                        WHERE t.organization_id = orgs[k]
+                          AND t.accession_number = a.acc);
+    IF sel IS NULL THEN
+        RETURN '{}';
+    END IF;
+    pids := medgate_patients_upsert(
+        ARRAY(SELECT orgs[k] FROM unnest(sel) k),
+        ARRAY(SELECT inputs[k]->'patient' FROM unnest(sel) k),
+        ARRAY(SELECT inputs[k]->'patient_identifiers' FROM unnest(sel) k),
+        NULL);
+    IF array_position(pids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'a patient of the batch was created concurrently'
+            USING ERRCODE = 'MG001';
+    END IF;
+    PERFORM medgate_scans_order(
+        ARRAY(SELECT orgs[k] FROM unnest(sel) k), pids,
+        ARRAY(SELECT medgate_complete_times(inputs[k]->'scan',
+                                            '{ordered_at,scheduled_at}')
+                FROM unnest(sel) k));
+    RETURN sel;
+END $$;

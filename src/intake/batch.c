@@ -1,8 +1,11 @@
 /* The batch statement and its parameters: one array per column, one
  * element per message, so one prepared statement serves any batch size and
  * a batch costs one round trip and one commit. */
+#include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
+#include "core/compiler.h"
 #include "core/error.h"
 #include "intake/intake_int.h"
 
@@ -25,11 +28,11 @@ const char mg__intake_batch_sql[] =
     "  $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],"
     "  $16::text[], $17::text[], $18::text[], $19::text[], $20::text[],"
     "  $21::text[], $22::text[], $23::text[], $24::text[], $25::bigint[],"
-    "  $26::text[], $27::text[])"
+    "  $26::text[], $27::text[], $28::boolean[])"
     " WITH ORDINALITY AS t(org, listener, app, fac, rapp, rfac, msgdt, mtype,"
     "  trig, struct, ctl, proc, ver, acc_ack, app_ack, hash, raw, charset,"
     "  status, ack_code, ack, dup_ack, error, error_loc, recv_us, adapter,"
-    "  input,"
+    "  input, fast,"
     "  ord)"
     "), holder AS ("
     /* The accepted row holding the key, if any: one probe of the unique
@@ -87,18 +90,24 @@ const char mg__intake_batch_sql[] =
     "  AND status IN ('received', 'processed') AND control_id IS NOT NULL"
     " DO NOTHING"
     " RETURNING id, status, ack_payload"
-    /* The adapters, one call per stored message in message order (the
-     * sorted subquery feeds the lateral call row by row, so a message sees
-     * what the ones before it wrote). medgate_adapt runs each in its own
-     * subtransaction and returns its error instead of raising it. */
+    /* The adapters: one call for the batch with every stored message in
+     * message order (medgate_adapt_batch, adapter.c), which writes those
+     * marked fast together and the others one after the other, each in
+     * its own subtransaction, and returns the errors instead of raising
+     * them. */
     "), ad AS ("
-    " SELECT s.ord, a.err_state, a.err_text, a.err_target FROM ("
-    "  SELECT i.ord, i.adapter, i.org, i.new_id, i.input FROM input i"
-    "  JOIN ins n ON n.id = i.new_id"
-    "  WHERE n.status = 'received' AND i.adapter IS NOT NULL"
-    "  ORDER BY i.ord OFFSET 0) s"
-    " CROSS JOIN LATERAL medgate_adapt(s.adapter, s.org, s.new_id,"
-    "  s.input::jsonb) a"
+    " SELECT s.ords[r.k] AS ord, r.err_state, r.err_text, r.err_target"
+    " FROM (SELECT array_agg(i.ord ORDER BY i.ord) AS ords,"
+    "  array_agg(i.adapter ORDER BY i.ord) AS adapters,"
+    "  array_agg(i.org ORDER BY i.ord) AS orgs,"
+    "  array_agg(i.new_id ORDER BY i.ord) AS ids,"
+    "  array_agg(i.input::jsonb ORDER BY i.ord) AS inputs,"
+    "  array_agg(i.fast ORDER BY i.ord) AS fast"
+    "  FROM input i JOIN ins n ON n.id = i.new_id"
+    "  WHERE n.status = 'received' AND i.adapter IS NOT NULL) s"
+    " CROSS JOIN LATERAL medgate_adapt_batch(s.adapters, s.orgs, s.ids,"
+    "  s.inputs, s.fast) r"
+    " WHERE s.ords IS NOT NULL"
     "), logs AS ("
     " INSERT INTO sync_logs (organization_id, direction, protocol, listener,"
     "  sender, message_type, trigger_event, external_id, hl7_message_id,"
@@ -157,11 +166,60 @@ mg__intake_array_append(struct mg_buf *b, const char *v, bool first)
     return rc == MG_OK ? mg_buf_appendc(b, '"') : rc;
 }
 
+struct owned_key {
+    uint64_t key;
+    struct mg__intake_item *it;
+};
+
+static int
+cmp_key(const void *a, const void *b)
+{
+    uint64_t x = ((const struct owned_key *)a)->key;
+    uint64_t y = ((const struct owned_key *)b)->key;
+
+    return x < y ? -1 : x > y;
+}
+
+/* COL_FAST for every message of list: "t" when none of its records is
+ * named by another message of the list (they may then be written together,
+ * in any order), else "f". A message with more records than it could list
+ * might share any, so then none is fast. */
+static int
+mark_fast(struct mg__intake_item *list)
+{
+    struct owned_key *k;
+    size_t n = 0, total = 0;
+    bool overflow = false;
+
+    for (struct mg__intake_item *it = list; it; it = it->next) {
+        overflow |= it->nkeys > MG__INTAKE_MAX_KEYS;
+        total += MG_MIN(it->nkeys, (size_t)MG__INTAKE_MAX_KEYS);
+        it->col[COL_FAST] = it->col[COL_ADAPTER] != NULL ? "t" : "f";
+    }
+    if (overflow || list->next == NULL) { /* one message: nothing to share */
+        for (struct mg__intake_item *it = list; it; it = it->next)
+            it->col[COL_FAST] = "f";
+        return MG_OK;
+    }
+    k = mg_malloc(MG_MAX(total, (size_t)1) * sizeof(*k));
+    if (k == NULL)
+        return MG_ENOMEM;
+    for (struct mg__intake_item *it = list; it; it = it->next)
+        for (size_t i = 0; i < it->nkeys; i++)
+            k[n++] = (struct owned_key){it->keys[i], it};
+    qsort(k, n, sizeof(*k), cmp_key);
+    for (size_t i = 1; i < n; i++)
+        if (k[i].key == k[i - 1].key && k[i].it != k[i - 1].it)
+            k[i].it->col[COL_FAST] = k[i - 1].it->col[COL_FAST] = "f";
+    mg_free(k);
+    return MG_OK;
+}
+
 int
 mg__intake_batch_render(struct mg__intake_batch *b,
-                        const struct mg__intake_item *list)
+                        struct mg__intake_item *list)
 {
-    int rc = MG_OK;
+    int rc = mark_fast(list);
 
     for (int c = 0; c < MG__INTAKE_NPARAMS; c++) {
         mg_buf_init(&b->arrays[c], 0);

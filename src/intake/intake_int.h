@@ -51,8 +51,13 @@ enum mg__intake_col {
     COL_RECEIVED_AT, /* microseconds since the epoch */
     COL_ADAPTER,     /* the route's adapter, NULL when none runs */
     COL_INPUT,       /* its input document (JSON) */
+    COL_FAST,        /* "t": shares no record with the rest of its batch */
     MG__INTAKE_NPARAMS
 };
+
+/* Record fingerprints kept per message (mg_adapter_input_keys); a message
+ * with more is never written with others. */
+#define MG__INTAKE_MAX_KEYS 16
 
 struct mg__intake_item {
     struct mg__intake_item *next;
@@ -63,6 +68,8 @@ struct mg__intake_item {
     struct mg_str down_ack; /* AR for "database down" replies */
     const struct mg_conf_listener *listener; /* lives as long as the conf */
     enum mg__intake_outcome outcome;
+    uint64_t keys[MG__INTAKE_MAX_KEYS]; /* the records its adapter writes */
+    size_t nkeys;                       /* may exceed MG__INTAKE_MAX_KEYS */
     /* What the batch statement said, kept until its COMMIT: */
     bool retry;            /* not inserted: retry in the next batch */
     const char *ack;       /* the ACK to send (arena), NULL for none */
@@ -99,8 +106,10 @@ struct mg__intake_batch {
 int mg__intake_array_append(struct mg_buf *b, const char *v, bool first);
 int mg__intake_array_close(struct mg_buf *b, const char **out);
 
+/* Renders the arrays of the messages of list, after marking each one that
+ * shares no record with another of them (COL_FAST). MG_OK or MG_ENOMEM. */
 int mg__intake_batch_render(struct mg__intake_batch *b,
-                            const struct mg__intake_item *list);
+                            struct mg__intake_item *list);
 void mg__intake_batch_dispose(struct mg__intake_batch *b);
 
 extern const char mg__intake_batch_sql[];

@@ -137,9 +137,10 @@ struct verdict {
     const char *input;        /* its input document */
 };
 
-/* The adapter's input document as compact JSON in the arena. */
+/* The adapter's input document as compact JSON in the item's arena, and
+ * the fingerprints of the records it names. */
 static const char *
-adapter_input(struct mg_arena *a, const struct mg_adapter *ad,
+adapter_input(struct mg__intake_item *it, const struct mg_adapter *ad,
               const struct mg_mapping_result *res,
               const struct mg_hl7v2_header *hdr)
 {
@@ -147,8 +148,10 @@ adapter_input(struct mg_arena *a, const struct mg_adapter *ad,
     const char *out = NULL;
     char *text = in ? json_dumps(in, JSON_COMPACT) : NULL;
 
-    if (text != NULL)
-        out = mg_arena_strndup(a, text, strlen(text));
+    if (text != NULL) {
+        out = mg_arena_strndup(&it->arena, text, strlen(text));
+        it->nkeys = mg_adapter_input_keys(in, it->keys, MG__INTAKE_MAX_KEYS);
+    }
     free(text);
     json_decref(in);
     return out;
@@ -195,7 +198,7 @@ map_stage(struct mg__intake_item *it, const struct mg_conf_listener *li,
         return;
     }
     v->adapter = ad->name;
-    v->input = adapter_input(&it->arena, ad, &result, &v->msg->hdr);
+    v->input = adapter_input(it, ad, &result, &v->msg->hdr);
     if (v->input == NULL) {
         mg_diag_set(&v->diag, MG_HL7_ERR_INTERNAL, "out of memory");
         v->outcome = MG__INTAKE_FAILED;

@@ -395,5 +395,103 @@ class RefusedRowsTest(unittest.TestCase):
         self.assertLess(batches, len(frames))
 
 
+ORG = "00000000-0000-4000-8000-00000000b001"
+
+
+def order_input(mrn, acc, control="NW", name="Roe"):
+    doc = {"message": {"type": "ORM", "trigger": "O01"}, "order": {"control": control},
+           "patient": {"medical_record_number": mrn, "last_name": name},
+           "patient_identifiers": [{"value": mrn, "system": "HOSP", "type_code": "MR"}],
+           "scan": {"priority": "routine"}}
+    if acc is not None:
+        doc["scan"]["accession_number"] = acc
+    return json.dumps(doc)
+
+
+def adt_input(mrn, trigger="A01", name="Doe"):
+    return json.dumps({"message": {"type": "ADT", "trigger": trigger},
+                       "patient": {"medical_record_number": mrn, "last_name": name},
+                       "patient_identifiers": [{"value": mrn, "system": "HOSP"}]})
+
+
+class BatchFunctionTest(unittest.TestCase):
+    """The set-based side of the adapters (adapter.h "batch"): each batch
+    function writes the messages it can write together and returns their
+    positions; everything else is left for the per-message function."""
+
+    def setUp(self):
+        self.db = h.create_database("batchfn")
+        h.migrate(self.db)
+        h.psql(self.db, "INSERT INTO organizations (id, name, identifier) VALUES (:'p1', 'B', 'b')", ORG)
+
+    def call(self, fn, *inputs):
+        arr = "ARRAY[" + ",".join("%s::jsonb" % ("'" + i.replace("'", "''") + "'") for i in inputs) + "]"
+        return h.scalar(self.db, "SELECT %s(array_fill(:'p1'::uuid, ARRAY[%d]), "
+                        "array_fill(gen_random_uuid(), ARRAY[%d]), %s)" % (fn, len(inputs), len(inputs), arr),
+                        ORG)
+
+    def test_order_batch_takes_only_plain_new_orders(self):
+        h.psql(self.db, "SELECT medgate_adapter_hl7v2_order(:'p1', gen_random_uuid(), :'p2'::jsonb)",
+               ORG, order_input("OLD-P", "ACC-OLD"))
+        # A retired MRN: RET was merged into OLD-P.
+        h.psql(self.db, "INSERT INTO patients (organization_id, medical_record_number, merged_into, "
+               "merged_at, is_active, source) SELECT :'p1', 'RET', id, now(), false, 'hl7v2' "
+               "FROM patients WHERE medical_record_number = 'OLD-P'", ORG)
+        got = self.call("medgate_adapter_hl7v2_order_batch",
+                        order_input("NEW-1", "ACC-1"),            # 1: new order, new patient
+                        order_input("NEW-2", "ACC-2", "CA"),      # 2: a cancel
+                        order_input("NEW-3", "ACC-OLD"),          # 3: accession already known
+                        order_input("RET", "ACC-4"),              # 4: retired MRN
+                        order_input("NEW-5", None),               # 5: no accession
+                        order_input("OLD-P", "ACC-6", name="Roe2"))  # 6: known patient, new order
+        self.assertEqual(got, "{1,6}")
+        rows = h.psql(self.db, "SELECT s.accession_number, p.medical_record_number, p.last_name, q.status "
+                      "FROM scans s JOIN patients p ON p.id = s.patient_id "
+                      "JOIN scan_queue q ON q.scan_id = s.id ORDER BY 1")
+        self.assertEqual(rows, [["ACC-1", "NEW-1", "Roe", "waiting"], ["ACC-6", "OLD-P", "Roe2", "waiting"],
+                                ["ACC-OLD", "OLD-P", "Roe2", "waiting"]])
+        self.assertEqual(h.psql(self.db, "SELECT value FROM patient_identifiers ORDER BY 1"),
+                         [["NEW-1"], ["OLD-P"]])
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients WHERE medical_record_number "
+                                  "IN ('NEW-2', 'NEW-3', 'NEW-5')"), "0")
+
+    def test_adt_batch_leaves_merges_and_missing_mrns(self):
+        h.psql(self.db, "SELECT medgate_adapter_hl7v2_adt(:'p1', gen_random_uuid(), :'p2'::jsonb)",
+               ORG, adt_input("HAVE", name="Before"))
+        got = self.call("medgate_adapter_hl7v2_adt_batch",
+                        adt_input("FRESH"), adt_input("HAVE", "A40"), adt_input("HAVE", "A08", "After"),
+                        adt_input(""))
+        self.assertEqual(got, "{1,3}")
+        self.assertEqual(h.psql(self.db, "SELECT medical_record_number, last_name FROM patients ORDER BY 1"),
+                         [["FRESH", "Doe"], ["HAVE", "After"]])
+
+
+class SharedRecordsInOneCommitTest(GatewayTest):
+    """Messages of one grouped commit that name the same patient are written
+    one after the other, in order; the others together."""
+
+    prefix = "shared"
+
+    def test_admit_order_update_for_one_patient_in_one_commit(self):
+        frames = [adt("S-1", mrn="SAME", name="Doe^Ann"), order_for("S-2", "SAME", "ACC-S1", "Doe^Ann"),
+                  adt("S-3", ev="A08", mrn="SAME", name="Smith^Ann"), order_for("S-4", "OTHER", "ACC-S2"),
+                  order_for("S-5", "SAME", "ACC-S3", "Smith^Ann")]
+        with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=10) as sock:
+            sock.sendall(b"".join(b"\x0b" + f + b"\x1c\r" for f in frames))
+            buf = b""
+            while buf.count(b"\x1c\r") < len(frames):
+                buf += sock.recv(65536)
+        codes = [segments(a.strip(b"\x0b"))["MSA"][1] for a in buf.split(b"\x1c\r") if a]
+        self.assertEqual(codes, ["AA"] * len(frames))
+        self.assertEqual(h.psql(self.db, "SELECT medical_record_number, last_name FROM patients ORDER BY 1"),
+                         [["OTHER", "Roe"], ["SAME", "Smith"]])
+        self.assertEqual(h.psql(self.db, "SELECT s.accession_number, p.medical_record_number FROM scans s "
+                                "JOIN patients p ON p.id = s.patient_id ORDER BY 1"),
+                         [["ACC-S1", "SAME"], ["ACC-S2", "OTHER"], ["ACC-S3", "SAME"]])
+        metrics = self.gw.get("/metrics")[2]
+        batches = int(re.search(r"^medgate_intake_batches_total (\d+)", metrics, re.M).group(1))
+        self.assertLess(batches, len(frames))
+
+
 if __name__ == "__main__":
     h.main()

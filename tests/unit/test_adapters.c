@@ -389,11 +389,44 @@ test_fhir_diagnostic_report(void **state)
     json_decref(r);
 }
 
+/* The records an input names: the same key gives the same fingerprint,
+ * a key of another kind (an MRN equal to an accession) does not, and a
+ * message with more keys than fit says so. */
+static void
+test_input_keys(void **state)
+{
+    json_t *a = json_loads("{\"patient\": {\"medical_record_number\": \"X1\"},"
+                           " \"scan\": {\"accession_number\": \"A1\","
+                           " \"study_instance_uid\": \"\"},"
+                           " \"patient_identifiers\": [{\"value\": \"X1\"},"
+                           " {\"value\": \"S9\"}, {\"system\": \"no value\"}]}",
+                           0, NULL);
+    json_t *b = json_loads("{\"patient\": {\"medical_record_number\": \"A1\"},"
+                           " \"merge\": {\"prior_medical_record_number\": \"X1\"}}",
+                           0, NULL);
+    uint64_t ka[8], kb[8], few[2];
+
+    (void)state;
+    assert_non_null(a);
+    assert_non_null(b);
+    /* MRN, accession, two identifiers (an empty UID and a valueless
+     * identifier name nothing). */
+    assert_int_equal(mg_adapter_input_keys(a, ka, 8), 4);
+    assert_int_equal(mg_adapter_input_keys(b, kb, 8), 2);
+    assert_true(ka[0] == kb[1]);  /* MRN X1 and prior MRN X1: one patient */
+    assert_true(ka[1] != kb[0]);  /* accession A1 is not MRN A1 */
+    assert_true(ka[0] != ka[2]);  /* MRN X1 is not identifier X1 */
+    assert_int_equal(mg_adapter_input_keys(a, few, 2), 4); /* did not fit */
+    json_decref(a);
+    json_decref(b);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_registry),
+        cmocka_unit_test(test_input_keys),
         cmocka_unit_test(test_route_needs_an_inbound_adapter),
         cmocka_unit_test(test_iso_to_hl7),
         cmocka_unit_test(test_oru_reads_back_through_the_results_mapping),
