@@ -347,6 +347,26 @@ sql_name(const struct mg_adapter *a, char fn[96])
     fn[k] = '\0';
 }
 
+/* One "WHEN '<name>' THEN <verb> medgate_adapter_<fn><call>;" line per
+ * adapter with SQL (only those with a batch function when batch_only). */
+static int
+append_cases(struct mg_buf *b, const char *verb, const char *call,
+             bool batch_only)
+{
+    int rc = MG_OK;
+
+    for (const struct mg__adapter_entry *e = mg__adapters;
+         rc == MG_OK && e->adapter; e++) {
+        char fn[96];
+        if (e->sql == NULL || (batch_only && !e->adapter->batch))
+            continue; /* outbound only: nothing to dispatch to */
+        sql_name(e->adapter, fn);
+        rc = mg_buf_appendf(b, "  WHEN '%s' THEN %s medgate_adapter_%s%s;\n",
+                            e->adapter->name, verb, fn, call);
+    }
+    return rc;
+}
+
 /* medgate_adapt() runs one message's adapter function in a subtransaction
  * and returns the error instead of raising it, so one message's bad data
  * never aborts its neighbours in a grouped commit. DETAIL is kept only for
@@ -361,16 +381,8 @@ dispatch_one_sql(struct mg_buf *b)
         " LANGUAGE plpgsql AS $medgate$\nDECLARE tbl text; con text;\n"
         "BEGIN\n  CASE adapter\n");
 
-    for (const struct mg__adapter_entry *e = mg__adapters;
-         rc == MG_OK && e->adapter; e++) {
-        char fn[96];
-        if (e->sql == NULL)
-            continue; /* outbound only: nothing to dispatch to */
-        sql_name(e->adapter, fn);
-        rc = mg_buf_appendf(b, "  WHEN '%s' THEN PERFORM medgate_adapter_%s"
-                            "(org, message_id, input);\n",
-                            e->adapter->name, fn);
-    }
+    if (rc == MG_OK)
+        rc = append_cases(b, "PERFORM", "(org, message_id, input)", false);
     if (rc == MG_OK)
         rc = mg_buf_appendz(b,
             "  ELSE RAISE EXCEPTION 'no adapter is called %', adapter"
@@ -409,16 +421,9 @@ dispatch_batch_sql(struct mg_buf *b)
         " RETURNS integer[] LANGUAGE plpgsql AS $medgate$\n"
         "DECLARE st text;\nBEGIN\n  CASE adapter\n");
 
-    for (const struct mg__adapter_entry *e = mg__adapters;
-         rc == MG_OK && e->adapter; e++) {
-        char fn[96];
-        if (e->sql == NULL || !e->adapter->batch)
-            continue;
-        sql_name(e->adapter, fn);
-        rc = mg_buf_appendf(b, "  WHEN '%s' THEN RETURN medgate_adapter_%s"
-                            "_batch(orgs, message_ids, inputs);\n",
-                            e->adapter->name, fn);
-    }
+    if (rc == MG_OK)
+        rc = append_cases(b, "RETURN", "_batch(orgs, message_ids, inputs)",
+                          true);
     if (rc == MG_OK)
         rc = mg_buf_appendz(b,
             "  ELSE RETURN '{}';\n  END CASE;\n"

@@ -249,6 +249,28 @@ BEGIN
     ON CONFLICT (organization_id, system, value) DO NOTHING;
 END $$;
 
+-- The patients of the messages at positions sel of a batch (the patient
+-- and patient_identifiers of their input documents), written together by
+-- medgate_patients_upsert; their ids in the order of sel. Raises MG001
+-- when a concurrent transaction created one of them first: the caller's
+-- messages then go one by one (medgate_adapt_batch).
+CREATE OR REPLACE FUNCTION medgate_patients_of(orgs uuid[], inputs jsonb[],
+                                               sel integer[])
+RETURNS uuid[] LANGUAGE plpgsql AS $$
+DECLARE
+    pids uuid[] := medgate_patients_upsert(
+        ARRAY(SELECT orgs[k] FROM unnest(sel) k),
+        ARRAY(SELECT inputs[k]->'patient' FROM unnest(sel) k),
+        ARRAY(SELECT inputs[k]->'patient_identifiers' FROM unnest(sel) k),
+        NULL);
+BEGIN
+    IF array_position(pids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'a patient of the batch was created concurrently'
+            USING ERRCODE = 'MG001';
+    END IF;
+    RETURN pids;
+END $$;
+
 -- Whether the patient of a message can be written by the set-based
 -- functions: it has a medical record number that is live or new (not held
 -- only by a merged record, which medgate_patient_find redirects).

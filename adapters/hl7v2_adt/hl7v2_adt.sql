@@ -90,13 +90,6 @@ BEGIN
     IF sel IS NULL THEN
         RETURN '{}';
     END IF;
-    IF array_position(medgate_patients_upsert(
-            ARRAY(SELECT orgs[k] FROM unnest(sel) k),
-            ARRAY(SELECT inputs[k]->'patient' FROM unnest(sel) k),
-            ARRAY(SELECT inputs[k]->'patient_identifiers' FROM unnest(sel) k),
-            NULL), NULL) IS NOT NULL THEN
-        RAISE EXCEPTION 'a patient of the batch was created concurrently'
-            USING ERRCODE = 'MG001';
-    END IF;
+    PERFORM medgate_patients_of(orgs, inputs, sel);
     RETURN sel;
 END $$;

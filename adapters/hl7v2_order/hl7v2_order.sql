@@ -155,15 +155,7 @@ BEGIN
     IF sel IS NULL THEN
         RETURN '{}';
     END IF;
-    pids := medgate_patients_upsert(
-        ARRAY(SELECT orgs[k] FROM unnest(sel) k),
-        ARRAY(SELECT inputs[k]->'patient' FROM unnest(sel) k),
-        ARRAY(SELECT inputs[k]->'patient_identifiers' FROM unnest(sel) k),
-        NULL);
-    IF array_position(pids, NULL) IS NOT NULL THEN
-        RAISE EXCEPTION 'a patient of the batch was created concurrently'
-            USING ERRCODE = 'MG001';
-    END IF;
+    pids := medgate_patients_of(orgs, inputs, sel);
     PERFORM medgate_scans_order(
         ARRAY(SELECT orgs[k] FROM unnest(sel) k), pids,
         ARRAY(SELECT medgate_complete_times(inputs[k]->'scan',

@@ -29,6 +29,20 @@ def adt(cid, ev="A01", mrn="MRN1", ssn="111", name="Doe^Jane", dob="19800102", s
                       phone=phone).encode()
 
 
+def pipelined(port, frames):
+    """Writes all frames at once on one connection (so they share grouped
+    commits) and returns the MSA-1 of each ACK, in order."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"".join(b"\x0b" + f + b"\x1c\r" for f in frames))
+        buf = b""
+        while buf.count(b"\x1c\r") < len(frames):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    return [segments(a.strip(b"\x0b"))["MSA"][1] for a in buf.split(b"\x1c\r") if a]
+
+
 class GatewayTest(unittest.TestCase):
     """A fresh migrated database and a gateway with the shipped mappings."""
     prefix = "adapt"
@@ -380,12 +394,7 @@ class RefusedRowsTest(unittest.TestCase):
 
     def test_bad_message_in_a_grouped_commit_spares_its_neighbours(self):
         frames = [adt("G-%d" % i, mrn="G%d" % i, sex="Q" if i == 3 else "female") for i in range(8)]
-        with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=10) as sock:
-            sock.sendall(b"".join(b"\x0b" + f + b"\x1c\r" for f in frames))
-            buf = b""
-            while buf.count(b"\x1c\r") < len(frames):
-                buf += sock.recv(65536)
-        codes = [segments(a.strip(b"\x0b"))["MSA"][1] for a in buf.split(b"\x1c\r") if a]
+        codes = pipelined(self.gw.mllp_port, frames)
         self.assertEqual(codes, ["AA"] * 3 + ["AE"] + ["AA"] * 4)
         self.assertEqual(h.psql(self.db, "SELECT medical_record_number FROM patients ORDER BY 1"),
                          [["G%d" % i] for i in range(8) if i != 3])
@@ -476,12 +485,7 @@ class SharedRecordsInOneCommitTest(GatewayTest):
         frames = [adt("S-1", mrn="SAME", name="Doe^Ann"), order_for("S-2", "SAME", "ACC-S1", "Doe^Ann"),
                   adt("S-3", ev="A08", mrn="SAME", name="Smith^Ann"), order_for("S-4", "OTHER", "ACC-S2"),
                   order_for("S-5", "SAME", "ACC-S3", "Smith^Ann")]
-        with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=10) as sock:
-            sock.sendall(b"".join(b"\x0b" + f + b"\x1c\r" for f in frames))
-            buf = b""
-            while buf.count(b"\x1c\r") < len(frames):
-                buf += sock.recv(65536)
-        codes = [segments(a.strip(b"\x0b"))["MSA"][1] for a in buf.split(b"\x1c\r") if a]
+        codes = pipelined(self.gw.mllp_port, frames)
         self.assertEqual(codes, ["AA"] * len(frames))
         self.assertEqual(h.psql(self.db, "SELECT medical_record_number, last_name FROM patients ORDER BY 1"),
                          [["OTHER", "Roe"], ["SAME", "Smith"]])
