@@ -411,7 +411,8 @@ dispatch_one_sql(struct mg_buf *b)
  * other message of the commit, so they may go first and together), each
  * call in a subtransaction -- if it fails, its messages simply go one by
  * one -- then medgate_adapt() for every message left, in order. It returns
- * a row (position, error) for each message an adapter refused. */
+ * a row (position, error, false) for each message an adapter refused and
+ * (position, NULL, true) for each a batch function wrote. */
 static int
 dispatch_batch_sql(struct mg_buf *b)
 {
@@ -430,12 +431,16 @@ dispatch_batch_sql(struct mg_buf *b)
             "EXCEPTION WHEN OTHERS THEN\n"
             "  GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE;\n"
             "  IF left(st, 2) IN " TRANSIENT_CLASSES " THEN RAISE; END IF;\n"
+            /* The server log says so (the SQLSTATE only: a message text
+             * may quote values). */
+            "  RAISE LOG 'medgate: % batch of % fell back to one by one:"
+            " SQLSTATE %', adapter, cardinality(inputs), st;\n"
             "  RETURN '{}';\n"
             "END $medgate$;\n"
             "CREATE OR REPLACE FUNCTION medgate_adapt_batch(adapters text[],"
             " orgs uuid[], message_ids uuid[], inputs jsonb[],"
             " fast boolean[], OUT k integer, OUT err_state text,"
-            " OUT err_text text, OUT err_target text)"
+            " OUT err_text text, OUT err_target text, OUT batched boolean)"
             " RETURNS SETOF record LANGUAGE plpgsql AS $medgate$\n"
             "DECLARE\n"
             "  n integer := coalesce(cardinality(adapters), 0);\n"
@@ -451,8 +456,10 @@ dispatch_batch_sql(struct mg_buf *b)
             " ARRAY(SELECT message_ids[i] FROM unnest(sel) i),"
             " ARRAY(SELECT inputs[i] FROM unnest(sel) i)) LOOP\n"
             "      done[sel[h]] := true;\n"
+            "      k := sel[h]; batched := true; RETURN NEXT;\n"
             "    END LOOP;\n"
             "  END LOOP;\n"
+            "  batched := false;\n"
             "  FOR i IN 1 .. n LOOP\n"
             "    CONTINUE WHEN done[i];\n"
             "    SELECT i, r.err_state, r.err_text, r.err_target"

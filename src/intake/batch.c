@@ -18,8 +18,9 @@
  * later one is retried in the next batch and then is an ordinary
  * duplicate); `ad` runs the adapter of every stored message; `logs`
  * writes one sync_logs row per message. The result has one row per message
- * in input order: (ord, what, ack, id, err_state, err_text, err_target),
- * the err_* columns set when the adapter refused the message. */
+ * in input order: (ord, what, ack, id, err_state, err_text, err_target,
+ * batched), the err_* columns set when the adapter refused the message,
+ * batched when a batch function wrote it with others. */
 const char mg__intake_batch_sql[] =
     "WITH input AS MATERIALIZED ("
     " SELECT gen_random_uuid() AS new_id, t.* FROM unnest("
@@ -96,7 +97,8 @@ const char mg__intake_batch_sql[] =
      * its own subtransaction, and returns the errors instead of raising
      * them. */
     "), ad AS ("
-    " SELECT s.ords[r.k] AS ord, r.err_state, r.err_text, r.err_target"
+    " SELECT s.ords[r.k] AS ord, r.err_state, r.err_text, r.err_target,"
+    "  r.batched"
     " FROM (SELECT array_agg(i.ord ORDER BY i.ord) AS ords,"
     "  array_agg(i.adapter ORDER BY i.ord) AS adapters,"
     "  array_agg(i.org ORDER BY i.ord) AS orgs,"
@@ -134,7 +136,7 @@ const char mg__intake_batch_sql[] =
     " SELECT i.ord, CASE WHEN s.ord IS NOT NULL THEN 'same'"
     "  WHEN n.id IS NULL THEN 'retry' WHEN n.status = 'duplicate' THEN 'dup'"
     "  ELSE 'new' END, coalesce(s.ack_payload, n.ack_payload), n.id,"
-    "  a.err_state, a.err_text, a.err_target"
+    "  a.err_state, a.err_text, a.err_target, coalesce(a.batched, false)"
     " FROM input i LEFT JOIN same s ON s.ord = i.ord"
     " LEFT JOIN ins n ON n.id = i.new_id LEFT JOIN ad a ON a.ord = i.ord"
     " ORDER BY i.ord";

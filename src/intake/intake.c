@@ -47,6 +47,7 @@ struct mg_intake {
     /* counters */
     unsigned long long outcome[MG__INTAKE_NOUTCOMES];
     unsigned long long batches, batch_messages, failed_batches;
+    unsigned long long batched; /* written by a batch function, committed */
 };
 
 /* Batches in flight at once. One would serialise everything behind one
@@ -250,6 +251,7 @@ deliver(struct mg_intake *in, struct mg__intake_item *list)
             nretry++;
             continue;
         }
+        in->batched += it->batched;
         finish(in, it, MG_OK, it->ack, it->ack_len); /* NULL: MSH-15 NE */
     }
     enqueue_front(in, retry, nretry);
@@ -296,6 +298,7 @@ take_row(struct mg_intake *in, struct mg__intake_item *it, PGresult *res,
     int rc;
 
     it->retry = strcmp(what, "retry") == 0;
+    it->batched = PQgetvalue(res, row, 7)[0] == 't';
     if (strcmp(what, "same") == 0)
         it->outcome = MG__INTAKE_DUPLICATE;
     else if (strcmp(what, "dup") == 0)
@@ -518,7 +521,9 @@ mg_intake_write_metrics(const struct mg_intake *in, struct mg_buf *out)
                          "medgate_intake_batches_total %llu\n"
                          "medgate_intake_batch_messages_total %llu\n"
                          "medgate_intake_failed_batches_total %llu\n"
+                         "medgate_intake_batched_messages_total %llu\n"
                          "medgate_intake_pending %zu\n",
                          in->batches, in->batch_messages, in->failed_batches,
+                         in->batched,
                          mg_intake_pending(in));
 }

@@ -75,6 +75,7 @@ struct mg__intake_item {
     const char *ack;       /* the ACK to send (arena), NULL for none */
     size_t ack_len;
     bool solo; /* retry alone (its batch failed) */
+    bool batched; /* its adapter's batch function wrote it */
     bool busy; /* refused at submit: queue full */
 };
 

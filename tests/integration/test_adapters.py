@@ -497,5 +497,19 @@ class SharedRecordsInOneCommitTest(GatewayTest):
         self.assertLess(batches, len(frames))
 
 
+    def test_admissions_of_distinct_patients_are_written_together(self):
+        frames = [adt("T-%d" % i, mrn="T%d" % i, ssn="7%d" % i) for i in range(8)]
+        self.assertEqual(pipelined(self.gw.mllp_port, frames), ["AA"] * len(frames))
+        self.assertEqual(h.psql(self.db, "SELECT medical_record_number FROM patients ORDER BY 1"),
+                         [["T%d" % i] for i in range(8)])
+        metrics = self.gw.get("/metrics")[2]
+        batches = int(re.search(r"^medgate_intake_batches_total (\d+)", metrics, re.M).group(1))
+        batched = int(re.search(r"^medgate_intake_batched_messages_total (\d+)", metrics, re.M).group(1))
+        # Fewer commits than messages: some commit held two or more, and
+        # all of its messages went through the batch function together.
+        self.assertLess(batches, len(frames))
+        self.assertGreaterEqual(batched, 2)
+        self.assertLessEqual(batched, len(frames))
+
 if __name__ == "__main__":
     h.main()
