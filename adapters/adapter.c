@@ -359,7 +359,7 @@ append_cases(struct mg_buf *b, const char *verb, const char *call,
          rc == MG_OK && e->adapter; e++) {
         char fn[96];
         if (e->sql == NULL || (batch_only && !e->adapter->batch))
-            continue; /* outbound only: nothing to dispatch to */
+            continue; /* outbound only, or no batch function to call */
         sql_name(e->adapter, fn);
         rc = mg_buf_appendf(b, "  WHEN '%s' THEN %s medgate_adapter_%s%s;\n",
                             e->adapter->name, verb, fn, call);

@@ -56,7 +56,7 @@ enum mg__intake_col {
 };
 
 /* Record fingerprints kept per message (mg_adapter_input_keys); a message
- * with more is never written with others. */
+ * with more might share any record, so its whole batch goes one by one. */
 #define MG__INTAKE_MAX_KEYS 16
 
 struct mg__intake_item {
