@@ -159,11 +159,20 @@ mg__intake_array_append(struct mg_buf *b, const char *v, bool first)
     if (v == NULL)
         return mg_buf_appendz(b, "NULL");
     rc = mg_buf_appendc(b, '"');
-    for (const char *p = v; rc == MG_OK && *p; p++) {
-        if (*p == '"' || *p == '\\')
-            rc = mg_buf_appendc(b, '\\');
-        if (rc == MG_OK)
-            rc = mg_buf_appendc(b, *p);
+    /* Whole runs between the characters that need a backslash: a raw
+     * message is about 1,200 hex digits, and one append per character
+     * made mg_buf_appendc and mg_buf_reserve the gateway's top functions
+     * in perf at 16 connections. */
+    while (rc == MG_OK && *v) {
+        size_t run = strcspn(v, "\"\\");
+
+        rc = mg_buf_append(b, v, run);
+        v += run;
+        if (rc == MG_OK && *v) {
+            char esc[2] = {'\\', *v++};
+
+            rc = mg_buf_append(b, esc, 2);
+        }
     }
     return rc == MG_OK ? mg_buf_appendc(b, '"') : rc;
 }
