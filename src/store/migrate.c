@@ -70,7 +70,7 @@ list_migrations(const char *dir, struct migration *out, int *count, FILE *err)
             return MG_ECONF;
         }
         out[n].version = v;
-        snprintf(out[n].name, sizeof(out[n].name), "%s", e->d_name);
+        memcpy(out[n].name, e->d_name, strlen(e->d_name) + 1); /* fits: checked */
         n++;
     }
     closedir(d);

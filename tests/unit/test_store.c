@@ -512,6 +512,9 @@ test_store_query_thousand_concurrent(void **state)
     o.pool_size = 4;
     o.queue_max = N;
     fixture_open_ready(&f, &o);
+    /* Ready means one connection up; the last check below counts all four,
+     * and a slow machine (CI under ASan) may still be connecting one. */
+    assert_true(run_until(&f.loop, store_all_up, f.store, 10000));
     assert_int_equal(mg_store_prepare(f.store, "double",
                                       "SELECT $1::int * 2", 1),
                      MG_OK);
