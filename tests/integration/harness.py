@@ -101,17 +101,25 @@ def conninfo(db):
     return "host=%s user=postgres dbname=%s" % (pg_host(), db)
 
 
+_ports_given = set()
+
+
 def free_port():
     """A port the gateway can listen on. Picked below Linux's ephemeral
     range (32768-60999): a port from bind(0) could be taken meanwhile by a
-    test client's outgoing connection, and the gateway would not start."""
+    test client's outgoing connection, and the gateway would not start.
+    Never the same port twice in one test process: a gateway may be given
+    several before it binds any."""
     while True:
         port = random.randint(20000, 32000)
+        if port in _ports_given:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+        _ports_given.add(port)
         return port
 
 

@@ -51,7 +51,7 @@ class MappingReloadTest(unittest.TestCase):
         t = time.time() + 2
         os.utime(path, (t, t))
 
-    def wait_for_log(self, text, timeout=15):
+    def wait_for_log(self, text, timeout=30):
         deadline = time.time() + timeout
         while time.time() < deadline:
             if text in self.gw.read_log():

@@ -554,6 +554,7 @@ struct fx {
     unsigned pending_at_close;
     struct mg_http_request *held;
     unsigned delay_ms;
+    unsigned delay_later_ms; /* for the second and later held requests */
     int overlap;
     int closed;
     int drained;
@@ -609,7 +610,10 @@ later_handler(struct mg_http_request *req, void *ud)
         return;
     }
     fx->held = req;
-    uv_timer_start(&fx->timer, on_held_timer, fx->delay_ms, 0);
+    uv_timer_start(&fx->timer, on_held_timer,
+                   fx->entered > 1 && fx->delay_later_ms ? fx->delay_later_ms
+                                                         : fx->delay_ms,
+                   0);
 }
 
 static void
@@ -652,9 +656,11 @@ on_done(uv_async_t *a)
     fx->pending_at_close = mg_http_server_pending_requests(fx->server);
     uv_close((uv_handle_t *)&fx->done, NULL);
     mg_http_server_close(fx->server, on_server_closed, fx);
-    if (fx->held != NULL)
+    if (fx->held != NULL) {
         fx->timer_closing = true;
-    else
+        /* Answer it on the next loop turn, after the close. */
+        uv_timer_start(&fx->timer, on_held_timer, 0, 0);
+    } else
         uv_close((uv_handle_t *)&fx->timer, NULL);
 }
 
@@ -886,10 +892,10 @@ client_async_and_disconnect(struct fx *fx)
     fx->status[0] = cl_response(&c, fx->text[0], sizeof(fx->text[0]));
     close(c.fd);
     /* The server closes while a handler still holds a request: its
-     * answer, 150 ms later, finds no connection and is dropped. */
+     * answer, after the close, finds no connection and is dropped. */
     cl_open(&c, fx->port);
     cl_send(&c, "GET /later?gone HTTP/1.1\r\nHost: h\r\n\r\n");
-    for (int i = 0; i < 200 && fx->entered < 2; i++)
+    for (int i = 0; i < 1000 && fx->entered < 2; i++)
         usleep(10 * 1000);
     fx->num[0] = fx->entered;
     close(c.fd);
@@ -901,6 +907,8 @@ test_server_async_handler(void **state)
     struct fx *fx = *state;
 
     fx->delay_ms = 150;
+    /* Held until the close, however slow the machine: on_done answers it. */
+    fx->delay_later_ms = 60000;
     run(fx, client_async_and_disconnect);
     assert_int_equal(fx->status[0], 200);
     assert_non_null(strstr(fx->text[0], "\r\n\r\nx"));
@@ -959,9 +967,11 @@ client_idle(struct fx *fx)
     long t0;
 
     cl_open(&c, fx->port);
+    /* From before the request: the idle timer starts when the answer is
+     * written, so a client that wakes late still sees >= the timeout. */
+    t0 = now_ms();
     cl_send(&c, "GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n");
     fx->status[0] = cl_response(&c, fx->text[0], sizeof(fx->text[0]));
-    t0 = now_ms();
     fx->num[0] = cl_eof(&c);
     fx->num[1] = now_ms() - t0;
     close(c.fd);
@@ -1000,9 +1010,11 @@ client_max_conns(struct fx *fx)
     cl_send(&c, "GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n");
     fx->status[2] = cl_response(&c, fx->text[2], sizeof(fx->text[2]));
     close(c.fd);
-    /* Once one leaves, there is room again. */
+    /* Once one leaves, there is room again: the server's close (seen as
+     * EOF here) comes before it accepts the next connection. */
+    shutdown(a.fd, SHUT_WR);
+    fx->num[0] = cl_eof(&a);
     close(a.fd);
-    usleep(100 * 1000);
     cl_open(&c, fx->port);
     cl_send(&c, "GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n");
     fx->status[3] = cl_response(&c, fx->text[3], sizeof(fx->text[3]));
@@ -1020,6 +1032,7 @@ test_server_max_connections(void **state)
     assert_int_equal(fx->status[0], 200);
     assert_int_equal(fx->status[1], 200);
     assert_int_equal(fx->status[2], 0);
+    assert_int_equal(fx->num[0], 1); /* the first closed on our FIN */
     assert_int_equal(fx->status[3], 200);
     assert_non_null(strstr(fx->metrics.ptr,
                            "medgate_http_connections_rejected_total 1\n"));

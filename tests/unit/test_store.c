@@ -593,17 +593,19 @@ test_store_queue_timeout(void **state)
     fixture_open_ready(&f, &o);
     memset(&slow, 0, sizeof(slow));
     memset(&waiting, 0, sizeof(waiting));
-    assert_int_equal(mg_store_query(f.store, NULL, "SELECT pg_sleep(0.5)", 0,
+    assert_int_equal(mg_store_query(f.store, NULL, "SELECT pg_sleep(3)", 0,
                                     NULL, NULL, on_result, &slow),
                      MG_OK);
     run_for(&f.loop, 20); /* the slow one leaves the queue */
     assert_int_equal(mg_store_query(f.store, NULL, "SELECT 1", 0, NULL, NULL,
                                     on_result, &waiting),
                      MG_OK);
-    assert_true(run_until(&f.loop, result_done, &waiting, 2000));
+    /* The slow one runs 3 s: far longer than the 100 ms queue timeout,
+     * however slow the machine. */
+    assert_true(run_until(&f.loop, result_done, &waiting, 2500));
     assert_int_equal(waiting.rc, MG_ETIMEDOUT);
     assert_false(slow.done);
-    assert_true(run_until(&f.loop, result_done, &slow, 2000));
+    assert_true(run_until(&f.loop, result_done, &slow, 10000));
     assert_int_equal(slow.rc, MG_OK);
     fixture_close(&f);
 }
@@ -1085,7 +1087,7 @@ test_store_unreachable_at_start(void **state)
     assert_int_equal(mg_store_query(f.store, NULL, "SELECT 1", 0, NULL, NULL,
                                     on_result, &r),
                      MG_OK);
-    assert_true(run_until(&f.loop, result_done, &r, 2000));
+    assert_true(run_until(&f.loop, result_done, &r, 5000));
     assert_int_equal(r.rc, MG_EDBDOWN);
     assert_false(mg_store_status(f.store, reason, sizeof(reason)));
     assert_non_null(strstr(reason, "database unreachable: "));
