@@ -440,9 +440,9 @@ out_close:
     return NULL;
 }
 
-/* A listening socket on an ephemeral loopback port, in r->port. */
+/* A socket bound to an ephemeral loopback port, its number in port. */
 static int
-listen_loopback(char port[8])
+bind_loopback(char port[8])
 {
     struct sockaddr_in sa = {0};
     socklen_t len = sizeof(sa);
@@ -452,9 +452,18 @@ listen_loopback(char port[8])
     sa.sin_family = AF_INET;
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(fd, 4), 0);
     assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
     snprintf(port, 8, "%u", (unsigned)ntohs(sa.sin_port));
+    return fd;
+}
+
+/* The same, listening. */
+static int
+listen_loopback(char port[8])
+{
+    int fd = bind_loopback(port);
+
+    assert_int_equal(listen(fd, 4), 0);
     return fd;
 }
 
@@ -617,9 +626,11 @@ test_send_network_failures(void **state)
 
     (void)state;
     temp_file(path, three);
-    fd = listen_loopback(port);
-    close(fd); /* nothing listens there now */
+    /* Bound, never listening: connections are refused, and nobody else
+     * can take the port meanwhile. */
+    fd = bind_loopback(port);
     run_send(res, "--port", port, path, NULL);
+    close(fd);
     assert_int_equal(res->exit, MG_MLLP_SEND_NETWORK);
     assert_non_null(strstr(res->err, "cannot connect to 127.0.0.1 port"));
     assert_string_equal(res->out, "");
