@@ -85,6 +85,17 @@ def scalar(db, sql, *params):
     return rows[0][0] if rows else None
 
 
+def wait_for_scalar(db, sql, *params, timeout=30):
+    """scalar() once the query returns a row (a commit nothing else
+    signals, such as a message answered with no ACK); None at timeout."""
+    deadline = time.time() + timeout
+    while True:
+        value = scalar(db, sql, *params)
+        if value is not None or time.time() > deadline:
+            return value
+        time.sleep(0.05)
+
+
 _db_counter = 0
 
 

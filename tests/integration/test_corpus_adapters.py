@@ -29,7 +29,6 @@ import os
 import re
 import socket
 import tempfile
-import time
 import unittest
 
 import harness as h
@@ -178,12 +177,9 @@ class CorpusAdaptersTest(unittest.TestCase):
         longer, and returns whatever came back (None when nothing did)."""
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             s.sendall(b"\x0b" + payload + b"\x1c\r")
-            deadline = time.time() + 10
-            while h.scalar(self.db, "SELECT count(*) FROM hl7_messages WHERE control_id = :'p1'",
-                           control_id) == "0":
-                if time.time() > deadline:
-                    raise AssertionError("message %s never stored" % control_id)
-                time.sleep(0.05)
+            if h.wait_for_scalar(self.db, "SELECT 1 FROM hl7_messages WHERE control_id = :'p1'",
+                                 control_id, timeout=10) is None:
+                raise AssertionError("message %s never stored" % control_id)
             s.settimeout(0.5)
             try:
                 data = s.recv(65536)

@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import tempfile
-import time
 import unittest
 
 import harness as h
@@ -252,13 +251,10 @@ class AckRulesTest(unittest.TestCase):
             s.sendall(b"\x0b" + msg("ENH-NE", extra="|||NE|NE") + b"\x1c\r")
             with self.assertRaises(socket.timeout):
                 s.recv(100)
-        # No ACK to wait for: poll for the commit (a slow ASan run may take
-        # longer than the second above to store it).
-        query = "SELECT status FROM hl7_messages WHERE control_id='ENH-NE'"
-        deadline = time.time() + 30
-        while h.scalar(self.db, query) is None and time.time() < deadline:
-            time.sleep(0.05)
-        self.assertEqual(h.scalar(self.db, query), "received")
+        # No ACK to wait for: a slow ASan run may take longer than the
+        # second above to store it.
+        self.assertEqual(h.wait_for_scalar(self.db, "SELECT status FROM hl7_messages "
+                                                    "WHERE control_id='ENH-NE'"), "received")
 
     def test_ack_swaps_apps_and_echoes_version(self):
         seg = segments(mllp_exchange(self.gw.mllp_port, msg("SWP-1")))

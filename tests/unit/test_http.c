@@ -660,8 +660,9 @@ on_done(uv_async_t *a)
         fx->timer_closing = true;
         /* Answer it on the next loop turn, after the close. */
         uv_timer_start(&fx->timer, on_held_timer, 0, 0);
-    } else
+    } else {
         uv_close((uv_handle_t *)&fx->timer, NULL);
+    }
 }
 
 static int
