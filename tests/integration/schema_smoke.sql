@@ -428,6 +428,17 @@ VALUES ('00000000-0000-0000-0000-00000000000a', 'jobs.lease_seconds', '30');
 SELECT pg_temp.expect_error($$DELETE FROM patients
     WHERE id = '00000000-0000-0000-0000-0000000000f1'$$, '23503');
 
+-- Organizations stay (0010: patients name theirs without a foreign key):
+-- not deleted, not renumbered, not truncated; deactivating one is fine.
+SELECT pg_temp.expect_error($$DELETE FROM organizations
+    WHERE id = '00000000-0000-0000-0000-00000000000b'$$, '23001');
+SELECT pg_temp.expect_error($$UPDATE organizations
+    SET id = '00000000-0000-0000-0000-00000000000c'
+    WHERE id = '00000000-0000-0000-0000-00000000000b'$$, '23001');
+SELECT pg_temp.expect_error($$TRUNCATE organizations CASCADE$$, '23001');
+UPDATE organizations SET is_active = false, name = 'Hospital B (closed)'
+ WHERE id = '00000000-0000-0000-0000-00000000000b';
+
 \o
 \pset tuples_only on
 SELECT 'schema smoke: ok';
