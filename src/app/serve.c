@@ -24,6 +24,10 @@
 #include "store/store.h"
 
 #define DRAIN_POLL_MS 50
+/* While the store's readiness check refuses (schema behind, an organization
+ * missing), it runs again this often, so that fixing the database is enough:
+ * no restart, no SIGHUP needed. */
+#define RECHECK_MS 10000
 
 struct app {
     uv_loop_t loop;
@@ -38,6 +42,7 @@ struct app {
     uv_signal_t sigint, sigterm, sighup;
     uv_timer_t drain_timer;
     uv_timer_t mapping_timer;       /* checks the mapping folder for changes */
+    uv_timer_t recheck_timer;       /* repeats a refused database check */
     struct mg_mapping_set *mappings; /* the set in service */
     unsigned long long mapping_reloads, mapping_refusals;
     uint64_t drain_deadline_us;
@@ -196,6 +201,7 @@ close_all(struct app *app)
     uv_close((uv_handle_t *)&app->sighup, on_handle_closed);
     uv_close((uv_handle_t *)&app->drain_timer, on_handle_closed);
     uv_close((uv_handle_t *)&app->mapping_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&app->recheck_timer, on_handle_closed);
 }
 
 static bool
@@ -248,6 +254,27 @@ start_drain(struct app *app, const char *why)
     uv_timer_start(&app->drain_timer, on_drain_tick, 0, DRAIN_POLL_MS);
 }
 
+/* Runs the store's readiness check again: on SIGHUP always (an operator
+ * who deactivated an organization says so), from the timer only while it
+ * refuses (a new connection checks for itself). */
+static void
+recheck_store(struct app *app, bool always)
+{
+    struct mg_store_stats st;
+
+    if (app->store == NULL || (!always && mg_store_ready(app->store)))
+        return;
+    mg_store_stats(app->store, &st);
+    if (st.up > 0 && mg_store_recheck_schema(app->store) != MG_OK)
+        mg_log(MG_LOG_WARN, &app->log, "database recheck not queued");
+}
+
+static void
+on_recheck_tick(uv_timer_t *t)
+{
+    recheck_store(t->data, false);
+}
+
 static void
 on_signal(uv_signal_t *h, int signum)
 {
@@ -273,16 +300,75 @@ on_signal(uv_signal_t *h, int signum)
                fresh.log_level);
     mg_conf_dispose(&fresh);
     (void)load_mappings(app, "SIGHUP");
+    recheck_store(app, true);
 }
 
 /* ---- start-up --------------------------------------------------------- */
+
+/* Appends the listeners' organization ids, with where each is configured,
+ * as SQL VALUES rows; the ids are UUIDs (checked at load) and names are
+ * quoted. */
+static int
+append_organizations(const struct mg_conf *c, struct mg_buf *b)
+{
+    int rc = MG_OK, n = 0;
+
+    for (int i = 0; i < c->nlisteners && rc == MG_OK; i++) {
+        const struct mg_conf_listener *li = &c->listeners[i];
+
+        for (int j = 0; j < li->nsenders && rc == MG_OK; j++) {
+            rc = mg_buf_appendf(b, "%s('%s'::uuid, '", n++ ? ", " : "",
+                                li->senders[j].organization_id);
+            for (const char *p = li->name; rc == MG_OK && *p; p++)
+                rc = *p == '\'' ? mg_buf_appendz(b, "''")
+                                : mg_buf_appendc(b, *p);
+            if (rc == MG_OK)
+                rc = mg_buf_appendz(b, "')");
+        }
+    }
+    if (rc == MG_OK && n == 0)
+        rc = mg_buf_appendz(b, "(NULL::uuid, NULL)");
+    return rc;
+}
+
+/* The readiness check of the store (store.h, schema_sql): the schema of
+ * this build (migration version, the adapters' SQL) and every organization
+ * the listeners name, active. patients, scans and messages carry no
+ * foreign key to organizations (schema/0010), so this check is what keeps
+ * a mistyped id out of them: while it refuses, the store runs nothing and
+ * messages are not acknowledged. */
+static int
+check_sql(const struct mg_conf *c, int version, struct mg_buf *b)
+{
+    char sum[MG_ADAPTERS_CHECKSUM_HEX + 1];
+    int rc;
+
+    mg_adapters_checksum(sum);
+    rc = mg_buf_appendf(b,
+        "SELECT CASE WHEN medgate_adapters_checksum() <> '%s' THEN %d"
+        " WHEN v.version <> %d THEN v.version"
+        " WHEN o.missing IS NOT NULL THEN %d ELSE v.version END, o.missing"
+        " FROM (SELECT coalesce(max(version), 0) AS version"
+        " FROM schema_migrations) v, (SELECT string_agg(format("
+        "'organization %%s of listener %%s is not an active organization',"
+        " c.id, c.listener), '; ' ORDER BY c.listener, c.id) AS missing"
+        " FROM (VALUES ", sum, MG_STORE_SCHEMA_OTHER_BUILD, version,
+        MG_STORE_SCHEMA_REFUSED);
+    if (rc == MG_OK)
+        rc = append_organizations(c, b);
+    if (rc == MG_OK)
+        rc = mg_buf_appendz(b, ") AS c(id, listener) WHERE c.id IS NOT NULL"
+            " AND NOT EXISTS (SELECT 1 FROM organizations g"
+            " WHERE g.id = c.id AND g.is_active)) o");
+    return rc;
+}
 
 static int
 open_store(struct app *app)
 {
     const struct mg_conf *c = app->conf;
     struct mg_store_options o;
-    char sum[MG_ADAPTERS_CHECKSUM_HEX + 1], check[256];
+    struct mg_buf check;
     int version = 0, rc;
 
     rc = mg_migrate_latest(c->schema_dir, &version, stderr);
@@ -296,15 +382,16 @@ open_store(struct app *app)
     o.reconnect_max_ms = (unsigned)c->database_reconnect_max_ms;
     o.application_name = "medgate";
     o.expected_schema_version = version;
-    /* Ready only with the adapters' SQL of this build installed; a
-     * missing function fails the check outright. */
-    mg_adapters_checksum(sum);
-    snprintf(check, sizeof(check), "SELECT CASE WHEN "
-             "medgate_adapters_checksum() = '%s' THEN coalesce(max(version), "
-             "0) ELSE %d END FROM schema_migrations", sum,
-             MG_STORE_SCHEMA_OTHER_BUILD);
-    o.schema_sql = check;
-    return mg_store_open(&app->loop, &o, &app->store);
+    /* Ready only with the adapters' SQL of this build installed (a
+     * missing function fails the check outright) and the configured
+     * organizations present. */
+    mg_buf_init(&check, 0);
+    rc = check_sql(c, version, &check);
+    o.schema_sql = check.ptr;
+    if (rc == MG_OK)
+        rc = mg_store_open(&app->loop, &o, &app->store);
+    mg_buf_dispose(&check);
+    return rc;
 }
 
 static int
@@ -370,6 +457,9 @@ start(struct app *app)
     if (rc == MG_OK) {
         uv_timer_start(&app->mapping_timer, on_mapping_tick, 1000, 1000);
         uv_unref((uv_handle_t *)&app->mapping_timer);
+        uv_timer_start(&app->recheck_timer, on_recheck_tick, RECHECK_MS,
+                       RECHECK_MS);
+        uv_unref((uv_handle_t *)&app->recheck_timer);
         rc = mg_http_router_new(&app->router);
     }
     if (rc == MG_OK)
@@ -399,7 +489,8 @@ init_handles(struct app *app)
     uv_signal_init(&app->loop, &app->sighup);
     uv_timer_init(&app->loop, &app->drain_timer);
     uv_timer_init(&app->loop, &app->mapping_timer);
-    app->mapping_timer.data = app;
+    uv_timer_init(&app->loop, &app->recheck_timer);
+    app->mapping_timer.data = app->recheck_timer.data = app;
     app->sigint.data = app->sigterm.data = app->sighup.data = app;
     app->drain_timer.data = app;
     uv_signal_start(&app->sigint, on_signal, SIGINT);

@@ -294,6 +294,20 @@ obj_str(json_t *obj, const char *key, const char *def)
     return json_is_string(v) ? json_string_value(v) : def;
 }
 
+/* 8-4-4-4-12 hex digits: organization ids go into uuid columns, and the
+ * start-up check embeds them in SQL, so nothing else may pass. */
+static bool
+is_uuid(const char *s)
+{
+    for (int i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+
+        if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+            return false;
+    }
+    return s[36] == '\0';
+}
+
 static void
 load_sender(struct loader *l, struct mg_conf_sender *s, json_t *v,
             const char *key)
@@ -308,6 +322,9 @@ load_sender(struct loader *l, struct mg_conf_sender *s, json_t *v,
     s->charset = dup_or_null(obj_str(v, "charset", NULL));
     if (s->organization_id == NULL)
         report(l, key, "organization_id is required");
+    else if (!is_uuid(s->organization_id))
+        report(l, key, "organization_id must be a UUID "
+               "(8-4-4-4-12 hex digits)");
 }
 
 static long

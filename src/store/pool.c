@@ -188,8 +188,27 @@ schema_result(struct mg_store *s, int rc, const PGresult *res)
 {
     const char *state;
 
-    if (rc == MG_OK && PQntuples(res) == 1 && PQnfields(res) == 1) {
+    if (rc == MG_OK && PQntuples(res) == 1 &&
+        (PQnfields(res) == 1 || PQnfields(res) == 2)) {
+        bool was_refused = s->schema_version == MG_STORE_SCHEMA_REFUSED;
+        const char *why = PQnfields(res) == 2 && !PQgetisnull(res, 0, 1)
+                              ? PQgetvalue(res, 0, 1) : "";
+
         s->schema_version = atoi(PQgetvalue(res, 0, 0));
+        /* Said once, not by every connection and recheck. */
+        if (s->schema_version == MG_STORE_SCHEMA_REFUSED &&
+            (!was_refused || strncmp(why, s->schema_detail,
+                                     sizeof(s->schema_detail) - 1) != 0))
+            mg_log(MG_LOG_ERROR, &s->log, "database check refused: %s", why);
+        else if (was_refused && s->schema_version != MG_STORE_SCHEMA_REFUSED)
+            mg_log(MG_LOG_INFO, &s->log, "database check passes again");
+        snprintf(s->schema_detail, sizeof(s->schema_detail), "%s", why);
+        return;
+    }
+    if (rc == MG_OK) { /* an answer of the wrong shape is no answer */
+        s->schema_version = MG__STORE_SCHEMA_FAILED;
+        mg_log(MG_LOG_WARN, &s->log, "schema check answered %d rows of %d "
+               "columns", PQntuples(res), PQnfields(res));
         return;
     }
     if (rc != MG_EDB)
@@ -767,6 +786,12 @@ conn_next(struct mg__store_conn *c)
     if (conn_cleanup(c))
         return;
     r = mg__store_reqq_pop(&s->queue);
+    /* A refused check: nothing runs but the checks that may lift it. */
+    while (r != NULL && r->kind != MG__STORE_REQ_SCHEMA &&
+           !mg__store_schema_ok(s)) {
+        mg__store_defer(s, r, MG_ESCHEMA);
+        r = mg__store_reqq_pop(&s->queue);
+    }
     if (r == NULL) {
         c->state = MG__STORE_IDLE;
         return;

@@ -23,11 +23,12 @@ mg_store_stats(const struct mg_store *s, struct mg_store_stats *st)
     st->reconnects_total = s->reconnects;
 }
 
-static bool
-schema_ok(const struct mg_store *s)
+bool
+mg__store_schema_ok(const struct mg_store *s)
 {
     return s->opts.expected_schema_version == 0 ||
-           s->schema_version == s->opts.expected_schema_version;
+           s->schema_version == s->opts.expected_schema_version ||
+           s->schema_version == MG__STORE_SCHEMA_UNKNOWN;
 }
 
 bool
@@ -38,7 +39,8 @@ mg_store_ready(const struct mg_store *s)
     if (s->closing)
         return false;
     mg_store_stats(s, &st);
-    return st.up > 0 && schema_ok(s);
+    return st.up > 0 && (s->opts.expected_schema_version == 0 ||
+                         s->schema_version == s->opts.expected_schema_version);
 }
 
 bool
@@ -64,6 +66,9 @@ mg_store_status(const struct mg_store *s, char *reason, size_t size)
     else if (s->schema_version == MG_STORE_SCHEMA_OTHER_BUILD)
         snprintf(reason, size, "schema objects of another build "
                  "(run medgate migrate)");
+    else if (s->schema_version == MG_STORE_SCHEMA_REFUSED)
+        snprintf(reason, size, "database check refused: %s",
+                 s->schema_detail[0] ? s->schema_detail : "(no reason given)");
     else
         snprintf(reason, size, "schema version %d, expected %d",
                  s->schema_version, s->opts.expected_schema_version);

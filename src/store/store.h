@@ -81,16 +81,21 @@ struct mg_store_options {
                                       max(schema_migrations.version) equals
                                       it; 0 = no check */
     const char *schema_sql;        /* the check's query, returning one row
-                                      with the version as its one column;
+                                      with the version as its first column;
                                       NULL = max(version) of
                                       schema_migrations. Copied by open.
                                       It may answer
-                                      MG_STORE_SCHEMA_OTHER_BUILD */
+                                      MG_STORE_SCHEMA_OTHER_BUILD or
+                                      MG_STORE_SCHEMA_REFUSED, the latter
+                                      with a second column saying why */
 };
 
 /* What a schema_sql answers when the database holds objects of another
  * build (never a version): not ready until `medgate migrate` runs. */
 #define MG_STORE_SCHEMA_OTHER_BUILD (-3)
+/* What a schema_sql answers when the database lacks rows the caller's
+ * configuration names (its second column says which). */
+#define MG_STORE_SCHEMA_REFUSED (-4)
 
 /* Pool counters, for /metrics and tests. */
 struct mg_store_stats {
@@ -206,11 +211,15 @@ MG_MUST_CHECK int mg_store_tx_rollback(struct mg_store_tx *tx,
                                        mg_store_result_cb cb, void *ud);
 
 /* True when at least one connection is up and, if an expected schema
- * version was configured, the last schema check returned exactly it. */
+ * version was configured, the last schema check returned exactly it.
+ * While a configured check says otherwise, the store runs nothing: every
+ * request (query, transaction) fails with MG_ESCHEMA, so that no work is
+ * done against a database the check refused. */
 bool mg_store_ready(const struct mg_store *store);
 
 /* Writes why the store is not ready ("database unreachable: ...",
- * "schema version 3, expected 4", "connecting") or "ready" into reason
+ * "schema version 3, expected 4", "connecting", "database check refused:
+ * <the check's second column>") or "ready" into reason
  * (NUL-terminated, truncated to size; reason may be NULL when size is 0).
  * Returns mg_store_ready(store). */
 bool mg_store_status(const struct mg_store *store, char *reason, size_t size);

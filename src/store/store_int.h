@@ -148,10 +148,17 @@ struct mg_store {
     mg_store_close_cb close_cb;
     void *close_ud;
     int schema_version;              /* last check, or MG__STORE_SCHEMA_* */
+    char schema_detail[256];         /* the check's second column, or "" */
     char last_error[160];            /* last connection failure, one line */
     uint64_t errors, reconnects;
     struct mg_log_ctx log;
 };
+
+/* status.c */
+/* True unless a configured schema check answered something other than the
+ * expected version (not yet checked counts as true: no connection is idle
+ * before its check has run). */
+bool mg__store_schema_ok(const struct mg_store *s);
 
 /* pool.c */
 /* Allocates a request; copies sql and the parameters when copy is true

@@ -187,6 +187,81 @@ class ServeTest(unittest.TestCase):
         gw.stop()
 
 
+class UnknownOrganizationTest(unittest.TestCase):
+    """patients, scans and messages name their organization without a
+    foreign key (schema/0010): the start-up check is what keeps a mistyped
+    or deactivated organization id out of them."""
+
+    OTHER = "00000000-0000-4000-8000-0000000000c7"
+
+    def setUp(self):
+        self.db = h.create_database("org")
+        h.migrate(self.db)
+        self.port = h.free_port()
+        self.gw = h.Gateway(self.db, config={"mllp": {"listeners": [
+            {"name": "ris-west", "port": self.port, "db_down_reply": "ar",
+             "senders": [{"organization_id": self.OTHER}]}]}})
+
+    def tearDown(self):
+        self.gw.stop()
+
+    def send(self, control_id):
+        msg = ("MSH|^~\\&|RIS|RAD|MEDGATE|HOSP|20240101120000||ADT^A01|%s|P|2.5\r"
+               "EVN|A01|20240101120000\r"
+               "PID|1||ORG-1^^^HOSP^MR||Doe^Jane||19800101|F\r" % control_id)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+            s.sendall(b"\x0b" + msg.encode() + b"\x1c\r")
+            buf = b""
+            while not buf.endswith(b"\x1c\r"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        return buf.strip(b"\x0b\x1c\r").decode()
+
+    def wait_ready(self, want, timeout=30):
+        deadline = time.time() + timeout
+        while True:
+            status, _, body = self.gw.get("/readyz")
+            if (status == 200) == want or time.time() > deadline:
+                return status, body
+            time.sleep(0.1)
+
+    def test_unknown_then_deactivated_organization_is_refused_until_fixed(self):
+        self.gw.start(wait_ready=False)
+        status, body = self.wait_ready(False)
+        while "connecting" in body and status == 503:
+            time.sleep(0.1)
+            status, body = self.gw.get("/readyz")[0::2]
+        self.assertEqual(status, 503, body)
+        self.assertIn("organization %s of listener ris-west is not an active "
+                      "organization" % self.OTHER, body)
+        # Nothing is acknowledged or written while the check refuses: the
+        # listener's db_down_reply (AR) answers, as when the database is down.
+        ack = self.send("ORG-MSG-1")
+        self.assertIn("MSA|AR|ORG-MSG-1", ack)
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM hl7_messages"), "0")
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients"), "0")
+        self.assertIn("database check refused", self.gw.read_log())
+        # Adding the organization is enough: the gateway checks again by
+        # itself (a SIGHUP makes it check at once).
+        h.psql(self.db, "INSERT INTO organizations (id, name, identifier) "
+               "VALUES (:'p1', 'West', 'west')", self.OTHER)
+        self.gw.proc.send_signal(signal.SIGHUP)
+        status, body = self.wait_ready(True)
+        self.assertEqual(status, 200, body)
+        self.assertIn("MSA|AA|ORG-MSG-2", self.send("ORG-MSG-2"))
+        self.assertEqual(h.scalar(self.db, "SELECT organization_id FROM patients"), self.OTHER)
+        # Deactivated: refused again, at the next check.
+        h.psql(self.db, "UPDATE organizations SET is_active = false WHERE id = :'p1'", self.OTHER)
+        self.gw.proc.send_signal(signal.SIGHUP)
+        status, body = self.wait_ready(False)
+        self.assertEqual(status, 503, body)
+        self.assertIn("not an active organization", body)
+        self.assertIn("MSA|AR|ORG-MSG-3", self.send("ORG-MSG-3"))
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM hl7_messages"), "1")
+
+
 class DatabaseOutageTest(unittest.TestCase):
     """Stops the test cluster itself, so it runs in its own cluster."""
 

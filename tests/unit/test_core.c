@@ -137,7 +137,9 @@ test_conf_loads_values_and_env(void **state)
     char *path = write_temp("{\n  \"http\": {\"port\": 9090},\n"
                             "  \"mllp\": {\"listeners\": [{\"name\": \"ris\","
                             " \"port\": 2600, \"senders\": [{\"facility\": "
-                            "\"RAD\", \"organization_id\": \"o1\"}]}]}\n}\n");
+                            "\"RAD\", \"organization_id\": "
+                            "\"00000000-0000-4000-8000-0000000000a1\"}]}]}"
+                            "\n}\n");
 
     (void)state;
     setenv("MEDGATE_DATABASE_URL", "postgresql:///other", 1);
@@ -174,6 +176,41 @@ test_conf_errors_name_line_and_key(void **state)
     unlink(path);
 }
 
+/* An organization id that is not a UUID is refused at load, with its key:
+ * it would fail every message's insert (and the start-up check quotes it
+ * in SQL). */
+static void
+test_conf_refuses_organization_id_not_uuid(void **state)
+{
+    static const char *const bad[] = {"o1",
+                                      "00000000-0000-4000-8000-0000000000a",
+                                      "00000000-0000-4000-8000-0000000000a1x",
+                                      "00000000x0000-4000-8000-0000000000a1",
+                                      "00000000-0000-4000-8000-0000000000g1",
+                                      "'; DROP TABLE patients; --"};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct mg_conf c;
+        char out[1024] = "", text[512];
+        FILE *err = fmemopen(out, sizeof(out) - 1, "w");
+        char *path;
+
+        snprintf(text, sizeof(text),
+                 "{\n  \"mllp\": {\"listeners\": [{\"name\": \"ris\", "
+                 "\"port\": 2600,\n    \"senders\": [{\"organization_id\": "
+                 "\"%s\"}]}]}\n}\n", bad[i]);
+        path = write_temp(text);
+        mg_conf_defaults(&c);
+        assert_int_equal(mg_conf_load(&c, path, err), MG_ECONF);
+        fclose(err);
+        assert_non_null(strstr(out, ":3: mllp.listeners.senders: "
+                                    "organization_id must be a UUID"));
+        mg_conf_dispose(&c);
+        unlink(path);
+    }
+}
+
 static void
 test_conf_syntax_error_has_line(void **state)
 {
@@ -203,6 +240,7 @@ main(void)
         cmocka_unit_test(test_strerror_names_codes),
         cmocka_unit_test(test_conf_loads_values_and_env),
         cmocka_unit_test(test_conf_errors_name_line_and_key),
+        cmocka_unit_test(test_conf_refuses_organization_id_not_uuid),
         cmocka_unit_test(test_conf_syntax_error_has_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

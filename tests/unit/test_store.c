@@ -952,6 +952,45 @@ test_store_schema_version(void **state)
     fixture_close(&f);
 }
 
+/* A check that refuses (MG_STORE_SCHEMA_REFUSED and its reason): not
+ * ready, the reason in the status, and no work runs -- a query and a
+ * transaction fail with MG_ESCHEMA -- until a recheck passes. */
+static void
+test_store_refused_check_runs_nothing(void **state)
+{
+    struct mg_store_options o = default_options();
+    struct txstate t = {0};
+    struct fixture f;
+    struct result r;
+    char reason[160];
+
+    (void)state;
+    admin_exec(db_name, "DROP TABLE IF EXISTS mg_allow");
+    o.expected_schema_version = 2;
+    o.schema_sql = "SELECT CASE WHEN to_regclass('mg_allow') IS NULL THEN -4"
+                   " ELSE 2 END, 'table mg_allow is missing'";
+    fixture_open(&f, &o);
+    assert_true(run_until(&f.loop, store_some_up, f.store, 5000));
+    assert_false(mg_store_status(f.store, reason, sizeof(reason)));
+    assert_string_equal(reason,
+                        "database check refused: table mg_allow is missing");
+    query_wait(&f, NULL, "SELECT 'ran'", 0, NULL, NULL, &r);
+    assert_int_equal(r.rc, MG_ESCHEMA);
+    assert_int_equal(mg_store_begin(f.store, on_begin, &t), MG_OK);
+    assert_true(run_until(&f.loop, tx_begun, &t, 5000));
+    assert_int_equal(t.rc, MG_ESCHEMA);
+    assert_null(t.tx);
+
+    admin_exec(db_name, "CREATE TABLE mg_allow ()");
+    assert_int_equal(mg_store_recheck_schema(f.store), MG_OK);
+    assert_true(run_until(&f.loop, store_ready, f.store, 5000));
+    query_wait(&f, NULL, "SELECT 'ran'", 0, NULL, NULL, &r);
+    assert_int_equal(r.rc, MG_OK);
+    assert_string_equal(r.value, "ran");
+    fixture_close(&f);
+    admin_exec(db_name, "DROP TABLE mg_allow");
+}
+
 static void
 test_store_close_cancels(void **state)
 {
@@ -1110,6 +1149,7 @@ main(void)
         cmocka_unit_test(test_store_database_refused_and_back),
         cmocka_unit_test(test_store_cluster_stop_and_start),
         cmocka_unit_test(test_store_schema_version),
+        cmocka_unit_test(test_store_refused_check_runs_nothing),
         cmocka_unit_test(test_store_close_cancels),
         cmocka_unit_test(test_store_metrics),
         cmocka_unit_test(test_store_bad_arguments),
