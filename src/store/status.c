@@ -23,12 +23,18 @@ mg_store_stats(const struct mg_store *s, struct mg_store_stats *st)
     st->reconnects_total = s->reconnects;
 }
 
+/* The last check answered what was expected (or none is configured). */
+static bool
+schema_matches(const struct mg_store *s)
+{
+    return s->opts.expected_schema_version == 0 ||
+           s->schema_version == s->opts.expected_schema_version;
+}
+
 bool
 mg__store_schema_ok(const struct mg_store *s)
 {
-    return s->opts.expected_schema_version == 0 ||
-           s->schema_version == s->opts.expected_schema_version ||
-           s->schema_version == MG__STORE_SCHEMA_UNKNOWN;
+    return schema_matches(s) || s->schema_version == MG__STORE_SCHEMA_UNKNOWN;
 }
 
 bool
@@ -39,8 +45,7 @@ mg_store_ready(const struct mg_store *s)
     if (s->closing)
         return false;
     mg_store_stats(s, &st);
-    return st.up > 0 && (s->opts.expected_schema_version == 0 ||
-                         s->schema_version == s->opts.expected_schema_version);
+    return st.up > 0 && schema_matches(s);
 }
 
 bool

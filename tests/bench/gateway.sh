@@ -30,20 +30,15 @@ done
 
 medgate=$build/src/medgate
 load=$build/tests/bench/bench_mllp_load
-tmp=$(mktemp -d /tmp/medgate-bench-XXXXXX)
-gw=""
+. tests/bench/private_pg.sh
+tmp="" gw=""
 cleanup() {
   [ -n "$gw" ] && kill "$gw" 2>/dev/null && wait "$gw" 2>/dev/null || true
-  MEDGATE_PG_FSYNC=on ./deploy/pg.sh stop "$tmp/pg" >/dev/null 2>&1 || true
-  rm -rf "$tmp"
+  bench_pg_stop
 }
 trap cleanup EXIT
 
-sock=$(MEDGATE_PG_FSYNC=on ./deploy/pg.sh start "$tmp/pg")
-export MEDGATE_DATABASE_URL="host=$sock user=postgres dbname=postgres"
-"$medgate" migrate >/dev/null
-psql -h "$sock" -U postgres -qc "INSERT INTO organizations (id, name, identifier)
-  VALUES ('00000000-0000-4000-8000-000000000001', 'Demo', 'demo')"
+bench_pg_start bench "$medgate"
 ./deploy/demo-config.sh 28080 22575 | sed 's/"level": "info"/"level": "warn"/' >"$tmp/conf.json"
 "$medgate" serve --config "$tmp/conf.json" >"$tmp/serve.log" 2>&1 &
 gw=$!

@@ -38,19 +38,11 @@ for d in /usr/lib/postgresql/15/bin /usr/lib/postgresql/*/bin; do
 done
 [ -n "$pgbin" ] || { echo "pg_floor.sh: pgbench not found (apt-get install postgresql)" >&2; exit 1; }
 
-tmp=$(mktemp -d /tmp/medgate-floor-XXXXXX)
-cleanup() {
-  MEDGATE_PG_FSYNC=on ./deploy/pg.sh stop "$tmp/pg" >/dev/null 2>&1 || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+. tests/bench/private_pg.sh
+tmp=""
+trap bench_pg_stop EXIT
 
-sock=$(MEDGATE_PG_FSYNC=on ./deploy/pg.sh start "$tmp/pg")
-export MEDGATE_DATABASE_URL="host=$sock user=postgres dbname=postgres"
-"$build/src/medgate" migrate >/dev/null
-psql -h "$sock" -U postgres -qXc "INSERT INTO organizations (id, name, identifier)
-  VALUES ('00000000-0000-4000-8000-000000000001', 'Demo', 'demo')"
-chmod 0755 "$tmp"
+bench_pg_start floor "$build/src/medgate"
 
 # One transaction: B messages, each a new control id (the idempotency key
 # is a unique index probe and insert), a 600-byte payload and its BLAKE2b-
@@ -134,7 +126,6 @@ echo "PostgreSQL alone: $what, fsync on, ${seconds}s each"
 for setting in ${MEDGATE_FLOOR_SETTINGS:-1:1 1:16 16:1 8:2}; do
   b=${setting%:*} clients=${setting#*:}
   script "$b" >"$tmp/floor.sql"
-  [ -n "${MEDGATE_FLOOR_KEEP:-}" ] && cp "$tmp/floor.sql" "$MEDGATE_FLOOR_KEEP"
   # A warm-up of a few seconds so the tables are not empty.
   "$pgbin/pgbench" -h "$sock" -U postgres -n -M prepared -f "$tmp/floor.sql" -c "$clients" -j 1 -T 3 postgres >"$tmp/warm.log" 2>&1 || { cat "$tmp/warm.log" >&2; exit 1; }
   out=$("$pgbin/pgbench" -h "$sock" -U postgres -n -M prepared -f "$tmp/floor.sql" -c "$clients" -j 1 -T "$seconds" postgres 2>&1) || { echo "$out" >&2; exit 1; }

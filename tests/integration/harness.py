@@ -153,6 +153,20 @@ def migrate(db):
 DEMO_ORG = "00000000-0000-4000-8000-000000000001"
 
 
+def mllp_exchange(port, payload, timeout=10):
+    """Sends one MLLP frame and returns the ACK payload (bytes; empty when
+    the gateway closed without one)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(b"\x0b" + payload + b"\x1c\r")
+        buf = b""
+        while not buf.endswith(b"\x1c\r"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    return buf.strip(b"\x0b\x1c\r")
+
+
 class Gateway:
     """One `medgate serve` process with its own config file and ports."""
 

@@ -11,6 +11,19 @@ import unittest
 import harness as h
 
 
+def assert_not_ready(test, gw, why):
+    """/readyz is 503 for reason why once the gateway has connected
+    (before that it says "connecting"); returns the body."""
+    deadline = time.time() + 20
+    status, _, body = gw.get("/readyz")
+    while why not in body and time.time() < deadline:
+        time.sleep(0.1)
+        status, _, body = gw.get("/readyz")
+    test.assertEqual(status, 503, body)
+    test.assertIn(why, body)
+    return body
+
+
 class MigrateTest(unittest.TestCase):
     def setUp(self):
         self.db = h.create_database("mig")
@@ -150,16 +163,7 @@ class ServeTest(unittest.TestCase):
         self.assertIn("stopped", self.gw.read_log())
 
     def assert_not_ready(self, gw, why):
-        """/readyz is 503 for reason why once the gateway has connected
-        (before that it says "connecting"); returns the body."""
-        deadline = time.time() + 20
-        status, _, body = gw.get("/readyz")
-        while why not in body and time.time() < deadline:
-            time.sleep(0.1)
-            status, _, body = gw.get("/readyz")
-        self.assertEqual(status, 503, body)
-        self.assertIn(why, body)
-        return body
+        return assert_not_ready(self, gw, why)
 
     def test_not_ready_when_schema_is_behind(self):
         h.psql(self.db, "DELETE FROM schema_migrations WHERE version = "
@@ -209,33 +213,20 @@ class UnknownOrganizationTest(unittest.TestCase):
         msg = ("MSH|^~\\&|RIS|RAD|MEDGATE|HOSP|20240101120000||ADT^A01|%s|P|2.5\r"
                "EVN|A01|20240101120000\r"
                "PID|1||ORG-1^^^HOSP^MR||Doe^Jane||19800101|F\r" % control_id)
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
-            s.sendall(b"\x0b" + msg.encode() + b"\x1c\r")
-            buf = b""
-            while not buf.endswith(b"\x1c\r"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
-        return buf.strip(b"\x0b\x1c\r").decode()
+        return h.mllp_exchange(self.port, msg.encode()).decode()
 
-    def wait_ready(self, want, timeout=30):
+    def wait_ready(self, timeout=30):
         deadline = time.time() + timeout
-        while True:
-            status, _, body = self.gw.get("/readyz")
-            if (status == 200) == want or time.time() > deadline:
-                return status, body
+        status, _, body = self.gw.get("/readyz")
+        while status != 200 and time.time() < deadline:
             time.sleep(0.1)
+            status, _, body = self.gw.get("/readyz")
+        return status, body
 
     def test_unknown_then_deactivated_organization_is_refused_until_fixed(self):
         self.gw.start(wait_ready=False)
-        status, body = self.wait_ready(False)
-        while "connecting" in body and status == 503:
-            time.sleep(0.1)
-            status, body = self.gw.get("/readyz")[0::2]
-        self.assertEqual(status, 503, body)
-        self.assertIn("organization %s of listener ris-west is not an active "
-                      "organization" % self.OTHER, body)
+        assert_not_ready(self, self.gw, "organization %s of listener ris-west "
+                         "is not an active organization" % self.OTHER)
         # Nothing is acknowledged or written while the check refuses: the
         # listener's db_down_reply (AR) answers, as when the database is down.
         ack = self.send("ORG-MSG-1")
@@ -248,16 +239,14 @@ class UnknownOrganizationTest(unittest.TestCase):
         h.psql(self.db, "INSERT INTO organizations (id, name, identifier) "
                "VALUES (:'p1', 'West', 'west')", self.OTHER)
         self.gw.proc.send_signal(signal.SIGHUP)
-        status, body = self.wait_ready(True)
+        status, body = self.wait_ready()
         self.assertEqual(status, 200, body)
         self.assertIn("MSA|AA|ORG-MSG-2", self.send("ORG-MSG-2"))
         self.assertEqual(h.scalar(self.db, "SELECT organization_id FROM patients"), self.OTHER)
         # Deactivated: refused again, at the next check.
         h.psql(self.db, "UPDATE organizations SET is_active = false WHERE id = :'p1'", self.OTHER)
         self.gw.proc.send_signal(signal.SIGHUP)
-        status, body = self.wait_ready(False)
-        self.assertEqual(status, 503, body)
-        self.assertIn("not an active organization", body)
+        assert_not_ready(self, self.gw, "not an active organization")
         self.assertIn("MSA|AR|ORG-MSG-3", self.send("ORG-MSG-3"))
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM hl7_messages"), "1")
 

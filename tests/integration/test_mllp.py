@@ -73,17 +73,7 @@ def wire_copy(path, directory):
     return out
 
 
-def mllp_exchange(port, payload, timeout=10):
-    """Sends one frame and returns the ACK payload (bytes)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(b"\x0b" + payload + b"\x1c\r")
-        buf = b""
-        while not buf.endswith(b"\x1c\r"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    return buf.strip(b"\x0b\x1c\r")
+mllp_exchange = h.mllp_exchange
 
 
 def segments(ack):
