@@ -3,12 +3,27 @@ serve loop's health endpoints, metrics, drain, and riding out a database
 outage. Real binary, real PostgreSQL, real sockets."""
 import os
 import signal
-import socket
 import subprocess
 import time
 import unittest
 
 import harness as h
+
+
+def wait_readyz(gw, want, timeout=30):
+    """Polls /readyz until it answers status want (or timeout); returns
+    (status, body), status None when the gateway did not answer."""
+    deadline = time.time() + timeout
+    status, body = None, ""
+    while time.time() < deadline:
+        try:
+            status, _, body = gw.get("/readyz", timeout=2)
+        except OSError:
+            status, body = None, ""
+        if status == want:
+            break
+        time.sleep(0.1)
+    return status, body
 
 
 def assert_not_ready(test, gw, why):
@@ -162,15 +177,12 @@ class ServeTest(unittest.TestCase):
         self.assertIn("draining", self.gw.read_log())
         self.assertIn("stopped", self.gw.read_log())
 
-    def assert_not_ready(self, gw, why):
-        return assert_not_ready(self, gw, why)
-
     def test_not_ready_when_schema_is_behind(self):
         h.psql(self.db, "DELETE FROM schema_migrations WHERE version = "
                "(SELECT max(version) FROM schema_migrations)")
         gw = h.Gateway(self.db, mllp=False).start(wait_ready=False)
         try:
-            self.assert_not_ready(gw, "schema")
+            assert_not_ready(self, gw, "schema")
         finally:
             gw.stop()
 
@@ -182,7 +194,7 @@ class ServeTest(unittest.TestCase):
         for why in ("another build", "schema check failed"):
             gw = h.Gateway(self.db, mllp=False).start(wait_ready=False)
             try:
-                self.assertIn("run medgate migrate", self.assert_not_ready(gw, why))
+                self.assertIn("run medgate migrate", assert_not_ready(self, gw, why))
             finally:
                 gw.stop()
             h.psql(self.db, "DROP FUNCTION IF EXISTS medgate_adapters_checksum()")
@@ -215,14 +227,6 @@ class UnknownOrganizationTest(unittest.TestCase):
                "PID|1||ORG-1^^^HOSP^MR||Doe^Jane||19800101|F\r" % control_id)
         return h.mllp_exchange(self.port, msg.encode()).decode()
 
-    def wait_ready(self, timeout=30):
-        deadline = time.time() + timeout
-        status, _, body = self.gw.get("/readyz")
-        while status != 200 and time.time() < deadline:
-            time.sleep(0.1)
-            status, _, body = self.gw.get("/readyz")
-        return status, body
-
     def test_unknown_then_deactivated_organization_is_refused_until_fixed(self):
         self.gw.start(wait_ready=False)
         assert_not_ready(self, self.gw, "organization %s of listener ris-west "
@@ -239,7 +243,7 @@ class UnknownOrganizationTest(unittest.TestCase):
         h.psql(self.db, "INSERT INTO organizations (id, name, identifier) "
                "VALUES (:'p1', 'West', 'west')", self.OTHER)
         self.gw.proc.send_signal(signal.SIGHUP)
-        status, body = self.wait_ready()
+        status, body = wait_readyz(self.gw, 200)
         self.assertEqual(status, 200, body)
         self.assertIn("MSA|AA|ORG-MSG-2", self.send("ORG-MSG-2"))
         self.assertEqual(h.scalar(self.db, "SELECT organization_id FROM patients"), self.OTHER)
@@ -267,16 +271,13 @@ class DatabaseOutageTest(unittest.TestCase):
             try:
                 self.assertEqual(gw.get("/readyz")[0], 200)
                 subprocess.run([h.PG_SH, "stop", own], check=True, capture_output=True)
-                status = self.wait_status(gw, 503)
-                self.assertEqual(status, 503)
+                self.assertEqual(wait_readyz(gw, 503)[0], 503)
                 self.assertIsNone(gw.proc.poll(), "gateway died with the database")
                 # An HL7 message now is not acknowledged AA: no ACK, connection closed.
-                with socket.create_connection(("127.0.0.1", gw.mllp_port), timeout=10) as s:
-                    s.sendall(b"\x0bMSH|^~\\&|A|B|C|D|20240101||ADT^A01|DOWN1|P|2.5\rPID|1||1\x1c\r")
-                    data = s.recv(4096)
-                    self.assertNotIn(b"MSA|AA", data)
+                ack = h.mllp_exchange(gw.mllp_port, b"MSH|^~\\&|A|B|C|D|20240101||ADT^A01|DOWN1|P|2.5\rPID|1||1")
+                self.assertNotIn(b"MSA|AA", ack)
                 subprocess.run([h.PG_SH, "start", own], check=True, capture_output=True)
-                self.assertEqual(self.wait_status(gw, 200), 200)
+                self.assertEqual(wait_readyz(gw, 200)[0], 200)
                 self.assertEqual(gw.stop(), 0)
             finally:
                 if gw.proc is not None:
@@ -288,20 +289,6 @@ class DatabaseOutageTest(unittest.TestCase):
                 os.environ["MEDGATE_TEST_PGHOST"] = saved
             subprocess.run([h.PG_SH, "stop", own], capture_output=True)
             subprocess.run(["rm", "-rf", own])
-
-    @staticmethod
-    def wait_status(gw, want, timeout=30):
-        deadline = time.time() + timeout
-        status = None
-        while time.time() < deadline:
-            try:
-                status = gw.get("/readyz", timeout=2)[0]
-            except OSError:
-                status = None
-            if status == want:
-                return status
-            time.sleep(0.1)
-        return status
 
 
 if __name__ == "__main__":
