@@ -10,8 +10,8 @@
  * turned into a failed one with its AE by a second statement in the same
  * transaction. Only when the COMMIT has succeeded are the ACKs handed back.
  * Any other error fails the batch as a whole; the intake then retries its
- * messages one at a time, so one poison message never takes its
- * neighbours down. */
+ * messages one at a time, each alone in flight, so one poison message
+ * never takes its neighbours down and they still commit in order. */
 #include "intake/intake.h"
 
 #include <libpq-fe.h>
@@ -39,6 +39,7 @@ struct mg_intake {
     struct mg__intake_item *head, *tail; /* waiting */
     size_t waiting;
     unsigned inflight;   /* batches sent, not yet answered */
+    unsigned long long serial; /* of the last batch taken */
     size_t nflying;      /* messages in them */
     bool freeing;
     uv_idle_t kick; /* flushes on the next loop turn: never call back
@@ -69,6 +70,7 @@ static const char *const outcome_names[MG__INTAKE_NOUTCOMES] = {
     "not_stored"};
 
 static void flush(struct mg_intake *in);
+static void land(struct mg__intake_item *list);
 static bool may_start_batch(const struct mg_intake *in);
 static void batch_ended(struct flight *f, int rc, PGresult *res);
 
@@ -190,7 +192,8 @@ mg_intake_free(struct mg_intake *in)
 
 int
 mg_intake_submit(struct mg_intake *in, const struct mg_conf_listener *li,
-                 struct mg_str frame, mg_intake_done_cb done, void *arg)
+                 struct mg_intake_seq *seq, struct mg_str frame,
+                 mg_intake_done_cb done, void *arg)
 {
     struct mg__intake_item *it;
     int rc;
@@ -201,6 +204,7 @@ mg_intake_submit(struct mg_intake *in, const struct mg_conf_listener *li,
     mg_arena_init(&it->arena, frame.len + 4096, 0);
     it->done = done;
     it->arg = arg;
+    it->seq = seq;
     rc = mg__intake_prepare(it, li, in->mappings, frame);
     if (rc != MG_OK) {
         item_free(it);
@@ -411,6 +415,7 @@ batch_ended(struct flight *f, int rc, PGresult *res)
     mg_free(f);
     in->inflight--;
     in->nflying -= n;
+    land(list); /* before any answer: an answer may free its sequence */
     if (rc == MG_OK) {
         deliver(in, list);
     } else {
@@ -432,30 +437,66 @@ batch_ended(struct flight *f, int rc, PGresult *res)
     flush(in);
 }
 
-/* Takes the next batch off the queue: up to batch_max messages, or one
- * when the head is being isolated after a failed batch. */
+/* May it join the batch being taken? Not while an earlier message of its
+ * sequence is in another batch in flight: that one must commit first. */
+static bool
+in_turn(const struct mg_intake *in, const struct mg__intake_item *it)
+{
+    const struct mg_intake_seq *q = it->seq;
+
+    return q == NULL || q->flying == 0 || q->batch == in->serial;
+}
+
+static void
+take_off(struct mg_intake *in, struct mg__intake_item *it)
+{
+    if (it->seq != NULL && !it->busy) {
+        it->seq->flying++;
+        it->seq->batch = in->serial;
+    }
+}
+
+/* The messages of list are no longer in flight. */
+static void
+land(struct mg__intake_item *list)
+{
+    for (struct mg__intake_item *it = list; it != NULL; it = it->next)
+        if (it->seq != NULL && !it->busy)
+            it->seq->flying--;
+}
+
+/* Takes the next batch off the queue, in queue order: up to batch_max
+ * messages whose turn it is (others stay queued), or one message alone --
+ * one refused at submit, or one being isolated after its batch failed,
+ * which starts only when nothing else is in flight. Returns how many. */
 static size_t
 take_batch(struct mg_intake *in, struct mg__intake_item **list)
 {
-    struct mg__intake_item *it = in->head, *last = NULL;
+    struct mg__intake_item **p = &in->head, *it, *kept = NULL;
+    struct mg__intake_item **tail = list;
     size_t n = 0;
+    bool alone = false;
 
-    if (it != NULL && (it->solo || it->busy)) {
-        last = it;
-        n = 1;
-    } else {
-        while (it != NULL && n < (size_t)in->opts.batch_max && !it->solo &&
-               !it->busy) {
-            last = it;
-            it = it->next;
-            n++;
+    in->serial++;
+    *list = NULL;
+    while (!alone && (it = *p) != NULL && n < (size_t)in->opts.batch_max) {
+        alone = it->solo || it->busy;
+        if (alone && (n > 0 || (it->solo && in->inflight > 0)))
+            break;
+        if (!it->busy && !in_turn(in, it)) {
+            kept = it;
+            p = &it->next;
+            continue;
         }
+        *p = it->next;
+        it->next = NULL;
+        *tail = it;
+        tail = &it->next;
+        take_off(in, it);
+        n++;
     }
-    *list = in->head;
-    in->head = last->next;
-    if (in->head == NULL)
-        in->tail = NULL;
-    last->next = NULL;
+    if (*p == NULL)
+        in->tail = kept;
     in->waiting -= n;
     return n;
 }
@@ -484,6 +525,8 @@ flush(struct mg_intake *in)
 
     while (in->head != NULL && may_start_batch(in)) {
         n = take_batch(in, &list);
+        if (n == 0)
+            break; /* nothing whose turn it is */
         if (list->busy) { /* refused at submit: queue was full */
             fail_list(in, list, MG_EBUSY);
             continue;
@@ -496,6 +539,7 @@ flush(struct mg_intake *in)
             if (f != NULL)
                 mg__intake_batch_dispose(&f->batch);
             mg_free(f);
+            land(list);
             fail_list(in, list, rc);
             continue;
         }

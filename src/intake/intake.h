@@ -3,8 +3,8 @@
  * BEFORE its ACK is handed back (DESIGN.md section 2.1, DESIGN-NOTES
  * section 3). Commits are grouped: whatever arrives while one commit is in
  * flight (up to three batches at once) goes into the next, so batches grow
- * with load and add no latency
- * when idle. Duplicates (same sender + MSH-10) are recognised in the same
+ * with load and add no latency when idle. One sender's messages commit in
+ * the order they arrived (struct mg_intake_seq). Duplicates (same sender + MSH-10) are recognised in the same
  * statement: same payload -> the original ACK again, nothing processed
  * twice; different payload -> AE (duplicate key) and the new payload kept
  * for inspection.
@@ -61,11 +61,24 @@ MG_MUST_CHECK int mg_intake_new(struct uv_loop_s *loop, struct mg_store *store,
  * once the commit in flight (if any) has completed. */
 void mg_intake_free(struct mg_intake *in);
 
-/* Takes one MLLP frame received by listener li from peer (for logs).
- * frame is copied. done(arg, ...) runs exactly once, later, never
- * synchronously. MG_OK, or MG_ENOMEM (done is not called). */
+/* One sender's order (an MLLP connection). Messages submitted with the
+ * same sequence commit in the order they were submitted: several may share
+ * a batch (which applies them in order), but none joins another batch
+ * while an earlier one is in a batch still in flight -- otherwise a
+ * pipelined A08 could commit before the A01 it updates. Zeroed by its
+ * owner, which keeps it until every message submitted with it has been
+ * answered. */
+struct mg_intake_seq {
+    unsigned flying;         /* its messages in batches in flight */
+    unsigned long long batch; /* the batch they are in */
+};
+
+/* Takes one MLLP frame received by listener li, in sequence seq (NULL:
+ * no order to keep). frame is copied. done(arg, ...) runs exactly once,
+ * later, never synchronously. MG_OK, or MG_ENOMEM (done is not called). */
 MG_MUST_CHECK int mg_intake_submit(struct mg_intake *in,
                                    const struct mg_conf_listener *li,
+                                   struct mg_intake_seq *seq,
                                    struct mg_str frame, mg_intake_done_cb done,
                                    void *arg);
 

@@ -67,6 +67,7 @@ struct mg__intake_item {
     const char *col[MG__INTAKE_NPARAMS];
     struct mg_str down_ack; /* AR for "database down" replies */
     const struct mg_conf_listener *listener; /* lives as long as the conf */
+    struct mg_intake_seq *seq;               /* NULL: none */
     enum mg__intake_outcome outcome;
     uint64_t keys[MG__INTAKE_MAX_KEYS]; /* the records its adapter writes */
     size_t nkeys;                       /* may exceed MG__INTAKE_MAX_KEYS */

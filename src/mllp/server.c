@@ -33,6 +33,7 @@ struct mllp_conn {
     struct mg_mllp_server *srv;
     struct mg_net_conn *net; /* NULL once the socket is closed */
     struct mg_mllp_decoder dec;
+    struct mg_intake_seq seq; /* its messages commit in arrival order */
     struct slot *head, *tail;
     unsigned pending; /* slots not yet written */
     bool paused;
@@ -222,7 +223,7 @@ take_frame(struct mllp_conn *mc, struct mg_str frame)
 
     mc->srv->frames++;
     if (s == NULL ||
-        mg_intake_submit(mc->srv->intake, mc->srv->conf, frame,
+        mg_intake_submit(mc->srv->intake, mc->srv->conf, &mc->seq, frame,
                          on_intake_done, s) != MG_OK) {
         if (s != NULL)
             slot_fill(s, SLOT_CLOSE, NULL, 0);

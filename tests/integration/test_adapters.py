@@ -511,5 +511,42 @@ class SharedRecordsInOneCommitTest(GatewayTest):
         self.assertGreaterEqual(batched, 2)
         self.assertLessEqual(batched, len(frames))
 
+class PipelinedSenderOrderTest(unittest.TestCase):
+    """A sender that pipelines: its frames commit in the order they came,
+    even when they span several grouped commits (batch_max 2 here, so up to
+    three could be in flight at once). A probe trigger records each stored
+    message's transaction and the snapshot its statement ran under: no
+    frame's transaction may start while an earlier frame's is uncommitted."""
+
+    def setUp(self):
+        self.db = h.create_database("order")
+        h.migrate(self.db)
+        h.psql(self.db, "CREATE TABLE probe (ctl text, xid xid8, snap pg_snapshot);"
+               "CREATE FUNCTION probe() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+               " INSERT INTO probe VALUES (NEW.control_id, pg_current_xact_id(), pg_current_snapshot());"
+               " RETURN NEW; END $$;"
+               "CREATE TRIGGER probe AFTER INSERT ON hl7_messages FOR EACH ROW EXECUTE FUNCTION probe()")
+        self.gw = h.Gateway(self.db, config={"intake": {"batch_max": 2}}).start()
+
+    def tearDown(self):
+        self.gw.stop()
+
+    def test_updates_of_one_patient_commit_in_arrival_order(self):
+        n = 24
+        frames = [adt("P-%02d" % i, ev="A01" if i == 0 else "A08", mrn="PIPE", name="Name%02d^Ann" % i)
+                  for i in range(n)]
+        self.assertEqual(pipelined(self.gw.mllp_port, frames), ["AA"] * n)
+        self.assertEqual(h.psql(self.db, "SELECT last_name FROM patients"), [["Name%02d" % (n - 1)]])
+        # For each frame, is the previous frame's transaction visible to it
+        # (committed before its statement began) or the same one?
+        rows = h.psql(self.db, "SELECT p.ctl, p.xid = q.xid OR pg_visible_in_snapshot(q.xid, p.snap) "
+                      "FROM probe p JOIN probe q ON q.ctl = 'P-' || lpad((substr(p.ctl, 3)::int - 1)::text, 2, '0') "
+                      "ORDER BY p.ctl")
+        self.assertEqual(len(rows), n - 1)
+        self.assertEqual([r for r in rows if r[1] != "t"], [])
+        batches = int(re.search(r"^medgate_intake_batches_total (\d+)", self.gw.get("/metrics")[2], re.M).group(1))
+        self.assertGreaterEqual(batches, n // 2)  # batch_max 2: they did span many commits
+
+
 if __name__ == "__main__":
     h.main()
