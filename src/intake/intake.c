@@ -210,6 +210,8 @@ mg_intake_submit(struct mg_intake *in, const struct mg_conf_listener *li,
         item_free(it);
         return rc;
     }
+    memcpy(it->prepared, it->col, sizeof(it->prepared));
+    it->prepared_outcome = it->outcome;
     /* Back-pressure beyond the MLLP pause: refused, not stored, no ACK;
      * flush() answers it in queue order so it is still asynchronous. */
     it->busy = in->waiting >= (size_t)in->opts.queue_max || in->freeing;
@@ -262,7 +264,9 @@ deliver(struct mg_intake *in, struct mg__intake_item *list)
 }
 
 /* A failed batch of several: retry each message alone to find the poison
- * one. A failed single message is answered "not stored". */
+ * one, as it was before the batch ran (what the batch said about it was
+ * rolled back with it). A failed single message is answered "not
+ * stored". */
 static void
 isolate(struct mg_intake *in, struct mg__intake_item *list, size_t n, int rc)
 {
@@ -270,8 +274,11 @@ isolate(struct mg_intake *in, struct mg__intake_item *list, size_t n, int rc)
         fail_list(in, list, rc);
         return;
     }
-    for (struct mg__intake_item *it = list; it != NULL; it = it->next)
+    for (struct mg__intake_item *it = list; it != NULL; it = it->next) {
+        memcpy(it->col, it->prepared, sizeof(it->col));
+        it->outcome = it->prepared_outcome;
         it->solo = true;
+    }
     enqueue_front(in, list, n);
 }
 

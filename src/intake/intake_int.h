@@ -65,6 +65,10 @@ struct mg__intake_item {
     void *arg;
     struct mg_arena arena; /* everything below points into it */
     const char *col[MG__INTAKE_NPARAMS];
+    /* col and outcome as prepared: a batch that fails after an adapter
+     * refused the message must not leave that refusal for the retry */
+    const char *prepared[MG__INTAKE_NPARAMS];
+    enum mg__intake_outcome prepared_outcome;
     struct mg_str down_ack; /* AR for "database down" replies */
     const struct mg_conf_listener *listener; /* lives as long as the conf */
     struct mg_intake_seq *seq;               /* NULL: none */

@@ -511,6 +511,44 @@ class SharedRecordsInOneCommitTest(GatewayTest):
         self.assertGreaterEqual(batched, 2)
         self.assertLessEqual(batched, len(frames))
 
+class FailedBatchRetryTest(unittest.TestCase):
+    """A grouped commit whose COMMIT fails after an adapter refused one of
+    its messages: everything it said was rolled back, so each message is
+    retried alone from scratch. Two test triggers set it up: the patient
+    ONCE is refused while the sequence boom has not been used, and the
+    message BOOM fails its first COMMIT (a deferred trigger that uses the
+    sequence; sequences are not rolled back)."""
+
+    def setUp(self):
+        self.db = h.create_database("retry")
+        h.migrate(self.db)
+        h.psql(self.db, "CREATE SEQUENCE boom;"
+               "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+               " IF NEW.control_id = 'BOOM' AND nextval('boom') = 1 THEN"
+               "  RAISE EXCEPTION 'first commit of BOOM fails'; END IF; RETURN NULL; END $$;"
+               "CREATE CONSTRAINT TRIGGER boom AFTER INSERT ON hl7_messages"
+               " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION boom();"
+               "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+               " IF NEW.medical_record_number = 'ONCE' AND NOT (SELECT is_called FROM boom) THEN"
+               "  RAISE EXCEPTION 'refused before BOOM failed' USING ERRCODE = '23514'; END IF;"
+               " RETURN NEW; END $$;"
+               "CREATE TRIGGER refuse BEFORE INSERT ON patients FOR EACH ROW EXECUTE FUNCTION refuse()")
+        self.gw = h.Gateway(self.db).start()
+
+    def tearDown(self):
+        self.gw.stop()
+
+    def test_retry_after_a_failed_commit_runs_the_adapter_again(self):
+        codes = pipelined(self.gw.mllp_port, [adt("ONCE-1", mrn="ONCE"), adt("BOOM", mrn="OTHER")])
+        self.assertEqual(codes, ["AA", "AA"])
+        self.assertEqual(h.psql(self.db, "SELECT control_id, status FROM hl7_messages ORDER BY 1"),
+                         [["BOOM", "received"], ["ONCE-1", "received"]])
+        self.assertEqual(h.psql(self.db, "SELECT medical_record_number FROM patients ORDER BY 1"),
+                         [["ONCE"], ["OTHER"]])
+        metrics = self.gw.get("/metrics")[2]
+        self.assertRegex(metrics, r"(?m)^medgate_intake_failed_batches_total 1$")
+
+
 class PipelinedSenderOrderTest(unittest.TestCase):
     """A sender that pipelines: its frames commit in the order they came,
     even when they span several grouped commits (batch_max 2 here, so up to
