@@ -9,7 +9,9 @@
 #include "core/error.h"
 #include "intake/intake_int.h"
 
-/* Steps: `holder` finds the accepted message holding the key; `same` is
+/* Steps: `holder` finds the accepted message holding the key, whatever
+ * today's verdict on the new one (a repeat of a message accepted before a
+ * mapping change still gets its original ACK); `same` is
  * that one when the payload is the same, or a failed/rejected message with
  * the same key and payload (its stored ACK is replayed, nothing is
  * inserted); `live` is the holder when the payload differs (the new one is
@@ -48,7 +50,6 @@ const char mg__intake_batch_sql[] =
     "   AND m.direction = 'inbound' AND m.duplicate_of IS NULL"
     "   AND m.status IN ('received', 'processed')"
     "   AND i.ctl IS NOT NULL LIMIT 1) m"
-    " WHERE i.status = 'received'"
     "), same AS ("
     " SELECT ord, id, ack_payload FROM holder WHERE same_payload"
     " UNION ALL"

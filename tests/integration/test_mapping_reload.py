@@ -51,10 +51,10 @@ class MappingReloadTest(unittest.TestCase):
         t = time.time() + 2
         os.utime(path, (t, t))
 
-    def wait_for_log(self, text, timeout=30):
+    def wait_for_log(self, text, timeout=30, times=1):
         deadline = time.time() + timeout
         while time.time() < deadline:
-            if text in self.gw.read_log():
+            if self.gw.read_log().count(text) >= times:
                 return True
             time.sleep(0.2)
         return False
@@ -111,6 +111,32 @@ class MappingReloadTest(unittest.TestCase):
                                          "JOIN patients p ON p.id = s.patient_id"), [["PL1", "555"]])
         again = h.run_medgate("replay", "--failed", env=env)
         self.assertIn("replayed 0 message(s)", again.stdout)
+
+    def test_repeat_of_an_accepted_message_keeps_its_ack_after_a_mapping_change(self):
+        original = os.path.join(self.maps, "orders.json.orig")
+        shutil.copy(os.path.join(self.maps, "orders.json"), original)
+        self.edit_orders(fix=True)
+        self.assertTrue(self.wait_for_log("mapping files reloaded"))
+        first = mllp_exchange(self.gw.mllp_port, order("RA-1"))
+        self.assertEqual(segments(first)["MSA"][1], "AA")
+
+        os.replace(original, os.path.join(self.maps, "orders.json"))  # the accession rule without ORC-2
+        t = time.time() + 4
+        os.utime(os.path.join(self.maps, "orders.json"), (t, t))
+        self.assertTrue(self.wait_for_log("mapping files reloaded", times=2))
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, order("RA-2")))["MSA"][1], "AE")
+
+        # Today the same bytes would fail mapping, but they were accepted
+        # once: the original AA again, nothing stored twice.
+        self.assertEqual(mllp_exchange(self.gw.mllp_port, order("RA-1")), first)
+        self.assertEqual(h.psql(self.db, "SELECT status FROM hl7_messages WHERE control_id='RA-1'"),
+                         [["received"]])
+        self.assertEqual(h.psql(self.db, "SELECT status FROM sync_logs WHERE external_id='RA-1' ORDER BY id"),
+                         [["committed"], ["duplicate"]])
+        # A different payload under that control id is a duplicate key.
+        seg = segments(mllp_exchange(self.gw.mllp_port, order("RA-1").replace(b"Roe^Richard", b"Roe^Rick")))
+        self.assertEqual(seg["MSA"][1], "AE")
+        self.assertTrue(seg["ERR"][3].startswith("205^"), seg["ERR"])
 
     def test_sighup_reloads(self):
         self.edit_orders(fix=True)
