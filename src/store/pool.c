@@ -446,6 +446,7 @@ conn_drop(struct mg__store_conn *c)
     c->preparing = NULL;
     c->schema_checked = false;
     c->cleaned = false;
+    c->commit_warned = false;
     c->step = MG__STORE_STEP_NONE;
 }
 
@@ -577,6 +578,14 @@ on_notice(void *arg, const PGresult *res)
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
     /* The text may quote data: severity and SQLSTATE only. */
+    if (c->cur != NULL && c->cur->kind == MG__STORE_REQ_COMMIT && sev != NULL &&
+        strcmp(sev, "WARNING") == 0) {
+        c->commit_warned = true;
+        mg_log(MG_LOG_WARN, &c->log, "COMMIT answered with a warning "
+               "(sqlstate %s): its outcome counts as in doubt",
+               state ? state : "none");
+        return;
+    }
     mg_log(MG_LOG_DEBUG, &c->log, "notice severity=%s sqlstate=%s",
            sev ? sev : "none", state ? state : "none");
 }
@@ -816,13 +825,19 @@ conn_release(struct mg__store_conn *c)
 }
 
 static int
-req_code(const struct mg__store_req *r, int rc, PGresult *res)
+req_code(const struct mg__store_req *r, int rc, PGresult *res, bool warned)
 {
+    if (rc != MG_OK || r->kind != MG__STORE_REQ_COMMIT)
+        return rc;
     /* COMMIT of an aborted transaction answers "ROLLBACK" without error. */
-    if (rc == MG_OK && r->kind == MG__STORE_REQ_COMMIT &&
-        strcmp(PQcmdStatus(res), "ROLLBACK") == 0)
+    if (strcmp(PQcmdStatus(res), "ROLLBACK") == 0)
         return MG_EDB;
-    return rc;
+    /* A COMMIT that succeeds with a WARNING did not do all it should: the
+     * one PostgreSQL sends is "canceling wait for synchronous replication"
+     * (statement_timeout or a cancel while waiting for the standby), the
+     * transaction committed locally but may be lost on failover. Never
+     * report that as committed. */
+    return warned ? MG_EINDOUBT : MG_OK;
 }
 
 static void
@@ -831,7 +846,8 @@ finish_req(struct mg__store_conn *c, int rc, PGresult *res)
     struct mg__store_req *r = c->cur;
 
     c->cur = NULL;
-    rc = req_code(r, rc, res);
+    rc = req_code(r, rc, res, c->commit_warned);
+    c->commit_warned = false;
     if (r->kind == MG__STORE_REQ_COMMIT || r->kind == MG__STORE_REQ_ROLLBACK ||
         (r->kind == MG__STORE_REQ_BEGIN && rc != MG_OK))
         conn_release(c);

@@ -39,8 +39,11 @@
  *                 that had been sent may or may not have been applied (it
  *                 ran in its own implicit transaction): rely on idempotency.
  *   MG_EINDOUBT   only for COMMIT: it was sent and the connection broke
- *                 before the answer, so the outcome is unknown (never report
- *                 this as "failed"; DESIGN-NOTES.md section 3).
+ *                 before the answer, or the server answered it with a
+ *                 WARNING (a synchronous-replication wait cancelled: the
+ *                 commit is local only), so the outcome is unknown (never
+ *                 report this as "failed" nor as committed; DESIGN-NOTES.md
+ *                 section 3).
  *   MG_EBUSY      the wait queue was full (back-pressure).
  *   MG_ETIMEDOUT  the request waited in the queue longer than
  *                 queue_timeout_ms.
@@ -197,8 +200,8 @@ MG_MUST_CHECK int mg_store_tx_query(struct mg_store_tx *tx, const char *stmt,
  * connection. cb gets MG_OK (committed), MG_EDB (the commit failed, or the
  * transaction was already aborted by an earlier error: res then has
  * command status "ROLLBACK" and no SQLSTATE), MG_EDBDOWN (the connection
- * broke before COMMIT was sent: not committed), MG_EINDOUBT (it broke after:
- * unknown) or MG_ECANCELED. The handle is freed after cb returns, whatever
+ * broke before COMMIT was sent: not committed), MG_EINDOUBT (it broke after,
+ * or the server answered with a WARNING: unknown) or MG_ECANCELED. The handle is freed after cb returns, whatever
  * the code. Returns MG_OK, MG_EINVAL (commit or rollback already called)
  * or MG_ECANCELED (closing; the store frees the handle); on an error return
  * cb never runs. cb may be NULL. */

@@ -115,6 +115,7 @@ struct mg__store_conn {
     size_t init_next;                /* INIT: next statement to prepare */
     bool schema_checked;             /* INIT: check done on this session */
     bool cleaned;                    /* a CLEANUP ROLLBACK was just sent */
+    bool commit_warned;              /* a WARNING came with the COMMIT */
     struct mg__store_stmt *preparing; /* PREPARE / REQ_PREPARE statement */
     struct mg__store_req *cur;       /* REQ_PREPARE / REQ request */
     struct mg_store_tx *tx;          /* lessee while LEASED */

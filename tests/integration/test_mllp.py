@@ -161,6 +161,36 @@ def msg(cid, mrn="123", extra=""):
     return MSG.format(cid=cid, mrn=mrn, extra=extra).encode()
 
 
+class CommitWarningTest(unittest.TestCase):
+    """A COMMIT answered with a WARNING (as PostgreSQL answers when a wait
+    for a synchronous standby is cancelled) is in doubt: no AA. A deferred
+    trigger raises such a warning during the COMMIT of WARN-1's insert."""
+
+    def setUp(self):
+        self.db = h.create_database("warn")
+        h.migrate(self.db)
+        h.psql(self.db, "CREATE FUNCTION warn() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+               " IF NEW.control_id = 'WARN-1' THEN RAISE WARNING 'committed locally only'; END IF;"
+               " RETURN NULL; END $$;"
+               "CREATE CONSTRAINT TRIGGER warn AFTER INSERT ON hl7_messages"
+               " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION warn()")
+        self.gw = h.Gateway(self.db).start()
+
+    def tearDown(self):
+        self.gw.stop()
+
+    def test_no_aa_for_a_commit_in_doubt_and_the_resend_gets_it(self):
+        self.assertEqual(mllp_exchange(self.gw.mllp_port, msg("WARN-1")), b"")  # closed, no ACK
+        self.assertIn("its outcome counts as in doubt", self.gw.read_log())
+        # It is stored (the commit happened locally): the sender's resend
+        # is a repeat, answered AA, and nothing is stored twice.
+        seg = segments(mllp_exchange(self.gw.mllp_port, msg("WARN-1")))
+        self.assertEqual(seg["MSA"][1:3], ["AA", "WARN-1"])
+        self.assertEqual(h.psql(self.db, "SELECT status FROM sync_logs WHERE external_id='WARN-1' ORDER BY id"),
+                         [["committed"], ["duplicate"]])
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, msg("WARN-2")))["MSA"][1], "AA")
+
+
 class AckRulesTest(unittest.TestCase):
     def setUp(self):
         self.db = h.create_database("ack")

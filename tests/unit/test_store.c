@@ -819,6 +819,54 @@ test_store_commit_in_doubt(void **state)
     fixture_close(&f);
 }
 
+/* A COMMIT that succeeds with a WARNING -- what PostgreSQL sends when a
+ * wait for synchronous replication is cancelled -- is in doubt, never OK.
+ * A deferred trigger raises the same kind of warning during COMMIT. A
+ * warning during an ordinary statement changes nothing, and the
+ * connection serves the next transaction. */
+static void
+test_store_commit_warning_in_doubt(void **state)
+{
+    struct mg_store_options o = default_options();
+    struct mg_store_tx *tx;
+    struct fixture f;
+    struct result r;
+
+    (void)state;
+    admin_exec(db_name, "DROP TABLE IF EXISTS t_warn");
+    admin_exec(db_name, "CREATE TABLE t_warn (id int)");
+    admin_exec(db_name,
+               "CREATE OR REPLACE FUNCTION warn_commit() RETURNS trigger "
+               "LANGUAGE plpgsql AS $$ BEGIN IF NEW.id = 1 THEN "
+               "RAISE WARNING 'committed locally only'; END IF; "
+               "RETURN NULL; END $$");
+    admin_exec(db_name, "CREATE CONSTRAINT TRIGGER t_warn_commit AFTER "
+                        "INSERT ON t_warn DEFERRABLE INITIALLY DEFERRED FOR "
+                        "EACH ROW EXECUTE FUNCTION warn_commit()");
+    fixture_open_ready(&f, &o);
+    tx = begin_wait(&f);
+    tx_query_wait(&f, tx, "INSERT INTO t_warn VALUES (1)", &r);
+    assert_int_equal(r.rc, MG_OK);
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(mg_store_tx_commit(tx, on_result, &r), MG_OK);
+    assert_true(run_until(&f.loop, result_done, &r, 5000));
+    assert_int_equal(r.rc, MG_EINDOUBT);
+    /* It did commit (locally): in doubt, not failed. */
+    assert_string_equal(admin_exec(db_name, "SELECT count(*) FROM t_warn"),
+                        "1");
+
+    tx = begin_wait(&f);
+    tx_query_wait(&f, tx, "DO $$ BEGIN RAISE WARNING 'in a statement'; "
+                          "END $$", &r);
+    assert_int_equal(r.rc, MG_OK);
+    tx_query_wait(&f, tx, "INSERT INTO t_warn VALUES (2)", &r);
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(mg_store_tx_commit(tx, on_result, &r), MG_OK);
+    assert_true(run_until(&f.loop, result_done, &r, 5000));
+    assert_int_equal(r.rc, MG_OK);
+    fixture_close(&f);
+}
+
 static void
 on_prepare(uv_prepare_t *h)
 {
@@ -1146,6 +1194,7 @@ main(void)
         cmocka_unit_test(test_store_statement_error_sqlstate),
         cmocka_unit_test(test_store_tx_connection_killed),
         cmocka_unit_test(test_store_commit_in_doubt),
+        cmocka_unit_test(test_store_commit_warning_in_doubt),
         cmocka_unit_test(test_store_database_refused_and_back),
         cmocka_unit_test(test_store_cluster_stop_and_start),
         cmocka_unit_test(test_store_schema_version),
