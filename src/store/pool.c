@@ -1199,7 +1199,17 @@ copy_options(struct mg_store *s, const struct mg_store_options *o)
     /* Entries before the expanded dbname may be overridden by the
      * conninfo; those after it override it (libpq-connect docs). */
     s->keys[n] = "application_name", s->vals[n++] = s->app_name;
+    /* Over TCP, a database host that vanishes (power, network) must be
+     * noticed in under a minute, not after the kernel's two hours of
+     * keepalive silence or fifteen minutes of retransmissions while a
+     * COMMIT waits: probes after 30 s idle, every 10 s, 3 missed = dead;
+     * sent data unacknowledged for 30 s = dead. libpq ignores these on a
+     * unix socket. */
     s->keys[n] = "keepalives", s->vals[n++] = "1";
+    s->keys[n] = "keepalives_idle", s->vals[n++] = "30";
+    s->keys[n] = "keepalives_interval", s->vals[n++] = "10";
+    s->keys[n] = "keepalives_count", s->vals[n++] = "3";
+    s->keys[n] = "tcp_user_timeout", s->vals[n++] = "30000";
     s->keys[n] = "dbname", s->vals[n++] = s->conninfo;
     if (o->statement_timeout_ms > 0) {
         snprintf(s->pg_options, sizeof(s->pg_options),

@@ -131,8 +131,8 @@ struct mg_store {
     char *app_name;                  /* owned copy */
     char *schema_sql;                /* owned copy */
     char pg_options[64];             /* "-c statement_timeout=N" or "" */
-    const char *keys[6];             /* PQconnectStartParams arrays */
-    const char *vals[6];
+    const char *keys[10];            /* PQconnectStartParams arrays */
+    const char *vals[10];
     struct mg__store_conn *conns;    /* owned, opts.pool_size of them */
     struct mg__store_stmt **stmts;   /* owned registry */
     size_t nstmts, stmts_cap;

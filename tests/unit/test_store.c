@@ -11,7 +11,10 @@
 #include <cmocka.h>
 
 #include <libpq-fe.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -1181,6 +1184,74 @@ test_store_unreachable_at_start(void **state)
     fixture_close(&f);
 }
 
+/* The pool's socket to 127.0.0.1:port, found among this process's file
+ * descriptors; -1 if none. */
+static int
+pool_socket_to(int port)
+{
+    for (int fd = 3; fd < 1024; fd++) {
+        struct sockaddr_in peer;
+        socklen_t len = sizeof(peer);
+
+        if (getpeername(fd, (struct sockaddr *)&peer, &len) == 0 &&
+            peer.sin_family == AF_INET && ntohs(peer.sin_port) == port)
+            return fd;
+    }
+    return -1;
+}
+
+static int
+sockopt(int fd, int level, int name)
+{
+    int v = -1;
+    socklen_t len = sizeof(v);
+
+    assert_int_equal(getsockopt(fd, level, name, &v, &len), 0);
+    return v;
+}
+
+/* Over TCP the pool's sockets probe an idle peer after 30 s and give up on
+ * unacknowledged data after 30 s (a vanished database host is noticed in
+ * under a minute); a URL's own settings win. The "server" is a bare
+ * listening socket: the kernel completes the handshake, nothing answers. */
+static void
+test_store_tcp_keepalive(void **state)
+{
+    struct sockaddr_in addr = {.sin_family = AF_INET};
+    socklen_t len = sizeof(addr);
+    struct mg_store_options o = default_options();
+    struct fixture f;
+    char ci[128];
+    int srv, port, fd;
+
+    (void)state;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    srv = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(srv >= 0);
+    assert_int_equal(bind(srv, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    assert_int_equal(listen(srv, 8), 0);
+    assert_int_equal(getsockname(srv, (struct sockaddr *)&addr, &len), 0);
+    port = ntohs(addr.sin_port);
+    o.pool_size = 1;
+    for (int pass = 0; pass < 2; pass++) {
+        snprintf(ci, sizeof(ci), "host=127.0.0.1 port=%d user=postgres "
+                 "dbname=x%s", port, pass ? " keepalives_idle=5" : "");
+        o.conninfo = ci;
+        fixture_open(&f, &o);
+        run_for(&f.loop, 300);
+        fd = pool_socket_to(port);
+        assert_true(fd >= 0);
+        assert_int_equal(sockopt(fd, SOL_SOCKET, SO_KEEPALIVE), 1);
+        assert_int_equal(sockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE),
+                         pass ? 5 : 30);
+        assert_int_equal(sockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL), 10);
+        assert_int_equal(sockopt(fd, IPPROTO_TCP, TCP_KEEPCNT), 3);
+        assert_int_equal(sockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 30000);
+        fixture_close(&f);
+    }
+    close(srv);
+}
+
 int
 main(void)
 {
@@ -1203,6 +1274,7 @@ main(void)
         cmocka_unit_test(test_store_metrics),
         cmocka_unit_test(test_store_bad_arguments),
         cmocka_unit_test(test_store_unreachable_at_start),
+        cmocka_unit_test(test_store_tcp_keepalive),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
