@@ -76,6 +76,13 @@ mg_hl7v2_seg_field(const struct mg_hl7v2_seg *seg, int n)
 }
 
 /* MSH-1 and MSH-2 (and FHS/BHS) hold the delimiters: never split them. */
+/* The explicit null: exactly two double quotes. */
+static bool
+is_null_value(struct mg_str v)
+{
+    return v.len == 2 && v.ptr[0] == '"' && v.ptr[1] == '"';
+}
+
 static bool
 is_verbatim(const struct mg_hl7v2_seg *seg, int field)
 {
@@ -100,12 +107,17 @@ mg_hl7v2_seg_get(const struct mg_hl7v2_msg *msg,
         if (rep > 1 || comp > 1 || sub > 1 || v.len == 0)
             return MG_OK;
     } else {
+        /* "" nulls everything below it: a field sent as "" deletes the
+         * whole field, each of its components included. */
         v = mg__hl7v2_piece(v, d->rep, rep);
-        v = mg__hl7v2_piece(v, d->comp, comp);
-        v = mg__hl7v2_piece(v, d->sub, sub);
+        if (!is_null_value(v)) {
+            v = mg__hl7v2_piece(v, d->comp, comp);
+            if (!is_null_value(v))
+                v = mg__hl7v2_piece(v, d->sub, sub);
+        }
         if (v.len == 0)
             return MG_OK;
-        if (v.len == 2 && v.ptr[0] == '"' && v.ptr[1] == '"') {
+        if (is_null_value(v)) {
             out->presence = MG_HL7V2_NULL;
             return MG_OK;
         }

@@ -706,6 +706,43 @@ test_null_distinct_from_empty(void **state)
     mg_arena_dispose(&a);
 }
 
+/* A field (or repetition, or component) sent as "" is deleted whole: every
+ * component and sub-component below it reads as null, not as absent -- an
+ * A08 with PID-11 "" clears the city as well as the street. A later
+ * repetition of it does not exist. */
+static void
+test_null_field_nulls_its_components(void **state)
+{
+    struct mg_arena a;
+    struct mg_hl7v2_msg *m;
+    struct mg_hl7v2_val v;
+    static const struct {
+        const char *path;
+        enum mg_hl7v2_presence want;
+    } cases[] = {
+        {"PID-11", MG_HL7V2_NULL},     {"PID-11.1", MG_HL7V2_NULL},
+        {"PID-11.3", MG_HL7V2_NULL},   {"PID-11.5.2", MG_HL7V2_NULL},
+        {"PID-11[2].3", MG_HL7V2_EMPTY}, {"PID-5.1", MG_HL7V2_VALUED},
+        {"PID-5.2", MG_HL7V2_NULL},    {"PID-5.2.2", MG_HL7V2_NULL},
+        {"PID-5.3", MG_HL7V2_EMPTY},   {"PID-13[2].1", MG_HL7V2_NULL},
+        {"PID-13[1].1", MG_HL7V2_VALUED},
+    };
+
+    (void)state;
+    mg_arena_init(&a, 4096, 0);
+    m = parse_ok(&a,
+                 "MSH|^~\\&|A|B|C|D|1||ADT^A08|C1|P|2.5\r"
+                 "PID|1||1||Doe^\"\"||||||\"\"||555~\"\"",
+                 NULL);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(mg_hl7v2_get(m, cases[i].path, &v), MG_OK);
+        if (v.presence != cases[i].want)
+            fail_msg("%s: presence %d, want %d", cases[i].path, v.presence,
+                     cases[i].want);
+    }
+    mg_arena_dispose(&a);
+}
+
 static void
 test_zsegment_kept(void **state)
 {
@@ -1317,6 +1354,7 @@ main(void)
         cmocka_unit_test(test_charset_cases),
         cmocka_unit_test(test_charset_bad_utf8_location),
         cmocka_unit_test(test_null_distinct_from_empty),
+        cmocka_unit_test(test_null_field_nulls_its_components),
         cmocka_unit_test(test_zsegment_kept),
         cmocka_unit_test(test_terminators_and_round_trip),
         cmocka_unit_test(test_malformed_inputs),
