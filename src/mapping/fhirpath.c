@@ -292,7 +292,11 @@ step_member(const struct step *st, const struct mg_fhirpath_coll *in,
     for (size_t k = 0; rc == MG_OK && k < in->n; k++) {
         v = json_object_get(in->item[k], st->name);
         if (json_is_array(v)) {
-            json_array_foreach(v, i, e) out->item[out->n++] = e;
+            json_array_foreach(v, i, e) {
+                if (!json_is_null(e)) /* a null adds nothing (FHIR JSON
+                                         pads arrays with it for _given) */
+                    out->item[out->n++] = e;
+            }
         } else if (v != NULL && !json_is_null(v)) {
             out->item[out->n++] = v;
         }

@@ -33,6 +33,19 @@ parse_number(const char **p, int *out)
     return true;
 }
 
+/* A data type name as in [CX.5=MR]: a capital letter, then capitals or
+ * digits. */
+static bool
+is_type_name(const char *s, const char *end)
+{
+    if (s == end || *s < 'A' || *s > 'Z')
+        return false;
+    for (; s < end; s++)
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9')))
+            return false;
+    return true;
+}
+
 /* The inside of "[...]" after a field: n, "*", or [TYPE.]comp=value. */
 static int
 parse_rep_sel(const char **p, struct mg_arena *arena,
@@ -58,10 +71,18 @@ parse_rep_sel(const char **p, struct mg_arena *arena,
         }
         return MG_OK;
     }
-    /* "CX.5=MR" or "5=MR": the data type name is documentation only. */
+    /* "CX.5=MR" or "5=MR": the data type name is documentation only, but
+     * it must be a name -- "4.1=X" is not component 4.1 read as 1. */
     dot = memchr(s, '.', (size_t)(eq - s));
-    if (dot != NULL)
+    if (dot != NULL) {
+        if (!is_type_name(s, dot)) {
+            *why = "a condition is [TYPE.n=value] with TYPE a data type "
+                   "name and n a component number (sub-components cannot "
+                   "be matched)";
+            return MG_EINVAL;
+        }
         s = dot + 1;
+    }
     out->rsel = MG__REP_MATCH;
     if (!parse_number(&s, &out->match_comp) || s != eq || eq + 1 == close) {
         *why = "a condition is [TYPE.n=value] with n a component number";

@@ -786,7 +786,9 @@ test_load_errors_name_file_line_key(void **state)
              "  \"adapter\": \"hl7v2.adt\",\n"
              "  \"fields\": {\n"
              "    \"patient.last_name\": { \"from\": \"PID-5.1\" },\n"
-             "    \"patient.first_name\": { \"from\": \"PID5.2\" }\n"
+             "    \"patient.first_name\": { \"from\": \"PID5.2\" },\n"
+             "    \"patient.middle_name\": { \"from\": "
+             "\"PID-3[4.1=ADT1].1\" }\n"
              "  }\n"
              "}\n",
              "b_unknown.json",
@@ -826,6 +828,11 @@ test_load_errors_name_file_line_key(void **state)
     assert_non_null(strstr(out, "/a_bad_path.json:7: fields/"
                                 "patient.first_name/from: bad path "
                                 "\"PID5.2\""));
+    /* [4.1=X] is not a data type name and component 1 */
+    assert_non_null(strstr(out, "/a_bad_path.json:8: fields/"
+                                "patient.middle_name/from: bad path "
+                                "\"PID-3[4.1=ADT1].1\": a condition is "
+                                "[TYPE.n=value] with TYPE a data type name"));
     assert_non_null(strstr(out, "/b_unknown.json:8: fields/scan.scan_type/"
                                 "table: unknown table \"modalty\""));
     assert_non_null(strstr(out, "/b_unknown.json:11: fields/scan.priority/"
@@ -1256,6 +1263,19 @@ test_fhirpath_patients(void **state)
            &a),
         "1234567");
     assert_string_equal(fp(p3, "Patient.communication.preferred", &a), "true");
+    {
+        /* a JSON null in an array adds nothing (FHIR pads given[] with
+         * it when _given carries extensions) */
+        json_t *pad = json_loads("{\"resourceType\": \"Patient\", \"name\": "
+                                 "[{\"given\": [null, \"Ann\"]}, "
+                                 "{\"given\": [null]}]}", 0, NULL);
+
+        assert_non_null(pad);
+        assert_string_equal(fp(pad, "Patient.name.given[0]", &a), "Ann");
+        assert_string_equal(fp(pad, "Patient.name[2].given.exists()", &a),
+                            "false");
+        json_decref(pad);
+    }
     assert_string_equal(fp(p3, "Patient.address.where(type='postal').city",
                            &a),
                         "FOWL");
