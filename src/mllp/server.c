@@ -178,8 +178,17 @@ on_intake_done(void *arg, int rc, const char *ack, size_t ack_len)
 {
     struct slot *s = arg;
     struct mllp_conn *mc = s->mc;
-    const struct mg_conf_listener *conf = mc->srv->conf;
+    const struct mg_conf_listener *conf;
 
+    if (mc->net == NULL) {
+        /* The socket is gone, and at shutdown the server may be too (it
+         * is freed when its last socket closes, not when its last commit
+         * ends): nothing can be written, touch nothing of it. */
+        slot_fill(s, SLOT_CLOSE, NULL, 0);
+        flush_slots(mc);
+        return;
+    }
+    conf = mc->srv->conf;
     if (rc == MG_OK)
         slot_fill(s, SLOT_SEND, ack, ack_len);
     else if (conf->db_down_reply == MG_DB_DOWN_AR && ack != NULL)
@@ -222,11 +231,13 @@ take_frame(struct mllp_conn *mc, struct mg_str frame)
     struct slot *s = slot_new(mc);
 
     mc->srv->frames++;
-    if (s == NULL ||
-        mg_intake_submit(mc->srv->intake, mc->srv->conf, &mc->seq, frame,
+    if (s == NULL) {
+        mg_net_conn_abort(mc->net); /* no slot to close it in order */
+        return;
+    }
+    if (mg_intake_submit(mc->srv->intake, mc->srv->conf, &mc->seq, frame,
                          on_intake_done, s) != MG_OK) {
-        if (s != NULL)
-            slot_fill(s, SLOT_CLOSE, NULL, 0);
+        slot_fill(s, SLOT_CLOSE, NULL, 0);
         flush_slots(mc);
         return;
     }
@@ -280,8 +291,11 @@ static int
 on_accept(struct mg_net_conn *c)
 {
     struct mg_mllp_server *srv = mg_net_listener_data(mg_net_conn_listener(c));
-    struct mllp_conn *mc = mg_calloc(1, sizeof(*mc));
+    struct mllp_conn *mc;
 
+    if (srv->draining)
+        return MG_ECANCELED; /* shutting down: the sender goes elsewhere */
+    mc = mg_calloc(1, sizeof(*mc));
     if (mc == NULL)
         return MG_ENOMEM;
     mc->srv = srv;

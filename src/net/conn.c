@@ -149,7 +149,9 @@ update_reading(struct mg_net_conn *c)
                 !c->bp_paused;
     int rc;
 
-    if (want == c->reading)
+    /* Once lingering, reading belongs to on_shutdown (it reads until the
+     * peer's FIN): a late pause or resume must not stop that. */
+    if (c->lingering || want == c->reading)
         return;
     if (!want) {
         uv_read_stop((uv_stream_t *)&c->tcp);
@@ -343,6 +345,7 @@ on_shutdown(uv_shutdown_t *req, int status)
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0)
         mg__net_conn_close_handles(c);
     c->reading = true;
+    c->lingering = true;
 }
 
 void

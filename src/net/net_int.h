@@ -43,6 +43,7 @@ struct mg_net_conn {
     bool bp_paused;    /* write queue above high-water */
     bool eof;          /* the peer sent FIN or reading failed */
     bool closing;      /* close or abort was called */
+    bool lingering;    /* shut down, reading until the peer's FIN */
     bool handles_closing; /* uv_close was called on the handles */
     char peer[64];     /* "ip:port" */
 };

@@ -3,6 +3,7 @@ serve loop's health endpoints, metrics, drain, and riding out a database
 outage. Real binary, real PostgreSQL, real sockets."""
 import os
 import signal
+import socket
 import subprocess
 import time
 import unittest
@@ -176,6 +177,35 @@ class ServeTest(unittest.TestCase):
         self.assertEqual(self.gw.stop(signal.SIGTERM), 0)
         self.assertIn("draining", self.gw.read_log())
         self.assertIn("stopped", self.gw.read_log())
+
+    def test_shutdown_with_a_commit_still_running(self):
+        """The drain deadline passes while a commit is still running (a
+        deferred trigger sleeps in COMMIT): the gateway closes its sockets
+        and exits cleanly when the commit ends -- no ACK for it, and no
+        touch of the freed listener (ASan runs this too). While draining it
+        takes no new MLLP connections."""
+        self.gw.stop()
+        h.psql(self.db, "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+               " PERFORM pg_sleep(3); RETURN NULL; END $$;"
+               "CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON hl7_messages"
+               " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow()")
+        self.gw = h.Gateway(self.db, config={"shutdown": {"drain_timeout_ms": 500}}).start()
+        frame = (b"\x0bMSH|^~\\&|RIS|RAD|MEDGATE|HOSP|20240101120000||ADT^A01^ADT_A01|SLOW-1|P|2.5.1\r"
+                 b"PID|1||9^^^HOSP^MR||Doe^Jane\r\x1c\r")
+        with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=10) as s:
+            s.sendall(frame)
+            time.sleep(0.5)  # in COMMIT now
+            self.gw.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.2)
+            with self.assertRaises(OSError):  # draining: refused or closed at once
+                with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=2) as late:
+                    late.sendall(frame.replace(b"SLOW-1", b"LATE-1"))
+                    if late.recv(100) == b"":
+                        raise ConnectionResetError("closed without an answer")
+            self.assertNotIn(b"MSA|AA", s.recv(1000))
+        self.assertEqual(self.gw.proc.wait(timeout=30), 0, self.gw.read_log()[-3000:])
+        self.assertNotIn("AddressSanitizer", self.gw.read_log())
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM hl7_messages WHERE control_id='LATE-1'"), "0")
 
     def test_not_ready_when_schema_is_behind(self):
         h.psql(self.db, "DELETE FROM schema_migrations WHERE version = "
