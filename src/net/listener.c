@@ -12,6 +12,12 @@
 static const struct mg_log_ctx log_ctx = {.component = "net",
                                           .action = "accepting"};
 
+/* After an accept that failed for lack of memory, the next try. libuv
+ * stops watching the listening socket until the pending connection is
+ * taken with uv_accept, so without a retry the listener would never
+ * accept again. */
+#define ACCEPT_RETRY_MS 100
+
 static void
 listener_free(struct mg_net_listener *l)
 {
@@ -22,7 +28,7 @@ listener_free(struct mg_net_listener *l)
 static void
 maybe_finish(struct mg_net_listener *l)
 {
-    if (!l->closing || !l->tcp_closed || l->nconns > 0)
+    if (!l->closing || l->handles > 0 || l->nconns > 0)
         return;
     if (l->on_closed != NULL)
         l->on_closed(l, l->closed_arg);
@@ -41,12 +47,41 @@ on_listener_closed(uv_handle_t *h)
 {
     struct mg_net_listener *l = h->data;
 
-    l->tcp_closed = true;
+    l->handles--;
     maybe_finish(l);
 }
 
+static void
+close_handles(struct mg_net_listener *l)
+{
+    uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+    if (l->handles > 1)
+        uv_close((uv_handle_t *)&l->retry, on_listener_closed);
+}
+
+static void on_connection(uv_stream_t *server, int status);
+
+static void
+on_retry(uv_timer_t *t)
+{
+    struct mg_net_listener *l = t->data;
+
+    on_connection((uv_stream_t *)&l->tcp, 0);
+}
+
+/* The pending connection could not be taken: try again shortly (it stays
+ * in libuv's hands meanwhile, and so does every one behind it). */
+static struct mg_net_conn *
+accept_later(struct mg_net_listener *l, int rc)
+{
+    mg_log(MG_LOG_ERROR, &log_ctx, "accept failed: %s; retrying in %d ms",
+           mg_strerror(rc), ACCEPT_RETRY_MS);
+    uv_timer_start(&l->retry, on_retry, ACCEPT_RETRY_MS, 0);
+    return NULL;
+}
+
 /* Accepts one pending connection into a new conn and links it. Returns
- * NULL when that fails; the pending connection may then stay queued. */
+ * NULL when that fails. */
 static struct mg_net_conn *
 accept_one(struct mg_net_listener *l)
 {
@@ -54,15 +89,12 @@ accept_one(struct mg_net_listener *l)
     int rc;
 
     c = mg_calloc(1, sizeof(*c));
-    if (c == NULL) {
-        mg_log(MG_LOG_ERROR, &log_ctx, "accept failed: %s",
-               mg_strerror(MG_ENOMEM));
-        return NULL;
-    }
+    if (c == NULL)
+        return accept_later(l, MG_ENOMEM);
     rc = uv_tcp_init(l->tcp.loop, &c->tcp);
     if (rc < 0) {
         mg_free(c);
-        return NULL;
+        return accept_later(l, rc);
     }
     c->tcp.data = c;
     c->handles = 1;
@@ -180,6 +212,12 @@ mg_net_listener_open(uv_loop_t *loop, const struct mg_net_listener_opts *opts,
     if (rc < 0)
         goto out_free;
     l->tcp.data = l;
+    l->handles = 1;
+    rc = uv_timer_init(loop, &l->retry);
+    if (rc < 0)
+        goto out_close;
+    l->retry.data = l;
+    l->handles = 2;
     rc = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&ss, 0);
     if (rc < 0)
         goto out_close;
@@ -194,7 +232,7 @@ mg_net_listener_open(uv_loop_t *loop, const struct mg_net_listener_opts *opts,
 
 out_close:
     l->closing = true;
-    uv_close((uv_handle_t *)&l->tcp, on_listener_closed); /* frees l */
+    close_handles(l); /* frees l */
     return rc;
 out_free:
     listener_free(l);
@@ -267,5 +305,5 @@ mg_net_listener_close(struct mg_net_listener *l, mg_net_listener_closed_cb cb,
     l->closing = true;
     l->on_closed = cb;
     l->closed_arg = arg;
-    uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+    close_handles(l);
 }

@@ -13,6 +13,8 @@
 
 struct mg_net_listener {
     uv_tcp_t tcp;
+    uv_timer_t retry;              /* accepts again after a failed one */
+    int handles;                   /* tcp and retry until they are closed */
     struct mg_net_listener_opts o; /* o.bind points at bind below */
     char bind[64];                 /* copy of the address literal */
     int port;                      /* the port bound */
@@ -21,7 +23,6 @@ struct mg_net_listener {
     struct mg_net_stats st;
     char *rbuf;                    /* MG__NET_READ_BUF bytes, owned */
     bool closing;                  /* mg_net_listener_close was called */
-    bool tcp_closed;               /* the listening handle is closed */
     mg_net_listener_closed_cb on_closed;
     void *closed_arg;
 };

@@ -46,6 +46,7 @@ struct fx {
     enum mode mode;
     int port;
     long live0;
+    long fail_alloc; /* the nth allocation after the listener opens fails */
     void (*client)(struct fx *);
     /* loop side */
     atomic_long read_bytes;
@@ -197,6 +198,7 @@ run(struct fx *fx, void (*client)(struct fx *))
     assert_int_equal(mg_net_listener_open(&fx->loop, &fx->o, &fx->l), MG_OK);
     fx->port = mg_net_listener_port(fx->l);
     assert_true(fx->port > 0);
+    mg_alloc_fail_after(fx->fail_alloc);
     fx->client = client;
     assert_int_equal(pthread_create(&t, NULL, client_main, fx), 0);
     uv_run(&fx->loop, UV_RUN_DEFAULT);
@@ -402,6 +404,34 @@ test_net_max_connections(void **state)
 }
 
 static void
+client_echo_once(struct fx *fx)
+{
+    char buf[8] = {0};
+    int fd = dial(fx->port);
+
+    send(fd, "again", 5, MSG_NOSIGNAL);
+    /* 5 s receive timeout (dial): without a retry nothing ever comes. */
+    fx->num[0] = recv(fd, buf, 5, MSG_WAITALL) == 5 &&
+                 memcmp(buf, "again", 5) == 0;
+    close(fd);
+}
+
+/* The first accept cannot allocate its connection: libuv then stops
+ * watching the listening socket until the connection is taken, so the
+ * listener must try again by itself and serve the client. */
+static void
+test_net_accept_retried_after_allocation_failure(void **state)
+{
+    struct fx *fx = *state;
+
+    fx->mode = MODE_ECHO;
+    fx->fail_alloc = 1;
+    run(fx, client_echo_once);
+    assert_int_equal(fx->num[0], 1);
+    assert_int_equal(fx->accepted, 1);
+}
+
+static void
 test_net_bad_address(void **state)
 {
     struct fx *fx = *state;
@@ -430,6 +460,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_net_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_net_max_connections, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_net_accept_retried_after_allocation_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_net_bad_address, setup,
                                         teardown),
     };
