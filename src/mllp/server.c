@@ -3,7 +3,13 @@
  * finish out of order; a slot is written only when it and every slot
  * before it are ready. A connection's state outlives the socket until the
  * intake has answered every frame it took (nothing is freed while the
- * intake still holds a pointer to it). */
+ * intake still holds a pointer to it).
+ *
+ * A sender that half-closes (shutdown(SHUT_WR) after its last frame) still
+ * gets every ACK: the connection closes only once the last one is written.
+ * A pipelining sender gets at most MAX_PENDING frames taken at once, even
+ * when one read brings more: the rest of that read is held, unread as far
+ * as the sender can tell, until ACKs make room. */
 #include "mllp/server.h"
 
 #include <string.h>
@@ -36,6 +42,9 @@ struct mllp_conn {
     struct mg_intake_seq seq; /* its messages commit in arrival order */
     struct slot *head, *tail;
     unsigned pending; /* slots not yet written */
+    struct mg_buf held; /* bytes read past MAX_PENDING frames, not decoded */
+    bool feeding;       /* decoding held bytes (no nested decoding) */
+    bool peer_done;     /* the sender half-closed: close after the ACKs */
     bool paused;
     struct mg_log_ctx log;
 };
@@ -52,6 +61,7 @@ struct mg_mllp_server {
 };
 
 static void flush_slots(struct mllp_conn *mc);
+static void feed_held(struct mllp_conn *mc);
 
 static void
 conn_free_if_done(struct mllp_conn *mc)
@@ -59,6 +69,7 @@ conn_free_if_done(struct mllp_conn *mc)
     if (mc->net != NULL || mc->head != NULL)
         return;
     mg_mllp_decoder_dispose(&mc->dec);
+    mg_buf_dispose(&mc->held);
     mg_free(mc);
 }
 
@@ -122,11 +133,24 @@ slot_fill(struct slot *s, enum slot_action action, const char *ack,
     s->frame = mg_buf_take(&b, &s->len);
 }
 
+/* Room for another frame: held bytes are decoded before the socket is
+ * read again, so frames are taken in the order they were sent. */
+static bool
+has_room(const struct mllp_conn *mc)
+{
+    return mc->pending < MAX_PENDING && !mc->srv->draining;
+}
+
 static void
 update_reading(struct mllp_conn *mc)
 {
-    bool want_pause = mc->pending >= MAX_PENDING || mc->srv->draining;
+    bool want_pause;
 
+    if (mc->net == NULL)
+        return;
+    if (mc->held.len > 0 && has_room(mc))
+        feed_held(mc);
+    want_pause = !has_room(mc) || mc->held.len > 0;
     if (mc->net == NULL || want_pause == mc->paused)
         return;
     mc->paused = want_pause;
@@ -166,7 +190,7 @@ flush_slots(struct mllp_conn *mc)
         mg_net_conn_close(mc->net);
         return;
     }
-    if (mc->srv->draining && mc->head == NULL) {
+    if ((mc->srv->draining || mc->peer_done) && mc->head == NULL) {
         mg_net_conn_close(mc->net);
         return;
     }
@@ -258,32 +282,68 @@ on_idle(struct mg_net_conn *c)
     mg_net_conn_close(c);
 }
 
+/* Decodes data[0..n) and takes its frames while there is room for them.
+ * Returns the bytes used: all of them, unless the connection is closing or
+ * MAX_PENDING frames wait for their ACKs. */
+static size_t
+feed(struct mllp_conn *mc, const char *data, size_t n)
+{
+    struct mg_str frame;
+    size_t used, total = 0;
+    int rc;
+
+    while (total < n && !mg_net_conn_closing(mc->net) && has_room(mc)) {
+        rc = mg_mllp_decoder_feed(&mc->dec, data + total, n - total, &used,
+                                  &frame);
+        total += used;
+        if (rc == MG_OK)
+            take_frame(mc, frame);
+        else if (rc == MG_ETOOBIG)
+            refuse_oversize(mc, frame);
+        else if (rc == MG_ENOMEM)
+            mg_net_conn_abort(mc->net);
+    }
+    return total;
+}
+
+static void
+feed_held(struct mllp_conn *mc)
+{
+    if (mc->feeding)
+        return; /* a frame taken from the held bytes asked for more */
+    mc->feeding = true;
+    mg_buf_consume(&mc->held, feed(mc, mc->held.ptr, mc->held.len));
+    mc->feeding = false;
+}
+
 static void
 on_read(struct mg_net_conn *c, int status, const char *data, size_t n)
 {
     struct mllp_conn *mc = mg_net_conn_data(c);
-    struct mg_str frame;
     size_t used;
-    int rc;
 
+    if (status == MG_NET_EOF && mc->head != NULL) {
+        /* A half-close: the sender may still be reading. Its frames are
+         * being committed; their ACKs go out, then the connection closes
+         * (flush_slots). */
+        mc->peer_done = true;
+        return;
+    }
     if (status != MG_OK) {
         mg_net_conn_close(c); /* EOF or error: ACKs already queued still go */
         return;
     }
     mg_net_conn_set_timeout(c, (unsigned)mc->srv->conf->idle_timeout_ms,
                             on_idle);
-    while (n > 0 && !mg_net_conn_closing(c)) {
-        rc = mg_mllp_decoder_feed(&mc->dec, data, n, &used, &frame);
-        data += used;
-        n -= used;
-        if (rc == MG_OK)
-            take_frame(mc, frame);
-        else if (rc == MG_ETOOBIG)
-            refuse_oversize(mc, frame);
-        else if (rc == MG_ENOMEM) {
+    used = feed(mc, data, n);
+    if (used < n && !mg_net_conn_closing(c)) {
+        /* Over MAX_PENDING within one read: keep the rest for later (the
+         * read buffer is the listener's, reused by the next read). */
+        if (mg_buf_append(&mc->held, data + used, n - used) != MG_OK) {
             mg_net_conn_abort(c);
             return;
         }
+        update_reading(mc);
     }
 }
 
@@ -301,6 +361,7 @@ on_accept(struct mg_net_conn *c)
     mc->srv = srv;
     mc->net = c;
     mg_mllp_decoder_init(&mc->dec, (size_t)srv->conf->max_frame_bytes);
+    mg_buf_init(&mc->held, 0);
     mc->log.component = "mllp";
     mc->log.conn_id = mg_net_conn_id(c);
     mc->log.peer = mg_net_conn_peer(c);

@@ -21,6 +21,8 @@ struct write_req {
     char *owned;
 };
 
+_Static_assert(MG_NET_EOF == UV_EOF, "net.h's EOF is libuv's");
+
 static _Atomic uint64_t last_conn_id; /* ids are unique across loops */
 
 static void update_reading(struct mg_net_conn *c);

@@ -27,9 +27,12 @@ struct uv_loop_s;
 struct mg_net_listener;
 struct mg_net_conn;
 
+/* The read status that says the peer finished sending (libuv's UV_EOF). */
+#define MG_NET_EOF (-4095)
+
 /* Bytes arrived (status MG_OK, n > 0), the peer finished sending (status
- * UV_EOF, n 0) or reading failed (a negative libuv code, n 0). data is
- * valid only during the call: copy what must be kept. After UV_EOF or an
+ * MG_NET_EOF, n 0) or reading failed (a negative libuv code, n 0). data is
+ * valid only during the call: copy what must be kept. After EOF or an
  * error no more reads come; the callback normally closes the connection. */
 typedef void (*mg_net_read_cb)(struct mg_net_conn *c, int status,
                                const char *data, size_t n);

@@ -292,6 +292,55 @@ class AckRulesTest(unittest.TestCase):
         acks = [segments(a.strip(b"\x0b"))["MSA"][2] for a in buf.split(b"\x1c\r") if a]
         self.assertEqual(acks, ["ORD-%d" % i for i in range(20)])
 
+    def test_half_closed_sender_still_gets_every_ack(self):
+        # Some senders shut their side down after the last frame and then
+        # read the ACKs: the connection stays open until they are written.
+        with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=10) as s:
+            s.sendall(b"".join(b"\x0b" + msg("HALF-%d" % i) + b"\x1c\r" for i in range(3)))
+            s.shutdown(socket.SHUT_WR)
+            buf = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        acks = [segments(a.strip(b"\x0b"))["MSA"][1:3] for a in buf.split(b"\x1c\r") if a]
+        self.assertEqual(acks, [["AA", "HALF-%d" % i] for i in range(3)])
+
+    def test_a_pipeliner_has_at_most_32_frames_taken_even_within_one_read(self):
+        # The first commit is held for 3 s; meanwhile 100 frames arrive in
+        # one write (one read of the gateway). Only 32 may be taken (the
+        # rest wait unread), and every frame is still answered in order.
+        h.psql(self.db, "CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+               " IF NEW.control_id = 'HOLD-0' THEN PERFORM pg_sleep(3); END IF;"
+               " RETURN NEW; END $$;"
+               "CREATE TRIGGER hold BEFORE INSERT ON hl7_messages FOR EACH ROW EXECUTE FUNCTION hold()")
+        frames = b"".join(b"\x0b" + msg("HOLD-%d" % i, mrn="H%d" % i) + b"\x1c\r" for i in range(100))
+        self.assertLess(len(frames), 60000)
+
+        def pending():
+            body = self.gw.get("/metrics")[2]
+            return int(next(l.split()[1] for l in body.splitlines()
+                            if l.startswith("medgate_intake_pending ")))
+        with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=30) as s:
+            s.sendall(frames)
+            seen = [pending()]
+            while seen[-1] < 32 and len(seen) < 500:
+                seen.append(pending())
+            for _ in range(20):  # the held commit is still running
+                seen.append(pending())
+            buf = b""
+            while buf.count(b"\x1c\r") < 100:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        self.assertEqual(max(seen), 32, seen)
+        acks = [segments(a.strip(b"\x0b"))["MSA"][1:3] for a in buf.split(b"\x1c\r") if a]
+        self.assertEqual(acks, [["AA", "HOLD-%d" % i] for i in range(100)])
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM hl7_messages WHERE control_id LIKE 'HOLD-%'"),
+                         "100")
+
     def test_oversize_frame_is_refused_and_connection_closed(self):
         self.gw.stop()
         self.gw = h.Gateway(self.db, config={"mllp": {"listeners": [
