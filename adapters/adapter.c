@@ -44,42 +44,22 @@ mg_adapter_for_type(struct mg_str type, struct mg_str trigger)
     return NULL;
 }
 
-int
-mg_adapters_check_set(const struct mg_mapping_set *set, FILE *err)
+/* The loader's check of a route's "adapter": the route's result goes to
+ * the adapter's inbound side, so an outbound-only adapter will not do. */
+static const char *
+inbound_problem(const char *name)
 {
-    int rc = MG_OK;
+    const struct mg_adapter *a = mg_adapter_find(name);
 
-    for (size_t i = 0; i < mg_mapping_set_count(set); i++) {
-        const struct mg_mapping_route *r = mg_mapping_set_route(set, i);
-        const struct mg_adapter *a = mg_adapter_find(
-            mg_mapping_route_adapter(r));
-        if (a != NULL && a->to_internal != NULL)
-            continue;
-        if (err != NULL)
-            fprintf(err, "%s: adapter: %s \"%s\"\n",
-                    mg_mapping_route_file(r),
-                    a ? "no inbound side in adapter" : "no adapter is called",
-                    mg_mapping_route_adapter(r));
-        rc = MG_ECONF;
-    }
-    return rc;
+    if (a == NULL)
+        return "no adapter is called";
+    return a->to_internal == NULL ? "no inbound side in adapter" : NULL;
 }
 
 int
 mg_adapters_load_set(const char *dir, struct mg_mapping_set **out, FILE *err)
 {
-    struct mg_mapping_set *set;
-    int rc = mg_mapping_set_load(dir, &set, err);
-
-    if (rc != MG_OK)
-        return rc;
-    rc = mg_adapters_check_set(set, err);
-    if (rc != MG_OK) {
-        mg_mapping_set_free(set);
-        return rc;
-    }
-    *out = set;
-    return MG_OK;
+    return mg_mapping_set_load_checked(dir, inbound_problem, out, err);
 }
 
 static json_t *

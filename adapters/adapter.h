@@ -65,13 +65,10 @@ const struct mg_adapter *mg_adapter_find(const char *name);
 const struct mg_adapter *mg_adapter_for_type(struct mg_str type,
                                              struct mg_str trigger);
 
-/* Checks that every route of set names an adapter that exists. MG_OK, or
- * MG_ECONF with a line per problem on err (may be NULL). */
-MG_MUST_CHECK int mg_adapters_check_set(const struct mg_mapping_set *set,
-                                        FILE *err);
-
-/* mg_mapping_set_load() and then mg_adapters_check_set(): the set a
- * gateway can serve with. *out is untouched on error. */
+/* mg_mapping_set_load_checked() with this registry: every route's
+ * "adapter" must name an adapter that has an inbound side, else the set
+ * is refused with FILE:LINE: adapter: problem. The set a gateway can serve
+ * with. *out is untouched on error. */
 MG_MUST_CHECK int mg_adapters_load_set(const char *dir,
                                        struct mg_mapping_set **out,
                                        FILE *err);

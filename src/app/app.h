@@ -15,7 +15,7 @@ int mg_app_serve(const struct mg_conf *conf);
  * Returns the process exit code. */
 int mg_app_demo_seed(const struct mg_conf *conf, const char *key_file);
 
-/* `medgate map --dry-run FILE...`: prints what each message would become
+/* `medgate map --dry-run [--listener NAME] FILE...`: prints what each message would become
  * under the mapping files of conf->mappings_dir, writing nothing. Returns
  * the process exit code (1 when any message could not be mapped). */
 int mg_app_map_dry_run(const struct mg_conf *conf, int nfiles, char **files);

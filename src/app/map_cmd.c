@@ -1,8 +1,10 @@
-/* `medgate map --dry-run FILE...`: shows what each message of the files
- * would become under the current mapping files (route, every target with
- * its value or explicit null, repeated groups, and the message fields no
- * rule used) and the FHIR resources those rows would be sent as, without
- * touching the database. */
+/* `medgate map --dry-run [--listener NAME] FILE...`: shows what each
+ * message of the files would become under the current mapping files (route,
+ * every target with its value or explicit null, repeated groups, and the
+ * message fields no rule used) and the FHIR resources those rows would be
+ * sent as, without touching the database. --listener stands for the MLLP
+ * listener the message would have come in on, so that routes matching on
+ * a listener can be tried. */
 #include <stdio.h>
 #include <string.h>
 
@@ -17,12 +19,24 @@
 #include "mapping/mapping.h"
 #include "mllp/client.h"
 
+static const char usage[] =
+    "usage: medgate map --dry-run [--listener NAME] FILE...\n"
+    "  --listener NAME  route as if the messages came in on the MLLP\n"
+    "                   listener NAME (mllp.listeners[].name), so routes\n"
+    "                   that match on a listener can be tried\n";
+
+/* The options of one dry run. */
+struct dry_run {
+    const struct mg_mapping_set *set;
+    const char *listener; /* NULL: not from a listener */
+};
+
 /* The FHIR resources the mapped rows would be: the outbound adapters run on
  * the adapter input, with "new-patient", "new-scan" and "new-report" where
  * the database would assign an id (valid FHIR ids, so the output can go to
  * a validator as it is) and the mapped values where it would store them. */
 static void
-print_fhir(const struct mg_mapping_set *set, const struct mg_hl7v2_msg *msg,
+print_fhir(const struct dry_run *dr, const struct mg_hl7v2_msg *msg,
            struct mg_arena *arena)
 {
     static const char *const kinds[][3] = {
@@ -34,7 +48,8 @@ print_fhir(const struct mg_mapping_set *set, const struct mg_hl7v2_msg *msg,
     json_t *in, *ids;
     struct mg_buf out;
 
-    if (mg_mapping_route_find(set, &msg->hdr, NULL, &route) != MG_OK ||
+    if (mg_mapping_route_find(dr->set, &msg->hdr, dr->listener, &route) !=
+            MG_OK ||
         mg_mapping_apply(route, msg, arena, &res, NULL) != MG_OK)
         return;
     in = mg_adapter_input(&res, &msg->hdr);
@@ -63,7 +78,7 @@ print_fhir(const struct mg_mapping_set *set, const struct mg_hl7v2_msg *msg,
 
 /* Dry-runs every message of one file; returns how many failed. */
 static int
-dry_run_file(const struct mg_mapping_set *set, const char *path)
+dry_run_file(const struct dry_run *dr, const char *path)
 {
     struct mg_mllp_split split;
     struct mg_hl7v2_msg *msg;
@@ -93,10 +108,11 @@ dry_run_file(const struct mg_mapping_set *set, const char *path)
             failed++;
             continue;
         }
-        if (mg_mapping_dry_run_print(set, msg, stdout) != MG_OK)
+        if (mg_mapping_dry_run_print(dr->set, msg, dr->listener, stdout) !=
+            MG_OK)
             failed++;
         else
-            print_fhir(set, msg, &arena);
+            print_fhir(dr, msg, &arena);
     }
 out:
     mg_arena_dispose(&arena);
@@ -104,19 +120,46 @@ out:
     return failed;
 }
 
+/* Takes "--listener NAME" (anywhere, once) out of args, leaving the file
+ * names in order. False on a usage error: no name, twice, or no file. */
+static bool
+take_listener(int *nargs, char **args, const char **listener)
+{
+    int n = 0;
+
+    for (int i = 0; i < *nargs; i++) {
+        if (strcmp(args[i], "--listener") != 0) {
+            args[n++] = args[i];
+            continue;
+        }
+        if (i + 1 == *nargs || *listener != NULL)
+            return false;
+        *listener = args[++i];
+    }
+    *nargs = n;
+    return n > 0;
+}
+
+/* files holds the arguments after --dry-run: the options and the files. */
 int
 mg_app_map_dry_run(const struct mg_conf *conf, int nfiles, char **files)
 {
     struct mg_mapping_set *set;
+    struct dry_run dr = {NULL, NULL};
     int failed = 0;
 
+    if (!take_listener(&nfiles, files, &dr.listener)) {
+        fputs(usage, stderr);
+        return 2;
+    }
     if (mg_adapters_load_set(conf->mappings_dir, &set, stderr) != MG_OK) {
         fprintf(stderr, "map: the mapping files in %s have errors\n",
                 conf->mappings_dir);
         return 1;
     }
+    dr.set = set;
     for (int i = 0; i < nfiles; i++)
-        failed += dry_run_file(set, files[i]);
+        failed += dry_run_file(&dr, files[i]);
     mg_mapping_set_free(set);
     return failed ? 1 : 0;
 }

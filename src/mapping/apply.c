@@ -295,7 +295,29 @@ cond_all(struct run *r, const struct mg__mapping_cond *c, size_t n,
 
 /* ---- items of "each" ------------------------------------------------- */
 
-/* Every item of rule ru, in message order, into the arena. */
+/* True when repetition rep of field holds nothing but component and
+ * sub-component separators (nothing at all, "^^^", "^&^"): every component
+ * is empty, so it says nothing. The explicit null "" is content. */
+static bool
+rep_is_empty(const struct mg_hl7v2_msg *msg, const struct mg_hl7v2_seg *seg,
+             int field, int rep)
+{
+    const struct mg_hl7v2_delims *d = &msg->delims;
+    struct mg_str f = mg_hl7v2_seg_field(seg, field);
+    int at = 1;
+
+    for (size_t i = 0; i < f.len && at <= rep; i++) {
+        if (f.ptr[i] == d->rep)
+            at++;
+        else if (at == rep && f.ptr[i] != d->comp && f.ptr[i] != d->sub)
+            return false;
+    }
+    return true;
+}
+
+/* Every item of rule ru, in message order, into the arena. An empty
+ * repetition is no item: skipping it here keeps its required or defaulted
+ * sub-fields from refusing the message or making an item of defaults. */
 static int
 list_items(struct run *r, const struct mg__mapping_rule *ru,
            struct item **out, size_t *n)
@@ -327,7 +349,8 @@ list_items(struct run *r, const struct mg__mapping_rule *ru,
     if (*out == NULL)
         return MG_ENOMEM;
     for (int rep = 1; rep <= nrep; rep++)
-        (*out)[(*n)++] = (struct item){seg, p->seq, p->field, rep};
+        if (!rep_is_empty(r->msg, seg, p->field, rep))
+            (*out)[(*n)++] = (struct item){seg, p->seq, p->field, rep};
     return MG_OK;
 }
 
@@ -617,7 +640,7 @@ eval_group(struct run *r, const struct mg__mapping_rule *ru,
                 set_value(&gi->field[gi->nfield++], &ru->sub[s], &o);
         }
         if (gi->nfield == 0)
-            continue; /* an empty repetition is no item */
+            continue; /* every sub-field absent (e.g. "when"): no item */
         memcpy(gi->segment, items[i].seg->id, 4);
         gi->seq = items[i].seq;
         gi->rep = items[i].rep;

@@ -97,7 +97,8 @@ print_result(FILE *out, const struct mg_mapping_route *route,
 
 int
 mg_mapping_dry_run_print(const struct mg_mapping_set *set,
-                         const struct mg_hl7v2_msg *msg, FILE *out)
+                         const struct mg_hl7v2_msg *msg, const char *listener,
+                         FILE *out)
 {
     const struct mg_mapping_route *route;
     struct mg_mapping_result res;
@@ -105,13 +106,14 @@ mg_mapping_dry_run_print(const struct mg_mapping_set *set,
     struct mg_diag diag;
     int rc;
 
-    rc = mg_mapping_route_find(set, &msg->hdr, NULL, &route);
+    rc = mg_mapping_route_find(set, &msg->hdr, listener, &route);
     if (rc != MG_OK) {
-        fprintf(out, "no route for %.*s^%.*s from %.*s/%.*s\n",
+        fprintf(out, "no route for %.*s^%.*s from %.*s/%.*s%s%s\n",
                 (int)msg->hdr.type.len, msg->hdr.type.ptr,
                 (int)msg->hdr.trigger.len, msg->hdr.trigger.ptr,
                 (int)msg->hdr.sending_app.len, msg->hdr.sending_app.ptr,
-                (int)msg->hdr.sending_fac.len, msg->hdr.sending_fac.ptr);
+                (int)msg->hdr.sending_fac.len, msg->hdr.sending_fac.ptr,
+                listener ? " on listener " : "", listener ? listener : "");
         return rc;
     }
     fprintf(out, "route: %s (%s)\nadapter: %s\n", route->name, route->file,

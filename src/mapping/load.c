@@ -24,6 +24,7 @@ struct loader {
     struct mg_mapping_set *set;
     struct mg_arena *a;
     FILE *err;
+    mg_mapping_adapter_check_cb check; /* NULL: any adapter name */
     int errors;
     bool oom;
     const char *file;             /* display path of the current file */
@@ -631,6 +632,11 @@ check_rule(struct loader *l, struct mg__mapping_rule *r, json_t *v)
         report(l, "a rule is either required or has a default");
     if (r->has_const && (r->nxf || r->table || r->concat))
         report(l, "a constant takes no transform or table");
+    /* A constant (even null) always answers, so "default" would never be
+     * used and "required" never fail: a sign the author meant "from". */
+    if (r->has_const && (r->required || r->has_default))
+        report(l, "a constant is never missing: it takes no \"required\" "
+                  "or \"default\"");
 }
 
 static void
@@ -815,6 +821,21 @@ route_string(struct loader *l, json_t *v, const char **out)
     return true;
 }
 
+/* The adapter is checked here, while the key path still names it, so a
+ * wrong name is reported at its line like every other problem. */
+static void
+load_adapter(struct loader *l, struct mg_mapping_route *r, json_t *v)
+{
+    const char *why;
+
+    if (!route_string(l, v, &r->adapter) || r->adapter == NULL ||
+        l->check == NULL)
+        return;
+    why = l->check(r->adapter);
+    if (why != NULL)
+        report(l, "%s \"%s\"", why, r->adapter);
+}
+
 static void
 load_route_keys(struct loader *l, struct mg_mapping_route *r, json_t *root)
 {
@@ -836,7 +857,7 @@ load_route_keys(struct loader *l, struct mg_mapping_route *r, json_t *root)
         else if (strcmp(key, "note") == 0)
             route_string(l, v, &r->note);
         else if (strcmp(key, "adapter") == 0)
-            route_string(l, v, &r->adapter);
+            load_adapter(l, r, v);
         else if (strcmp(key, "match") == 0)
             load_match(l, r, v);
         else if (strcmp(key, "fields") == 0)
@@ -1218,6 +1239,13 @@ load_routes(struct loader *l, const char *dir, char ***texts, size_t *ntexts)
 int
 mg_mapping_set_load(const char *dir, struct mg_mapping_set **out, FILE *err)
 {
+    return mg_mapping_set_load_checked(dir, NULL, out, err);
+}
+
+int
+mg_mapping_set_load_checked(const char *dir, mg_mapping_adapter_check_cb check,
+                            struct mg_mapping_set **out, FILE *err)
+{
     struct loader l = {0};
     struct mg_mapping_set *set = mg_calloc(1, sizeof(*set));
     char **texts = NULL;
@@ -1230,6 +1258,7 @@ mg_mapping_set_load(const char *dir, struct mg_mapping_set **out, FILE *err)
     l.set = set;
     l.a = &set->arena;
     l.err = err;
+    l.check = check;
     l.file = dir;
     if (mg__mapping_dir_stamp(dir, &set->stamp) != MG_OK) {
         report(&l, "cannot read the folder: %s", strerror(errno));

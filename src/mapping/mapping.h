@@ -53,6 +53,23 @@ MG_MUST_CHECK int mg_mapping_set_load(const char *dir,
                                       struct mg_mapping_set **out,
                                       FILE *err);
 
+/* Says whether the adapter called name (a route's "adapter") can consume
+ * the route's result: NULL when it can, else a static text saying why not,
+ * e.g. "no adapter is called". Called during the load, on its thread. */
+typedef const char *(*mg_mapping_adapter_check_cb)(const char *name);
+
+/* mg_mapping_set_load(), also asking check about every "adapter" a route
+ * file names; a refusal is a problem like the others, reported as
+ *   mappings/orders.json:4: adapter: no adapter is called "hl7v2.ordr"
+ * A route that inherits its adapter through "extends" is checked in the
+ * file that names it. check NULL accepts any name: the adapters are built
+ * on this module, so it cannot know them itself (adapters/adapter.h
+ * passes its registry). Same returns and ownership as mg_mapping_set_load(). */
+MG_MUST_CHECK int mg_mapping_set_load_checked(const char *dir,
+                                              mg_mapping_adapter_check_cb check,
+                                              struct mg_mapping_set **out,
+                                              FILE *err);
+
 /* Frees the set and everything it owns. Results made from it must not be
  * used afterwards (their target names belong to the set). NULL is fine. */
 void mg_mapping_set_free(struct mg_mapping_set *set);
@@ -188,7 +205,9 @@ mg_mapping_result_group(const struct mg_mapping_result *res,
 const struct mg_mapping_value *
 mg_mapping_item_get(const struct mg_mapping_item *item, const char *name);
 
-/* For `medgate map --dry-run FILE`: finds the route for msg (no listener),
+/* For `medgate map --dry-run [--listener NAME] FILE`: finds the route for
+ * msg as mg_mapping_route_find() does for a message that came in on
+ * listener (NULL: on none, so routes that name a listener are not tried),
  * applies it and prints the route chosen (name, file, adapter, note),
  * every target of the route with its value, "null" or "(absent)" and the
  * rule's note, every repeated group with its items, and the unused fields.
@@ -198,7 +217,7 @@ mg_mapping_item_get(const struct mg_mapping_item *item, const char *name);
  * location first); MG_ENOMEM. */
 MG_MUST_CHECK int mg_mapping_dry_run_print(const struct mg_mapping_set *set,
                                            const struct mg_hl7v2_msg *msg,
-                                           FILE *out);
+                                           const char *listener, FILE *out);
 
 /* ---- Transforms ----------------------------------------------------- */
 

@@ -1,6 +1,7 @@
 """`medgate map --dry-run`: what a message would become, without a database."""
 import json
 import os
+import shutil
 import tempfile
 import unittest
 
@@ -39,6 +40,47 @@ class DryRunTest(unittest.TestCase):
         r = h.run_medgate("map", "--dry-run", path, env={"MEDGATE_PATHS_MAPPINGS": d})
         self.assertEqual(r.returncode, 1)
         self.assertIn(os.path.join(d, "bad.json") + ":5:", r.stderr)
+
+    def test_listener_option_tries_a_listener_route(self):
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d)
+        mappings = os.path.join(d, "mappings")
+        shutil.copytree(os.path.join(h.SOURCE_DIR, "mappings"), mappings)
+        with open(os.path.join(mappings, "adt-east.json"), "w") as f:
+            json.dump({"route": "adt-east", "extends": "adt",
+                       "match": {"listener": "ris-east"},
+                       "fields": {"patient.last_name": {"from": "PID-5.2"}}}, f)
+        path = os.path.join(h.TESTDATA, "hl7v2", "fhir-converter", "ADT01-28.hl7")
+        env = {"MEDGATE_PATHS_MAPPINGS": mappings}
+        r = h.run_medgate("map", "--dry-run", "--listener", "ris-east", path, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("route: adt-east", r.stdout)
+        self.assertIn('patient.last_name = "ADAM"', r.stdout)  # PID-5.2
+        # The FHIR lines come from the same route.
+        fhir = [line for line in r.stdout.splitlines() if line.startswith("fhir patient: ")]
+        self.assertEqual(json.loads(fhir[0].split(": ", 1)[1])["name"][0]["family"], "ADAM")
+        # Another listener, or none, takes the route that names no listener.
+        for args in (["--listener", "ris-west"], []):
+            r = h.run_medgate("map", "--dry-run", *args, path, env=env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("route: adt (", r.stdout)
+        # --listener without a name is a usage error.
+        r = h.run_medgate("map", "--dry-run", "--listener", env=env)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--listener NAME", r.stderr)
+
+    def test_unknown_adapter_is_refused_with_file_and_line(self):
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d)
+        with open(os.path.join(d, "bad.json"), "w") as f:
+            f.write('{\n  "route": "x",\n  "adapter": "hl7v2.nope",\n'
+                    '  "match": {"message_type": ["ADT^A01"]},\n'
+                    '  "fields": {"patient.last_name": "PID-5.1"}\n}\n')
+        path = os.path.join(h.TESTDATA, "hl7v2", "fhir-converter", "ADT-A01-02.hl7")
+        r = h.run_medgate("map", "--dry-run", path, env={"MEDGATE_PATHS_MAPPINGS": d})
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(os.path.join(d, "bad.json") + ':3: adapter: no adapter is called "hl7v2.nope"',
+                      r.stderr)
 
 
 if __name__ == "__main__":

@@ -690,6 +690,72 @@ test_required_and_type_errors(void **state)
     done(&m);
 }
 
+/* An empty repetition (PID-3 "~", "^^^") is as if it were not sent: it
+ * gives no item, so a required or defaulted sub-field neither refuses the
+ * message nor makes an item of defaults. A repetition with some content
+ * but without the required sub-field is still refused. */
+static void
+test_group_skips_empty_repetitions(void **state)
+{
+    static const char route[] =
+        "{ \"route\": \"ids\", \"adapter\": \"x\",\n"
+        "  \"match\": { \"message_type\": \"ADT^A01\" },\n"
+        "  \"fields\": {\n"
+        "    \"ids[]\": { \"each\": \"PID-3\", \"fields\": {\n"
+        "      \"value\": { \"from\": \".1\", \"required\": true },\n"
+        "      \"type_code\": { \"from\": \".5\", \"default\": \"U\" } } },\n"
+        "    \"types[]\": { \"each\": \"PID-3\", \"fields\": {\n"
+        "      \"code\": { \"from\": \".5\", \"default\": \"U\" } } } } }\n";
+    static const struct {
+        const char *pid3;
+        int reps[2]; /* the repetitions that are items; 0: no more */
+    } cases[] = {
+        {"12345^^^HOSP^MR~", {1, 0}},
+        {"~12345^^^HOSP^MR", {2, 0}},
+        {"12345^^^HOSP^MR~~67890^^^HOSP", {1, 3}},
+        {"12345^^^HOSP^MR~^&^~67890^^^HOSP", {1, 3}},
+        {"~^^^", {0, 0}},
+    };
+    const struct mg_mapping_group *ids, *types;
+    struct mg_mapping_set *set;
+    char dir[64], msg[256];
+    struct mapped m;
+    size_t n;
+    int len;
+
+    (void)state;
+    make_dir(dir, sizeof(dir), "ids.json", route, NULL);
+    assert_int_equal(mg_mapping_set_load(dir, &set, stderr), MG_OK);
+    for (size_t i = 0; i < MG_ARRAY_LEN(cases); i++) {
+        len = snprintf(msg, sizeof(msg), MSH_ADT("ADT^A01") "PID|1||%s||Doe\r",
+                       cases[i].pid3);
+        map_text(&m, set, msg, (size_t)len);
+        assert_int_equal(m.rc, MG_OK);
+        ids = mg_mapping_result_group(&m.res, "ids");
+        types = mg_mapping_result_group(&m.res, "types");
+        for (n = 0; n < 2 && cases[i].reps[n]; n++) {
+            assert_int_equal(ids->item[n].rep, cases[i].reps[n]);
+            assert_int_equal(types->item[n].rep, cases[i].reps[n]);
+        }
+        assert_int_equal(ids->nitem, n);
+        assert_int_equal(types->nitem, n);
+        done(&m);
+    }
+
+    /* content, but no value: refused at that repetition */
+    len = snprintf(msg, sizeof(msg), MSH_ADT("ADT^A01")
+                   "PID|1||12345^^^HOSP^MR~^^^HOSP^PI||Doe\r");
+    map_text(&m, set, msg, (size_t)len);
+    assert_int_equal(m.rc, MG_EMAPPING);
+    assert_int_equal(m.diag.code, 101);
+    assert_string_equal(m.diag.path, "ids[2].value");
+    assert_int_equal(m.diag.field, 3);
+    assert_int_equal(m.diag.rep, 2);
+    done(&m);
+    mg_mapping_set_free(set);
+    remove_dir(dir);
+}
+
 /* ---- transforms ------------------------------------------------------ */
 
 static void
@@ -906,6 +972,92 @@ test_load_errors_routes(void **state)
     free(out);
 }
 
+/* A constant is never missing, so "required" and "default" mean nothing
+ * on it: refused at load, with file:line: key path, for a route target and
+ * a group field alike. */
+static void
+test_load_errors_const_with_required_or_default(void **state)
+{
+    char dir[64], *out;
+
+    (void)state;
+    make_dir(dir, sizeof(dir),
+             "c.json",
+             "{\n"
+             "  \"route\": \"c\", \"adapter\": \"x\",\n"
+             "  \"fields\": {\n"
+             "    \"report.type\": { \"const\": \"r\", \"required\": true },\n"
+             "    \"report.kind\": { \"const\": null, \"default\": \"k\" },\n"
+             "    \"report.ok\": { \"const\": \"r\", \"required\": false },\n"
+             "    \"ids[]\": { \"each\": \"PID-3\", \"fields\": {\n"
+             "      \"system\": { \"const\": \"s\", \"required\": true } } }\n"
+             "  }\n"
+             "}\n",
+             NULL);
+    out = load_errors(dir);
+    assert_non_null(strstr(out, "/c.json:4: fields/report.type: a constant "
+                                "is never missing: it takes no \"required\" "
+                                "or \"default\""));
+    assert_non_null(strstr(out, "/c.json:5: fields/report.kind: a constant "
+                                "is never missing"));
+    assert_null(strstr(out, "report.ok"));
+    assert_non_null(strstr(out, "/c.json:8: fields/ids[]/fields/system: a "
+                                "constant is never missing"));
+    free(out);
+    remove_dir(dir);
+}
+
+/* The caller says which adapter names exist; an unknown one is a load
+ * error at the "adapter" key like any other. A route that inherits its
+ * adapter through "extends" is checked in the file that names it. */
+static const char *
+known_adapter(const char *name)
+{
+    return strcmp(name, "hl7v2.adt") == 0 ? NULL : "no adapter is called";
+}
+
+static void
+test_load_checks_adapter_names(void **state)
+{
+    struct mg_mapping_set *set = NULL;
+    char dir[64], *out = NULL;
+    size_t len = 0;
+    FILE *err;
+
+    (void)state;
+    make_dir(dir, sizeof(dir),
+             "a.json",
+             "{\n"
+             "  \"route\": \"a\",\n"
+             "  \"adapter\": \"hl7v2.nope\",\n"
+             "  \"match\": { \"message_type\": \"ADT^A01\" },\n"
+             "  \"fields\": { \"patient.last_name\": \"PID-5.1\" }\n"
+             "}\n",
+             "b.json",
+             "{ \"route\": \"b\", \"adapter\": \"hl7v2.adt\",\n"
+             "  \"match\": { \"message_type\": \"ADT^A04\" },\n"
+             "  \"fields\": { \"patient.last_name\": \"PID-5.1\" } }\n",
+             "c.json",
+             "{ \"route\": \"c\", \"extends\": \"b\",\n"
+             "  \"match\": { \"sending_facility\": \"F\" } }\n",
+             NULL);
+    err = open_memstream(&out, &len);
+    assert_non_null(err);
+    assert_int_equal(mg_mapping_set_load_checked(dir, known_adapter, &set, err),
+                     MG_ECONF);
+    assert_null(set);
+    fclose(err);
+    assert_non_null(strstr(out, "/a.json:3: adapter: no adapter is called "
+                                "\"hl7v2.nope\"\n"));
+    assert_null(strstr(out, "b.json"));
+    assert_null(strstr(out, "c.json"));
+    free(out);
+    /* without a check (tools, tests) any name loads */
+    assert_int_equal(mg_mapping_set_load(dir, &set, stderr), MG_OK);
+    mg_mapping_set_free(set);
+    remove_dir(dir);
+}
+
 /* ---- extends, precedence, strict tables ------------------------------ */
 
 static const char base_route[] =
@@ -1081,7 +1233,7 @@ test_dry_run_print(void **state)
     (void)state;
     map_file(&m, HL7 "/fhir-converter/ADT01-28.hl7");
     f = open_memstream(&out, &len);
-    assert_int_equal(mg_mapping_dry_run_print(shipped, m.msg, f), MG_OK);
+    assert_int_equal(mg_mapping_dry_run_print(shipped, m.msg, NULL, f), MG_OK);
     fclose(f);
     assert_non_null(strstr(out, "route: adt ("));
     assert_non_null(strstr(out, "adapter: hl7v2.adt\n"));
@@ -1389,9 +1541,12 @@ main(void)
         cmocka_unit_test(test_fallbacks_and_conditions),
         cmocka_unit_test(test_results_text_lines),
         cmocka_unit_test(test_required_and_type_errors),
+        cmocka_unit_test(test_group_skips_empty_repetitions),
         cmocka_unit_test(test_transforms_table),
         cmocka_unit_test(test_load_errors_name_file_line_key),
         cmocka_unit_test(test_load_errors_routes),
+        cmocka_unit_test(test_load_errors_const_with_required_or_default),
+        cmocka_unit_test(test_load_checks_adapter_names),
         cmocka_unit_test(test_extends_and_precedence),
         cmocka_unit_test(test_strict_table_and_listener),
         cmocka_unit_test(test_unused_fields),
