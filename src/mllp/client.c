@@ -30,6 +30,7 @@ struct scan {
     bool envelope;     /* an FHS, BHS, BTS or FTS line */
     size_t junk_line;  /* 1-based line of the first non-segment before any
                           MSH or envelope; 0 when none */
+    bool junk_framed;  /* that line starts with an MLLP SB or EB byte */
 };
 
 static bool
@@ -111,6 +112,8 @@ scan_line(struct scan *sc, struct mg_str line, size_t lineno)
         sc->envelope = true;
     } else if (sc->nmsh == 0 && !sc->envelope && sc->junk_line == 0) {
         sc->junk_line = lineno;
+        sc->junk_framed = line.len > 0 && (line.ptr[0] == MG_MLLP_SB ||
+                                           line.ptr[0] == MG_MLLP_EB);
     }
 }
 
@@ -189,7 +192,7 @@ int
 mg_mllp_client_split(struct mg_str in, struct mg_arena *arena,
                      struct mg_mllp_split *out, struct mg_diag *diag)
 {
-    struct scan sc = {0, false, 0};
+    struct scan sc = {0, false, 0, false};
     int rc;
 
     memset(out, 0, sizeof(*out));
@@ -208,7 +211,10 @@ mg_mllp_client_split(struct mg_str in, struct mg_arena *arena,
     if (sc.junk_line != 0) {
         if (diag != NULL)
             mg_diag_set(diag, MG_HL7_ERR_SEGMENT_SEQUENCE,
-                        "line %zu: expected MSH, FHS or BHS", sc.junk_line);
+                        "line %zu: expected MSH, FHS or BHS%s", sc.junk_line,
+                        sc.junk_framed ? " (it starts with an MLLP block "
+                                         "byte: is the input already "
+                                         "MLLP-framed?)" : "");
         return MG_EPARSE;
     }
     out->msg = mg_arena_alloc(arena, (sc.nmsh + 1) * sizeof(*out->msg));
@@ -219,6 +225,73 @@ mg_mllp_client_split(struct mg_str in, struct mg_arena *arena,
     }
     split_plain(out->text, out);
     return MG_OK;
+}
+
+/* ---- Checking that a message can be framed ------------------------------- */
+
+/* Puts the segment id, its occurrence and the field number of the byte at
+ * bad, in the segment that starts at seg, in *diag; leaves *diag as it is
+ * when the segment does not start with an id and a separator before bad. */
+static void
+locate(struct mg_str msg, const char *seg, const char *bad,
+       struct mg_diag *diag)
+{
+    const char *p = msg.ptr, *q;
+    int seq = 0, field = 0;
+    char id[4] = "";
+
+    if (bad - seg < 4 || !is_alnum(seg[0]) || !is_alnum(seg[1]) ||
+        !is_alnum(seg[2]))
+        return;
+    memcpy(id, seg, 3);
+    for (q = seg + 3; q < bad; q++)
+        field += *q == seg[3];
+    if (memcmp(id, "MSH", 3) == 0)
+        field++;                            /* MSH-1 is the separator */
+    for (; p <= seg; p = q + 1) {
+        q = memchr(p, '\r', (size_t)(seg - p) + 1);
+        seq += memcmp(p, id, 3) == 0;
+        if (q == NULL)
+            break;
+    }
+    mg_diag_at(diag, id, seq, field, 0);
+}
+
+int
+mg_mllp_client_check_frame(struct mg_str msg, struct mg_diag *diag)
+{
+    const char *sb = memchr(msg.ptr, MG_MLLP_SB, msg.len);
+    const char *eb = memchr(msg.ptr, MG_MLLP_EB, msg.len);
+    const char *bad = sb == NULL || (eb != NULL && eb < sb) ? eb : sb;
+    const char *seg = msg.ptr, *what;
+    size_t nseg = 1;
+
+    if (bad == NULL)
+        return MG_OK;
+    if (diag == NULL)
+        return MG_EINVAL;
+    for (const char *q = msg.ptr; q < bad; q++) {
+        if (*q == '\r') {
+            nseg++;
+            seg = q + 1;
+        }
+    }
+    what = bad == sb ? "an MLLP start block byte (0x0B)"
+                     : "an MLLP end block byte (0x1C)";
+    mg_diag_clear(diag);
+    locate(msg, seg, bad, diag);
+    if (diag->segment[0] != '\0')
+        mg_diag_set(diag, MG_HL7_ERR_DATA_TYPE,
+                    "segment %zu (%s-%d) holds %s", nseg, diag->segment,
+                    diag->field, what);
+    else if (bad == seg)
+        mg_diag_set(diag, MG_HL7_ERR_DATA_TYPE,
+                    "segment %zu starts with %s (is the input already "
+                    "MLLP-framed?)", nseg, what);
+    else
+        mg_diag_set(diag, MG_HL7_ERR_DATA_TYPE, "segment %zu holds %s", nseg,
+                    what);
+    return MG_EINVAL;
 }
 
 /* ---- Reading ACKs -------------------------------------------------------- */
@@ -376,20 +449,80 @@ out_close:
     return rc;
 }
 
+bool
+mg_mllp_client_port_ok(const char *port)
+{
+    struct addrinfo hints, *res;
+    unsigned long n = 0;
+    const char *p;
+
+    if (port == NULL || *port == '\0')
+        return false;
+    if (*port >= '0' && *port <= '9') {
+        /* getaddrinfo() takes 99999 and sends to port 34463. */
+        for (p = port; *p != '\0'; p++) {
+            if (*p < '0' || *p > '9')
+                return false;
+            n = n * 10 + (unsigned long)(*p - '0');
+            if (n > 65535)
+                return false;
+        }
+        return n > 0;
+    }
+    if (!is_alnum(*port))
+        return false;
+    /* A service name: no node, so only the services database is read. */
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(NULL, port, &hints, &res) != 0)
+        return false;
+    freeaddrinfo(res);
+    return true;
+}
+
+/* getaddrinfo() for host and port, its failures told apart: a bad port is
+ * the caller's input (MG_EINVAL), an unknown host the network's. */
+static int
+resolve(const char *host, const char *port, struct addrinfo **res)
+{
+    struct addrinfo hints;
+    int rc;
+
+    if (!mg_mllp_client_port_ok(port))
+        return MG_EINVAL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    rc = getaddrinfo(host, port, &hints, res);
+    switch (rc) {
+    case 0:
+        return MG_OK;
+    case EAI_SERVICE:
+        return MG_EINVAL;
+    case EAI_MEMORY:
+        return MG_ENOMEM;
+    case EAI_SYSTEM:
+        if (errno != 0)
+            return -errno;
+        return MG_ENOTFOUND;
+    default:
+        return MG_ENOTFOUND;
+    }
+}
+
 int
 mg_mllp_client_connect(const char *host, const char *port, int timeout_ms,
                        struct mg_mllp_client **out)
 {
-    struct addrinfo hints, *res, *ai;
+    struct addrinfo *res, *ai;
     struct mg_mllp_client *c;
     int rc, fd = -1;
 
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    if (getaddrinfo(host, port, &hints, &res) != 0)
-        return MG_EINVAL;
-    rc = MG_EINVAL;
+    rc = resolve(host, port, &res);
+    if (rc != MG_OK)
+        return rc;
+    rc = MG_ENOTFOUND; /* no address at all */
     for (ai = res; ai != NULL; ai = ai->ai_next) {
         rc = connect_one(ai, timeout_ms, &fd);
         if (rc == MG_OK)

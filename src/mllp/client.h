@@ -62,6 +62,16 @@ MG_MUST_CHECK int mg_mllp_client_split(struct mg_str in, struct mg_arena *arena,
                                        struct mg_mllp_split *out,
                                        struct mg_diag *diag);
 
+/* Checks that msg can be sent as one MLLP frame. MLLP has no escape
+ * mechanism, so a payload holding a start block byte (SB, 0x0B) or an end
+ * block byte (EB, 0x1C) would be cut short or restarted by the receiver:
+ * such a message is bad input and must not be sent. MG_OK, or MG_EINVAL
+ * with *diag at the first such byte (segment id and occurrence, and a
+ * text naming the byte and the segment's number in msg, never what it
+ * held). diag may be NULL. No I/O, no allocation. */
+MG_MUST_CHECK int mg_mllp_client_check_frame(struct mg_str msg,
+                                             struct mg_diag *diag);
+
 /* ---- Reading an ACK (no I/O) ----------------------------------------- */
 
 /* What an acknowledgement said. Slices of the ACK, still escaped. */
@@ -84,12 +94,20 @@ MG_MUST_CHECK int mg_mllp_client_read_ack(struct mg_str ack,
 
 struct mg_mllp_client;
 
-/* Resolves host and port (a number or a service name) and connects to the
- * first address that answers within timeout_ms (each address gets the
+/* Whether port is a port mg_mllp_client_connect() can use: a number from
+ * 1 to 65535, or a TCP service name this host knows (its services
+ * database; no DNS). Checks nothing else, so a caller can refuse a bad
+ * value as a usage error before it opens anything. */
+bool mg_mllp_client_port_ok(const char *port);
+
+/* Resolves host and port (see mg_mllp_client_port_ok()) and connects to
+ * the first address that answers within timeout_ms (each address gets the
  * whole timeout). On MG_OK *out is a new client the caller closes with
- * mg_mllp_client_close(). Returns MG_OK; MG_EINVAL (host or port cannot
- * be resolved); MG_ETIMEDOUT; a negative errno (e.g. -ECONNREFUSED) from
- * the last address tried; MG_ENOMEM. */
+ * mg_mllp_client_close(). Returns MG_OK; MG_EINVAL (port is not a port:
+ * the caller's input, not the network); MG_ENOTFOUND (host cannot be
+ * resolved: unknown name, or no answer from the resolver); MG_ETIMEDOUT;
+ * a negative errno (e.g. -ECONNREFUSED) from the last address tried;
+ * MG_ENOMEM. */
 MG_MUST_CHECK int mg_mllp_client_connect(const char *host, const char *port,
                                          int timeout_ms,
                                          struct mg_mllp_client **out);
@@ -115,8 +133,11 @@ void mg_mllp_client_close(struct mg_mllp_client *c);
 enum mg_mllp_send_exit {
     MG_MLLP_SEND_OK = 0,       /* every message got AA or CA */
     MG_MLLP_SEND_NACKED = 1,   /* some message got AE, AR, CE, CR (other) */
-    MG_MLLP_SEND_USAGE = 2,    /* bad options, unreadable or malformed file */
-    MG_MLLP_SEND_NETWORK = 3,  /* connect failed, timeout, closed, no ACK */
+    MG_MLLP_SEND_USAGE = 2,    /* bad options, unreadable or malformed file,
+                                  a message that cannot be framed (holds
+                                  0x0B or 0x1C); nothing was sent */
+    MG_MLLP_SEND_NETWORK = 3,  /* host not resolved, connect failed,
+                                  timeout, closed, no ACK */
 };
 
 /* `medgate send [--host H] [--port P] [--timeout-ms N] [--quiet]

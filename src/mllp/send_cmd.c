@@ -2,12 +2,15 @@
  * message in flight, and prints each ACK. Integration engineers use it to
  * try a feed by hand; scripts use its exit code (client.h lists them).
  *
- * Every file is read and split before the connection is opened, so a
- * malformed file stops the run before anything is sent. Error messages
- * name the file, the message number and its MSH-10, never message content
- * (STYLE.md section 6). */
+ * Every file is read, split and checked before the connection is opened,
+ * so a malformed file, or a message that MLLP cannot frame, stops the run
+ * before anything is sent: input errors are exit 2, and exit 3 is kept for
+ * what the network or the peer did. Error messages name the file, the
+ * message number and its MSH-10, never message content (STYLE.md
+ * section 6). */
 #include <errno.h>
 #include <limits.h>
+#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -23,6 +26,8 @@
  * megabytes, and the whole file is held in memory. */
 #define MAX_FILE (512u * 1024 * 1024)
 #define DEFAULT_TIMEOUT_MS 30000
+/* Messages named one by one when a file has some that cannot be framed. */
+#define MAX_REPORTED 10
 
 static const char usage_text[] =
     "usage: medgate send [--host H] [--port P] [--timeout-ms N] [--quiet]\n"
@@ -39,8 +44,10 @@ static const char usage_text[] =
     "  --quiet          one line per message: FILE#N MSH-10 MSA-1 [ERR-3]\n"
     "  --keep-going     after an AE/AR/CE/CR, send the remaining messages\n"
     "\n"
-    "exit: 0 all AA/CA, 1 some AE/AR/CE/CR, 2 usage or input error,\n"
-    "      3 connection failed, timed out or closed without an ACK\n";
+    "exit: 0 all AA/CA, 1 some AE/AR/CE/CR, 2 usage or input error (bad\n"
+    "      option or value, unreadable or malformed file, a message holding\n"
+    "      an MLLP block byte 0x0B or 0x1C; nothing is sent), 3 host not\n"
+    "      resolved, connection failed, timed out or closed without an ACK\n";
 
 struct send_opts {
     const char *host;
@@ -110,17 +117,40 @@ parse_timeout(const char *s, int *out)
     return true;
 }
 
+/* Whether host may name a host: a value that no resolver can answer is a
+ * usage error, not a network one. A name holds no ':' (so "host:port" and
+ * URLs are refused) unless it is an IPv6 address, and no '/', brackets or
+ * white space. Reads no DNS. */
+static bool
+host_ok(const char *host)
+{
+    struct addrinfo hints, *res;
+
+    if (*host == '\0' || strpbrk(host, "/[] \t\r\n") != NULL)
+        return false;
+    if (strchr(host, ':') == NULL)
+        return true;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_flags = AI_NUMERICHOST;
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0)
+        return false;
+    freeaddrinfo(res);
+    return true;
+}
+
 /* MG_OK, MG_AGAIN for --help (usage printed), or MG_EINVAL (reported). */
 static int
 parse_opts(struct run *r, int argc, char **argv)
 {
     struct send_opts *o = &r->opts;
     const char *v;
-    int i;
+    int i, first = 1;
 
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
 
+        first = i;
         if (strcmp(a, "--") == 0) {
             i++;
             break;
@@ -134,10 +164,10 @@ parse_opts(struct run *r, int argc, char **argv)
         } else if (strcmp(a, "--keep-going") == 0) {
             o->keep_going = true;
         } else if (take_value(argc, argv, &i, "--host", &v)) {
-            if ((o->host = v) == NULL || *v == '\0')
+            if ((o->host = v) == NULL || !host_ok(v))
                 goto out_usage;
         } else if (take_value(argc, argv, &i, "--port", &v)) {
-            if ((o->port = v) == NULL || *v == '\0')
+            if ((o->port = v) == NULL || !mg_mllp_client_port_ok(v))
                 goto out_usage;
         } else if (take_value(argc, argv, &i, "--timeout-ms", &v)) {
             if (v == NULL || !parse_timeout(v, &o->timeout_ms))
@@ -153,12 +183,64 @@ parse_opts(struct run *r, int argc, char **argv)
     return MG_OK;
 
 out_usage:
-    fprintf(r->err, "medgate send: bad option or value: %s\n", argv[i]);
+    /* Both words of "--port 99999", so the user sees which one. */
+    fprintf(r->err, "medgate send: bad option or value: %s%s%s\n",
+            argv[first], i > first ? " " : "", i > first ? argv[i] : "");
     fputs(usage_text, r->err);
     return MG_EINVAL;
 }
 
 /* ---- Reading and splitting files ----------------------------------------- */
+
+/* MSH-10 of msg for an error message: "-" when it is empty or holds a
+ * control character (the 0x0B or 0x1C that made the message unsendable
+ * may be in it). */
+static struct mg_str
+readable_id(struct mg_str msg)
+{
+    struct mg_hl7v2_msh msh;
+    struct mg_str id;
+
+    if (mg_hl7v2_msh_peek(msg, &msh) != MG_OK || msh.nfield < 10)
+        return MG_STR("-");
+    id = mg_str_trim(msh.field[10]);
+    for (size_t i = 0; i < id.len; i++)
+        if ((unsigned char)id.ptr[i] < 0x20 || id.ptr[i] == 0x7f)
+            return MG_STR("-");
+    return id.len > 0 ? id : MG_STR("-");
+}
+
+/* Refuses a file that holds messages MLLP cannot frame (an SB or EB byte
+ * inside, often an already framed capture): MG_OK, or MG_EINVAL after
+ * naming each one (number, MSH-10 and where the byte is). The whole run
+ * is refused, as for any other input error, so that nothing is sent
+ * before an input that the user must fix first. */
+static int
+check_frames(struct run *r, const char *name, const struct mg_mllp_split *sp)
+{
+    size_t bad = 0;
+    struct mg_diag diag;
+    struct mg_str cid;
+
+    for (size_t n = 1; n <= sp->nmsg; n++) {
+        if (mg_mllp_client_check_frame(sp->msg[n - 1], &diag) == MG_OK)
+            continue;
+        if (++bad > MAX_REPORTED)
+            continue;
+        cid = readable_id(sp->msg[n - 1]);
+        fprintf(r->err, "medgate send: %s#%zu (MSH-10 %.*s): cannot be "
+                "framed: %s\n", display_name(name), n, (int)cid.len,
+                cid.ptr, diag.text);
+    }
+    if (bad == 0)
+        return MG_OK;
+    if (bad > MAX_REPORTED)
+        fprintf(r->err, "medgate send: %s: %zu more such messages not "
+                "listed\n", display_name(name), bad - MAX_REPORTED);
+    fprintf(r->err, "medgate send: %s: %zu of %zu messages cannot be "
+            "framed; nothing was sent\n", display_name(name), bad, sp->nmsg);
+    return MG_EINVAL;
+}
 
 static int
 load_input(struct run *r, const char *name, struct input *in)
@@ -182,6 +264,9 @@ load_input(struct run *r, const char *name, struct input *in)
                 mg_strerror(rc), diag.text);
         goto out_dispose;
     }
+    rc = check_frames(r, name, &split);
+    if (rc != MG_OK)
+        goto out_dispose;
     if (split.nmsg == 0)
         fprintf(r->err, "medgate send: %s: warning: no messages\n",
                 display_name(name));
@@ -261,8 +346,9 @@ print_summary(FILE *out, const char *name, size_t n, struct mg_str cid,
     fputc('\n', out);
 }
 
-/* Sends message n (1-based) of in. Returns an exit code: OK, NACKED, or
- * NETWORK (the connection cannot be used any more). */
+/* Sends message n (1-based) of in. Returns an exit code: OK, NACKED,
+ * USAGE (the message cannot be framed; check_frames() keeps this from
+ * happening) or NETWORK (the connection cannot be used any more). */
 static int
 send_one(struct run *r, const struct input *in, size_t n)
 {
@@ -272,6 +358,12 @@ send_one(struct run *r, const struct input *in, size_t n)
     int rc;
 
     rc = mg_mllp_client_exchange(r->client, msg, r->opts.timeout_ms, &ack);
+    if (rc == MG_EINVAL) {
+        fprintf(r->err, "medgate send: %s#%zu (MSH-10 %.*s): cannot be "
+                "framed: it holds an MLLP block byte (0x0B or 0x1C)\n", name,
+                n, (int)cid.len, cid.ptr);
+        return MG_MLLP_SEND_USAGE;
+    }
     if (rc != MG_OK) {
         fprintf(r->err, "medgate send: %s#%zu (MSH-10 %.*s): no ACK: %s\n",
                 name, n, (int)cid.len, cid.ptr, mg_strerror(rc));
@@ -311,7 +403,7 @@ send_all(struct run *r)
         for (size_t n = 1; n <= r->in[f].nmsg; n++) {
             rc = send_one(r, &r->in[f], n);
             fflush(r->out);
-            if (rc == MG_MLLP_SEND_NETWORK)
+            if (rc == MG_MLLP_SEND_NETWORK || rc == MG_MLLP_SEND_USAGE)
                 return rc;
             if (rc == MG_MLLP_SEND_NACKED) {
                 result = rc;
@@ -359,6 +451,18 @@ mg_mllp_send_run(int argc, char **argv, FILE *out, FILE *err)
 
     rc = mg_mllp_client_connect(r.opts.host, r.opts.port, r.opts.timeout_ms,
                                 &r.client);
+    if (rc == MG_EINVAL) {
+        /* parse_opts() checked the port: only a services database that
+         * changed since then gets here. Still the user's input. */
+        fprintf(err, "medgate send: bad port: %s\n", r.opts.port);
+        result = MG_MLLP_SEND_USAGE;
+        goto out_arena;
+    }
+    if (rc == MG_ENOTFOUND) {
+        fprintf(err, "medgate send: cannot resolve host %s\n", r.opts.host);
+        result = MG_MLLP_SEND_NETWORK;
+        goto out_arena;
+    }
     if (rc != MG_OK) {
         fprintf(err, "medgate send: cannot connect to %s port %s: %s\n",
                 r.opts.host, r.opts.port, mg_strerror(rc));

@@ -1,8 +1,9 @@
 /* Unit tests for the MLLP client behind `medgate send`: the splitter on
  * every file of tests/data/hl7v2 in CR, LF and CRLF, with and without a
- * BOM, one message or all of them in one file; batches; the ACK reader;
- * and `medgate send` end to end against a small MLLP responder thread on
- * 127.0.0.1 (exit codes 0, 1, 2, 3 and what is printed). */
+ * BOM, one message or all of them in one file; batches; the check that a
+ * message can be framed; port values; the ACK reader; and `medgate send`
+ * end to end against a small MLLP responder thread on 127.0.0.1 (exit
+ * codes 0, 1, 2, 3 and what is printed). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -298,6 +300,82 @@ test_split_batch(void **state)
                                           &diag), MG_EPARSE);
     assert_string_equal(diag.segment, "BTS");
     mg_arena_dispose(&arena);
+}
+
+/* ---- Frame check --------------------------------------------------------- */
+
+/* A message holding SB or EB cannot be framed: the diag says which byte
+ * and where (segment number, id, occurrence, field), never the content. */
+static void
+test_check_frame_cases(void **state)
+{
+    static const struct {
+        const char *msg;
+        int rc;
+        const char *seg; /* diag.segment */
+        int seq, field;
+        const char *text; /* in diag.text */
+    } cases[] = {
+        {"MSH|^~\\&|A|B|C|D|1||ADT^A01|M1|P|2.5.1\rPID|1\r", MG_OK, "", 0,
+         0, NULL},
+        {"MSH|^~\\&|A|B|C|D|1||ADT^A01|M1|P|2.5.1\rNTE|1||x\x0by\r",
+         MG_EINVAL, "NTE", 1, 3,
+         "segment 2 (NTE-3) holds an MLLP start block byte (0x0B)"},
+        {"MSH|^~\\&|A|B|C|D|1||ADT^A01|M1|P|2.5.1\rOBX|1|TX|||a\r"
+         "NTE|1\rOBX|2|TX|||b\x1c" "c\r",
+         MG_EINVAL, "OBX", 2, 5,
+         "segment 4 (OBX-5) holds an MLLP end block byte (0x1C)"},
+        /* MSH-1 is the separator, so the tenth field is MSH-10. */
+        {"MSH|^~\\&|A|B|C|D|1||ADT^A01|M\x1c" "1|P|2.5.1\r", MG_EINVAL,
+         "MSH", 1, 10, "segment 1 (MSH-10) holds an MLLP end block byte"},
+        /* The first of the two bytes is the one reported. */
+        {"MSH|^~\\&|A\rPID|\x1c|\x0b\r", MG_EINVAL, "PID", 1, 1,
+         "(0x1C)"},
+        /* A capture saved with its framing. */
+        {"MSH|^~\\&|A\rPID|1\r\x1c\r", MG_EINVAL, "", 0, 0,
+         "segment 3 starts with an MLLP end block byte (0x1C) (is the input "
+         "already MLLP-framed?)"},
+        {"MSH|^~\\&|A\rPI\x0b" "D|1\r", MG_EINVAL, "", 0, 0,
+         "segment 2 holds an MLLP start block byte (0x0B)"},
+    };
+
+    (void)state;
+    for (size_t c = 0; c < MG_ARRAY_LEN(cases); c++) {
+        struct mg_diag diag;
+
+        assert_int_equal(mg_mllp_client_check_frame(mg_str_from(cases[c].msg),
+                                                    &diag), cases[c].rc);
+        assert_int_equal(mg_mllp_client_check_frame(mg_str_from(cases[c].msg),
+                                                    NULL), cases[c].rc);
+        if (cases[c].rc == MG_OK)
+            continue;
+        assert_string_equal(diag.segment, cases[c].seg);
+        assert_int_equal(diag.seq, cases[c].seq);
+        assert_int_equal(diag.field, cases[c].field);
+        assert_non_null(strstr(diag.text, cases[c].text));
+    }
+}
+
+/* Ports are numbers 1-65535 or service names; anything else is refused
+ * before a lookup (getaddrinfo() itself would take 99999 as 34463). */
+static void
+test_port_ok(void **state)
+{
+    static const char *good[] = {"1", "2575", "65535"};
+    static const char *bad[] = {"", "0", "65536", "99999", "-1", "+80",
+                                "80x", " 80", "no-such-service-here"};
+    struct mg_mllp_client *c = NULL;
+
+    (void)state;
+    for (size_t i = 0; i < MG_ARRAY_LEN(good); i++)
+        assert_true(mg_mllp_client_port_ok(good[i]));
+    for (size_t i = 0; i < MG_ARRAY_LEN(bad); i++) {
+        assert_false(mg_mllp_client_port_ok(bad[i]));
+        assert_int_equal(mg_mllp_client_connect("127.0.0.1", bad[i], 100,
+                                                &c), MG_EINVAL);
+    }
+    assert_false(mg_mllp_client_port_ok(NULL));
+    assert_null(c);
 }
 
 /* ---- ACK reader ---------------------------------------------------------- */
@@ -718,6 +796,83 @@ test_send_usage(void **state)
     free(res);
 }
 
+#define MSH(id)                                                                \
+    "MSH|^~\\&|SND|FAC|RCV|FAC|20240101120000||ADT^A01^ADT_A01|" id "|P|2.5.1\n"
+
+/* A message holding an MLLP block byte (0x0B or 0x1C) cannot be framed: it
+ * is bad input, so exit 2, with the message named by number, MSH-10 and
+ * place. As for every input error, nothing is sent, not even the
+ * messages before it, with or without --keep-going: the listener below
+ * would take a connection into its backlog, and must not see one. */
+static void
+test_send_unframeable_message(void **state)
+{
+    static const char *opts[] = {"--quiet", "--keep-going"};
+    char path[64], port[8], want[256];
+    struct result *res = malloc(sizeof(*res));
+    int lfd;
+
+    (void)state;
+    temp_file(path, MSG("OK1")
+                    MSH("BAD2") "EVN|A01|2024\x0b" "0101\nPID|1\n"
+                    MSG("OK3")
+                    MSH("B\x1c" "4") "PID|1\n");
+    lfd = listen_loopback(port);
+    for (size_t i = 0; i < MG_ARRAY_LEN(opts); i++) {
+        run_send(res, "--port", port, "--timeout-ms", "300", opts[i], path,
+                 NULL);
+        assert_int_equal(res->exit, MG_MLLP_SEND_USAGE);
+        assert_string_equal(res->out, "");
+        snprintf(want, sizeof(want), "%s#2 (MSH-10 BAD2): cannot be framed: "
+                 "segment 2 (EVN-2) holds an MLLP start block byte (0x0B)\n",
+                 path);
+        assert_non_null(strstr(res->err, want));
+        /* Its MSH-10 holds the byte: not shown. */
+        snprintf(want, sizeof(want), "%s#4 (MSH-10 -): cannot be framed: "
+                 "segment 1 (MSH-10) holds an MLLP end block byte (0x1C)\n",
+                 path);
+        assert_non_null(strstr(res->err, want));
+        assert_null(strstr(res->err, "#1 "));
+        assert_null(strstr(res->err, "#3 "));
+        assert_non_null(strstr(res->err, "2 of 4 messages cannot be framed; "
+                                         "nothing was sent"));
+        assert_null(strchr(res->err, '\x0b'));
+        assert_null(strchr(res->err, '\x1c'));
+    }
+    /* No connection was made: none waits to be accepted. */
+    assert_int_equal(poll(&(struct pollfd){lfd, POLLIN, 0}, 1, 0), 0);
+    close(lfd);
+    unlink(path);
+    free(res);
+}
+
+/* A --port or --host that cannot name a listener is a usage error (exit
+ * 2, before any connection), not a network failure. */
+static void
+test_send_bad_port_or_host(void **state)
+{
+    static const char *args[][2] = {
+        {"--port", "99999"}, {"--port", "65536"}, {"--port", "0"},
+        {"--port", "no-such-service-here"}, {"--host", "127.0.0.1:2575"},
+        {"--host", "[::1]"}, {"--host", "mllp://127.0.0.1"},
+    };
+    char path[64], want[128];
+    struct result *res = malloc(sizeof(*res));
+
+    (void)state;
+    temp_file(path, MSG("OK1"));
+    for (size_t i = 0; i < MG_ARRAY_LEN(args); i++) {
+        run_send(res, args[i][0], args[i][1], path, NULL);
+        assert_int_equal(res->exit, MG_MLLP_SEND_USAGE);
+        snprintf(want, sizeof(want), "bad option or value: %s %s\n",
+                 args[i][0], args[i][1]);
+        assert_non_null(strstr(res->err, want));
+        assert_null(strstr(res->err, "cannot connect"));
+    }
+    unlink(path);
+    free(res);
+}
+
 int
 main(void)
 {
@@ -726,12 +881,16 @@ main(void)
         cmocka_unit_test(test_split_many_messages_any_eol),
         cmocka_unit_test(test_split_cases),
         cmocka_unit_test(test_split_batch),
+        cmocka_unit_test(test_check_frame_cases),
+        cmocka_unit_test(test_port_ok),
         cmocka_unit_test(test_read_ack_cases),
         cmocka_unit_test(test_send_all_accepted),
         cmocka_unit_test(test_send_error_ack),
         cmocka_unit_test(test_send_network_failures),
         cmocka_unit_test(test_send_control_id_mismatch),
         cmocka_unit_test(test_send_usage),
+        cmocka_unit_test(test_send_unframeable_message),
+        cmocka_unit_test(test_send_bad_port_or_host),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
