@@ -449,10 +449,26 @@ out_close:
     return rc;
 }
 
+/* Whether getaddrinfo() answers for node/service with flags and no more:
+ * for checks that must not wait on DNS. */
+static bool
+lookup_ok(const char *node, const char *service, int flags)
+{
+    struct addrinfo hints, *res;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_flags = flags;
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(node, service, &hints, &res) != 0)
+        return false;
+    freeaddrinfo(res);
+    return true;
+}
+
 bool
 mg_mllp_client_port_ok(const char *port)
 {
-    struct addrinfo hints, *res;
     unsigned long n = 0;
     const char *p;
 
@@ -472,13 +488,16 @@ mg_mllp_client_port_ok(const char *port)
     if (!is_alnum(*port))
         return false;
     /* A service name: no node, so only the services database is read. */
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    if (getaddrinfo(NULL, port, &hints, &res) != 0)
+    return lookup_ok(NULL, port, 0);
+}
+
+bool
+mg_mllp_client_host_ok(const char *host)
+{
+    if (host == NULL || *host == '\0' || strpbrk(host, "/[] \t\r\n") != NULL)
         return false;
-    freeaddrinfo(res);
-    return true;
+    /* An IPv6 literal is the only host with a ':'. */
+    return strchr(host, ':') == NULL || lookup_ok(host, NULL, AI_NUMERICHOST);
 }
 
 /* getaddrinfo() for host and port, its failures told apart: a bad port is

@@ -100,6 +100,12 @@ struct mg_mllp_client;
  * value as a usage error before it opens anything. */
 bool mg_mllp_client_port_ok(const char *port);
 
+/* Whether host may name a host: a value no resolver can answer is a
+ * usage error, not a network one. A name holds no ':' (so "host:port" and
+ * URLs are refused) unless it is an IPv6 address, and no '/', brackets or
+ * white space. Reads no DNS. */
+bool mg_mllp_client_host_ok(const char *host);
+
 /* Resolves host and port (see mg_mllp_client_port_ok()) and connects to
  * the first address that answers within timeout_ms (each address gets the
  * whole timeout). On MG_OK *out is a new client the caller closes with

@@ -10,7 +10,6 @@
  * section 6). */
 #include <errno.h>
 #include <limits.h>
-#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -117,28 +116,6 @@ parse_timeout(const char *s, int *out)
     return true;
 }
 
-/* Whether host may name a host: a value that no resolver can answer is a
- * usage error, not a network one. A name holds no ':' (so "host:port" and
- * URLs are refused) unless it is an IPv6 address, and no '/', brackets or
- * white space. Reads no DNS. */
-static bool
-host_ok(const char *host)
-{
-    struct addrinfo hints, *res;
-
-    if (*host == '\0' || strpbrk(host, "/[] \t\r\n") != NULL)
-        return false;
-    if (strchr(host, ':') == NULL)
-        return true;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_flags = AI_NUMERICHOST;
-    hints.ai_socktype = SOCK_STREAM;
-    if (getaddrinfo(host, NULL, &hints, &res) != 0)
-        return false;
-    freeaddrinfo(res);
-    return true;
-}
-
 /* MG_OK, MG_AGAIN for --help (usage printed), or MG_EINVAL (reported). */
 static int
 parse_opts(struct run *r, int argc, char **argv)
@@ -164,7 +141,7 @@ parse_opts(struct run *r, int argc, char **argv)
         } else if (strcmp(a, "--keep-going") == 0) {
             o->keep_going = true;
         } else if (take_value(argc, argv, &i, "--host", &v)) {
-            if ((o->host = v) == NULL || !host_ok(v))
+            if ((o->host = v) == NULL || !mg_mllp_client_host_ok(v))
                 goto out_usage;
         } else if (take_value(argc, argv, &i, "--port", &v)) {
             if ((o->port = v) == NULL || !mg_mllp_client_port_ok(v))

@@ -76,6 +76,15 @@ def wire_copy(path, directory):
 mllp_exchange = h.mllp_exchange
 
 
+def read_until_eof(s):
+    buf = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return buf
+        buf += chunk
+
+
 def segments(ack):
     return {seg.split(b"|")[0].decode(): seg.decode("latin-1").split("|")
             for seg in ack.split(b"\r") if seg}
@@ -298,12 +307,7 @@ class AckRulesTest(unittest.TestCase):
         with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=10) as s:
             s.sendall(b"".join(b"\x0b" + msg("HALF-%d" % i) + b"\x1c\r" for i in range(3)))
             s.shutdown(socket.SHUT_WR)
-            buf = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
+            buf = read_until_eof(s)
         acks = [segments(a.strip(b"\x0b"))["MSA"][1:3] for a in buf.split(b"\x1c\r") if a]
         self.assertEqual(acks, [["AA", "HALF-%d" % i] for i in range(3)])
 
@@ -351,12 +355,7 @@ class AckRulesTest(unittest.TestCase):
         big = msg("BIG-1") + b"OBX|1|TX|||" + b"x" * 5000 + b"\r"
         with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=10) as s:
             s.sendall(b"\x0b" + big + b"\x1c\r")
-            buf = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
+            buf = read_until_eof(s)
         self.assertIn(b"MSA|AR|BIG-1", buf)
         self.assertIn(b"max_frame_bytes", buf)
 
