@@ -29,6 +29,21 @@ BEGIN
     RETURN p;
 END $$;
 
+-- A patient patch (the mapped patient.* targets) ready to apply: partial
+-- death times completed, and a death time (PID-29) that comes without
+-- PID-30 (no deceased key) marks the patient deceased -- on an update as
+-- on a create, where the patient's deceased = false would otherwise break
+-- the check "deceased OR deceased_at IS NULL".
+CREATE OR REPLACE FUNCTION medgate_patient_patch(p jsonb)
+RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    p := medgate_complete_times(p, '{deceased_at}');
+    IF p->>'deceased_at' IS NOT NULL AND NOT p ? 'deceased' THEN
+        p := p || '{"deceased": "true"}';
+    END IF;
+    RETURN p;
+END $$;
+
 -- The live patient for a medical record number: the record holding it, or
 -- the survivor of a record that was merged (ADT^A40), so messages that
 -- still carry a retired MRN land on the survivor.
@@ -65,7 +80,7 @@ DECLARE
     mrn text := p->>'medical_record_number';
     pid uuid;
 BEGIN
-    p := medgate_complete_times(p, '{deceased_at}');
+    p := medgate_patient_patch(p);
     IF mrn IS NULL OR mrn = '' THEN
         RAISE EXCEPTION 'the message names no medical record number'
             USING ERRCODE = 'MG101',
@@ -148,7 +163,7 @@ BEGIN
                   AND t.medical_record_number = p->>'medical_record_number'
                   AND t.merged_into IS NULL)) AS target
           FROM generate_subscripts(orgs, 1) AS k,
-               medgate_complete_times(pats[k], '{deceased_at}') AS p
+               medgate_patient_patch(pats[k]) AS p
     ), upd AS (
         UPDATE patients t SET
             (first_name, middle_name, last_name, name_prefix, name_suffix,
@@ -273,21 +288,33 @@ BEGIN
 END $$;
 
 -- Whether the patient of a message can be written by the set-based
--- functions: it has a medical record number that is live or new (not held
--- only by a merged record, which medgate_patient_find redirects).
+-- functions: it has a medical record number that is new, or live and held
+-- by a patient no merged record leads to. An MRN held only by a merged
+-- record (which medgate_patient_find redirects) goes one by one; so does
+-- the survivor's own MRN: the intake sees no shared record between a
+-- message for the retired MRN and one for the survivor's, and written
+-- together the survivor's would go first, whatever their order.
 CREATE OR REPLACE FUNCTION medgate_patient_plain(org uuid, mrn text)
 RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    pid uuid;
 BEGIN
     -- plpgsql, not sql: a cached plan instead of one per call.
-    RETURN coalesce(mrn, '') <> '' AND (
-        NOT EXISTS (SELECT 1 FROM patients t
-                     WHERE t.organization_id = org
-                       AND t.medical_record_number = mrn
-                       AND t.merged_into IS NOT NULL)
-        OR EXISTS (SELECT 1 FROM patients t
-                    WHERE t.organization_id = org
-                      AND t.medical_record_number = mrn
-                      AND t.merged_into IS NULL));
+    IF coalesce(mrn, '') = '' THEN
+        RETURN false;
+    END IF;
+    SELECT t.id INTO pid FROM patients t
+     WHERE t.organization_id = org AND t.medical_record_number = mrn
+       AND t.merged_into IS NULL;
+    IF FOUND THEN
+        RETURN NOT EXISTS (SELECT 1 FROM patients t
+                            WHERE t.organization_id = org
+                              AND t.merged_into = pid);
+    END IF;
+    RETURN NOT EXISTS (SELECT 1 FROM patients t
+                        WHERE t.organization_id = org
+                          AND t.medical_record_number = mrn
+                          AND t.merged_into IS NOT NULL);
 END $$;
 
 -- Refuses a message that names a study of another patient: a result or an

@@ -3,7 +3,8 @@
 -- accession number: NW creates it with its worklist entry (a NW for an
 -- accession already known updates it), XO and SC change it, CA/DC/OC
 -- cancel it and its worklist entry. A change or cancel for an accession
--- nobody ordered is refused (MG204: AE 204 at the accession's field).
+-- nobody ordered is refused (MG204: AE 204 at the accession's field), and
+-- so is a cancel of a reported study (MG102 at ORC-1).
 CREATE OR REPLACE FUNCTION medgate_adapter_hl7v2_order(org uuid,
                                                        message_id uuid,
                                                        input jsonb)
@@ -38,6 +39,15 @@ BEGIN
         RETURN;
     END IF;
     PERFORM medgate_scan_same_patient(sid, pid);
+    -- A study with a report was done: a cancel for it contradicts what
+    -- the department recorded, and is for the sender to sort out.
+    IF was = 'reported' AND medgate_order_status(was, ctl,
+            input->'order'->>'status') = 'cancelled' THEN
+        RAISE EXCEPTION 'order control %: the study with accession number '
+                        '% is reported already and cannot be cancelled',
+                        ctl, acc
+            USING ERRCODE = 'MG102', DETAIL = 'order.control';
+    END IF;
     UPDATE scans t SET
         (placer_order_number, filler_order_number, requested_procedure_id,
          study_instance_uid, procedure_code, procedure_code_system,
@@ -76,13 +86,18 @@ BEGIN
 END $$;
 
 -- The scan status after an order message: cancelled for CA/DC/OC; for SC
--- (status changed) the order status of ORC-5 (HL7 table 0038); otherwise
--- as it was.
+-- (status changed) the order status of ORC-5 (HL7 table 0038), except
+-- that a reported scan is not moved back to scheduled, in progress or
+-- completed (a status message that comes after the report); otherwise as
+-- it was.
 CREATE OR REPLACE FUNCTION medgate_order_status(current text, ctl text,
                                                 order_status text)
 RETURNS text LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE
         WHEN ctl IN ('CA', 'DC', 'OC') THEN 'cancelled'
+        WHEN ctl = 'SC' AND current = 'reported'
+         AND upper(coalesce(order_status, '')) IN ('SC', 'IP', 'CM')
+            THEN current
         WHEN ctl = 'SC' THEN CASE upper(coalesce(order_status, ''))
             WHEN 'SC' THEN 'scheduled'
             WHEN 'IP' THEN 'in_progress'

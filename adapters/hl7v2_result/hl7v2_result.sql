@@ -69,9 +69,12 @@ END $$;
 -- Writes the report with its external id (OBR-3, else the accession, else
 -- the Study Instance UID). A new version of a known report is applied like
 -- every patch: a column the message maps is replaced (null clears it), one
--- it does not carry is kept -- so a PDF-only follow-up keeps the text. The
--- signing radiologist is linked when a user here has the id the sender gave
--- (users.practitioner_id); the name is kept either way.
+-- it does not carry is kept -- so a PDF-only follow-up keeps the text. A
+-- registered or preliminary version never replaces a final, amended or
+-- corrected one: it is a late or resent earlier version. The signing
+-- radiologist is linked when a user here has the id the sender gave
+-- (users.practitioner_id), and unlinked when a new signer's id is no
+-- user's; the name is kept either way.
 CREATE OR REPLACE FUNCTION medgate_report_upsert(org uuid, sid uuid,
                                                  ext text, r jsonb)
 RETURNS void LANGUAGE plpgsql AS $$
@@ -79,6 +82,15 @@ DECLARE
     radiologist uuid;
     p jsonb := r - 'reporting_radiologist_id' - 'external_id';
 BEGIN
+    IF r ? 'report_status'
+       AND coalesce(r->>'report_status', 'registered') IN ('registered',
+                                                          'preliminary')
+       AND EXISTS (SELECT 1 FROM reports t
+                    WHERE t.organization_id = org AND t.external_id = ext
+                      AND t.report_status IN ('final', 'amended',
+                                              'corrected')) THEN
+        RETURN;
+    END IF;
     IF NULLIF(r->>'reporting_radiologist_id', '') IS NOT NULL THEN
         SELECT u.id INTO radiologist FROM users u
          WHERE u.organization_id = org
@@ -92,7 +104,8 @@ BEGIN
         (SELECT sid, coalesce(x.report_type, 'radiology'), x.findings_text,
             x.impression, x.recommendations,
             coalesce(x.report_status, 'registered'),
-            coalesce(radiologist, t.reporting_radiologist_id),
+            CASE WHEN r ? 'reporting_radiologist_id' THEN radiologist
+                 ELSE t.reporting_radiologist_id END,
             x.reporting_radiologist_name, x.signed_at, x.effective_at,
             x.issued_at, now()
            FROM jsonb_populate_record(t, p) x)

@@ -84,6 +84,14 @@ class PatientAdapterTest(GatewayTest):
         self.assertEqual(self.send(msg.encode()), "AA")  # PID-29 set, PID-30 empty
         self.assertEqual(h.psql(self.db, "SELECT deceased, deceased_at IS NOT NULL FROM patients"), [["t", "t"]])
 
+    def test_death_time_alone_on_an_update_marks_the_patient_deceased(self):
+        # A known patient's A08 with PID-29 (death time) and no PID-30: the
+        # same as for a new patient, not AE 103 (deceased false kept).
+        self.assertEqual(self.send(adt("P-5")), "AA")
+        msg = adt("P-6", ev="A08").decode().replace("|555-0100", "|555-0100" + "|" * 16 + "20240101080000")
+        self.assertEqual(self.send(msg.encode()), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT deceased, deceased_at IS NOT NULL FROM patients"), [["t", "t"]])
+
     def test_corpus_admit_fields(self):
         # ADT01-23.hl7: PID|1||10006579^^^1^MR^1||DUCK^DONALD^D||19241010|M
         path = os.path.join(h.TESTDATA, "hl7v2", "fhir-converter", "ADT01-23.hl7")
@@ -146,6 +154,39 @@ class OrderAdapterTest(GatewayTest):
         # SC with ORC-5 CM: the study is done.
         self.assertEqual(send("S-4", "SC", b"CM"), "AA")
         self.assertEqual(h.psql(self.db, "SELECT status, completed_at IS NOT NULL FROM scans"), [["completed", "t"]])
+
+    def test_change_without_a_priority_keeps_the_priority(self):
+        self.assertEqual(self.send(ORM.format(cid="K-1", ctl="NW").encode()), "AA")  # ORC-7.6 S: stat
+        # XO with a new procedure and no timing/priority at all (ORC-7 empty).
+        xo = ORM.format(cid="K-2", ctl="XO").replace("^^^20240102083000^^S", "").replace(
+            "71046^XR CHEST 2 VIEWS", "71047^XR CHEST 3 VIEWS")
+        self.assertEqual(self.send(xo.encode()), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT procedure_code, priority FROM scans"), [["71047", "stat"]])
+        # "" in ORC-7.6 clears it: routine.
+        xo = ORM.format(cid="K-3", ctl="XO").replace("^^^20240102083000^^S", '^^^^^""')
+        self.assertEqual(self.send(xo.encode()), "AA")
+        self.assertEqual(h.scalar(self.db, "SELECT priority FROM scans"), "routine")
+
+    def test_reported_study_is_neither_moved_back_nor_cancelled(self):
+        send = lambda cid, ctl, orc5=b"": self.send(ORM.format(cid=cid, ctl=ctl).encode().replace(
+            b"|FL9^RIS||", b"|FL9^RIS||" + orc5))
+        self.assertEqual(send("RS-1", "NW"), "AA")
+        self.assertEqual(self.send(oru("RS-2", "ACC9")), "AA")  # final report
+        self.assertEqual(h.scalar(self.db, "SELECT status FROM scans"), "reported")
+        # A late status change (exam completed) leaves it reported.
+        self.assertEqual(send("RS-3", "SC", b"CM"), "AA")
+        self.assertEqual(h.scalar(self.db, "SELECT status FROM scans"), "reported")
+        # A cancel of a reported study is refused: AE at ORC-1, nothing changes.
+        for cid, ctl, orc5 in (("RS-4", "CA", b""), ("RS-5", "SC", b"CA")):
+            seg = segments(mllp_exchange(self.gw.mllp_port, ORM.format(cid=cid, ctl=ctl).encode().replace(
+                b"|FL9^RIS||", b"|FL9^RIS||" + orc5)))
+            self.assertEqual(seg["MSA"][1], "AE", cid)
+            self.assertTrue(seg["ERR"][3].startswith("102^"), seg["ERR"])
+            self.assertTrue(seg["ERR"][2].startswith("ORC^1^1"), seg["ERR"])
+            self.assertIn("reported", seg["ERR"][8])
+        self.assertEqual(h.psql(self.db, "SELECT s.status, q.status, r.report_status FROM scans s "
+                                "JOIN scan_queue q ON q.scan_id = s.id JOIN reports r ON r.scan_id = s.id"),
+                         [["reported", "completed", "final"]])
 
     def test_a_month_precision_order_time_is_its_first_instant(self):
         msg = ORM.format(cid="T-1", ctl="NW").replace("^^^20240102083000^^S\r", "^^^20240102083000^^S||202203\r")
@@ -340,6 +381,34 @@ class ResultAdapterTest(GatewayTest):
                          [["Lungs are clear.|No acute disease.|Normal chest.", "Normal chest."]])
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM scan_files"), "1")
 
+    def test_late_preliminary_does_not_replace_the_final_report(self):
+        self.assertEqual(self.send(ORM.format(cid="L-1", ctl="NW").encode()), "AA")
+        self.assertEqual(self.send(oru("L-2", "ACC9", status="F")), "AA")
+        # The preliminary version arrives after the final one (a resend, a
+        # slow interface): AA, but the final report stays as it was.
+        self.assertEqual(self.send(oru("L-3", "ACC9", status="P", text=("Prelim line.",))), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT r.report_status, replace(r.findings_text, E'\\n', '|'), "
+                                "s.status FROM reports r JOIN scans s ON s.id = r.scan_id"),
+                         [["final", "Lungs are clear.|No acute disease.|Normal chest.", "reported"]])
+        # A correction still replaces it.
+        self.assertEqual(self.send(oru("L-4", "ACC9", status="C", text=("Corrected line.",))), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT report_status, replace(findings_text, E'\\n', '|') FROM reports"),
+                         [["corrected", "Corrected line.|Normal chest."]])
+
+    def test_a_new_signer_replaces_the_linked_radiologist(self):
+        h.psql(self.db, "INSERT INTO users (organization_id, email, role, practitioner_id) "
+               "VALUES (:'p1', 'rita@example.org', 'radiologist', 'ID77')", h.DEMO_ORG)
+        self.assertEqual(self.send(oru("W-1", "ACC9", status="P")), "AA")  # signed by ID77, a user here
+        self.assertEqual(h.psql(self.db, "SELECT u.email, r.reporting_radiologist_name FROM reports r "
+                                "JOIN users u ON u.id = r.reporting_radiologist_id"),
+                         [["rita@example.org", "Rita Ray"]])
+        # The final is signed by ID88, who is no user here: the name and the
+        # link both follow the message (no link to Rita under Sam's name).
+        final = oru("W-2", "ACC9", status="F").replace(b"ID77&Ray&Rita", b"ID88&Sun&Sam")
+        self.assertEqual(self.send(final), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT reporting_radiologist_id IS NULL, reporting_radiologist_name "
+                                "FROM reports"), [["t", "Sam Sun"]])
+
     def test_result_for_another_patients_study_is_refused(self):
         self.assertEqual(self.send(ORM.format(cid="R-10", ctl="NW").encode()), "AA")  # MRN9's ACC9
         other = oru("R-11", "ACC9").replace(b"MRN9^^^HOSP^MR||Roe^Richard", b"MRN7^^^HOSP^MR||Poe^Edgar")
@@ -442,6 +511,8 @@ class BatchFunctionTest(unittest.TestCase):
     def test_order_batch_takes_only_plain_new_orders(self):
         h.psql(self.db, "SELECT medgate_adapter_hl7v2_order(:'p1', gen_random_uuid(), :'p2'::jsonb)",
                ORG, order_input("OLD-P", "ACC-OLD"))
+        h.psql(self.db, "SELECT medgate_adapter_hl7v2_adt(:'p1', gen_random_uuid(), :'p2'::jsonb)",
+               ORG, adt_input("KNOWN", name="Known"))
         # A retired MRN: RET was merged into OLD-P.
         h.psql(self.db, "INSERT INTO patients (organization_id, medical_record_number, merged_into, "
                "merged_at, is_active, source) SELECT :'p1', 'RET', id, now(), false, 'hl7v2' "
@@ -452,15 +523,16 @@ class BatchFunctionTest(unittest.TestCase):
                         order_input("NEW-3", "ACC-OLD"),          # 3: accession already known
                         order_input("RET", "ACC-4"),              # 4: retired MRN
                         order_input("NEW-5", None),               # 5: no accession
-                        order_input("OLD-P", "ACC-6", name="Roe2"))  # 6: known patient, new order
+                        order_input("KNOWN", "ACC-6", name="Roe2"),  # 6: known patient, new order
+                        order_input("OLD-P", "ACC-7"))            # 7: survivor of a merge
         self.assertEqual(got, "{1,6}")
         rows = h.psql(self.db, "SELECT s.accession_number, p.medical_record_number, p.last_name, q.status "
                       "FROM scans s JOIN patients p ON p.id = s.patient_id "
                       "JOIN scan_queue q ON q.scan_id = s.id ORDER BY 1")
-        self.assertEqual(rows, [["ACC-1", "NEW-1", "Roe", "waiting"], ["ACC-6", "OLD-P", "Roe2", "waiting"],
-                                ["ACC-OLD", "OLD-P", "Roe2", "waiting"]])
+        self.assertEqual(rows, [["ACC-1", "NEW-1", "Roe", "waiting"], ["ACC-6", "KNOWN", "Roe2", "waiting"],
+                                ["ACC-OLD", "OLD-P", "Roe", "waiting"]])
         self.assertEqual(h.psql(self.db, "SELECT value FROM patient_identifiers ORDER BY 1"),
-                         [["NEW-1"], ["OLD-P"]])
+                         [["KNOWN"], ["NEW-1"], ["OLD-P"]])
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients WHERE medical_record_number "
                                   "IN ('NEW-2', 'NEW-3', 'NEW-5')"), "0")
 
@@ -473,6 +545,27 @@ class BatchFunctionTest(unittest.TestCase):
         self.assertEqual(got, "{1,3}")
         self.assertEqual(h.psql(self.db, "SELECT medical_record_number, last_name FROM patients ORDER BY 1"),
                          [["FRESH", "Doe"], ["HAVE", "After"]])
+
+
+    def test_batch_keeps_arrival_order_for_a_merged_patient(self):
+        # OLD was merged into KEEP. Two updates of that one person in one
+        # commit, the first by the retired MRN, the second by the live one:
+        # they share no key, so the intake marks both fast. The set-based
+        # path must write what one by one writes: the later name.
+        h.psql(self.db, "SELECT medgate_adapter_hl7v2_adt(:'p1', gen_random_uuid(), :'p2'::jsonb)",
+               ORG, adt_input("KEEP", name="First"))
+        h.psql(self.db, "SELECT medgate_adapter_hl7v2_adt(:'p1', gen_random_uuid(), :'p2'::jsonb)", ORG,
+               json.dumps({"message": {"type": "ADT", "trigger": "A40"},
+                           "patient": {"medical_record_number": "KEEP"},
+                           "merge": {"prior_medical_record_number": "OLD"}}))
+        for fast in ("true", "false"):
+            got = h.psql(self.db, "BEGIN; SELECT count(*) FROM medgate_adapt_batch("
+                         "ARRAY['hl7v2.adt', 'hl7v2.order'], array_fill(:'p1'::uuid, ARRAY[2]), "
+                         "ARRAY[gen_random_uuid(), gen_random_uuid()], ARRAY[:'p2'::jsonb, :'p3'::jsonb], "
+                         "ARRAY[%s, %s]) WHERE err_state IS NOT NULL; "
+                         "SELECT last_name FROM patients WHERE merged_into IS NULL; ROLLBACK" % (fast, fast),
+                         ORG, adt_input("OLD", "A08", "Older"), order_input("KEEP", "ACC-K", name="Newer"))
+            self.assertEqual(got, [["0"], ["Newer"]], "fast: " + fast)
 
 
 class SharedRecordsInOneCommitTest(GatewayTest):
