@@ -289,15 +289,17 @@ mg_hl7v2_ack_build(const struct mg_hl7v2_msh *in,
                    const struct mg_hl7v2_ack *ack, struct mg_buf *out)
 {
     struct mg_str ver = mg_hl7v2_raw_comp(in->field[12], &in->delims, 1);
-    struct mg_str cs = mg_str_trim(in->field[18]);
+    /* The set the parser reads: MSH-18's first repetition, any name. */
+    struct mg_str cs_name = mg__hl7v2_piece(in->field[18], in->delims.rep, 1);
     struct writer w = {out, &in->delims, false, MG_OK};
     const struct mg_diag *first = NULL;
+    enum mg_hl7v2_charset cs;
     bool old_msa, old_err;
 
     if (ack->control_id.len == 0)
         return MG_EINVAL;
-    w.utf8 = mg_str_ieq(cs, MG_STR("UNICODE UTF-8")) ||
-             mg_str_ieq(cs, MG_STR("UTF-8"));
+    w.utf8 = mg_hl7v2_charset_lookup(cs_name, &cs, NULL) == MG_OK &&
+             cs == MG_HL7V2_CS_UTF8;
     old_msa = version_before(ver, "2.4");
     old_err = version_before(ver, "2.5");
     for (size_t i = 0; i < ack->nerr && first == NULL; i++)

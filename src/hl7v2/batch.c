@@ -10,7 +10,8 @@
 struct splitter {
     struct mg_hl7v2_batch *out;
     struct mg_diag *diag;
-    char fs;
+    char fs;               /* the file's field separator */
+    char msg_fs;           /* the open message's (MSH-1) */
     const char *msg_start; /* current message, NULL when none is open */
     size_t in_batch;       /* messages since the last BHS */
     int nbts;              /* BTS segments seen */
@@ -69,7 +70,27 @@ out_of_place(struct splitter *sp, const char *id, int seq)
     return MG_EPARSE;
 }
 
-/* One segment of the file, seg being its bytes and start its offset. */
+/* Whether a line inside an open message starts a segment, by the rule of
+ * mg_hl7v2_parse(): a segment id, then the end of the line or a field
+ * separator (the message's or the file's; a header brings its own). Any
+ * other line is data of the field before it: a CR that slipped into a
+ * value, e.g. into the base64 of an embedded PDF. */
+static bool
+starts_segment(const struct splitter *sp, struct mg_str line, const char *id)
+{
+    char c;
+
+    if (id[0] == '\0')
+        return false;
+    if (line.len == 3)
+        return true;
+    c = line.ptr[3];
+    if (mg__hl7v2_is_header_id(id))
+        return !(c >= 'A' && c <= 'Z') && !(c >= '0' && c <= '9');
+    return c == sp->fs || c == sp->msg_fs;
+}
+
+/* One line of the file, seg being its bytes and index its position. */
 static int
 take_segment(struct splitter *sp, struct mg_str seg, size_t index)
 {
@@ -77,6 +98,8 @@ take_segment(struct splitter *sp, struct mg_str seg, size_t index)
 
     if (seg.len >= 3 && mg__hl7v2_is_seg_id(seg.ptr, 3))
         memcpy(id, seg.ptr, 3);
+    if (sp->msg_start != NULL && !starts_segment(sp, seg, id))
+        return MG_OK; /* stays in the message slice */
     if (sp->fts_seen || id[0] == '\0')
         return out_of_place(sp, id, (int)index + 1);
     if (strcmp(id, "FHS") == 0) {
@@ -90,6 +113,7 @@ take_segment(struct splitter *sp, struct mg_str seg, size_t index)
     } else if (strcmp(id, "MSH") == 0) {
         close_message(sp, seg.ptr);
         sp->msg_start = seg.ptr;
+        sp->msg_fs = seg.len > 3 ? seg.ptr[3] : sp->fs;
         sp->in_batch++;
     } else if (strcmp(id, "BTS") == 0) {
         close_message(sp, seg.ptr);
@@ -112,7 +136,7 @@ int
 mg_hl7v2_batch_split(struct mg_str in, struct mg_arena *arena,
                      struct mg_hl7v2_batch *out, struct mg_diag *diag)
 {
-    struct splitter sp = {out, diag, '|', NULL, 0, 0, false};
+    struct splitter sp = {out, diag, '|', '|', NULL, 0, 0, false};
     const char *p, *end, *q;
     char term;
     size_t cap = 1, index = 0;

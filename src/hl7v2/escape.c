@@ -257,10 +257,21 @@ escape_letter(const struct mg_hl7v2_delims *d, char c)
     return '\0';
 }
 
+/* Control characters other than TAB are written as \Xhh\: CR and LF
+ * would end the segment, and VT (0x0B) and FS (0x1C), the MLLP block
+ * bytes, would make the message impossible to frame (word processors put
+ * VT in text as a line break). */
+static bool
+is_control(char c)
+{
+    return (unsigned char)c < 0x20 && c != '\t';
+}
+
 int
 mg_hl7v2_escape(struct mg_buf *out, const struct mg_hl7v2_delims *d,
                 struct mg_str text)
 {
+    static const char hex[] = "0123456789ABCDEF";
     size_t start = 0;
     char seq[6], l;
     int rc;
@@ -269,7 +280,7 @@ mg_hl7v2_escape(struct mg_buf *out, const struct mg_hl7v2_delims *d,
         char c = text.ptr[i];
 
         l = escape_letter(d, c);
-        if (l == '\0' && c != '\r' && c != '\n')
+        if (l == '\0' && !is_control(c))
             continue;
         rc = mg_buf_append(out, text.ptr + start, i - start);
         if (rc != MG_OK)
@@ -284,7 +295,9 @@ mg_hl7v2_escape(struct mg_buf *out, const struct mg_hl7v2_delims *d,
             rc = mg_buf_append(out, seq, 3);
         } else {
             seq[0] = d->esc;
-            memcpy(seq + 1, c == '\r' ? "X0D" : "X0A", 3);
+            seq[1] = 'X';
+            seq[2] = hex[(unsigned char)c >> 4];
+            seq[3] = hex[(unsigned char)c & 0x0F];
             seq[4] = d->esc;
             rc = mg_buf_append(out, seq, 5);
         }

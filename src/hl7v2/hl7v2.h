@@ -314,10 +314,12 @@ MG_MUST_CHECK int mg_hl7v2_unescape(struct mg_str raw,
                                     struct mg_str *out);
 
 /* Appends text to out with every delimiter escaped (\F\ \S\ \T\ \R\ \E\,
- * \P\ when a truncation character is set), and CR and LF as \X0D\ and
- * \X0A\ so text can never end a segment. When the escape character is
- * unknown, delimiters and CR/LF are replaced by a space instead. MG_OK,
- * MG_ETOOBIG, MG_ENOMEM. */
+ * \P\ when a truncation character is set), and control characters but
+ * TAB as \Xhh\ (CR and LF as \X0D\ and \X0A\) so text can never end a
+ * segment, nor hold the MLLP block bytes 0x0B and 0x1C that no frame can
+ * carry. When the escape character is unknown, delimiters and control
+ * characters are replaced by a space instead. MG_OK, MG_ETOOBIG,
+ * MG_ENOMEM. */
 MG_MUST_CHECK int mg_hl7v2_escape(struct mg_buf *out,
                                   const struct mg_hl7v2_delims *d,
                                   struct mg_str text);
@@ -351,7 +353,9 @@ bool mg_hl7v2_is_batch(struct mg_str in);
  * the counts the trailers carry: BTS-1 = messages since its BHS, FTS-1 =
  * BHS segments in the file. An empty batch is legal. Delimiters are read
  * from FHS or BHS; envelope segments out of order (BHS after messages
- * without BTS is allowed, a second FHS is not) are errors.
+ * without BTS is allowed, a second FHS is not) are errors. Inside a
+ * message, a line that does not start a segment is data, as
+ * mg_hl7v2_parse() reads it (a CR inside a value).
  * MG_OK; MG_EPARSE with *diag: wrong count (code 100, at BTS-1 / FTS-1
  * with seq = occurrence), anything before the first header or message
  * (100), a bad count value (102). MG_ENOMEM. in is borrowed. */

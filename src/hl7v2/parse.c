@@ -52,33 +52,51 @@ count_byte(const char *p, size_t n, char c)
     return k;
 }
 
+/* Whether a segment starts at p, just after a terminator: three id
+ * characters, then the field separator or a terminator (or the end).
+ * Blank lines count as starts. The one rule for where segments begin. */
+static bool
+starts_segment(const char *p, const char *end, char fs, char term)
+{
+    if (term == '\r' && p < end && *p == '\n')
+        p++; /* CRLF */
+    if (p == end || *p == term)
+        return true;
+    return end - p >= 3 && mg__hl7v2_is_seg_id(p, 3) &&
+           (end - p == 3 || p[3] == fs || p[3] == term);
+}
+
+/* The start of the segment after the one at p, or end. */
+static const char *
+next_segment(const char *p, const char *end, char fs, char term)
+{
+    for (; p < end; p++)
+        if (*p == term && starts_segment(p + 1, end, fs, term))
+            return p + 1 + (term == '\r' && p + 1 < end && p[1] == '\n');
+    return end;
+}
+
 /* Names the segment, occurrence and field that hold byte off of text, for
- * an error about that byte (bad character data). Only runs on failure. */
+ * an error about that byte (bad character data). Only runs on failure, on
+ * the text before it is split, so it finds segments as the parser will: a
+ * terminator that starts no segment is data, not a boundary. */
 static void
 locate(struct mg_str text, char fs, size_t off, struct mg_diag *d,
        const char *what)
 {
     char term = memchr(text.ptr, '\r', text.len) ? '\r' : '\n';
     const char *end = text.ptr + text.len, *at = text.ptr + off;
-    const char *seg = at, *s, *e;
+    const char *seg = text.ptr, *s;
     char id[4] = "";
     int seq = 0, field;
 
-    while (seg > text.ptr && seg[-1] != term)
-        seg--;
-    if (term == '\r' && seg < at && *seg == '\n')
-        seg++;
+    for (s = text.ptr; s <= at; s = next_segment(s, end, fs, term))
+        seg = s;
     if (at - seg >= 3 && mg__hl7v2_is_seg_id(seg, 3))
         memcpy(id, seg, 3);
-    for (s = text.ptr; id[0] != '\0' && s <= seg; s = e + 1) {
-        if (term == '\r' && *s == '\n')
-            s++;
-        if (end - s >= 3 && memcmp(s, id, 3) == 0)
-            seq++;
-        e = memchr(s, term, (size_t)(end - s));
-        if (e == NULL)
-            break;
-    }
+    for (s = text.ptr; id[0] != '\0' && s <= seg;
+         s = next_segment(s, end, fs, term))
+        seq += memcmp(s, id, 3) == 0; /* s <= seg: 3 bytes are there */
     field = (int)count_byte(seg, (size_t)(at - seg), fs);
     if (mg__hl7v2_is_header_id(id) && field >= 1)
         field++;
@@ -214,19 +232,6 @@ add_segment(struct parser *ps, struct mg_str raw, size_t nsep)
     return MG_OK;
 }
 
-/* Whether a segment starts at p: three id characters, then the field
- * separator or a terminator (or the end). Blank lines count as starts. */
-static bool
-segment_starts(const struct parser *ps, const char *p, const char *end)
-{
-    if (ps->term == '\r' && p < end && *p == '\n')
-        p++; /* CRLF */
-    if (p == end || *p == ps->term)
-        return true;
-    return end - p >= 3 && mg__hl7v2_is_seg_id(p, 3) &&
-           (end - p == 3 || p[3] == ps->fs || p[3] == ps->term);
-}
-
 /* Scans one segment starting at p: records its field separators and
  * returns where it ends (the terminator or the end of text). A terminator
  * not followed by a segment id is data: senders let a CR slip into a
@@ -242,7 +247,7 @@ scan_segment(struct parser *ps, const char *p, const char *end,
     int rc;
 
     for (; q < end; q++) {
-        if (*q == ps->term && segment_starts(ps, q + 1, end))
+        if (*q == ps->term && starts_segment(q + 1, end, ps->fs, ps->term))
             break;
         if (*q != ps->fs)
             continue;

@@ -561,6 +561,36 @@ test_escape_round_trip(void **state)
     mg_arena_dispose(&a);
 }
 
+/* MLLP cannot frame a payload holding its block bytes (SB 0x0B, EB 0x1C),
+ * and text pasted from a word processor carries VT (0x0B) as a line
+ * break: escaped text holds no control character but TAB, so an ORU or
+ * an ACK built from it can always be sent. */
+static void
+test_escape_control_bytes(void **state)
+{
+    static const struct mg_hl7v2_delims d = {'|', '^', '~', '\\', '&', 0};
+    static const struct mg_hl7v2_delims no_esc = {'|', '^', '~', 0, 0, 0};
+    struct mg_str text = MG_STR("a\x0b" "b\x1c" "c\td\x01" "e\x7f");
+    struct mg_arena a;
+    struct mg_buf b;
+    struct mg_str out;
+
+    (void)state;
+    mg_arena_init(&a, 4096, 0);
+    mg_buf_init(&b, 0);
+    assert_int_equal(mg_hl7v2_escape(&b, &d, text), MG_OK);
+    assert_string_equal(b.ptr, "a\\X0B\\b\\X1C\\c\td\\X01\\e\x7f");
+    assert_int_equal(mg_hl7v2_unescape(mg_buf_str(&b), &d, MG_HL7V2_CS_UTF8,
+                                       &a, &out),
+                     MG_OK);
+    assert_str(out, "a\x0b" "b\x1c" "c\td\x01" "e\x7f");
+    mg_buf_reset(&b);
+    assert_int_equal(mg_hl7v2_escape(&b, &no_esc, text), MG_OK);
+    assert_string_equal(b.ptr, "a b c\td e\x7f");
+    mg_buf_dispose(&b);
+    mg_arena_dispose(&a);
+}
+
 /* ---- character sets ------------------------------------------------ */
 
 #define MSH_CS(cs)                                                             \
@@ -669,6 +699,30 @@ test_charset_bad_utf8_location(void **state)
                      MG_EPARSE);
     assert_string_equal(d.segment, "MSH");
     assert_int_equal(d.field, 3);
+    mg_arena_dispose(&a);
+}
+
+/* A byte the declared set lacks (0x81 in CP1252) is located in the
+ * segments the parser sees: a CR inside a value does not start one. */
+static void
+test_charset_bad_byte_after_stray_cr(void **state)
+{
+    struct mg_arena a;
+    struct mg_hl7v2_msg *m;
+    struct mg_diag d;
+
+    (void)state;
+    mg_arena_init(&a, 4096, 0);
+    mg_diag_clear(&d);
+    assert_int_equal(mg_hl7v2_parse(MG_STR(MSH_CS("CP1252")
+                                           "OBX|1|ED|||JVBE\rqUJD|x\r"
+                                           "OBX|2|ED|||JVBE\rqU\x81" "D|x"),
+                                    NULL, &a, &m, &d),
+                     MG_EPARSE);
+    assert_int_equal(d.code, 102);
+    assert_string_equal(d.segment, "OBX");
+    assert_int_equal(d.seq, 2);
+    assert_int_equal(d.field, 5);
     mg_arena_dispose(&a);
 }
 
@@ -1067,6 +1121,34 @@ test_batch_errors(void **state)
     mg_arena_dispose(&a);
 }
 
+/* A CR that slipped into a value (base64 of an embedded PDF) is data in
+ * a batch too, as mg_hl7v2_parse() reads it: the line after it does not
+ * start a segment, so it neither cuts the message nor fails the file. */
+static void
+test_batch_stray_terminator_is_data(void **state)
+{
+    static const char in[] = "BHS|^~\\&\r" B_MSG("1")
+                             "OBX|1|ED|||JVBE\r+rx0\r"
+                             "OBX|2|ED|||JVBE\rqUJD\r" B_MSG("2")
+                             "BTS|2\r";
+    struct mg_arena a;
+    struct mg_hl7v2_batch b;
+    struct mg_hl7v2_msg *m;
+    struct mg_diag d;
+
+    (void)state;
+    mg_arena_init(&a, 4096, 0);
+    mg_diag_clear(&d);
+    if (mg_hl7v2_batch_split(MG_STR(in), &a, &b, &d) != MG_OK)
+        fail_msg("batch refused: %s[%d] %s", d.segment, d.seq, d.text);
+    assert_int_equal(b.nmsg, 2);
+    assert_int_equal(mg_hl7v2_parse(b.msg[0], NULL, &a, &m, &d), MG_OK);
+    assert_int_equal(m->nseg, 4);
+    assert_path(m, "OBX-5", "JVBE\r+rx0");
+    assert_path(m, "OBX[2]-5", "JVBE\rqUJD");
+    mg_arena_dispose(&a);
+}
+
 /* ---- acknowledgements ---------------------------------------------- */
 
 /* Parses an ACK we built (it must itself be a valid message). */
@@ -1339,6 +1421,39 @@ test_ack_charset_of_text(void **state)
     mg_buf_dispose(&b);
 }
 
+/* Every name the parser reads as UTF-8 (and MSH-18's first repetition,
+ * which is what the parser reads) keeps our non-ASCII text in the ACK. */
+static void
+test_ack_utf8_charset_names(void **state)
+{
+    static const char *const names[] = {"ISO IR192", "UTF8", "utf-8",
+                                         "UNICODE UTF-8~ISO IR87"};
+    struct mg_hl7v2_msh msh;
+    struct mg_diag d;
+    struct mg_buf b;
+    struct mg_hl7v2_ack o = {.code = MG_HL7V2_AE,
+                             .control_id = MG_STR("N"),
+                             .err = &d,
+                             .nerr = 1};
+
+    (void)state;
+    mg_buf_init(&b, 0);
+    mg_diag_clear(&d);
+    mg_diag_set(&d, 207, "caf\xC3\xA9");
+    for (size_t i = 0; i < MG_ARRAY_LEN(names); i++) {
+        char text[128];
+
+        snprintf(text, sizeof(text),
+                 "MSH|^~\\&|||||||ADT|C|P|2.5||||||%s\r", names[i]);
+        assert_int_equal(mg_hl7v2_msh_peek(mg_str_from(text), &msh), MG_OK);
+        mg_buf_reset(&b);
+        assert_int_equal(mg_hl7v2_ack_build(&msh, &o, &b), MG_OK);
+        if (strstr(b.ptr, "|caf\xC3\xA9|") == NULL)
+            fail_msg("MSH-18 %s: text not kept: %s", names[i], b.ptr);
+    }
+    mg_buf_dispose(&b);
+}
+
 int
 main(void)
 {
@@ -1351,8 +1466,10 @@ main(void)
         cmocka_unit_test(test_path_parse_cases),
         cmocka_unit_test(test_escape_unescape_cases),
         cmocka_unit_test(test_escape_round_trip),
+        cmocka_unit_test(test_escape_control_bytes),
         cmocka_unit_test(test_charset_cases),
         cmocka_unit_test(test_charset_bad_utf8_location),
+        cmocka_unit_test(test_charset_bad_byte_after_stray_cr),
         cmocka_unit_test(test_null_distinct_from_empty),
         cmocka_unit_test(test_null_field_nulls_its_components),
         cmocka_unit_test(test_zsegment_kept),
@@ -1363,11 +1480,13 @@ main(void)
         cmocka_unit_test(test_malformed_arena_exhausted),
         cmocka_unit_test(test_batch_split_and_counts),
         cmocka_unit_test(test_batch_errors),
+        cmocka_unit_test(test_batch_stray_terminator_is_data),
         cmocka_unit_test(test_ack_original_mode),
         cmocka_unit_test(test_ack_enhanced_mode),
         cmocka_unit_test(test_ack_wanted_table),
         cmocka_unit_test(test_ack_from_partial_msh),
         cmocka_unit_test(test_ack_charset_of_text),
+        cmocka_unit_test(test_ack_utf8_charset_names),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
