@@ -36,6 +36,7 @@
 #define BACKOFF_MIN_MS 100
 #define STABLE_MS 1000  /* up this long: a break reconnects at once */
 #define MAX_PARAMS 65535 /* protocol limit on bind parameters */
+#define CLIENT_MESSAGES "-c client_min_messages=notice" /* see on_notice */
 
 static void conn_next(struct mg__store_conn *c);
 static void conn_fail(struct mg__store_conn *c, const char *why);
@@ -124,8 +125,11 @@ mg__store_check_call(struct mg_store *s, const char *stmt, const char *sql,
     *out = NULL;
     if (nparams < 0 || nparams > MAX_PARAMS || (nparams > 0 && !values))
         return MG_EINVAL;
+    /* Text parameters go as C strings (libpq ignores their lengths): a
+     * NUL inside a value would cut it short without a word. */
     for (int i = 0; lengths != NULL && i < nparams; i++)
-        if (lengths[i] < 0)
+        if (lengths[i] < 0 || (values[i] != NULL &&
+                               memchr(values[i], '\0', (size_t)lengths[i])))
             return MG_EINVAL;
     if (stmt == NULL)
         return sql != NULL ? MG_OK : MG_EINVAL;
@@ -1210,10 +1214,17 @@ copy_options(struct mg_store *s, const struct mg_store_options *o)
     s->keys[n] = "keepalives_interval", s->vals[n++] = "10";
     s->keys[n] = "keepalives_count", s->vals[n++] = "3";
     s->keys[n] = "tcp_user_timeout", s->vals[n++] = "30000";
+    /* A COMMIT is known to be in doubt only by the WARNING that comes with
+     * it (on_notice), which a database or role setting of
+     * client_min_messages = error would silently withhold: ask for the
+     * server default. Startup options win over those settings. */
+    if (o->statement_timeout_ms == 0)
+        s->keys[n] = "options", s->vals[n++] = CLIENT_MESSAGES;
     s->keys[n] = "dbname", s->vals[n++] = s->conninfo;
     if (o->statement_timeout_ms > 0) {
         snprintf(s->pg_options, sizeof(s->pg_options),
-                 "-c statement_timeout=%u", o->statement_timeout_ms);
+                 CLIENT_MESSAGES " -c statement_timeout=%u",
+                 o->statement_timeout_ms);
         s->keys[n] = "options", s->vals[n++] = s->pg_options;
     }
     s->keys[n] = NULL, s->vals[n] = NULL;

@@ -21,10 +21,11 @@
  * Parameters: statement parameters are sent in PostgreSQL text format.
  * values[i] is the text of parameter $i+1 (NULL for SQL NULL); when lengths
  * is not NULL it holds the byte length of each value, which then needs no
- * NUL terminator; when lengths is NULL every value is a C string. The pool
- * copies everything it is given, so callers may pass stack buffers and
- * reuse them as soon as the call returns. Values are never logged (they may
- * be PHI): logs name statements and SQLSTATEs only.
+ * NUL terminator (a value holding a NUL byte within its length is refused
+ * with MG_EINVAL: text cannot carry one); when lengths is NULL every value
+ * is a C string. The pool copies everything it is given, so callers may
+ * pass stack buffers and reuse them as soon as the call returns. Values are
+ * never logged (they may be PHI): logs name statements and SQLSTATEs only.
  *
  * Results: the PGresult passed to a result callback is owned by the pool and
  * valid only until the callback returns (it is PQclear'ed right after);
@@ -76,7 +77,12 @@ struct mg_store_options {
     unsigned queue_timeout_ms;     /* max wait in the queue; 0 = no limit */
     unsigned statement_timeout_ms; /* server statement_timeout; 0 = server
                                       default. Sent as the connection
-                                      "options", replacing any in conninfo */
+                                      "options", replacing any in conninfo;
+                                      with 0, options in conninfo win.
+                                      The options also set
+                                      client_min_messages=notice, so that
+                                      the WARNING of an in-doubt COMMIT
+                                      cannot be withheld */
     unsigned connect_timeout_ms;   /* per connection attempt; 0 = 10000 */
     unsigned reconnect_max_ms;     /* back-off cap; 0 = 30000 */
     const char *application_name;  /* NULL = "medgate"; conninfo wins */

@@ -130,7 +130,8 @@ struct mg_store {
     char *conninfo;                  /* owned copy */
     char *app_name;                  /* owned copy */
     char *schema_sql;                /* owned copy */
-    char pg_options[64];             /* "-c statement_timeout=N" or "" */
+    char pg_options[96];             /* "-c client_min_messages=notice
+                                        -c statement_timeout=N" or "" */
     const char *keys[10];            /* PQconnectStartParams arrays */
     const char *vals[10];
     struct mg__store_conn *conns;    /* owned, opts.pool_size of them */

@@ -870,6 +870,47 @@ test_store_commit_warning_in_doubt(void **state)
     fixture_close(&f);
 }
 
+/* The WARNING that makes a COMMIT in doubt must reach the pool even when
+ * the database (or role) raises client_min_messages: with "error" it was
+ * withheld, and a COMMIT whose synchronous-replication wait was cancelled
+ * was reported committed. Checked with and without a statement_timeout
+ * (the two ways the pool builds its connection options). */
+static void
+test_store_commit_warning_not_withheld(void **state)
+{
+    struct mg_store_options o = default_options();
+    struct mg_store_tx *tx;
+    struct fixture f;
+    struct result r;
+
+    (void)state;
+    admin_exec(db_name, "DROP TABLE IF EXISTS t_cmm");
+    admin_exec(db_name, "CREATE TABLE t_cmm (id int)");
+    admin_exec(db_name,
+               "CREATE OR REPLACE FUNCTION warn_commit_cmm() RETURNS trigger "
+               "LANGUAGE plpgsql AS $$ BEGIN "
+               "RAISE WARNING 'committed locally only'; RETURN NULL; END $$");
+    admin_exec(db_name, "CREATE CONSTRAINT TRIGGER t_cmm_commit AFTER INSERT "
+                        "ON t_cmm DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+                        "EXECUTE FUNCTION warn_commit_cmm()");
+    for (int pass = 0; pass < 2; pass++) {
+        o.statement_timeout_ms = pass ? 0 : 30000;
+        admin_execf("postgres",
+                    "ALTER DATABASE %s SET client_min_messages = error",
+                    db_name);
+        fixture_open_ready(&f, &o);
+        /* Sessions have it from their start: the setting may go now. */
+        admin_execf("postgres", "ALTER DATABASE %s RESET client_min_messages",
+                    db_name);
+        tx = begin_wait(&f);
+        tx_query_wait(&f, tx, "INSERT INTO t_cmm VALUES (1)", &r);
+        assert_int_equal(r.rc, MG_OK);
+        tx_end_wait(&f, tx, true, &r);
+        assert_int_equal(r.rc, MG_EINDOUBT);
+        fixture_close(&f);
+    }
+}
+
 static void
 on_prepare(uv_prepare_t *h)
 {
@@ -1159,6 +1200,41 @@ test_store_bad_arguments(void **state)
     fixture_close(&f);
 }
 
+/* A text parameter cannot hold a NUL byte, and libpq sends text values up
+ * to their first NUL whatever the lengths say: a value given with a length
+ * that spans a NUL was stored cut short, reported MG_OK. It is refused. */
+static void
+test_store_value_with_nul_refused(void **state)
+{
+    struct mg_store_options o = default_options();
+    const char raw[] = {'a', 'b', '\0', 'c', 'd'};
+    const char *v[1] = {raw};
+    const int len[1] = {5}, len2[1] = {2};
+    struct mg_store_tx *tx;
+    struct fixture f;
+    struct result r;
+
+    (void)state;
+    fixture_open_ready(&f, &o);
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(mg_store_query(f.store, NULL, "SELECT length($1)", 1, v,
+                                    len, on_result, &r),
+                     MG_EINVAL);
+    run_for(&f.loop, 50);
+    assert_false(r.done);
+    tx = begin_wait(&f);
+    assert_int_equal(mg_store_tx_query(tx, NULL, "SELECT length($1)", 1, v,
+                                       len, on_result, &r),
+                     MG_EINVAL);
+    tx_end_wait(&f, tx, false, &r);
+    assert_int_equal(r.rc, MG_OK);
+    /* A length that stops before the NUL is a whole value. */
+    query_wait(&f, NULL, "SELECT length($1)", 1, v, len2, &r);
+    assert_int_equal(r.rc, MG_OK);
+    assert_string_equal(r.value, "2");
+    fixture_close(&f);
+}
+
 static void
 test_store_unreachable_at_start(void **state)
 {
@@ -1266,6 +1342,7 @@ main(void)
         cmocka_unit_test(test_store_tx_connection_killed),
         cmocka_unit_test(test_store_commit_in_doubt),
         cmocka_unit_test(test_store_commit_warning_in_doubt),
+        cmocka_unit_test(test_store_commit_warning_not_withheld),
         cmocka_unit_test(test_store_database_refused_and_back),
         cmocka_unit_test(test_store_cluster_stop_and_start),
         cmocka_unit_test(test_store_schema_version),
@@ -1273,9 +1350,12 @@ main(void)
         cmocka_unit_test(test_store_close_cancels),
         cmocka_unit_test(test_store_metrics),
         cmocka_unit_test(test_store_bad_arguments),
+        cmocka_unit_test(test_store_value_with_nul_refused),
         cmocka_unit_test(test_store_unreachable_at_start),
         cmocka_unit_test(test_store_tcp_keepalive),
     };
 
+    if (getenv("CMOCKA_TEST_FILTER") != NULL) /* cmocka 1.x reads no env */
+        cmocka_set_test_filter(getenv("CMOCKA_TEST_FILTER"));
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
