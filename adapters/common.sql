@@ -321,12 +321,19 @@ END $$;
 -- order change must never be filed under the wrong person. The patient of
 -- the scan and the message's patient are the same record here (a merge
 -- moves the scans to the survivor, and an old MRN finds the survivor).
-CREATE OR REPLACE FUNCTION medgate_scan_same_patient(sid uuid, pid uuid)
+-- target is the mapping target the scan was found by, where the ERR points:
+-- scan.accession_number or scan.study_instance_uid.
+-- (It took two arguments before: that version goes, so nothing can call it.)
+DROP FUNCTION IF EXISTS medgate_scan_same_patient(uuid, uuid);
+CREATE OR REPLACE FUNCTION medgate_scan_same_patient(sid uuid, pid uuid,
+                                                     target text)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     IF EXISTS (SELECT 1 FROM scans WHERE id = sid AND patient_id <> pid) THEN
-        RAISE EXCEPTION 'the accession number names a study of another '
-                        'patient'
-            USING ERRCODE = 'MG204', DETAIL = 'scan.accession_number';
+        RAISE EXCEPTION '% names a study of another patient',
+                        CASE target WHEN 'scan.study_instance_uid'
+                             THEN 'the Study Instance UID'
+                             ELSE 'the accession number' END
+            USING ERRCODE = 'MG204', DETAIL = target;
     END IF;
 END $$;

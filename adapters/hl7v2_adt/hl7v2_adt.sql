@@ -22,6 +22,15 @@ END $$;
 -- (medgate_patient_find). A prior MRN nobody holds gets a retired record of
 -- its own, so those later messages land on the survivor too. Merging a
 -- record that is already merged into the survivor changes nothing.
+--
+-- A prior MRN merged earlier into someone else stands for that live
+-- record, as in every other message (medgate_patient_find): the sender
+-- says the two are one person, so that record is merged into the survivor
+-- with all it holds (A into B, then A into C: B into C). A second retired
+-- record of the MRN pointing elsewhere would split the person: later
+-- messages would go to the newest survivor and the old rows stay with the
+-- first. Every retired record points to a live one (a merge re-points what
+-- was merged into its prior), so the chain is one step and cannot loop.
 CREATE OR REPLACE FUNCTION medgate_patient_merge(org uuid, survivor uuid,
                                                  m jsonb, prior_ids jsonb)
 RETURNS void LANGUAGE plpgsql AS $$
@@ -43,9 +52,12 @@ BEGIN
                   DETAIL = 'merge.prior_medical_record_number';
     END IF;
     IF prior IS NULL THEN
-        IF medgate_patient_find(org, mrn) IS NOT DISTINCT FROM survivor THEN
+        prior := medgate_patient_find(org, mrn);
+        IF prior = survivor THEN
             RETURN; -- merged already: a repeat of this merge
         END IF;
+    END IF;
+    IF prior IS NULL THEN
         INSERT INTO patients (organization_id, medical_record_number,
                               last_name, merged_into, merged_at, is_active,
                               source)

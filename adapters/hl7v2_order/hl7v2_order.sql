@@ -1,7 +1,8 @@
 -- hl7v2.order: imaging orders (ORM^O01, OMI^O23). The patient is created or
 -- updated as for ADT. ORC-1 says what to do with the scan, found by
 -- accession number: NW creates it with its worklist entry (a NW for an
--- accession already known updates it), XO and SC change it, CA/DC/OC
+-- accession already known updates it, and so does a NW for a study a
+-- result created without an accession), XO and SC change it, CA/DC/OC
 -- cancel it and its worklist entry. A change or cancel for an accession
 -- nobody ordered is refused (MG204: AE 204 at the accession's field), and
 -- so is a cancel of a reported study (MG102 at ORC-1).
@@ -14,6 +15,7 @@ DECLARE
                                       '{ordered_at,scheduled_at}');
     ctl text := upper(coalesce(input->'order'->>'control', ''));
     acc text := s->>'accession_number';
+    uid text := NULLIF(s->>'study_instance_uid', '');
     pid uuid;
     sid uuid;
     prio text;
@@ -29,6 +31,23 @@ BEGIN
     SELECT t.id, t.status INTO sid, was FROM scans t
      WHERE t.organization_id = org AND t.accession_number = acc
      ORDER BY t.created_at DESC LIMIT 1;
+    -- A result that named only its study (the UID, no accession) may have
+    -- come first and created the scan (medgate_adapter_hl7v2_result). The
+    -- order is for that study: it gives the scan its accession, then goes
+    -- on as a NW for a known accession. Inserting a scan instead would
+    -- break the unique study UID (AE 207), and the order would never
+    -- reach the study. A scan of the UID with another accession is another
+    -- order's: not taken (the insert below answers AE 207, as documented).
+    IF sid IS NULL AND ctl = 'NW' AND uid IS NOT NULL THEN
+        SELECT t.id, t.status INTO sid, was FROM scans t
+         WHERE t.organization_id = org AND t.study_instance_uid = uid
+           AND t.accession_number IS NULL;
+        IF sid IS NOT NULL THEN
+            PERFORM medgate_scan_same_patient(sid, pid,
+                                              'scan.study_instance_uid');
+            UPDATE scans SET accession_number = acc WHERE id = sid;
+        END IF;
+    END IF;
     IF sid IS NULL AND ctl <> 'NW' THEN
         RAISE EXCEPTION 'order control %: no order with accession number % '
                         'is known', ctl, acc
@@ -38,7 +57,7 @@ BEGIN
         PERFORM medgate_scans_order(ARRAY[org], ARRAY[pid], ARRAY[s]);
         RETURN;
     END IF;
-    PERFORM medgate_scan_same_patient(sid, pid);
+    PERFORM medgate_scan_same_patient(sid, pid, 'scan.accession_number');
     -- A study with a report was done: a cancel for it contradicts what
     -- the department recorded, and is for the sender to sort out.
     IF was = 'reported' AND medgate_order_status(was, ctl,
@@ -82,6 +101,20 @@ BEGIN
         INSERT INTO scan_queue (organization_id, scan_id, priority_score)
         VALUES (org, sid, CASE prio WHEN 'stat' THEN 4 WHEN 'asap' THEN 3
                                     WHEN 'urgent' THEN 2 ELSE 1 END);
+    -- A scan that a result created has no worklist entry: its order gets
+    -- the one it would have had, had it come first -- waiting, or
+    -- completed when the study is reported already (as the final report
+    -- leaves it). The scan's status stays: the study was done.
+    ELSIF ctl = 'NW' AND st <> 'entered_in_error'
+          AND NOT EXISTS (SELECT 1 FROM scan_queue q
+                           WHERE q.organization_id = org
+                             AND q.scan_id = sid) THEN
+        INSERT INTO scan_queue (organization_id, scan_id, priority_score,
+                                status, completed_at)
+        VALUES (org, sid, CASE prio WHEN 'stat' THEN 4 WHEN 'asap' THEN 3
+                                    WHEN 'urgent' THEN 2 ELSE 1 END,
+                CASE WHEN st = 'reported' THEN 'completed' ELSE 'waiting' END,
+                CASE WHEN st = 'reported' THEN now() END);
     END IF;
 END $$;
 
@@ -145,10 +178,12 @@ END $$;
 
 -- The set-based side (adapter.h, "batch"): of the messages given, writes
 -- the plain new orders together -- ORC-1 NW with an accession number that
--- no scan has yet, for a patient medgate_patient_plain accepts -- and
--- returns their positions; the others are left to the per-message
--- function. The intake only passes messages that share no patient, study
--- or identifier with any other message of their commit.
+-- no scan has yet and no Study Instance UID a scan has (a result may have
+-- created the study: the per-message function fills that scan in), for a
+-- patient medgate_patient_plain accepts -- and returns their positions;
+-- the others are left to the per-message function. The intake only passes
+-- messages that share no patient, study or identifier with any other
+-- message of their commit.
 CREATE OR REPLACE FUNCTION medgate_adapter_hl7v2_order_batch(orgs uuid[],
                                                              message_ids uuid[],
                                                              inputs jsonb[])
@@ -159,14 +194,19 @@ DECLARE
 BEGIN
     SELECT array_agg(k ORDER BY k) INTO sel
       FROM generate_subscripts(inputs, 1) AS k,
-           LATERAL (SELECT inputs[k]->'scan'->>'accession_number') a(acc)
+           LATERAL (SELECT inputs[k]->'scan'->>'accession_number',
+                           inputs[k]->'scan'->>'study_instance_uid')
+               AS a(acc, uid)
      WHERE upper(inputs[k]->'order'->>'control') = 'NW'
        AND coalesce(a.acc, '') <> ''
        AND medgate_patient_plain(orgs[k],
                                  inputs[k]->'patient'->>'medical_record_number')
        AND NOT EXISTS (SELECT 1 FROM scans t
                         WHERE t.organization_id = orgs[k]
-                          AND t.accession_number = a.acc);
+                          AND t.accession_number = a.acc)
+       AND NOT EXISTS (SELECT 1 FROM scans t
+                        WHERE t.organization_id = orgs[k]
+                          AND t.study_instance_uid = a.uid);
     IF sel IS NULL THEN
         RETURN '{}';
     END IF;

@@ -2,7 +2,8 @@
 -- scan found by accession number, else by Study Instance UID; a result for
 -- a study nobody ordered here creates that scan, so no report is lost. The
 -- report is matched by its external id (OBR-3, else the accession), so a
--- corrected or final report replaces the preliminary one. OBX ED
+-- corrected or final report replaces the preliminary one; one of another
+-- patient is refused (MG204), like a study of another patient. OBX ED
 -- attachments are kept as data: URIs in scan_files (with size and SHA-256),
 -- RP references as their URI. A final, amended or corrected report marks
 -- the scan reported and completes its worklist entry.
@@ -18,6 +19,7 @@ DECLARE
     uid text := NULLIF(s->>'study_instance_uid', '');
     pid uuid;
     sid uuid;
+    found_by text := 'scan.accession_number';
     done boolean;
 BEGIN
     pid := medgate_patient_upsert(org, input->'patient',
@@ -36,6 +38,7 @@ BEGIN
         SELECT t.id INTO sid FROM scans t
          WHERE t.organization_id = org AND t.study_instance_uid = uid
          ORDER BY t.created_at DESC LIMIT 1;
+        found_by := 'scan.study_instance_uid';
     END IF;
     IF sid IS NULL THEN
         INSERT INTO scans (organization_id, patient_id, accession_number,
@@ -45,7 +48,7 @@ BEGIN
                 s->>'filler_order_number', 'completed', 'hl7v2')
         RETURNING id INTO sid;
     ELSE
-        PERFORM medgate_scan_same_patient(sid, pid);
+        PERFORM medgate_scan_same_patient(sid, pid, found_by);
         UPDATE scans SET study_instance_uid = coalesce(study_instance_uid, uid),
                updated_at = now()
          WHERE id = sid AND study_instance_uid IS NULL AND uid IS NOT NULL;
@@ -67,9 +70,14 @@ BEGIN
 END $$;
 
 -- Writes the report with its external id (OBR-3, else the accession, else
--- the Study Instance UID). A new version of a known report is applied like
--- every patch: a column the message maps is replaced (null clears it), one
--- it does not carry is kept -- so a PDF-only follow-up keeps the text. A
+-- the Study Instance UID) for the scan sid. A new version of a known report
+-- is applied like every patch: a column the message maps is replaced (null
+-- clears it), one it does not carry is kept -- so a PDF-only follow-up
+-- keeps the text. It may move the report to another scan of the same
+-- patient (a version sent with the right accession after a wrong one), but
+-- a known report of another patient is refused (MG204), whatever the
+-- version: the external id is only the sender's number, and a reused or
+-- mistyped one must not file one person's report under another. A
 -- registered or preliminary version never replaces a final, amended or
 -- corrected one: it is a late or resent earlier version. The signing
 -- radiologist is linked when a user here has the id the sender gave
@@ -80,15 +88,34 @@ CREATE OR REPLACE FUNCTION medgate_report_upsert(org uuid, sid uuid,
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     radiologist uuid;
+    owner uuid;
+    was text;
     p jsonb := r - 'reporting_radiologist_id' - 'external_id';
 BEGIN
+    -- Locked, so that no concurrent version moves the report between this
+    -- check and the update below (a concurrent insert comes back here).
+    SELECT o.patient_id, t.report_status INTO owner, was
+      FROM reports t JOIN scans o ON o.id = t.scan_id
+     WHERE t.organization_id = org AND t.external_id = ext
+       FOR UPDATE OF t;
+    IF owner <> (SELECT s.patient_id FROM scans s WHERE s.id = sid) THEN
+        -- The ERR points at the field the external id came from: OBR-3
+        -- (report.external_id), else the accession or the study UID, which
+        -- the scan sid was found by or made with.
+        RAISE EXCEPTION 'the report''s id names a report of another patient'
+            USING ERRCODE = 'MG204',
+                  DETAIL = CASE
+                      WHEN r->>'external_id' IS NOT NULL
+                          THEN 'report.external_id'
+                      WHEN EXISTS (SELECT 1 FROM scans s WHERE s.id = sid
+                                     AND s.study_instance_uid = ext)
+                          THEN 'scan.study_instance_uid'
+                      ELSE 'scan.accession_number' END;
+    END IF;
     IF r ? 'report_status'
        AND coalesce(r->>'report_status', 'registered') IN ('registered',
                                                           'preliminary')
-       AND EXISTS (SELECT 1 FROM reports t
-                    WHERE t.organization_id = org AND t.external_id = ext
-                      AND t.report_status IN ('final', 'amended',
-                                              'corrected')) THEN
+       AND was IN ('final', 'amended', 'corrected') THEN
         RETURN;
     END IF;
     IF NULLIF(r->>'reporting_radiologist_id', '') IS NOT NULL THEN

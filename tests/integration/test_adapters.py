@@ -212,6 +212,42 @@ class OrderAdapterTest(GatewayTest):
                          [["cancelled", "cancelled"]])
         self.assertEqual(h.scalar(self.db, "SELECT status FROM hl7_messages WHERE control_id = 'RP-1'"), "received")
 
+    def test_new_order_attaches_to_the_scan_a_uid_only_result_created(self):
+        # A preliminary result naming only the study (OBX 113014, no
+        # accession, no OBR-3) came first and created the scan; the order
+        # with its accession and the same UID (ZDS-1) then fills that scan
+        # in and puts it on the worklist, instead of AE 207.
+        uid_only = lambda cid, uid, status: oru(cid, "", status=status, uid=uid).replace(b"|FL9^RIS|", b"||")
+        order = lambda cid, uid, acc="ACC9", mrn="MRN9": (ORM.format(cid=cid, ctl="NW").replace(
+            "ACC9", acc).replace("MRN9", mrn) + "ZDS|%s^^RIS^DICOM\r" % uid).encode()
+        self.assertEqual(self.send(uid_only("UO-1", "1.2.3.9", "P")), "AA")
+        self.assertEqual(self.send(order("UO-2", "1.2.3.9")), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT s.accession_number, s.study_instance_uid, s.procedure_code, "
+                                "s.priority, s.status, q.status FROM scans s JOIN scan_queue q ON q.scan_id = s.id"),
+                         [["ACC9", "1.2.3.9", "71046", "stat", "completed", "waiting"]])
+        # The final report by accession: the same scan, its entry completed.
+        self.assertEqual(self.send(oru("UO-3", "ACC9")), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT s.status, q.status, count(r.id) FROM scans s "
+                                "JOIN scan_queue q ON q.scan_id = s.id JOIN reports r ON r.scan_id = s.id "
+                                "GROUP BY 1, 2"), [["reported", "completed", "2"]])
+        # A study reported before its order: its entry is a completed one.
+        self.assertEqual(self.send(uid_only("UO-4", "1.2.3.8", "F")), "AA")
+        self.assertEqual(self.send(order("UO-5", "1.2.3.8", acc="ACC8")), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT s.status, q.status, q.completed_at IS NOT NULL FROM scans s "
+                                "JOIN scan_queue q ON q.scan_id = s.id WHERE s.accession_number = 'ACC8'"),
+                         [["reported", "completed", "t"]])
+        # Another patient's order for that study: AE 204 at the UID's field.
+        self.assertEqual(self.send(uid_only("UO-6", "1.2.3.7", "P")), "AA")
+        seg = segments(mllp_exchange(self.gw.mllp_port, order("UO-7", "1.2.3.7", acc="ACC7", mrn="MRN7")))
+        self.assertEqual(seg["MSA"][1], "AE")
+        self.assertTrue(seg["ERR"][3].startswith("204^"), seg["ERR"])
+        self.assertTrue(seg["ERR"][2].startswith("ZDS^1^1"), seg["ERR"])
+        self.assertIn("another patient", seg["ERR"][8])
+        self.assertEqual(h.psql(self.db, "SELECT coalesce(accession_number, '-'), p.medical_record_number "
+                                "FROM scans s JOIN patients p ON p.id = s.patient_id "
+                                "WHERE study_instance_uid = '1.2.3.7'"), [["-", "MRN9"]])
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM scans"), "3")
+
     def test_change_or_cancel_of_unknown_accession_is_ae_204(self):
         for cid, ctl in (("U-1", "CA"), ("U-2", "XO")):
             seg = segments(mllp_exchange(self.gw.mllp_port, ORM.format(cid=cid, ctl=ctl).encode()))
@@ -281,6 +317,61 @@ class MergeTest(GatewayTest):
         # The same A40 again (a new control id) changes nothing.
         self.assertEqual(self.send(a40.replace("|M-5|", "|M-8|").encode()), "AA")
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients"), "2")
+
+    def a40(self, cid, survivor, prior):
+        msg = adt(cid, ev="A40", mrn=survivor, ssn="9" + survivor).decode() + "MRG|%s^^^HOSP^MR\r" % prior
+        return self.send(msg.encode())
+
+    def scans_of(self, mrn):
+        return h.psql(self.db, "SELECT s.accession_number FROM scans s JOIN patients p ON p.id = s.patient_id "
+                      "WHERE p.medical_record_number = :'p1' AND p.merged_into IS NULL ORDER BY 1", mrn)
+
+    def test_merge_chain_lands_everything_on_the_last_survivor(self):
+        # A into B, then B into C: A's and B's rows are C's, and A's MRN
+        # leads to C.
+        for mrn in ("CHA", "CHB", "CHC"):
+            self.assertEqual(self.send(order_for("C-" + mrn, mrn, "ACC-" + mrn)), "AA")
+        self.assertEqual(self.a40("C-1", "CHB", "CHA"), "AA")
+        self.assertEqual(self.a40("C-2", "CHC", "CHB"), "AA")
+        self.assertEqual(self.scans_of("CHC"), [["ACC-CHA"], ["ACC-CHB"], ["ACC-CHC"]])
+        self.assertEqual(self.send(order_for("C-3", "CHA", "ACC-LATE")), "AA")
+        self.assertEqual(self.scans_of("CHC")[-1], ["ACC-LATE"])
+        self.assertEqual(h.psql(self.db, "SELECT medical_record_number, merged_into IS NULL FROM patients "
+                                "ORDER BY 1"), [["CHA", "f"], ["CHB", "f"], ["CHC", "t"]])
+
+    def test_merge_of_an_mrn_merged_into_someone_else_follows_the_chain(self):
+        # A into B, then an A40 that merges A (retired, now B) into C: B is
+        # the record A stands for, so B is merged into C with everything it
+        # holds; no second retired record of A is made.
+        for mrn in ("MA", "MB", "MC"):
+            self.assertEqual(self.send(order_for("X-" + mrn, mrn, "ACC-" + mrn)), "AA")
+        self.assertEqual(self.a40("X-1", "MB", "MA"), "AA")
+        self.assertEqual(self.a40("X-2", "MC", "MA"), "AA")
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients WHERE medical_record_number = 'MA'"),
+                         "1")
+        self.assertEqual(self.scans_of("MC"), [["ACC-MA"], ["ACC-MB"], ["ACC-MC"]])
+        c = h.scalar(self.db, "SELECT id FROM patients WHERE medical_record_number = 'MC'")
+        self.assertEqual(h.psql(self.db, "SELECT medical_record_number, merged_into = :'p1', is_active "
+                                "FROM patients WHERE medical_record_number <> 'MC' ORDER BY 1", c),
+                         [["MA", "t", "f"], ["MB", "t", "f"]])
+        self.assertEqual(h.psql(self.db, "SELECT value, use FROM patient_identifiers WHERE patient_id = :'p1' "
+                                "AND value LIKE 'M%' ORDER BY 1", c),
+                         [["MA", "old"], ["MB", "old"], ["MC", "usual"]])
+        # Later messages for A and for B land on C.
+        self.assertEqual(self.send(order_for("X-3", "MA", "ACC-A2")), "AA")
+        self.assertEqual(self.send(order_for("X-4", "MB", "ACC-B2")), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT DISTINCT patient_id FROM scans"), [[c]])
+        # The same A40 again, and B into C (done by the chain): AA, nothing new.
+        self.assertEqual(self.a40("X-5", "MC", "MA"), "AA")
+        self.assertEqual(self.a40("X-6", "MC", "MB"), "AA")
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients"), "3")
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients WHERE merged_into IS NULL"), "1")
+        # Merging C back into A (which is C) would make a loop: refused.
+        seg = segments(mllp_exchange(self.gw.mllp_port, (adt("X-7", ev="A40", mrn="MA").decode()
+                                                         + "MRG|MC^^^HOSP^MR\r").encode()))
+        self.assertEqual(seg["MSA"][1], "AE")
+        self.assertTrue(seg["ERR"][3].startswith("102^"), seg["ERR"])
+        self.assertTrue(seg["ERR"][2].startswith("MRG^1^1"), seg["ERR"])
 
     def test_merge_of_an_unknown_mrn_still_redirects_it(self):
         self.assertEqual(self.send(adt("N-1", mrn="KEEP2")), "AA")
@@ -419,6 +510,30 @@ class ResultAdapterTest(GatewayTest):
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM reports"), "0")
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients WHERE medical_record_number = 'MRN7'"), "0")
 
+    def test_result_naming_another_patients_report_is_refused(self):
+        # MRN9's final report has the filler number FL9 (OBR-3). A result
+        # for MRN7's study that names FL9 too (a reused or mistyped number)
+        # must not move MRN9's report to MRN7: AE 204 at OBR-3, as for a
+        # study of another patient, whatever the status of the new version.
+        self.assertEqual(self.send(oru("RX-1", "ACC9")), "AA")
+        mine = h.psql(self.db, "SELECT r.id, r.scan_id, r.findings_text FROM reports r")
+        for cid, status in (("RX-2", "F"), ("RX-3", "P")):
+            other = oru(cid, "ACC7", status=status, text=("Someone else.",)).replace(
+                b"MRN9^^^HOSP^MR||Roe^Richard", b"MRN7^^^HOSP^MR||Poe^Edgar")
+            seg = segments(mllp_exchange(self.gw.mllp_port, other))
+            self.assertEqual(seg["MSA"][1], "AE", cid)
+            self.assertTrue(seg["ERR"][3].startswith("204^"), seg["ERR"])
+            self.assertTrue(seg["ERR"][2].startswith("OBR^1^3^1"), seg["ERR"])  # where FL9 was read
+            self.assertIn("another patient", seg["ERR"][8])
+        self.assertEqual(h.psql(self.db, "SELECT r.id, r.scan_id, r.findings_text FROM reports r"), mine)
+        self.assertEqual(h.psql(self.db, "SELECT s.accession_number, p.medical_record_number FROM scans s "
+                                "JOIN patients p ON p.id = s.patient_id"), [["ACC9", "MRN9"]])
+        # The same patient may still send the next version for another of
+        # its studies (the report follows, as before).
+        self.assertEqual(self.send(oru("RX-4", "ACC8", status="C")), "AA")
+        self.assertEqual(h.scalar(self.db, "SELECT s.accession_number FROM reports r "
+                                  "JOIN scans s ON s.id = r.scan_id"), "ACC8")
+
     def test_bad_attachment_is_ae_naming_the_obx(self):
         msg = oru("R-7", "ACC9", pdf=b"x").replace(b"^Base64^eA==", b"^Base64^***")
         seg = segments(mllp_exchange(self.gw.mllp_port, msg))
@@ -535,6 +650,28 @@ class BatchFunctionTest(unittest.TestCase):
                          [["KNOWN"], ["NEW-1"], ["OLD-P"]])
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients WHERE medical_record_number "
                                   "IN ('NEW-2', 'NEW-3', 'NEW-5')"), "0")
+
+    def test_order_batch_leaves_a_new_order_for_a_known_study_uid(self):
+        # A result naming only its study UID created the scan: a new order
+        # for that UID is not "plain" (it fills in that scan, one by one),
+        # and the set-based path must not try to insert a second scan.
+        h.psql(self.db, "SELECT medgate_adapter_hl7v2_result(:'p1', gen_random_uuid(), :'p2'::jsonb)", ORG,
+               json.dumps({"message": {"type": "ORU", "trigger": "R01"},
+                           "patient": {"medical_record_number": "UIDP"},
+                           "scan": {"study_instance_uid": "1.2.840.5"},
+                           "report": {"report_status": "preliminary"}}))
+        uid_order = json.loads(order_input("UIDP", "ACC-U"))
+        uid_order["scan"]["study_instance_uid"] = "1.2.840.5"
+        uid_order = json.dumps(uid_order)
+        got = self.call("medgate_adapter_hl7v2_order_batch", uid_order, order_input("PLAIN", "ACC-P"))
+        self.assertEqual(got, "{2}")
+        h.psql(self.db, "SELECT medgate_adapter_hl7v2_order(:'p1', gen_random_uuid(), :'p2'::jsonb)",
+               ORG, uid_order)
+        self.assertEqual(h.psql(self.db, "SELECT s.accession_number, coalesce(s.study_instance_uid, '-'), "
+                                "p.medical_record_number, q.status FROM scans s "
+                                "JOIN patients p ON p.id = s.patient_id JOIN scan_queue q ON q.scan_id = s.id "
+                                "ORDER BY 1"),
+                         [["ACC-P", "-", "PLAIN", "waiting"], ["ACC-U", "1.2.840.5", "UIDP", "waiting"]])
 
     def test_adt_batch_leaves_merges_and_missing_mrns(self):
         h.psql(self.db, "SELECT medgate_adapter_hl7v2_adt(:'p1', gen_random_uuid(), :'p2'::jsonb)",
