@@ -147,6 +147,40 @@ mg_adapter_input(const struct mg_mapping_result *res,
     return in;
 }
 
+int
+mg_adapter_map(const struct mg_adapter *ad,
+               const struct mg_mapping_route *route,
+               const struct mg_hl7v2_msg *msg, struct mg_arena *arena,
+               json_t **out, struct mg_diag *diag)
+{
+    struct mg_mapping_part *parts;
+    struct mg_mapping_result res;
+    json_t *all = NULL, *one;
+    size_t n;
+    int rc = mg_mapping_split(route, msg, arena, &parts, &n, diag);
+
+    if (rc == MG_OK && n > 1 && (all = json_array()) == NULL)
+        rc = MG_ENOMEM;
+    for (size_t k = 0; rc == MG_OK && k < n; k++) {
+        rc = mg_mapping_apply_part(route, msg, &parts[k], arena, &res, diag);
+        if (rc != MG_OK)
+            break;
+        one = ad->to_internal(&res, &msg->hdr);
+        if (one == NULL)
+            rc = MG_ENOMEM;
+        else if (n == 1)
+            all = one;
+        else if (json_array_append_new(all, one) != 0)
+            rc = MG_ENOMEM;
+    }
+    if (rc != MG_OK) {
+        json_decref(all);
+        return rc;
+    }
+    *out = all;
+    return MG_OK;
+}
+
 /* FNV-1a over a class letter and the value: which record kind, which key. */
 static uint64_t
 key_fingerprint(char kind, const char *v)
@@ -186,6 +220,12 @@ mg_adapter_input_keys(const json_t *in, uint64_t *keys, size_t max)
     size_t n = 0, i;
     const json_t *item;
 
+    if (json_is_array(in)) { /* the parts of a split message */
+        json_array_foreach(in, i, item)
+            n += mg_adapter_input_keys(item, keys + MG_MIN(n, max),
+                                       max - MG_MIN(n, max));
+        return n;
+    }
     for (i = 0; i < sizeof(named) / sizeof(named[0]); i++)
         add_key(keys, max, &n, named[i].kind,
                 json_object_get(json_object_get(in, named[i].object),
@@ -354,13 +394,26 @@ append_cases(struct mg_buf *b, const char *verb, const char *call,
 static int
 dispatch_one_sql(struct mg_buf *b)
 {
+    /* A split message (mg_adapter_map) is an array: each part goes to
+     * the adapter in turn, all in this one subtransaction, and a refusal
+     * names its part ("part[2]:scan.accession_number"). */
     int rc = mg_buf_appendz(b,
         "CREATE OR REPLACE FUNCTION medgate_adapt(adapter text, org uuid,"
         " message_id uuid, input jsonb, OUT err_state text,"
         " OUT err_text text, OUT err_target text)"
-        " LANGUAGE plpgsql AS $medgate$\nDECLARE tbl text; con text;\n"
-        "BEGIN\n  CASE adapter\n");
+        " LANGUAGE plpgsql AS $medgate$\nDECLARE tbl text; con text;"
+        " part jsonb; k integer := 0;\n"
+        "BEGIN\n  IF jsonb_typeof(input) = 'array' THEN\n"
+        "  FOR part IN SELECT jsonb_array_elements(input) LOOP\n"
+        "  k := k + 1;\n  CASE adapter\n");
 
+    if (rc == MG_OK)
+        rc = append_cases(b, "PERFORM", "(org, message_id, part)", false);
+    if (rc == MG_OK)
+        rc = mg_buf_appendz(b,
+            "  ELSE RAISE EXCEPTION 'no adapter is called %', adapter"
+            " USING ERRCODE = 'MG000';\n  END CASE;\n  END LOOP;\n"
+            "  RETURN;\n  END IF;\n  CASE adapter\n");
     if (rc == MG_OK)
         rc = append_cases(b, "PERFORM", "(org, message_id, input)", false);
     if (rc == MG_OK)
@@ -381,6 +434,8 @@ dispatch_one_sql(struct mg_buf *b)
             " WHEN 'scans' THEN 'scan' WHEN 'reports' THEN 'report' END"
             " || '.' || substr(con, length(tbl) + 2,"
             " length(con) - length(tbl) - 7); END IF;\n"
+            "  IF k > 0 AND err_target IS NOT NULL"
+            " THEN err_target := 'part[' || k || ']:' || err_target; END IF;\n"
             "END $medgate$;\n");
     return rc;
 }

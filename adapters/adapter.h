@@ -80,7 +80,20 @@ MG_MUST_CHECK int mg_adapters_load_set(const char *dir,
 json_t *mg_adapter_input(const struct mg_mapping_result *res,
                          const struct mg_hl7v2_header *hdr);
 
-/* The records an input document names, as 64-bit fingerprints: the
+/* The input document of adapter ad for msg under route: ad->to_internal()
+ * of the mapped values, or, when the route cuts the message into several
+ * parts (mg_mapping_split: several orders in one message), a JSON array of
+ * one such document per part, in message order. The adapter's SQL gets
+ * each part in turn (medgate_adapt), all in one subtransaction. MG_OK with
+ * *out (the caller decrefs it); MG_EMAPPING with *diag (may be NULL) as
+ * mg_mapping_apply() sets it; MG_ENOMEM. */
+MG_MUST_CHECK int mg_adapter_map(const struct mg_adapter *ad,
+                                 const struct mg_mapping_route *route,
+                                 const struct mg_hl7v2_msg *msg,
+                                 struct mg_arena *arena, json_t **out,
+                                 struct mg_diag *diag);
+
+/* The records an input document names (of every part, for an array), as 64-bit fingerprints: the
  * patient's medical record number, a merge's prior one, every patient
  * identifier, the scan's accession number and Study Instance UID. Writes
  * at most max into keys and returns how many there are (more than max

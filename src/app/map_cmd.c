@@ -36,26 +36,15 @@ struct dry_run {
  * the database would assign an id (valid FHIR ids, so the output can go to
  * a validator as it is) and the mapped values where it would store them. */
 static void
-print_fhir(const struct dry_run *dr, const struct mg_hl7v2_msg *msg,
-           struct mg_arena *arena)
+print_fhir_of(json_t *in)
 {
     static const char *const kinds[][3] = {
         {"patient", "fhir.patient", "new-patient"},
         {"scan", "fhir.imaging_study", "new-scan"},
         {"report", "fhir.diagnostic_report", "new-report"}};
-    const struct mg_mapping_route *route;
-    struct mg_mapping_result res;
-    json_t *in, *ids;
+    json_t *ids = json_object_get(in, "patient_identifiers");
     struct mg_buf out;
 
-    if (mg_mapping_route_find(dr->set, &msg->hdr, dr->listener, &route) !=
-            MG_OK ||
-        mg_mapping_apply(route, msg, arena, &res, NULL) != MG_OK)
-        return;
-    in = mg_adapter_input(&res, &msg->hdr);
-    if (in == NULL)
-        return;
-    ids = json_object_get(in, "patient_identifiers");
     if (ids != NULL)
         json_object_set(in, "identifiers", ids);
     mg_buf_init(&out, 0);
@@ -73,6 +62,31 @@ print_fhir(const struct dry_run *dr, const struct mg_hl7v2_msg *msg,
             printf("fhir %s: %.*s\n", kinds[i][1] + 5, (int)out.len, out.ptr);
     }
     mg_buf_dispose(&out);
+}
+
+/* The FHIR resources the mapped rows would be: the outbound adapters run on
+ * the adapter input (of each part, for a message the route splits), with
+ * "new-patient", "new-scan" and "new-report" where the database would
+ * assign an id (valid FHIR ids, so the output can go to a validator as it
+ * is) and the mapped values where it would store them. */
+static void
+print_fhir(const struct dry_run *dr, const struct mg_hl7v2_msg *msg,
+           struct mg_arena *arena)
+{
+    const struct mg_mapping_route *route;
+    const struct mg_adapter *ad;
+    json_t *in, *part;
+    size_t i;
+
+    if (mg_mapping_route_find(dr->set, &msg->hdr, dr->listener, &route) !=
+            MG_OK ||
+        (ad = mg_adapter_find(mg_mapping_route_adapter(route))) == NULL ||
+        mg_adapter_map(ad, route, msg, arena, &in, NULL) != MG_OK)
+        return;
+    if (!json_is_array(in))
+        print_fhir_of(in);
+    json_array_foreach(in, i, part)
+        print_fhir_of(part);
     json_decref(in);
 }
 

@@ -206,7 +206,9 @@ mark_fast(struct mg__intake_item *list)
     for (struct mg__intake_item *it = list; it; it = it->next) {
         overflow |= it->nkeys > MG__INTAKE_MAX_KEYS;
         total += MG_MIN(it->nkeys, (size_t)MG__INTAKE_MAX_KEYS);
-        it->col[COL_FAST] = it->col[COL_ADAPTER] != NULL ? "t" : "f";
+        /* The batch functions take one document a message, not parts. */
+        it->col[COL_FAST] = it->col[COL_ADAPTER] != NULL && !it->parts
+                                ? "t" : "f";
     }
     if (overflow || list->next == NULL) { /* one message: nothing to share */
         for (struct mg__intake_item *it = list; it; it = it->next)

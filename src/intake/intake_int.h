@@ -75,6 +75,7 @@ struct mg__intake_item {
     enum mg__intake_outcome outcome;
     uint64_t keys[MG__INTAKE_MAX_KEYS]; /* the records its adapter writes */
     size_t nkeys;                       /* may exceed MG__INTAKE_MAX_KEYS */
+    bool parts; /* its input is an array: one document per part */
     /* What the batch statement said, kept until its COMMIT: */
     bool retry;            /* not inserted: retry in the next batch */
     const char *ack;       /* the ACK to send (arena), NULL for none */

@@ -138,19 +138,17 @@ struct verdict {
 };
 
 /* The adapter's input document as compact JSON in the item's arena, and
- * the fingerprints of the records it names. */
+ * the fingerprints of the records it names. Takes in. */
 static const char *
-adapter_input(struct mg__intake_item *it, const struct mg_adapter *ad,
-              const struct mg_mapping_result *res,
-              const struct mg_hl7v2_header *hdr)
+adapter_input(struct mg__intake_item *it, json_t *in)
 {
-    json_t *in = ad->to_internal(res, hdr);
     const char *out = NULL;
-    char *text = in ? json_dumps(in, JSON_COMPACT) : NULL;
+    char *text = json_dumps(in, JSON_COMPACT);
 
     if (text != NULL) {
         out = mg_arena_strndup(&it->arena, text, strlen(text));
         it->nkeys = mg_adapter_input_keys(in, it->keys, MG__INTAKE_MAX_KEYS);
+        it->parts = json_is_array(in);
     }
     free(text);
     json_decref(in);
@@ -167,7 +165,7 @@ map_stage(struct mg__intake_item *it, const struct mg_conf_listener *li,
 {
     const struct mg_mapping_route *route;
     const struct mg_adapter *ad;
-    struct mg_mapping_result result;
+    json_t *in;
 
     if (mappings == NULL)
         return; /* storage only (no mapping folder configured) */
@@ -182,13 +180,6 @@ map_stage(struct mg__intake_item *it, const struct mg_conf_listener *li,
         return;
     }
     mg_diag_clear(&v->diag);
-    if (mg_mapping_apply(route, v->msg, &it->arena, &result, &v->diag) !=
-        MG_OK) {
-        if (v->diag.code == 0)
-            mg_diag_set(&v->diag, MG_HL7_ERR_INTERNAL, "mapping failed");
-        v->outcome = MG__INTAKE_FAILED;
-        return;
-    }
     ad = mg_adapter_find(mg_mapping_route_adapter(route));
     if (ad == NULL) { /* the loader's check makes this a set never used */
         mg_diag_at(&v->diag, "MSH", 1, 9, 0);
@@ -197,8 +188,15 @@ map_stage(struct mg__intake_item *it, const struct mg_conf_listener *li,
         v->outcome = MG__INTAKE_FAILED;
         return;
     }
+    if (mg_adapter_map(ad, route, v->msg, &it->arena, &in, &v->diag) !=
+        MG_OK) {
+        if (v->diag.code == 0)
+            mg_diag_set(&v->diag, MG_HL7_ERR_INTERNAL, "mapping failed");
+        v->outcome = MG__INTAKE_FAILED;
+        return;
+    }
     v->adapter = ad->name;
-    v->input = adapter_input(it, ad, &result, &v->msg->hdr);
+    v->input = adapter_input(it, in);
     if (v->input == NULL) {
         mg_diag_set(&v->diag, MG_HL7_ERR_INTERNAL, "out of memory");
         v->outcome = MG__INTAKE_FAILED;
@@ -547,11 +545,17 @@ locate_target(struct mg__intake_item *it, const struct mg_mapping_set *set,
     struct mg_hl7v2_parse_opts opts = {0};
     const struct mg_mapping_route *route;
     const struct mg_mapping_value *v;
+    struct mg_mapping_part *parts;
     struct mg_mapping_result res;
     struct mg_hl7v2_msg *msg;
     struct mg_diag ignored;
+    size_t part = 1, nparts;
+    int used = 0;
 
     snprintf(d->path, sizeof(d->path), "%s", target);
+    /* "part[2]:scan.accession_number": a part of a split message. */
+    if (sscanf(target, "part[%zu]:%n", &part, &used) == 1 && used > 0)
+        target += used;
     sender = find_sender(li, mg_hl7v2_raw_comp(msh->field[3], &msh->delims, 1),
                          mg_hl7v2_raw_comp(msh->field[4], &msh->delims, 1));
     opts.default_charset = sender && sender->charset ? sender->charset
@@ -559,7 +563,11 @@ locate_target(struct mg__intake_item *it, const struct mg_mapping_set *set,
     if (set == NULL ||
         mg_hl7v2_parse(frame, &opts, &it->arena, &msg, &ignored) != MG_OK ||
         mg_mapping_route_find(set, &msg->hdr, li->name, &route) != MG_OK ||
-        mg_mapping_apply(route, msg, &it->arena, &res, &ignored) != MG_OK)
+        mg_mapping_split(route, msg, &it->arena, &parts, &nparts, &ignored) !=
+            MG_OK ||
+        part < 1 || part > nparts ||
+        mg_mapping_apply_part(route, msg, &parts[part - 1], &it->arena, &res,
+                              &ignored) != MG_OK)
         return;
     v = find_target(&res, target);
     if (v == NULL || v->at.seq == 0)

@@ -37,6 +37,7 @@ struct item {
 
 struct run {
     const struct mg_hl7v2_msg *msg;
+    const struct mg_mapping_part *part; /* NULL: the whole message */
     struct mg_arena *arena;
     struct mg_diag *diag;
     unsigned char *used;  /* used[used_at[i] + f]: field f of segment i */
@@ -48,12 +49,32 @@ struct run {
 
 /* ---- reading --------------------------------------------------------- */
 
-static const struct mg_hl7v2_seg *
-find_seg(const struct mg_hl7v2_msg *msg, const char *id, int seq)
+/* Whether segment i is in what the run reads: the part and the head. */
+static bool
+visible(const struct run *r, size_t i)
 {
-    for (size_t i = 0; i < msg->nseg; i++)
-        if (memcmp(msg->seg[i].id, id, 4) == 0 && --seq == 0)
-            return &msg->seg[i];
+    const struct mg_mapping_part *p = r->part;
+
+    return p == NULL || i < p->head_end || (i >= p->begin && i < p->end);
+}
+
+/* The seq-th segment id the run sees, and in *global its occurrence in
+ * the whole message (left as it is when there is none), so locations name
+ * the message's segment: the second part's OBR is OBR[2]. */
+static const struct mg_hl7v2_seg *
+find_seg(const struct run *r, const char *id, int seq, int *global)
+{
+    int all = 0;
+
+    for (size_t i = 0; i < r->msg->nseg; i++) {
+        if (memcmp(r->msg->seg[i].id, id, 4) != 0)
+            continue;
+        all++;
+        if (visible(r, i) && --seq == 0) {
+            *global = all;
+            return &r->msg->seg[i];
+        }
+    }
     return NULL;
 }
 
@@ -145,7 +166,7 @@ read_path(struct run *r, const struct mg__mapping_path *p,
     if (p->kind == MG__PATH_ABS) {
         memcpy(l->segid, p->seg, 4);
         l->seq = p->seq;
-        l->seg = find_seg(r->msg, p->seg, p->seq);
+        l->seg = find_seg(r, p->seg, p->seq, &l->seq);
     } else {
         memcpy(l->segid, it->seg->id, 4);
         l->seq = it->seq;
@@ -325,23 +346,27 @@ list_items(struct run *r, const struct mg__mapping_rule *ru,
     const struct mg__mapping_path *p = &ru->each_path;
     const struct mg_hl7v2_seg *seg;
     size_t k = 0;
-    int nrep;
+    int nrep, seq;
 
     *n = 0;
     if (ru->each == MG__EACH_SEG) {
         for (size_t i = 0; i < r->msg->nseg; i++)
-            k += memcmp(r->msg->seg[i].id, p->seg, 4) == 0;
+            k += memcmp(r->msg->seg[i].id, p->seg, 4) == 0 && visible(r, i);
         *out = mg_arena_alloc(r->arena, (k ? k : 1) * sizeof(**out));
         if (*out == NULL)
             return MG_ENOMEM;
-        for (size_t i = 0; i < r->msg->nseg; i++)
-            if (memcmp(r->msg->seg[i].id, p->seg, 4) == 0) {
-                (*out)[*n] = (struct item){&r->msg->seg[i], (int)*n + 1, 0, 0};
-                (*n)++;
-            }
+        for (size_t i = 0, all = 0; i < r->msg->nseg; i++) {
+            if (memcmp(r->msg->seg[i].id, p->seg, 4) != 0)
+                continue;
+            all++;
+            if (visible(r, i))
+                (*out)[(*n)++] = (struct item){&r->msg->seg[i], (int)all, 0,
+                                               0};
+        }
         return MG_OK;
     }
-    seg = find_seg(r->msg, p->seg, p->seq);
+    seq = p->seq;
+    seg = find_seg(r, p->seg, p->seq, &seq);
     nrep = seg ? mg_hl7v2_rep_count(r->msg, seg, p->field) : 0;
     if (seg != NULL)
         mark_used(r, seg, p->field);
@@ -350,7 +375,7 @@ list_items(struct run *r, const struct mg__mapping_rule *ru,
         return MG_ENOMEM;
     for (int rep = 1; rep <= nrep; rep++)
         if (!rep_is_empty(r->msg, seg, p->field, rep))
-            (*out)[(*n)++] = (struct item){seg, p->seq, p->field, rep};
+            (*out)[(*n)++] = (struct item){seg, seq, p->field, rep};
     return MG_OK;
 }
 
@@ -682,7 +707,8 @@ is_unused(const struct run *r, size_t i, int f)
 {
     const struct mg_hl7v2_seg *seg = &r->msg->seg[i];
 
-    return seg->field[f].len > 0 && !r->used[r->used_at[i] + (size_t)f];
+    return visible(r, i) && seg->field[f].len > 0 &&
+           !r->used[r->used_at[i] + (size_t)f];
 }
 
 static int
@@ -704,8 +730,7 @@ collect_unused(struct run *r, struct mg_mapping_result *out)
             if (!is_unused(r, i, f))
                 continue;
             if (seq == 0) /* occurrence, counted only when needed */
-                for (size_t j = 0; j <= i; j++)
-                    seq += memcmp(msg->seg[j].id, msg->seg[i].id, 4) == 0;
+                seq = mg__mapping_occurrence(msg, i);
             memcpy(out->unused[out->nunused].segment, msg->seg[i].id, 4);
             out->unused[out->nunused].seq = seq;
             out->unused[out->nunused].field = f;
@@ -722,7 +747,17 @@ mg_mapping_apply(const struct mg_mapping_route *route,
                  const struct mg_hl7v2_msg *msg, struct mg_arena *arena,
                  struct mg_mapping_result *out, struct mg_diag *diag)
 {
-    struct run r = {msg, arena, diag, NULL, NULL, NULL, NULL, 0};
+    return mg_mapping_apply_part(route, msg, NULL, arena, out, diag);
+}
+
+int
+mg_mapping_apply_part(const struct mg_mapping_route *route,
+                      const struct mg_hl7v2_msg *msg,
+                      const struct mg_mapping_part *part,
+                      struct mg_arena *arena, struct mg_mapping_result *out,
+                      struct mg_diag *diag)
+{
+    struct run r = {msg, part, arena, diag, NULL, NULL, NULL, NULL, 0};
     const struct mg__mapping_rule *ru;
     struct outv o;
     int rc;

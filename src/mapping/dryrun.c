@@ -101,9 +101,11 @@ mg_mapping_dry_run_print(const struct mg_mapping_set *set,
                          FILE *out)
 {
     const struct mg_mapping_route *route;
+    struct mg_mapping_part *parts = NULL;
     struct mg_mapping_result res;
     struct mg_arena arena;
     struct mg_diag diag;
+    size_t nparts = 0;
     int rc;
 
     rc = mg_mapping_route_find(set, &msg->hdr, listener, &route);
@@ -124,15 +126,23 @@ mg_mapping_dry_run_print(const struct mg_mapping_set *set,
         fprintf(out, "note: %s\n", route->note);
     mg_arena_init(&arena, 16384, 0);
     mg_diag_clear(&diag);
-    rc = mg_mapping_apply(route, msg, &arena, &res, &diag);
+    rc = mg_mapping_split(route, msg, &arena, &parts, &nparts, &diag);
+    for (size_t k = 0; rc == MG_OK && k < nparts; k++) {
+        if (nparts > 1)
+            fprintf(out, "part %zu of %zu (%s[%d]):\n", k + 1, nparts,
+                    msg->seg[parts[k].begin].id,
+                    mg__mapping_occurrence(msg, parts[k].begin));
+        rc = mg_mapping_apply_part(route, msg, &parts[k], &arena, &res,
+                                   &diag);
+        if (rc == MG_OK)
+            print_result(out, route, &res);
+    }
     if (rc == MG_EMAPPING)
         fprintf(out, "error %d at %s[%d]-%d[%d].%d.%d, target %s: %s\n",
                 diag.code, diag.segment, diag.seq, diag.field, diag.rep,
                 diag.comp, diag.sub, diag.path, diag.text);
     else if (rc != MG_OK)
         fprintf(out, "error: %s\n", mg_strerror(rc));
-    else
-        print_result(out, route, &res);
     mg_arena_dispose(&arena);
     return rc;
 }

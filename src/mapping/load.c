@@ -779,6 +779,33 @@ load_match(struct loader *l, struct mg_mapping_route *r, json_t *obj)
     }
 }
 
+/* "split": segment ids, in the order a part's segments come (ORC before
+ * OBR); MSH cannot start a part. */
+static void
+load_split(struct loader *l, struct mg_mapping_route *r, json_t *v)
+{
+    struct mg_str *ids = NULL;
+    size_t n = 0;
+
+    r->split.set = true;
+    if (!str_list(l, v, &ids, &n) || ids == NULL)
+        return;
+    r->split.v = alloc(l, n * sizeof(*r->split.v));
+    if (r->split.v == NULL)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        const char *id = ids[i].ptr;
+        bool ok = ids[i].len == 3 && id[0] >= 'A' && id[0] <= 'Z';
+
+        for (size_t k = 1; ok && k < 3; k++)
+            ok = (id[k] >= 'A' && id[k] <= 'Z') || (id[k] >= '0' && id[k] <= '9');
+        if (!ok || strcmp(id, "MSH") == 0)
+            report(l, "\"%s\" is not a segment that can start a part "
+                      "(three letters or digits, not MSH)", id);
+        r->split.v[r->split.n++] = id;
+    }
+}
+
 static void
 load_fields(struct loader *l, struct mg_mapping_route *r, json_t *obj)
 {
@@ -862,9 +889,11 @@ load_route_keys(struct loader *l, struct mg_mapping_route *r, json_t *root)
             load_match(l, r, v);
         else if (strcmp(key, "fields") == 0)
             load_fields(l, r, v);
+        else if (strcmp(key, "split") == 0)
+            load_split(l, r, v);
         else if (strcmp(key, "extends") != 0)
             report(l, "unknown key (a route has route, note, match, "
-                      "adapter, extends, fields)");
+                      "adapter, extends, split, fields)");
         pop(l);
     }
 }
@@ -977,6 +1006,7 @@ resolve_parent(struct loader *l, struct mg_mapping_route *r)
     inherit_list(&r->apps, &p->apps);
     inherit_list(&r->facs, &p->facs);
     inherit_list(&r->listeners, &p->listeners);
+    inherit_list(&r->split, &p->split);
     if (r->adapter == NULL)
         r->adapter = p->adapter;
     r->depth = p->depth + 1;

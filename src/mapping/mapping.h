@@ -175,6 +175,38 @@ struct mg_mapping_result {
     size_t nunused;
 };
 
+/* The part of a message one mapping result is made of: segments
+ * [0, head_end) -- MSH and everything before the first segment that starts
+ * a part (PID, PV1, ...) -- and segments [begin, end) of the part. Rules
+ * see only these: "OBR-3" is the part's OBR, "each OBX" its OBX. A part
+ * with head_end == nseg is the whole message. Locations stay those of the
+ * whole message (the second OBR is OBR[2] in its part too). */
+struct mg_mapping_part {
+    size_t head_end, begin, end;
+};
+
+/* The parts route cuts msg into (the route's "split", e.g. ["ORC", "OBR"]:
+ * a part starts at each ORC, and at each OBR not in the part an ORC just
+ * started; a segment starts a new part when the current one already holds
+ * it or a segment listed after it). A route without "split", or a message
+ * without such a segment, makes one part: the whole message. *parts in
+ * arena, *n >= 1. MG_OK; MG_EMAPPING with *diag (may be NULL) when a PID
+ * comes after the first part (one message, one patient: code 100 at that
+ * PID); MG_ENOMEM. */
+MG_MUST_CHECK int mg_mapping_split(const struct mg_mapping_route *route,
+                                   const struct mg_hl7v2_msg *msg,
+                                   struct mg_arena *arena,
+                                   struct mg_mapping_part **parts, size_t *n,
+                                   struct mg_diag *diag);
+
+/* mg_mapping_apply() on one part of msg (NULL: the whole message). */
+MG_MUST_CHECK int mg_mapping_apply_part(const struct mg_mapping_route *route,
+                                        const struct mg_hl7v2_msg *msg,
+                                        const struct mg_mapping_part *part,
+                                        struct mg_arena *arena,
+                                        struct mg_mapping_result *out,
+                                        struct mg_diag *diag);
+
 /* Applies route to msg. Everything *out points to is allocated from arena
  * or points into msg (which must outlive it) and the set.
  * Returns MG_OK; MG_EMAPPING with *diag (may be NULL) naming the HL7

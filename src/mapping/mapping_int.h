@@ -146,6 +146,9 @@ struct mg_mapping_route {
     const char *adapter;
     const char *extends; /* NULL when none */
     struct mg__mapping_strlist types, apps, facs, listeners;
+    /* "split": the segments that start a part (["ORC", "OBR"]); n 0: the
+     * message is mapped whole. */
+    struct mg__mapping_strlist split;
     /* The rules in effect (inherited and own), in order. */
     const struct mg__mapping_rule **rule;
     size_t nrule;
@@ -174,5 +177,9 @@ struct mg_mapping_set {
 /* Fingerprint of dir (see mg_mapping_set_changed()). MG_OK or MG_ECONF
  * when dir cannot be read. */
 int mg__mapping_dir_stamp(const char *dir, uint64_t *out);
+
+/* Which occurrence of its segment id segment i of msg is: 2 for the
+ * second OBR (split.c). */
+int mg__mapping_occurrence(const struct mg_hl7v2_msg *msg, size_t i);
 
 #endif

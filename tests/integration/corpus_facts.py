@@ -429,15 +429,17 @@ FACTS = {
         "ack": "AA",
         "patient": dict(_GHH_PATIENT),
         "identifiers": list(_GHH_IDENTIFIERS),
-        "scan": {
-            "accession_number": "1201",
-            "procedure_code": "57698-3",
-            "priority": "routine",
-        },
-        "why": "MSH-9 ORM^O01 despite the name; first ORC/OBR group only: "
-               "ORC-1 NW, OBR-18 empty -> accession ORC-3.1 1201 "
-               "(1201^GHHFiller); OBR-4.1 57698-3; TQ1-9 R -> routine; no "
-               "OBR-24 (scan_type absent); " + _GHH_WHY,
+        "scan": [
+            {"accession_number": "1201", "procedure_code": "57698-3",
+             "priority": "routine"},
+            {"accession_number": "2301", "procedure_code": "24590-2",
+             "priority": "routine"},
+        ],
+        "why": "MSH-9 ORM^O01 despite the name; two ORC/OBR groups, a scan "
+               "each: ORC-1 NW, OBR-18 empty -> accession ORC-3.1 1201 "
+               "(1201^GHHFiller), OBR-4.1 57698-3, TQ1-9 R -> routine; then "
+               "ORC-3.1 2301, OBR-4.1 24590-2, no TQ1 and ORC-7.6/OBR-27.6 "
+               "empty -> routine; no OBR-24 (scan_type absent); " + _GHH_WHY,
     },
     "fhir-converter/ORM-O01-01.hl7": {
         "type": "ORM^O01",
@@ -472,14 +474,15 @@ FACTS = {
         "ack": "AA",
         "patient": dict(_GHH_PATIENT),
         "identifiers": list(_GHH_IDENTIFIERS),
-        "scan": {
-            "accession_number": "1201",
-            "procedure_code": "24725-4",
-            "priority": "routine",
-        },
-        "why": "two ORC/OBR groups, only the first is read: ORC-3.1 1201 "
-               "(the second group's 2301 / 24590-2 MR Brain is ignored); "
-               "OBR-4.1 24725-4; ORC-7.6 empty -> routine; " + _GHH_WHY,
+        "scan": [
+            {"accession_number": "1201", "procedure_code": "24725-4",
+             "priority": "routine"},
+            {"accession_number": "2301", "procedure_code": "24590-2",
+             "priority": "routine"},
+        ],
+        "why": "two ORC/OBR groups, a scan each: ORC-3.1 1201, OBR-4.1 "
+               "24725-4 (CT Head), then ORC-3.1 2301, OBR-4.1 24590-2 (MR "
+               "Brain); ORC-7.6 empty -> routine; " + _GHH_WHY,
     },
     "fhir-converter/ORM-O01-04.hl7": {
         "type": "ORM^O01",
@@ -522,19 +525,26 @@ FACTS = {
         "type": "ORU^R01",
         "ack": "AA",
         "patient": dict(_DUCK_PATIENT),
-        "scan": {"accession_number": "82503246"},
-        "report": {"report_status": "final"},
-        "why": _DUCK_WHY + "; first OBR: OBR-18 empty -> accession OBR-3.1 "
-               "82503246, OBR-25 F; all OBX are NM, so no findings text",
+        "scan": [{"accession_number": "82503246"},
+                 {"accession_number": "890775544"}],
+        "report": [{"report_status": "final"},
+                   {"report_status": "registered"}],
+        "why": _DUCK_WHY + "; two OBR groups, a scan and a report each: "
+               "OBR-18 empty -> accession OBR-3.1 82503246 with OBR-25 F, "
+               "then 890775544 with OBR-25 empty -> default registered; all "
+               "OBX are NM, so no findings text",
     },
     "fhir-converter/LAB-ORU-2.hl7": {
         "type": "ORU^R01",
         "ack": "AA",
         "patient": dict(_DUCK_PATIENT),
-        "scan": {"accession_number": "890775544"},
-        "report": {"report_status": "registered"},
-        "why": _DUCK_WHY + "; first OBR: OBR-3.1 890775544, OBR-25 empty "
-               "(the F is OBR-26) -> default registered; all OBX NM",
+        "scan": [{"accession_number": "890775544"},
+                 {"accession_number": "82503246"}],
+        "report": [{"report_status": "registered"},
+                   {"report_status": "registered"}],
+        "why": _DUCK_WHY + "; two OBR groups: OBR-3.1 890775544 then "
+               "82503246, both OBR-25 empty (the F is OBR-26) -> default "
+               "registered; all OBX NM",
     },
     "fhir-converter/LRI_2.0-NG_CBC_Typ_Message.hl7": {
         "type": "ORU^R01",

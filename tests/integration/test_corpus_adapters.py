@@ -128,6 +128,13 @@ def reject_of(text):
     return m.group(1), m.group(2)
 
 
+def as_list(v):
+    """A fact that is one row (a dict) or several (a list), as a list."""
+    if v is None:
+        return []
+    return v if isinstance(v, list) else [v]
+
+
 class CorpusAdaptersTest(unittest.TestCase):
     maxDiff = None
 
@@ -265,14 +272,20 @@ class CorpusAdaptersTest(unittest.TestCase):
                        if r["patient_id"] == patient["id"] and r["use"] != "old"]
                 key = lambda r: (r["value"], r["type_code"] or "")  # noqa: E731
                 self.assertEqual(sorted(got, key=key), sorted(facts["identifiers"], key=key))
-        if "scan" in facts:
-            with self.subTest(file=rel, part="scan"):
-                want = facts["scan"]
+        # A message with several order groups (the routes' "split") has a
+        # list of scans, and of reports in the same order.
+        scans = as_list(facts.get("scan"))
+        reports = as_list(facts.get("report"))
+        for i, want in enumerate(scans):
+            with self.subTest(file=rel, part="scan %d" % (i + 1)):
                 scan = self.find_scan(snap, want["accession_number"])
-                self.check_scan(snap, facts, scan, patient)
-        if "report" in facts:
-            with self.subTest(file=rel, part="report"):
-                self.check_report(snap, facts["report"], scan)
+                self.check_scan(snap, facts["type"], want, len(scans), scan, patient)
+            if i < len(reports):
+                with self.subTest(file=rel, part="report %d" % (i + 1)):
+                    self.check_report(snap, reports[i], len(reports), scan)
+        for i in range(len(scans), len(reports)):  # a report of no named scan
+            with self.subTest(file=rel, part="report %d" % (i + 1)):
+                self.check_report(snap, reports[i], len(reports), None)
         if "merge" in facts:
             with self.subTest(file=rel, part="merge"):
                 self.check_merge(snap, facts["merge"])
@@ -302,34 +315,33 @@ class CorpusAdaptersTest(unittest.TestCase):
                 [{k: s[k] for k in ("accession_number", "study_instance_uid")} for s in snap["scans"]]))
         return got[0]
 
-    def check_scan(self, snap, facts, scan, patient):
-        want = facts["scan"]
+    def check_scan(self, snap, mtype, want, nscans, scan, patient):
         problems = []
         ours = {k: scan[k] for k in want}
         if ours != want:
             problems.append("scan %s, want %s" % (ours, want))
-        # Only the first ORC/OBR group (or first OBR) is read: one scan.
-        if len(snap["scans"]) != 1:
-            problems.append("%d scans" % len(snap["scans"]))
+        # One scan per ORC/OBR group, and nothing else.
+        if len(snap["scans"]) != nscans:
+            problems.append("%d scans, want %d" % (len(snap["scans"]), nscans))
         if patient is not None and scan["patient_id"] != patient["id"]:
             problems.append("scan not linked to the patient")
-        if facts["type"] in ORDER_TYPES:
+        if mtype in ORDER_TYPES:
             # A new order (ORC-1 NW in every order file) gets its worklist entry.
             queue = [q["status"] for q in snap["scan_queue"] if q["scan_id"] == scan["id"]]
             if queue != ["waiting"]:
                 problems.append("scan_queue %s, want one waiting entry" % queue)
         self.assertEqual(problems, [])
 
-    def check_report(self, snap, want, scan):
+    def check_report(self, snap, want, nreports, scan):
         got = snap["reports"]
-        # Only the first OBR of a result is read: one report.
-        self.assertEqual(len(got), 1, got)
-        r = got[0]
+        # One report per OBR group, each linked to its own scan.
+        self.assertEqual(len(got), nreports, got)
+        mine = [r for r in got if scan is None or r["scan_id"] == scan["id"]]
+        self.assertEqual(len(mine), 1, "reports of the scan: %s" % got)
+        r = mine[0]
         problems = []
         if r["report_status"] != want["report_status"]:
             problems.append("report_status %r, want %r" % (r["report_status"], want["report_status"]))
-        if scan is not None and r["scan_id"] != scan["id"]:
-            problems.append("report not linked to the scan")
         for col, key in (("findings_text", "findings_contains"), ("impression", "impression_contains")):
             text = r[col] or ""
             if key in want:

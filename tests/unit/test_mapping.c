@@ -756,6 +756,134 @@ test_group_skips_empty_repetitions(void **state)
     remove_dir(dir);
 }
 
+/* "split": one part per ORC/OBR group. Each part sees the head (MSH, PID)
+ * and its own segments only, locations stay those of the whole message,
+ * and a PID after the first group (a second patient) is refused. */
+static void
+test_split_into_order_groups(void **state)
+{
+    static const char route[] =
+        "{ \"route\": \"res\", \"adapter\": \"x\",\n"
+        "  \"match\": { \"message_type\": \"ORU^R01\" },\n"
+        "  \"split\": [\"ORC\", \"OBR\"],\n"
+        "  \"fields\": {\n"
+        "    \"patient.mrn\": { \"from\": \"PID-3.1\" },\n"
+        "    \"scan.acc\": { \"from\": [\"OBR-18\", \"ORC-3.1\"], "
+        "\"required\": true },\n"
+        "    \"report.text\": { \"each\": \"OBX\", \"from\": \"-5\", "
+        "\"join\": \"|\" } } }\n";
+    static const char two[] =
+        MSH_ADT("ORU^R01") "PID|1||M1\r"
+        "ORC|RE||F1\rOBR|1|||CT||||||||||||||A1\rOBX|1|TX|||one\r"
+        "OBX|2|TX|||two\r"
+        "OBR|2|||MR||||||||||||||A2\rOBX|3|TX|||three\r"
+        "ORC|RE||F3\rOBR|3|||US\rNTE|1||note\r";
+    struct mg_mapping_part *parts;
+    struct mg_mapping_set *set;
+    const struct mg_mapping_value *v;
+    char dir[64], *out;
+    struct mapped m;
+    size_t n;
+
+    (void)state;
+    make_dir(dir, sizeof(dir), "res.json", route, NULL);
+    assert_int_equal(mg_mapping_set_load(dir, &set, stderr), MG_OK);
+    map_text(&m, set, two, sizeof(two) - 1);
+    assert_int_equal(mg_mapping_split(m.route, m.msg, &m.arena, &parts, &n,
+                                      &m.diag),
+                     MG_OK);
+    assert_int_equal(n, 3); /* ORC OBR, then OBR, then ORC OBR */
+    assert_int_equal(parts[0].head_end, 2); /* MSH PID */
+    assert_int_equal(parts[0].begin, 2);
+    assert_int_equal(parts[1].begin, 6);
+    assert_int_equal(parts[2].begin, 8);
+    assert_int_equal(parts[2].end, m.msg->nseg);
+
+    assert_int_equal(mg_mapping_apply_part(m.route, m.msg, &parts[1],
+                                           &m.arena, &m.res, &m.diag),
+                     MG_OK);
+    assert_string_equal(val(&m, "patient.mrn"), "M1");
+    assert_string_equal(val(&m, "scan.acc"), "A2");
+    assert_string_equal(val(&m, "report.text"), "three");
+    v = mg_mapping_result_get(&m.res, "scan.acc");
+    assert_string_equal(v->at.segment, "OBR");
+    assert_int_equal(v->at.seq, 2); /* the message's second OBR */
+
+    assert_int_equal(mg_mapping_apply_part(m.route, m.msg, &parts[0],
+                                           &m.arena, &m.res, &m.diag),
+                     MG_OK);
+    assert_string_equal(val(&m, "scan.acc"), "A1");
+    assert_string_equal(val(&m, "report.text"), "one|two");
+
+    /* The third group has no OBR-18: ORC-3 of its own ORC, not the first. */
+    assert_int_equal(mg_mapping_apply_part(m.route, m.msg, &parts[2],
+                                           &m.arena, &m.res, &m.diag),
+                     MG_OK);
+    assert_string_equal(val(&m, "scan.acc"), "F3");
+    v = mg_mapping_result_get(&m.res, "scan.acc");
+    assert_int_equal(v->at.seq, 2);
+    assert_string_equal(val(&m, "report.text"), "(absent)");
+    done(&m);
+
+    /* A required value missing in the second group names that group. */
+    {
+        static const char bad[] =
+            MSH_ADT("ORU^R01") "PID|1||M1\rOBR|1|||CT||||||||||||||A1\r"
+            "OBR|2|||MR\r";
+
+        map_text(&m, set, bad, sizeof(bad) - 1);
+        assert_int_equal(mg_mapping_split(m.route, m.msg, &m.arena, &parts,
+                                          &n, &m.diag),
+                         MG_OK);
+        assert_int_equal(n, 2);
+        assert_int_equal(mg_mapping_apply_part(m.route, m.msg, &parts[1],
+                                               &m.arena, &m.res, &m.diag),
+                         MG_EMAPPING);
+        assert_string_equal(m.diag.segment, "OBR");
+        assert_int_equal(m.diag.seq, 2);
+        assert_int_equal(m.diag.field, 18);
+        done(&m);
+    }
+    /* A second patient after the first group: refused at that PID. */
+    {
+        static const char second[] =
+            MSH_ADT("ORU^R01") "PID|1||M1\rOBR|1|||CT||||||||||||||A1\r"
+            "PID|2||M2\rOBR|2|||MR||||||||||||||A2\r";
+
+        map_text(&m, set, second, sizeof(second) - 1);
+        assert_int_equal(mg_mapping_split(m.route, m.msg, &m.arena, &parts,
+                                          &n, &m.diag),
+                         MG_EMAPPING);
+        assert_int_equal(m.diag.code, 100);
+        assert_string_equal(m.diag.segment, "PID");
+        assert_int_equal(m.diag.seq, 2);
+        done(&m);
+    }
+    mg_mapping_set_free(set);
+    remove_dir(dir);
+
+    /* Without "split" (the ADT route) a message is one part, the whole. */
+    map_file(&m, HL7 "/fhir-converter/ADT-A01-01.hl7");
+    assert_int_equal(mg_mapping_split(m.route, m.msg, &m.arena, &parts, &n,
+                                      &m.diag),
+                     MG_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(parts[0].head_end, m.msg->nseg);
+    done(&m);
+
+    /* "split" must name segments that can start a part. */
+    make_dir(dir, sizeof(dir), "s.json",
+             "{ \"route\": \"s\", \"adapter\": \"x\",\n"
+             "  \"split\": [\"MSH\", \"ob\"],\n"
+             "  \"fields\": { \"a.b\": { \"from\": \"PID-3\" } } }\n",
+             NULL);
+    out = load_errors(dir);
+    assert_non_null(strstr(out, "s.json:2: split: \"MSH\" is not a segment"));
+    assert_non_null(strstr(out, "s.json:2: split: \"ob\" is not a segment"));
+    free(out);
+    remove_dir(dir);
+}
+
 /* ---- transforms ------------------------------------------------------ */
 
 static void
@@ -1542,6 +1670,7 @@ main(void)
         cmocka_unit_test(test_results_text_lines),
         cmocka_unit_test(test_required_and_type_errors),
         cmocka_unit_test(test_group_skips_empty_repetitions),
+        cmocka_unit_test(test_split_into_order_groups),
         cmocka_unit_test(test_transforms_table),
         cmocka_unit_test(test_load_errors_name_file_line_key),
         cmocka_unit_test(test_load_errors_routes),

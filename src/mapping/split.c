@@ -1,0 +1,107 @@
+/* Cutting a message into parts (a route's "split"): an order or a result
+ * message may carry several orders (ORC/OBR groups), and each becomes its
+ * own scan or report instead of the first one taking the observations of
+ * all. The parts share the head (MSH, PID, PV1, ...): one message, one
+ * patient. */
+#include <string.h>
+
+#include "core/error.h"
+#include "mapping/mapping_int.h"
+
+int
+mg__mapping_occurrence(const struct mg_hl7v2_msg *msg, size_t i)
+{
+    int seq = 0;
+
+    for (size_t j = 0; j <= i; j++)
+        seq += memcmp(msg->seg[j].id, msg->seg[i].id, 4) == 0;
+    return seq;
+}
+
+/* Position of segment id in the route's split list, or -1. */
+static int
+split_rank(const struct mg_mapping_route *route, const char *id)
+{
+    for (size_t k = 0; k < route->split.n; k++)
+        if (strcmp(route->split.v[k], id) == 0)
+            return (int)k;
+    return -1;
+}
+
+/* A PID after the first part would be a second patient, whose orders the
+ * head's PID would claim: refused rather than filed under the wrong one. */
+static int
+refuse_second_patient(const struct mg_hl7v2_msg *msg, size_t head_end,
+                      struct mg_diag *diag)
+{
+    for (size_t i = head_end; i < msg->nseg; i++) {
+        if (memcmp(msg->seg[i].id, "PID", 4) != 0)
+            continue;
+        if (diag != NULL) {
+            mg_diag_clear(diag);
+            mg_diag_at(diag, "PID", mg__mapping_occurrence(msg, i), 0, 0);
+            mg_diag_set(diag, MG_HL7_ERR_SEGMENT_SEQUENCE, "a second patient "
+                        "(PID) after the first order group: send one "
+                        "patient per message");
+        }
+        return MG_EMAPPING;
+    }
+    return MG_OK;
+}
+
+/* Where the parts begin: a segment of the split list starts one when the
+ * current part already holds it or a segment listed after it (ORC OBR is
+ * one part, OBR OBR two). Returns how many (0: no segment starts one),
+ * writing starts[] when it is not NULL. */
+static size_t
+part_starts(const struct mg_mapping_route *route,
+            const struct mg_hl7v2_msg *msg, size_t *starts)
+{
+    size_t n = 0;
+    int held = -1; /* highest rank the current part holds */
+
+    for (size_t i = 0; i < msg->nseg; i++) {
+        int rank = split_rank(route, msg->seg[i].id);
+
+        if (rank < 0)
+            continue;
+        if (n == 0 || held >= rank) {
+            if (starts != NULL)
+                starts[n] = i;
+            n++;
+            held = -1;
+        }
+        if (rank > held)
+            held = rank;
+    }
+    return n;
+}
+
+int
+mg_mapping_split(const struct mg_mapping_route *route,
+                 const struct mg_hl7v2_msg *msg, struct mg_arena *arena,
+                 struct mg_mapping_part **parts, size_t *n,
+                 struct mg_diag *diag)
+{
+    size_t count = part_starts(route, msg, NULL), *starts;
+
+    if (count == 0) {
+        *parts = mg_arena_alloc(arena, sizeof(**parts));
+        if (*parts == NULL)
+            return MG_ENOMEM;
+        (*parts)[0] = (struct mg_mapping_part){msg->nseg, msg->nseg,
+                                               msg->nseg};
+        *n = 1;
+        return MG_OK;
+    }
+    starts = mg_arena_alloc(arena, count * sizeof(*starts));
+    *parts = mg_arena_alloc(arena, count * sizeof(**parts));
+    if (starts == NULL || *parts == NULL)
+        return MG_ENOMEM;
+    part_starts(route, msg, starts);
+    for (size_t k = 0; k < count; k++)
+        (*parts)[k] = (struct mg_mapping_part){
+            starts[0], starts[k], k + 1 < count ? starts[k + 1] : msg->nseg};
+    *n = count;
+    return refuse_second_patient(msg, starts[0], diag);
+}
