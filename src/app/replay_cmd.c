@@ -31,7 +31,8 @@ struct tally {
 
 static const char *const select_sql =
     "SELECT id, listener, organization_id, raw, status, coalesce(error, ''),"
-    " coalesce(error_location, ''), coalesce(control_id, '')"
+    " coalesce(error_location, ''), coalesce(control_id, ''),"
+    " coalesce(processed_at::text, '')"
     " FROM hl7_messages WHERE direction = 'inbound'"
     " AND ($1::uuid IS NULL OR id = $1::uuid)"
     " AND (CASE WHEN $1::uuid IS NOT NULL THEN status <> 'duplicate'"
@@ -53,6 +54,13 @@ static const char *const update_sql =
     "  CASE WHEN $2 = 'received' THEN 'processed' ELSE $2 END,"
     "  'replayed: ' || coalesce(NULLIF($3, ''), 'accepted'), now(), now()"
     " FROM upd";
+
+/* The message as it is now, locked until the end of its transaction: a
+ * replay goes ahead only if nobody (another replay) wrote it since it was
+ * selected. */
+static const char *const lock_sql =
+    "SELECT status, coalesce(error, ''), coalesce(processed_at::text, '')"
+    " FROM hl7_messages WHERE id = $1::uuid FOR UPDATE";
 
 /* The listener the message came in on, from the configuration; when it is
  * gone from the configuration, one that accepts any sender as the row's
@@ -160,6 +168,24 @@ write_outcome(PGconn *c, const char *id, const char *status,
     return rc;
 }
 
+/* Locks the message and checks that it is still as selected (status,
+ * error, when a replay last wrote it). False when it changed or went away
+ * meanwhile: another replay wrote it, and replaying it again would run its
+ * adapter twice. */
+static bool
+still_as_read(PGconn *c, PGresult *r, int row)
+{
+    const char *id = PQgetvalue(r, row, 0);
+    PGresult *l = PQexecParams(c, lock_sql, 1, NULL, &id, NULL, NULL, 0);
+    bool same = PQresultStatus(l) == PGRES_TUPLES_OK && PQntuples(l) == 1 &&
+                strcmp(PQgetvalue(l, 0, 0), PQgetvalue(r, row, 4)) == 0 &&
+                strcmp(PQgetvalue(l, 0, 1), PQgetvalue(r, row, 5)) == 0 &&
+                strcmp(PQgetvalue(l, 0, 2), PQgetvalue(r, row, 8)) == 0;
+
+    PQclear(l);
+    return same;
+}
+
 /* Judges the stored bytes again and runs the adapter in a transaction: a
  * dry run rolls it back; a real run keeps the adapter's rows (a changed
  * mapping re-applied) and records a changed outcome. */
@@ -189,6 +215,12 @@ replay_row(PGconn *c, const struct mg_conf *conf,
         return;
     }
     PQclear(PQexec(c, "BEGIN"));
+    if (!still_as_read(c, r, row)) {
+        printf("%s %s: left as it was: changed since this run read it "
+               "(another replay?)\n", id, PQgetvalue(r, row, 7));
+        t->superseded++;
+        goto out_rollback;
+    }
     if (v.input != NULL && strcmp(v.status, "received") == 0) {
         if (run_adapter(c, r, row, li, set, mg_str_n((const char *)raw, n),
                         &v) != MG_OK) {

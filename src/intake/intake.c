@@ -157,10 +157,15 @@ static void
 finish(struct mg_intake *in, struct mg__intake_item *it, int rc,
        const char *ack, size_t len)
 {
-    if (rc == MG_OK)
+    if (rc == MG_OK) {
         in->outcome[it->outcome]++;
-    else
+    } else {
         in->outcome[MG__INTAKE_NOT_STORED]++;
+        /* Before the answer, which may free the sequence: its later
+         * messages are not stored either (take_batch). */
+        if (it->seq != NULL && it->seq->refused == 0)
+            it->seq->refused = rc;
+    }
     it->done(it->arg, rc, ack, len);
     item_free(it);
 }
@@ -475,18 +480,29 @@ land(struct mg__intake_item *list)
 /* Takes the next batch off the queue, in queue order: up to batch_max
  * messages whose turn it is (others stay queued), or one message alone --
  * one refused at submit, or one being isolated after its batch failed,
- * which starts only when nothing else is in flight. Returns how many. */
+ * which starts only when nothing else is in flight. Messages met on the
+ * way whose sequence had one not stored go to *refused. Returns how many
+ * are in *list. */
 static size_t
-take_batch(struct mg_intake *in, struct mg__intake_item **list)
+take_batch(struct mg_intake *in, struct mg__intake_item **list,
+           struct mg__intake_item **refused)
 {
     struct mg__intake_item **p = &in->head, *it, *kept = NULL;
-    struct mg__intake_item **tail = list;
-    size_t n = 0;
+    struct mg__intake_item **tail = list, **rtail = refused;
+    size_t n = 0, nrefused = 0;
     bool alone = false;
 
     in->serial++;
-    *list = NULL;
+    *list = *refused = NULL;
     while (!alone && (it = *p) != NULL && n < (size_t)in->opts.batch_max) {
+        if (it->seq != NULL && it->seq->refused != 0) {
+            *p = it->next;
+            it->next = NULL;
+            *rtail = it;
+            rtail = &it->next;
+            nrefused++;
+            continue;
+        }
         alone = it->solo || it->busy;
         if (alone && (n > 0 || (it->solo && in->inflight > 0)))
             break;
@@ -504,8 +520,21 @@ take_batch(struct mg_intake *in, struct mg__intake_item **list)
     }
     if (*p == NULL)
         in->tail = kept;
-    in->waiting -= n;
+    in->waiting -= n + nrefused;
     return n;
+}
+
+/* Answers the messages of list, each with the error an earlier message of
+ * its sequence got. */
+static void
+refuse(struct mg_intake *in, struct mg__intake_item *list)
+{
+    struct mg__intake_item *next;
+
+    for (; list != NULL; list = next) {
+        next = list->next;
+        finish(in, list, list->seq->refused, NULL, 0);
+    }
 }
 
 /* Another batch starts at once when none is in flight (no added latency
@@ -525,13 +554,18 @@ may_start_batch(const struct mg_intake *in)
 static void
 flush(struct mg_intake *in)
 {
-    struct mg__intake_item *list;
+    struct mg__intake_item *list, *refused;
     struct flight *f;
     size_t n;
     int rc;
 
     while (in->head != NULL && may_start_batch(in)) {
-        n = take_batch(in, &list);
+        n = take_batch(in, &list, &refused);
+        if (refused != NULL) {
+            refuse(in, refused);
+            if (n == 0)
+                continue; /* what it left may be in turn now */
+        }
         if (n == 0)
             break; /* nothing whose turn it is */
         if (list->busy) { /* refused at submit: queue was full */

@@ -65,17 +65,23 @@ void mg_intake_free(struct mg_intake *in);
  * same sequence commit in the order they were submitted: several may share
  * a batch (which applies them in order), but none joins another batch
  * while an earlier one is in a batch still in flight -- otherwise a
- * pipelined A08 could commit before the A01 it updates. Zeroed by its
- * owner, which keeps it until every message submitted with it has been
- * answered. */
+ * pipelined A08 could commit before the A01 it updates. Once one of its
+ * messages is answered with an error (not stored), every later one is
+ * answered with that error too, unstored: the owner closes on such an
+ * answer, so they could not be acknowledged, and the sender's resend of
+ * the first would commit after them. Zeroed by its owner, which keeps it
+ * until every message submitted with it has been answered. */
 struct mg_intake_seq {
     unsigned flying;         /* its messages in batches in flight */
     unsigned long long batch; /* the batch they are in */
+    int refused;             /* 0, or the error one of its messages got */
 };
 
 /* Takes one MLLP frame received by listener li, in sequence seq (NULL:
  * no order to keep). frame is copied. done(arg, ...) runs exactly once,
- * later, never synchronously. MG_OK, or MG_ENOMEM (done is not called). */
+ * later, never synchronously; with an error rc for every message of seq
+ * after one answered with an error. MG_OK, or MG_ENOMEM (done is not
+ * called). */
 MG_MUST_CHECK int mg_intake_submit(struct mg_intake *in,
                                    const struct mg_conf_listener *li,
                                    struct mg_intake_seq *seq,

@@ -1,0 +1,111 @@
+"""Intake review: one connection's messages commit in arrival order even
+when one of them cannot be stored, and what replay may and may not
+touch."""
+import socket
+import subprocess
+import time
+import unittest
+
+import harness as h
+from test_mllp import msg, read_until_eof, segments
+
+
+def frames(*cids):
+    return b"".join(b"\x0b" + msg(c, mrn="R" + c) + b"\x1c\r" for c in cids)
+
+
+def acks_of(buf):
+    return [segments(a.strip(b"\x0b"))["MSA"][1:3] for a in buf.split(b"\x1c\r") if a.strip(b"\x0b")]
+
+
+class NotStoredStopsTheConnectionTest(unittest.TestCase):
+    """A message the database refuses (a trigger raises for POISON-1 while
+    the table "fails") is answered with no ACK and its connection closes.
+    A message pipelined behind it on that connection must not commit: it
+    gets no ACK either (the connection is gone), so the sender resends
+    both, and the first would then commit after the second -- an A01
+    stored after the A08 that updates it."""
+
+    def setUp(self):
+        self.db = h.create_database("irv")
+        h.migrate(self.db)
+        h.psql(self.db, "CREATE TABLE poison (on_ boolean);"
+               "INSERT INTO poison VALUES (true);"
+               "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+               " IF NEW.control_id = 'POISON-1' AND (SELECT on_ FROM poison) THEN"
+               "  RAISE EXCEPTION 'refused by test'; END IF;"
+               " RETURN NEW; END $$;"
+               "CREATE TRIGGER poison BEFORE INSERT ON hl7_messages FOR EACH ROW EXECUTE FUNCTION poison()")
+        self.gw = h.Gateway(self.db).start()
+
+    def tearDown(self):
+        self.gw.stop()
+
+    def test_a_message_behind_one_not_stored_is_not_committed(self):
+        with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=10) as s:
+            s.sendall(frames("OK-1", "POISON-1", "NEXT-1", "NEXT-2"))
+            buf = read_until_eof(s)
+        self.assertEqual(acks_of(buf), [["AA", "OK-1"]])
+        self.assertEqual(h.psql(self.db, "SELECT control_id FROM hl7_messages ORDER BY control_id"),
+                         [["OK-1"]])
+        # The sender resends what was not acknowledged, in its order.
+        h.psql(self.db, "UPDATE poison SET on_ = false")
+        with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=10) as s:
+            s.sendall(frames("POISON-1", "NEXT-1", "NEXT-2"))
+            s.shutdown(socket.SHUT_WR)
+            buf = read_until_eof(s)
+        self.assertEqual(acks_of(buf), [["AA", "POISON-1"], ["AA", "NEXT-1"], ["AA", "NEXT-2"]])
+        self.assertEqual(h.psql(self.db, "SELECT external_id, status FROM sync_logs ORDER BY id"),
+                         [["OK-1", "committed"], ["POISON-1", "committed"],
+                          ["NEXT-1", "committed"], ["NEXT-2", "committed"]])
+
+
+class ReplayOnceTest(unittest.TestCase):
+    """Two `medgate replay --failed` runs at once (two operators, or a
+    cron job and a person) each read the message as failed. Each must
+    replay it only if it is still as read when its turn comes: otherwise
+    the adapter writes it twice and sync_logs says it was replayed twice."""
+
+    def setUp(self):
+        self.db = h.create_database("irp")
+        h.migrate(self.db)
+        self.gw = h.Gateway(self.db).start()
+
+    def tearDown(self):
+        self.gw.stop()
+
+    def test_two_replays_at_once_replay_a_message_once(self):
+        self.assertEqual(segments(h.mllp_exchange(self.gw.mllp_port, msg("RPL-1")))["MSA"][1], "AA")
+        self.gw.stop()
+        # As if it had failed (say, a mapping since fixed).
+        h.psql(self.db, "UPDATE hl7_messages SET status = 'failed', error = 'was broken' "
+                        "WHERE control_id = 'RPL-1'")
+        # Someone holds the row for a moment, so both runs read it before
+        # either writes.
+        args = ["psql", "-h", h.pg_host(), "-U", "postgres", "-d", self.db, "-X", "-q",
+                "-v", "ON_ERROR_STOP=1"]
+        holder = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, text=True)
+        holder.stdin.write("BEGIN; SELECT 1 FROM hl7_messages WHERE control_id = 'RPL-1' FOR UPDATE;\n"
+                           "SELECT pg_sleep(3); COMMIT;\n")
+        holder.stdin.close()
+        deadline = time.time() + 10
+        while h.scalar(self.db, "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                                "WHERE c.relname = 'hl7_messages' AND l.mode = 'RowShareLock'") == "0":
+            self.assertLess(time.time(), deadline)
+            time.sleep(0.05)
+        env = dict(MEDGATE_DATABASE_URL=h.conninfo(self.db), **__import__("os").environ)
+        runs = [subprocess.Popen([h.BIN, "replay", "--failed"], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        outs = [r.communicate(timeout=60) for r in runs]
+        holder.wait(timeout=30)
+        self.assertEqual(h.psql(self.db, "SELECT status, error FROM sync_logs WHERE external_id = 'RPL-1' "
+                                         "ORDER BY id"),
+                         [["committed", ""], ["processed", "replayed: accepted"]], outs)
+        self.assertEqual(h.scalar(self.db, "SELECT status FROM hl7_messages WHERE control_id = 'RPL-1'"),
+                         "received")
+        self.assertEqual(sorted("1 now accepted" in out for out, _ in outs), [False, True], outs)
+
+
+if __name__ == "__main__":
+    h.main()
