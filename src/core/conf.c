@@ -26,6 +26,47 @@ struct opt {
     const char *doc;
 };
 
+/* true when v is one of the '|'-separated words of list. */
+static bool
+one_of(const char *v, const char *list)
+{
+    size_t n = strlen(v), k;
+
+    for (const char *w = list;; w += k + 1) {
+        k = strcspn(w, "|");
+        if (k == n && strncmp(w, v, n) == 0)
+            return true;
+        if (w[k] == '\0')
+            return false;
+    }
+}
+
+static const char *
+check_log_level(const char *v)
+{
+    return one_of(v, "debug|info|warn|error")
+               ? NULL
+               : "expected debug, info, warn or error";
+}
+
+static const char *
+check_log_format(const char *v)
+{
+    return one_of(v, "kv|json") ? NULL : "expected kv or json";
+}
+
+/* Empty (all zeros, for demos) or 64 hex digits, as the API keys need. */
+static const char *
+check_pepper(const char *v)
+{
+    size_t n = strlen(v);
+
+    for (size_t i = 0; i < n; i++)
+        if (!isxdigit((unsigned char)v[i]))
+            return "expected 64 hex digits";
+    return n == 0 || n == 64 ? NULL : "expected 64 hex digits";
+}
+
 #define O(f) offsetof(struct mg_conf, f)
 
 static const struct opt options[] = {
@@ -48,7 +89,7 @@ static const struct opt options[] = {
      1000000, "Open HTTP connections; more are accepted and closed at once."},
     {"http.max_header_bytes", OPT_LONG, O(http_max_header_bytes), "16384",
      1024, 81920, "Request line plus headers; more gets 431."},
-    {"http.max_body_bytes", OPT_LONG, O(http_max_body_bytes), "16777216", 0,
+    {"http.max_body_bytes", OPT_LONG, O(http_max_body_bytes), "16777216", 1,
      1073741824, "Request body; more gets 413."},
     {"http.header_timeout_ms", OPT_INT, O(http_header_timeout_ms), "10000",
      100, 600000, "Time to receive a whole request head; then 408."},
@@ -77,6 +118,26 @@ static const struct opt options[] = {
 };
 
 #undef O
+
+/* String options with a form: the check gives NULL when the value can be
+ * used, else the problem (never quoting the value: it may be a secret). */
+static const struct {
+    const char *key;
+    const char *(*check)(const char *v);
+} string_checks[] = {
+    {"log.level", check_log_level},
+    {"log.format", check_log_format},
+    {"security.api_key_pepper", check_pepper},
+};
+
+static const char *
+string_problem(const struct opt *o, const char *text)
+{
+    for (size_t i = 0; i < MG_ARRAY_LEN(string_checks); i++)
+        if (strcmp(string_checks[i].key, o->key) == 0)
+            return string_checks[i].check(text);
+    return NULL;
+}
 
 /* Listener keys, documented here so the reference lists them too. */
 static const struct opt listener_options[] = {
@@ -116,7 +177,10 @@ set_option(struct mg_conf *c, const struct opt *o, const char *text,
     long v;
 
     if (o->type == OPT_STR) {
-        char *dup = mg_strdup(text);
+        char *dup;
+        if ((*why = string_problem(o, text)) != NULL)
+            return MG_ECONF;
+        dup = mg_strdup(text);
         if (dup == NULL)
             return MG_ENOMEM;
         mg_free(*str_field(c, o));
@@ -202,7 +266,11 @@ load_scalar(struct loader *l, struct mg_conf *c, const struct opt *o,
                o->type == OPT_STR ? "a string" : "a whole number");
         return;
     }
-    if (set_option(c, o, text, &why) != MG_OK)
+    if (set_option(c, o, text, &why) == MG_OK)
+        return;
+    if (o->type == OPT_STR)
+        report(l, o->key, "%s", why);
+    else
         report(l, o->key, "%s (allowed %ld..%ld)", why, o->min, o->max);
 }
 
@@ -280,6 +348,46 @@ check_unknown_keys(struct loader *l, json_t *root)
     }
 }
 
+/* Keys of a listener, as listener_options names them. */
+static bool
+listener_key(const char *key)
+{
+    static const char prefix[] = "mllp.listeners[].";
+
+    for (size_t i = 0; i < MG_ARRAY_LEN(listener_options); i++) {
+        const char *name = listener_options[i].key + sizeof(prefix) - 1;
+        size_t n = strcspn(name, "[");
+        if (strlen(key) == n && strncmp(key, name, n) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool
+sender_key(const char *key)
+{
+    return one_of(key, "application|facility|organization_id|charset");
+}
+
+/* Reports the keys of obj that known() does not know, as where.key: a
+ * misspelt key would otherwise leave its default in force unnoticed. */
+static void
+check_keys(struct loader *l, json_t *obj, const char *where,
+           bool (*known)(const char *key))
+{
+    const char *key;
+    json_t *v;
+    char dotted[256];
+
+    json_object_foreach(obj, key, v)
+    {
+        if (strcmp(key, "note") == 0 || known(key))
+            continue;
+        snprintf(dotted, sizeof(dotted), "%s.%s", where, key);
+        report(l, dotted, "unknown option");
+    }
+}
+
 static char *
 dup_or_null(const char *s)
 {
@@ -316,6 +424,7 @@ load_sender(struct loader *l, struct mg_conf_sender *s, json_t *v,
         report(l, key, "expected an object");
         return;
     }
+    check_keys(l, v, key, sender_key);
     s->application = mg_strdup(obj_str(v, "application", "*"));
     s->facility = mg_strdup(obj_str(v, "facility", "*"));
     s->organization_id = dup_or_null(obj_str(v, "organization_id", NULL));
@@ -358,6 +467,7 @@ load_listener(struct loader *l, struct mg_conf_listener *li, json_t *v)
     json_t *senders, *s;
     size_t i;
 
+    check_keys(l, v, where, listener_key);
     li->name = mg_strdup(obj_str(v, "name", "mllp"));
     li->bind = mg_strdup(obj_str(v, "bind", "127.0.0.1"));
     li->port = (int)obj_num(l, v, "port", 2575, 0, 65535, where);

@@ -126,6 +126,11 @@ on_header_field(http_parser *hp, const char *at, size_t n)
     struct mg_http_parser *p = hp->data;
     struct span *s;
 
+    /* RFC 7230 section 3.2.4: no blank between name and colon. http-parser
+     * keeps it in the name, yet frames the body by "Content-Length " or
+     * "Transfer-Encoding ", which a proxy in front may ignore (smuggling). */
+    if (memchr(at, ' ', n) != NULL)
+        return fail(p, MG_EPARSE, 400, "whitespace in a header field name");
     if (p->phase == MG_HTTP_PHASE_BODY)
         return 0; /* a chunked trailer: not kept */
     if (p->nhdrs == 0 || p->in_value) {
@@ -179,6 +184,17 @@ build_headers(struct mg_http_parser *p)
     p->msg.nheaders = p->nhdrs;
 }
 
+static size_t
+count_headers(const struct mg_http_msg *m, const char *name)
+{
+    struct mg_str want = mg_str_from(name);
+    size_t n = 0;
+
+    for (size_t i = 0; i < m->nheaders; i++)
+        n += mg_str_ieq(m->headers[i].name, want);
+    return n;
+}
+
 static bool
 has_body(const http_parser *hp)
 {
@@ -192,13 +208,18 @@ on_headers_complete(http_parser *hp)
     struct mg_http_parser *p = hp->data;
     struct mg_http_msg *m = &p->msg;
     struct mg_str expect;
+    size_t nhost;
 
     build_headers(p);
     m->version_major = hp->http_major;
     m->version_minor = hp->http_minor;
-    /* RFC 7230 section 5.4: a 1.1 request without Host gets a 400. */
+    /* RFC 7230 section 5.4: a 1.1 request without Host, and any request
+     * with more than one, gets a 400. */
+    nhost = count_headers(m, "Host");
+    if (nhost > 1)
+        return fail(p, MG_EPARSE, 400, "more than one Host header");
     if ((hp->http_major > 1 || (hp->http_major == 1 && hp->http_minor >= 1)) &&
-        mg_http_msg_header(m, "Host").ptr == NULL)
+        nhost == 0)
         return fail(p, MG_EPARSE, 400, "missing Host header");
     /* http-parser reports "no Content-Length" as ULLONG_MAX, not 0. */
     if (hp->content_length != ULLONG_MAX &&
@@ -279,8 +300,12 @@ on_message_complete(http_parser *hp)
     split_target(m);
     m->body = mg_buf_str(&p->body);
     /* An Upgrade we do not perform leaves the rest of the stream in an
-     * unknown protocol: answer this request, then close. */
-    m->keep_alive = http_should_keep_alive(hp) && !hp->upgrade;
+     * unknown protocol: answer this request, then close. So does chunked
+     * from a 1.0 client, whose framing a 1.0 hop may have read otherwise
+     * (RFC 9112 section 6.1). */
+    m->keep_alive = http_should_keep_alive(hp) && !hp->upgrade &&
+                    !((hp->flags & F_CHUNKED) && hp->http_major == 1 &&
+                      hp->http_minor == 0);
     p->continue_pending = false;
     p->done = true;
     p->phase = MG_HTTP_PHASE_IDLE;

@@ -146,6 +146,21 @@ class ConfigTest(unittest.TestCase):
         self.assertIn("%s:3: http.port: expected a whole number" % path, r.stderr)
         self.assertIn("%s:5: databse: unknown section" % path, r.stderr)
 
+    def test_secret_with_a_bad_form_is_refused_without_printing_it(self):
+        """An API-key pepper that is not 64 hex digits (here from the
+        environment) and log.format "JSON" passed `config check` and were
+        ignored or taken as kv; the error must name the variable only."""
+        path = os.path.join(h.tempfile.mkdtemp(), "ok.json")
+        with open(path, "w") as f:
+            f.write("{}\n")
+        r = h.run_medgate("config", "check", path, env={
+            "MEDGATE_SECURITY_API_KEY_PEPPER": "hunter2-is-not-hex",
+            "MEDGATE_LOG_FORMAT": "JSON"})
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertIn("MEDGATE_SECURITY_API_KEY_PEPPER: expected 64 hex digits", r.stderr)
+        self.assertIn("MEDGATE_LOG_FORMAT: expected kv or json", r.stderr)
+        self.assertNotIn("hunter2", r.stdout + r.stderr)
+
 
 class ServeTest(unittest.TestCase):
     def setUp(self):
@@ -172,6 +187,25 @@ class ServeTest(unittest.TestCase):
         status, headers, body = self.gw.get("/fhir/Nope")
         self.assertEqual(status, 404)
         self.assertIn('"resourceType":"OperationOutcome"', body.replace(" ", ""))
+
+    def test_blank_before_colon_is_a_400_then_close(self):
+        """A blank before the colon ("Content-Length : 5") was taken as
+        the body length although a proxy in front may ignore the field
+        (request smuggling): RFC 7230 section 3.2.4 says 400. The answer
+        names the problem and closes."""
+        with socket.create_connection(("127.0.0.1", self.gw.http_port), timeout=10) as s:
+            s.sendall(b"POST /healthz HTTP/1.1\r\nHost: h\r\nContent-Length : 5\r\n\r\n"
+                      b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        self.assertTrue(data.startswith(b"HTTP/1.1 400 "), data)
+        self.assertIn(b"Connection: close\r\n", data)
+        self.assertIn(b'"diagnostics":"whitespace in a header field name"', data)
+        self.assertEqual(data.count(b"HTTP/1.1 "), 1, data)  # nothing after
 
     def test_sigterm_drains_and_exits_zero(self):
         self.assertEqual(self.gw.stop(signal.SIGTERM), 0)

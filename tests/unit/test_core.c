@@ -211,6 +211,104 @@ test_conf_refuses_organization_id_not_uuid(void **state)
     }
 }
 
+/* A value the gateway cannot use is refused by `config check` and at
+ * start, from the file and from the environment alike: log.format "JSON"
+ * was taken as kv, a pepper that is not 64 hex digits passed, and
+ * http.max_body_bytes 0 meant the 16 MiB default. The pepper is a secret:
+ * the error names the variable, never its value. */
+static void
+test_conf_refuses_values_it_cannot_use(void **state)
+{
+    static const struct {
+        const char *var, *value, *want;
+    } env[] = {
+        {"MEDGATE_LOG_FORMAT", "JSON", "MEDGATE_LOG_FORMAT: expected kv or json"},
+        {"MEDGATE_LOG_LEVEL", "verbose", "MEDGATE_LOG_LEVEL: expected debug, "
+                                         "info, warn or error"},
+        {"MEDGATE_SECURITY_API_KEY_PEPPER", "s3cret-but-not-hex",
+         "MEDGATE_SECURITY_API_KEY_PEPPER: expected 64 hex digits"},
+        {"MEDGATE_SECURITY_API_KEY_PEPPER",
+         "s3cret0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e",
+         "MEDGATE_SECURITY_API_KEY_PEPPER: expected 64 hex digits"},
+        {"MEDGATE_HTTP_MAX_BODY_BYTES", "0", "MEDGATE_HTTP_MAX_BODY_BYTES: "
+                                            "out of range"},
+    };
+    struct mg_conf c;
+    char out[1024];
+    FILE *err;
+    char *path;
+    int rc;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(env) / sizeof(env[0]); i++) {
+        memset(out, 0, sizeof(out));
+        err = fmemopen(out, sizeof(out) - 1, "w");
+        setenv(env[i].var, env[i].value, 1);
+        mg_conf_defaults(&c);
+        rc = mg_conf_apply_env(&c, err);
+        unsetenv(env[i].var); /* before a failure can leave it set */
+        fclose(err);
+        if (rc != MG_ECONF)
+            fail_msg("%s=%s accepted", env[i].var, env[i].value);
+        if (strstr(out, env[i].want) == NULL)
+            fail_msg("%s: got \"%s\"", env[i].var, out);
+        assert_null(strstr(out, "s3cret"));
+        mg_conf_dispose(&c);
+    }
+    setenv("MEDGATE_SECURITY_API_KEY_PEPPER",
+           "000102030405060708090a0b0c0d0e0f101112131415161718191A1B1C1D1E1F",
+           1);
+    setenv("MEDGATE_LOG_FORMAT", "json", 1);
+    mg_conf_defaults(&c);
+    assert_int_equal(mg_conf_apply_env(&c, NULL), MG_OK);
+    unsetenv("MEDGATE_SECURITY_API_KEY_PEPPER");
+    unsetenv("MEDGATE_LOG_FORMAT");
+    mg_conf_dispose(&c);
+
+    memset(out, 0, sizeof(out));
+    err = fmemopen(out, sizeof(out) - 1, "w");
+    path = write_temp("{\n  \"log\": {\n    \"format\": \"xml\"\n  },\n"
+                      "  \"security\": {\"api_key_pepper\": \"s3cret\"}\n}\n");
+    mg_conf_defaults(&c);
+    assert_int_equal(mg_conf_load(&c, path, err), MG_ECONF);
+    fclose(err);
+    assert_non_null(strstr(out, ":3: log.format: expected kv or json\n"));
+    assert_non_null(strstr(out, ":5: security.api_key_pepper: expected 64 "
+                                "hex digits\n"));
+    assert_null(strstr(out, "s3cret"));
+    mg_conf_dispose(&c);
+    unlink(path);
+}
+
+/* A misspelt listener or sender key was ignored without a word, and the
+ * default silently used (a sender's "charest" decodes 8859/1 as UTF-8). */
+static void
+test_conf_refuses_unknown_listener_keys(void **state)
+{
+    struct mg_conf c;
+    char out[1024] = "";
+    char *path = write_temp("{\n  \"mllp\": {\"listeners\": [{\"port\": 2600,"
+                            "\n    \"idle_timeout\": 5000,\n"
+                            "    \"senders\": [{\"organization_id\": "
+                            "\"00000000-0000-4000-8000-0000000000a1\",\n"
+                            "      \"charest\": \"8859/1\", \"note\": \"x\"}]"
+                            "}]}\n}\n");
+    FILE *err = fmemopen(out, sizeof(out) - 1, "w");
+
+    (void)state;
+    mg_conf_defaults(&c);
+    assert_int_equal(mg_conf_load(&c, path, err), MG_ECONF);
+    fclose(err);
+    if (strstr(out, ":3: mllp.listeners.idle_timeout: unknown option\n") ==
+            NULL ||
+        strstr(out, ":5: mllp.listeners.senders.charest: unknown option\n") ==
+            NULL)
+        fail_msg("got \"%s\"", out);
+    assert_null(strstr(out, "note"));
+    mg_conf_dispose(&c);
+    unlink(path);
+}
+
 static void
 test_conf_syntax_error_has_line(void **state)
 {
@@ -242,6 +340,8 @@ main(void)
         cmocka_unit_test(test_conf_errors_name_line_and_key),
         cmocka_unit_test(test_conf_refuses_organization_id_not_uuid),
         cmocka_unit_test(test_conf_syntax_error_has_line),
+        cmocka_unit_test(test_conf_refuses_values_it_cannot_use),
+        cmocka_unit_test(test_conf_refuses_unknown_listener_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

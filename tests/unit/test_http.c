@@ -321,6 +321,48 @@ test_parser_malformed(void **state)
     mg_http_parser_free(p);
 }
 
+/* RFC 7230 sections 3.2.4 and 5.4. http-parser keeps a blank before the
+ * colon in the name, yet still frames the body by "Content-Length " or
+ * "Transfer-Encoding ", which a proxy in front may ignore: the rest of its
+ * stream would be read as this body (request smuggling). Two Host fields
+ * leave it open which host was meant. Each must be a 400. */
+static void
+test_parser_refuses_blank_before_colon_and_two_hosts(void **state)
+{
+    static const struct {
+        const char *wire, *text;
+    } cases[] = {
+        {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length : 3\r\n\r\nabc",
+         "whitespace in a header field name"},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : chunked\r\n"
+         "\r\n0\r\n\r\n",
+         "whitespace in a header field name"},
+        {"GET / HTTP/1.1\r\nHost: h\r\nBad Header: v\r\n\r\n",
+         "whitespace in a header field name"},
+        {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+         "more than one Host header"},
+        {"GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n",
+         "more than one Host header"},
+    };
+    struct mg_http_parser *p;
+    const struct mg_http_msg *m;
+    size_t used;
+    int rc;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(mg_http_parser_new(NULL, &p), MG_OK);
+        rc = mg_http_parser_feed(p, cases[i].wire, strlen(cases[i].wire),
+                                 &used, &m);
+        if (rc != MG_EPARSE || mg_http_parser_error_status(p) != 400 ||
+            strcmp(mg_http_parser_error_text(p), cases[i].text) != 0)
+            fail_msg("case %zu: rc %d status %d text \"%s\"", i, rc,
+                     mg_http_parser_error_status(p),
+                     mg_http_parser_error_text(p));
+        mg_http_parser_free(p);
+    }
+}
+
 static void
 test_parser_keep_alive(void **state)
 {
@@ -335,6 +377,11 @@ test_parser_keep_alive(void **state)
         {"GET / HTTP/1.1\r\nHost: h\r\nConnection: Close\r\n\r\n", false},
         {"GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\n"
          "Upgrade: h2c\r\n\r\n",
+         false},
+        /* RFC 9112 section 6.1: chunked from a 1.0 client is faulty
+         * framing (a 1.0 hop before us did not know it): close after. */
+        {"POST / HTTP/1.0\r\nConnection: keep-alive\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
          false},
     };
     struct sink s;
@@ -1213,6 +1260,7 @@ main(void)
         cmocka_unit_test(test_parser_pipelined),
         cmocka_unit_test(test_parser_limits),
         cmocka_unit_test(test_parser_malformed),
+        cmocka_unit_test(test_parser_refuses_blank_before_colon_and_two_hosts),
         cmocka_unit_test(test_parser_keep_alive),
         cmocka_unit_test(test_parser_targets),
         cmocka_unit_test(test_parser_phase_and_continue),
