@@ -45,6 +45,7 @@ struct mllp_conn {
     struct mg_buf held; /* bytes read past MAX_PENDING frames, not decoded */
     bool feeding;       /* decoding held bytes (no nested decoding) */
     bool peer_done;     /* the sender half-closed: close after the ACKs */
+    bool ending;        /* a close is queued: no later frame is taken */
     bool paused;
     struct mg_log_ctx log;
 };
@@ -111,7 +112,9 @@ slot_new(struct mllp_conn *mc)
     return s;
 }
 
-/* Sets the ACK (payload, unframed) and what follows it. */
+/* Sets the ACK (payload, unframed) and what follows it. A slot that closes
+ * the connection ends it: frames behind it would be stored with no ACK to
+ * tell the sender, whose resend of this one would then commit after them. */
 static void
 slot_fill(struct slot *s, enum slot_action action, const char *ack,
           size_t len)
@@ -119,6 +122,8 @@ slot_fill(struct slot *s, enum slot_action action, const char *ack,
     struct mg_buf b;
 
     s->action = action;
+    if (action != SLOT_SEND)
+        s->mc->ending = true;
     if (ack == NULL || len == 0) {
         if (action == SLOT_SEND_CLOSE)
             s->action = SLOT_CLOSE;
@@ -138,7 +143,7 @@ slot_fill(struct slot *s, enum slot_action action, const char *ack,
 static bool
 has_room(const struct mllp_conn *mc)
 {
-    return mc->pending < MAX_PENDING && !mc->srv->draining;
+    return mc->pending < MAX_PENDING && !mc->srv->draining && !mc->ending;
 }
 
 static void

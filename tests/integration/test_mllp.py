@@ -360,5 +360,24 @@ class AckRulesTest(unittest.TestCase):
         self.assertIn(b"max_frame_bytes", buf)
 
 
+    def test_frames_behind_an_oversize_one_are_not_taken(self):
+        # The refusal closes the connection after BEFORE-1's ACK: AFTER-1,
+        # sent behind it, must not be stored, or the sender's resend of the
+        # refused frame would be stored after it (and AFTER-1 never ACKed).
+        self.gw.stop()
+        self.gw = h.Gateway(self.db, config={"mllp": {"listeners": [
+            {"name": "small", "port": h.free_port(), "max_frame_bytes": 1024,
+             "senders": [{"organization_id": h.DEMO_ORG}]}]}})
+        self.gw.mllp_port = self.gw.conf["mllp"]["listeners"][0]["port"]
+        self.gw.start()
+        big = msg("BIG-2") + b"OBX|1|TX|||" + b"x" * 5000 + b"\r"
+        with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=10) as s:
+            s.sendall(b"".join(b"\x0b" + m + b"\x1c\r" for m in (msg("BEFORE-1"), big, msg("AFTER-1"))))
+            buf = read_until_eof(s)
+        acks = [segments(a.strip(b"\x0b"))["MSA"][1:3] for a in buf.split(b"\x1c\r") if a]
+        self.assertEqual(acks, [["AA", "BEFORE-1"], ["AR", "BIG-2"]])
+        self.assertEqual(h.psql(self.db, "SELECT control_id FROM hl7_messages ORDER BY received_at"),
+                         [["BEFORE-1"]])
+
 if __name__ == "__main__":
     h.main()
