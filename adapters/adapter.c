@@ -10,6 +10,7 @@
 
 #include "core/buf.h"
 #include "core/error.h"
+#include "store/oneshot.h"
 
 
 const struct mg_adapter *
@@ -556,16 +557,12 @@ exec_sql(PGconn *c, const char *what, const char *sql, FILE *err)
 int
 mg_adapters_install(const char *conninfo, FILE *out, FILE *err)
 {
-    PGconn *c = PQconnectdb(conninfo);
+    PGconn *c = mg_store_connect_once(conninfo, "adapters", err);
     struct mg_buf disp;
     int rc;
 
-    if (PQstatus(c) != CONNECTION_OK) {
-        if (err != NULL)
-            fprintf(err, "adapters: %s", PQerrorMessage(c));
-        PQfinish(c);
+    if (c == NULL)
         return MG_EDBDOWN;
-    }
     mg_buf_init(&disp, 0);
     rc = exec_sql(c, "begin", "SET client_min_messages = warning; BEGIN;"
                   " SELECT pg_advisory_xact_lock(7220553)", err);

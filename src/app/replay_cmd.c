@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "intake/intake.h"
 #include "mapping/mapping.h"
+#include "store/oneshot.h"
 
 struct replay_opts {
     const char *id;    /* one message, or NULL */
@@ -304,10 +305,8 @@ mg_app_replay(const struct mg_conf *conf, int argc, char **argv)
                 conf->mappings_dir);
         return 1;
     }
-    c = PQconnectdb(conf->database_url);
-    if (PQstatus(c) != CONNECTION_OK) {
-        fprintf(stderr, "replay: %s", PQerrorMessage(c));
-        PQfinish(c);
+    c = mg_store_connect_once(conf->database_url, "replay", stderr);
+    if (c == NULL) {
         mg_mapping_set_free(set);
         return 1;
     }

@@ -11,6 +11,7 @@
 #include "app/app.h"
 #include "core/error.h"
 #include "security/security.h"
+#include "store/oneshot.h"
 
 static int
 run(PGconn *c, const char *sql, int n, const char *const *params)
@@ -87,12 +88,9 @@ mg_app_demo_seed(const struct mg_conf *conf, const char *key_file)
                         "digits\n");
         return 1;
     }
-    c = PQconnectdb(conf->database_url);
-    if (PQstatus(c) != CONNECTION_OK) {
-        fprintf(stderr, "demo-seed: %s", PQerrorMessage(c));
-        PQfinish(c);
+    c = mg_store_connect_once(conf->database_url, "demo-seed", stderr);
+    if (c == NULL)
         return 1;
-    }
     rc = run(c, "INSERT INTO organizations (id, name, identifier, type) "
                 "VALUES ($1, 'Demo Hospital', 'demo', 'hospital') "
                 "ON CONFLICT (id) DO NOTHING", 1, org);

@@ -632,6 +632,9 @@ dispose_listener(struct mg_conf_listener *li)
 void
 mg_conf_dispose(struct mg_conf *c)
 {
+    /* The pepper is a secret: not left behind in freed memory. */
+    if (c->api_key_pepper != NULL)
+        mg_memzero_explicit(c->api_key_pepper, strlen(c->api_key_pepper));
     for (size_t i = 0; i < MG_ARRAY_LEN(options); i++)
         if (options[i].type == OPT_STR)
             mg_free(*str_field(c, &options[i]));

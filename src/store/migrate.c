@@ -11,6 +11,7 @@
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/error.h"
+#include "store/oneshot.h"
 
 #define MIGRATION_LOCK_KEY 4242004201 /* any constant shared by all runners */
 #define MAX_MIGRATIONS 512
@@ -246,14 +247,9 @@ mg_migrate_run(const char *conninfo, const char *dir, FILE *out, FILE *err)
     rc = list_migrations(dir, list, &n, err);
     if (rc != MG_OK)
         return rc;
-    c = PQconnectdb(conninfo);
-    if (PQstatus(c) != CONNECTION_OK) {
-        if (err)
-            fprintf(err, "cannot connect to the database: %s",
-                    PQerrorMessage(c));
-        PQfinish(c);
+    c = mg_store_connect_once(conninfo, "migrate", err);
+    if (c == NULL)
         return MG_EDBDOWN;
-    }
     (void)exec_ok(c, "SET client_min_messages = warning", NULL, "");
     snprintf(lock_sql, sizeof(lock_sql), "SELECT pg_advisory_lock(%lld)",
              (long long)MIGRATION_LOCK_KEY);

@@ -1175,8 +1175,11 @@ copy_options(struct mg_store *s, const struct mg_store_options *o)
         return MG_EINVAL;
     parsed = PQconninfoParse(o->conninfo, &errmsg);
     if (parsed == NULL) {
+        /* libpq's text can quote part of the string, and so of a password:
+         * the log says which kind of problem without it. */
         if (errmsg != NULL)
-            mg_log(MG_LOG_ERROR, &s->log, "bad conninfo: %s", errmsg);
+            mg_log(MG_LOG_ERROR, &s->log, "the database URL does not parse "
+                   "(check its syntax and percent-encoding)");
         PQfreemem(errmsg);
         return MG_ECONF;
     }

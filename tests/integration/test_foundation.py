@@ -119,6 +119,18 @@ class MigrateTest(unittest.TestCase):
             h.psql(self.db, "INSERT INTO patients (organization_id, patient_number) VALUES ('%s', 'P1')" % org)
 
 
+class SecretsInErrorsTest(unittest.TestCase):
+    def test_a_url_that_does_not_parse_is_reported_without_its_password(self):
+        # libpq quotes the offending token ('invalid percent-encoded token:
+        # "s3cr%zzet"'), which here is the password.
+        url = "postgresql://medgate:s3cr%zzet@/medgate"
+        for cmd in (["migrate"], ["replay", "--failed", "--dry-run"]):
+            r = h.run_medgate(*cmd, env={"MEDGATE_DATABASE_URL": url})
+            self.assertNotEqual(r.returncode, 0, cmd)
+            self.assertIn("does not parse", r.stderr, cmd)
+            self.assertNotIn("s3cr", r.stdout + r.stderr, cmd)
+
+
 class ConfigTest(unittest.TestCase):
     def test_reference_file_is_valid(self):
         r = h.run_medgate("config", "check", os.path.join(h.SOURCE_DIR, "deploy", "medgate.example.json"))
