@@ -345,13 +345,16 @@ class AckRulesTest(unittest.TestCase):
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM hl7_messages WHERE control_id LIKE 'HOLD-%'"),
                          "100")
 
-    def test_oversize_frame_is_refused_and_connection_closed(self):
+    def restart_with_small_frames(self):
         self.gw.stop()
         self.gw = h.Gateway(self.db, config={"mllp": {"listeners": [
             {"name": "small", "port": h.free_port(), "max_frame_bytes": 1024,
              "senders": [{"organization_id": h.DEMO_ORG}]}]}})
         self.gw.mllp_port = self.gw.conf["mllp"]["listeners"][0]["port"]
         self.gw.start()
+
+    def test_oversize_frame_is_refused_and_connection_closed(self):
+        self.restart_with_small_frames()
         big = msg("BIG-1") + b"OBX|1|TX|||" + b"x" * 5000 + b"\r"
         with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=10) as s:
             s.sendall(b"\x0b" + big + b"\x1c\r")
@@ -359,17 +362,11 @@ class AckRulesTest(unittest.TestCase):
         self.assertIn(b"MSA|AR|BIG-1", buf)
         self.assertIn(b"max_frame_bytes", buf)
 
-
     def test_frames_behind_an_oversize_one_are_not_taken(self):
         # The refusal closes the connection after BEFORE-1's ACK: AFTER-1,
         # sent behind it, must not be stored, or the sender's resend of the
         # refused frame would be stored after it (and AFTER-1 never ACKed).
-        self.gw.stop()
-        self.gw = h.Gateway(self.db, config={"mllp": {"listeners": [
-            {"name": "small", "port": h.free_port(), "max_frame_bytes": 1024,
-             "senders": [{"organization_id": h.DEMO_ORG}]}]}})
-        self.gw.mllp_port = self.gw.conf["mllp"]["listeners"][0]["port"]
-        self.gw.start()
+        self.restart_with_small_frames()
         big = msg("BIG-2") + b"OBX|1|TX|||" + b"x" * 5000 + b"\r"
         with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=10) as s:
             s.sendall(b"".join(b"\x0b" + m + b"\x1c\r" for m in (msg("BEFORE-1"), big, msg("AFTER-1"))))

@@ -756,6 +756,15 @@ test_group_skips_empty_repetitions(void **state)
     remove_dir(dir);
 }
 
+/* Maps text (its route found in set) and cuts it into parts. */
+static int
+map_split(struct mapped *m, const struct mg_mapping_set *set, const char *text,
+          struct mg_mapping_part **parts, size_t *n)
+{
+    map_text(m, set, text, strlen(text));
+    return mg_mapping_split(m->route, m->msg, &m->arena, parts, n, &m->diag);
+}
+
 /* "split": one part per ORC/OBR group. Each part sees the head (MSH, PID)
  * and its own segments only, locations stay those of the whole message,
  * and a PID after the first group (a second patient) is refused. */
@@ -788,10 +797,7 @@ test_split_into_order_groups(void **state)
     (void)state;
     make_dir(dir, sizeof(dir), "res.json", route, NULL);
     assert_int_equal(mg_mapping_set_load(dir, &set, stderr), MG_OK);
-    map_text(&m, set, two, sizeof(two) - 1);
-    assert_int_equal(mg_mapping_split(m.route, m.msg, &m.arena, &parts, &n,
-                                      &m.diag),
-                     MG_OK);
+    assert_int_equal(map_split(&m, set, two, &parts, &n), MG_OK);
     assert_int_equal(n, 3); /* ORC OBR, then OBR, then ORC OBR */
     assert_int_equal(parts[0].head_end, 2); /* MSH PID */
     assert_int_equal(parts[0].begin, 2);
@@ -831,10 +837,7 @@ test_split_into_order_groups(void **state)
             MSH_ADT("ORU^R01") "PID|1||M1\rOBR|1|||CT||||||||||||||A1\r"
             "OBR|2|||MR\r";
 
-        map_text(&m, set, bad, sizeof(bad) - 1);
-        assert_int_equal(mg_mapping_split(m.route, m.msg, &m.arena, &parts,
-                                          &n, &m.diag),
-                         MG_OK);
+        assert_int_equal(map_split(&m, set, bad, &parts, &n), MG_OK);
         assert_int_equal(n, 2);
         assert_int_equal(mg_mapping_apply_part(m.route, m.msg, &parts[1],
                                                &m.arena, &m.res, &m.diag),
@@ -850,9 +853,7 @@ test_split_into_order_groups(void **state)
             MSH_ADT("ORU^R01") "PID|1||M1\rOBR|1|||CT||||||||||||||A1\r"
             "PID|2||M2\rOBR|2|||MR||||||||||||||A2\r";
 
-        map_text(&m, set, second, sizeof(second) - 1);
-        assert_int_equal(mg_mapping_split(m.route, m.msg, &m.arena, &parts,
-                                          &n, &m.diag),
+        assert_int_equal(map_split(&m, set, second, &parts, &n),
                          MG_EMAPPING);
         assert_int_equal(m.diag.code, 100);
         assert_string_equal(m.diag.segment, "PID");
