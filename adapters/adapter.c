@@ -245,7 +245,26 @@ mg_adapter_get(const json_t *record, const char *object, const char *key)
     const json_t *o = json_object_get(record, object);
     const json_t *v = json_is_object(o) ? json_object_get(o, key) : NULL;
 
-    return json_is_string(v) ? json_string_value(v) : NULL;
+    /* FHIR has no empty strings, and HL7 v2 sends nothing for one. */
+    return json_is_string(v) && json_string_length(v) > 0
+               ? json_string_value(v)
+               : NULL;
+}
+
+const char *
+mg_adapter_mrn_system(const json_t *record)
+{
+    const char *mrn = mg_adapter_get(record, "patient",
+                                     "medical_record_number");
+    const json_t *id;
+    size_t i;
+
+    json_array_foreach(json_object_get(record, "identifiers"), i, id) {
+        const char *v = json_string_value(json_object_get(id, "value"));
+        if (mrn != NULL && v != NULL && strcmp(v, mrn) == 0)
+            return json_string_value(json_object_get(id, "system"));
+    }
+    return NULL;
 }
 
 static bool

@@ -116,10 +116,15 @@ void mg_adapters_checksum(char out[MG_ADAPTERS_CHECKSUM_HEX + 1]);
  * gets code 101 and what, in words; returns MG_EINVAL. */
 int mg_adapter_refuse(struct mg_diag *diag, const char *what);
 
-/* record[object][key] as a string, or NULL when absent, null or not a
- * string. */
+/* record[object][key] as a string, or NULL when absent, null, empty (a
+ * FHIR string is never empty) or not a string. */
 const char *mg_adapter_get(const json_t *record, const char *object,
                            const char *key);
+
+/* The system of the patient's medical record number: that of the first
+ * record["identifiers"] row holding its value (patient_identifiers.system:
+ * urn:oid:<oid>, a namespace, or urn:medgate:unqualified), or NULL. */
+const char *mg_adapter_mrn_system(const json_t *record);
 
 /* An ISO 8601 date or date-time as row_to_json writes it ("1970-01-02",
  * "2024-01-02T09:30:00+01:00", fractions dropped) as an HL7 DTM

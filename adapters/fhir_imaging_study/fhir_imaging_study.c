@@ -22,6 +22,29 @@ study_status(const char *s)
     return "registered"; /* ordered, scheduled, in_progress */
 }
 
+/* Coding.system for scans.procedure_code_system, which holds what OBR-4.3
+ * said: a URI as it is, an HL7 table 0396 name as its code system's URI
+ * (FHIR R4 terminologies-systems), NULL for a name with no known URI
+ * ("L", "99xxx"): Coding.system must identify the system, and a bare
+ * "CPT4" names none. */
+static const char *
+code_system(const char *s)
+{
+    static const char *const map[][2] = {
+        {"LN", "http://loinc.org"},
+        {"C4", "http://www.ama-assn.org/go/cpt"},
+        {"CPT4", "http://www.ama-assn.org/go/cpt"},
+        {"SCT", "http://snomed.info/sct"},
+        {"DCM", "http://dicom.nema.org/resources/ontology/DCM"}};
+
+    if (s == NULL || strchr(s, ':') != NULL)
+        return s;
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        if (strcmp(s, map[i][0]) == 0)
+            return map[i][1];
+    return NULL;
+}
+
 static int
 to_outbound(const json_t *r, struct mg_buf *out, struct mg_diag *diag)
 {
@@ -53,7 +76,9 @@ to_outbound(const json_t *r, struct mg_buf *out, struct mg_diag *diag)
             "{s:{s:[{s:s,s:s}]},s:s}", "type", "coding", "system",
             "http://terminology.hl7.org/CodeSystem/v2-0203", "code", "ACSN",
             "value", acc));
-    json_object_set_new(res, "identifier", ids);
+    if (json_array_size(ids) > 0) /* FHIR forbids an empty array */
+        json_object_set(res, "identifier", ids);
+    json_decref(ids);
     if (mod != NULL)
         json_object_set_new(res, "modality", json_pack(
             "[{s:s,s:s}]", "system",
@@ -63,8 +88,8 @@ to_outbound(const json_t *r, struct mg_buf *out, struct mg_diag *diag)
     if (code != NULL) {
         coding = json_pack("{s:s}", "code", code);
         mg_adapter_json_set(coding, "system",
-                                  mg_adapter_get(r, "scan",
-                                                 "procedure_code_system"));
+                            code_system(mg_adapter_get(
+                                r, "scan", "procedure_code_system")));
         mg_adapter_json_set(coding, "display",
                                   mg_adapter_get(r, "scan",
                                                  "procedure_description"));

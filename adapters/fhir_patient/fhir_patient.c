@@ -19,6 +19,8 @@ typed_identifier(const char *system, const char *value, const char *type)
         json_object_set_new(id, "type", json_pack("{s:[{s:s,s:s}]}", "coding",
                                                   "system", V2_0203, "code",
                                                   type));
+    if (system != NULL && strcmp(system, "urn:medgate:unqualified") == 0)
+        system = NULL; /* no authority: a shared system would merge them */
     if (system != NULL && strchr(system, ':') != NULL)
         json_object_set_new(id, "system", json_string(system));
     else if (system != NULL)
@@ -47,7 +49,8 @@ identifiers(const json_t *r)
     size_t i;
 
     if (mrn != NULL)
-        json_array_append_new(list, typed_identifier(NULL, mrn, "MR"));
+        json_array_append_new(list, typed_identifier(
+            mg_adapter_mrn_system(r), mrn, "MR"));
     json_array_foreach(json_object_get(r, "identifiers"), i, id) {
         const char *v = json_string_value(json_object_get(id, "value"));
         if (v == NULL || (mrn != NULL && strcmp(v, mrn) == 0))

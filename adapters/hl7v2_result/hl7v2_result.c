@@ -3,8 +3,9 @@
  * (mg_adapter_input). Outbound it writes a report as an ORU^R01 (v2.5.1,
  * IHE RAD-28 style) for a RIS: PID, OBR with the accession in OBR-18 and
  * the status in OBR-25, an OBX 113014 with the Study Instance UID, one TX
- * OBX per line of the findings and of the impression. The mapping of
- * mappings/results.json reads every one of those fields back. */
+ * OBX per line of the findings, of the impression and of the
+ * recommendations. The mapping of mappings/results.json reads every one of
+ * those fields back. */
 #include <stdio.h>
 #include <string.h>
 
@@ -61,9 +62,23 @@ status_code(const char *status)
     return "I";
 }
 
-static int
-put_msh(struct mg_buf *b, const json_t *r)
+/* Whether the n bytes at p are all ASCII. */
+static bool
+is_ascii(const char *p, size_t n)
 {
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)p[i] >= 0x80)
+            return false;
+    return true;
+}
+
+/* MSH; MSH-18 says UNICODE UTF-8 when the message is not all ASCII, since
+ * v2.5.1 reads a message without MSH-18 as ASCII (2.15.9.18) and a RIS
+ * would decode the UTF-8 bytes of a name or report in its own default. */
+static int
+put_msh(struct mg_buf *b, const json_t *r, bool utf8)
+{
+    size_t start = b->len;
     int rc = mg_buf_appendz(b, "MSH|^~\\&|");
 
     if (rc == MG_OK) rc = put(b, mg_adapter_get(r, "message", "sending_application"));
@@ -77,10 +92,39 @@ put_msh(struct mg_buf *b, const json_t *r)
     if (rc == MG_OK) rc = put(b, mg_adapter_get(r, "message", "datetime"));
     if (rc == MG_OK) rc = mg_buf_appendz(b, "||ORU^R01^ORU_R01|");
     if (rc == MG_OK) rc = put(b, mg_adapter_get(r, "message", "control_id"));
-    return rc == MG_OK ? mg_buf_appendz(b, "|P|2.5.1\r") : rc;
+    if (rc == MG_OK) rc = mg_buf_appendz(b, "|P|2.5.1");
+    if (rc == MG_OK && (utf8 || !is_ascii(b->ptr + start, b->len - start)))
+        rc = mg_buf_appendz(b, "||||||UNICODE UTF-8");
+    return rc == MG_OK ? mg_buf_appendc(b, '\r') : rc;
 }
 
-/* PID-3: the MRN typed MR, then the other identifiers with their type. */
+/* CX.4 for a patient_identifiers.system, the way the adapters read one
+ * in (common.sql): urn:oid:<oid> as the HD's ISO universal id, another URI
+ * as a URI universal id, a namespace as it is; nothing for
+ * urn:medgate:unqualified, which stands for no authority. */
+static int
+put_authority(struct mg_buf *b, const char *system)
+{
+    const char *type = NULL;
+    int rc;
+
+    if (system == NULL || strcmp(system, "urn:medgate:unqualified") == 0)
+        return MG_OK;
+    if (strncmp(system, "urn:oid:", 8) == 0) {
+        system += 8;
+        type = "&ISO";
+    } else if (strchr(system, ':') != NULL) {
+        type = "&URI";
+    }
+    if (type == NULL)
+        return put(b, system);
+    rc = mg_buf_appendc(b, '&');
+    if (rc == MG_OK) rc = put(b, system);
+    return rc == MG_OK ? mg_buf_appendz(b, type) : rc;
+}
+
+/* PID-3: the MRN typed MR, then the other identifiers with their type,
+ * each with its assigning authority. */
 static int
 put_pid(struct mg_buf *b, const json_t *r)
 {
@@ -90,7 +134,9 @@ put_pid(struct mg_buf *b, const json_t *r)
     int rc = mg_buf_appendz(b, "PID|1||");
 
     if (rc == MG_OK) rc = put(b, mrn);
-    if (rc == MG_OK) rc = mg_buf_appendz(b, "^^^^MR");
+    if (rc == MG_OK) rc = mg_buf_appendz(b, "^^^");
+    if (rc == MG_OK) rc = put_authority(b, mg_adapter_mrn_system(r));
+    if (rc == MG_OK) rc = mg_buf_appendz(b, "^MR");
     json_array_foreach(ids, i, id) {
         const char *v = json_string_value(json_object_get(id, "value"));
         const char *t = json_string_value(json_object_get(id, "type_code"));
@@ -98,7 +144,11 @@ put_pid(struct mg_buf *b, const json_t *r)
             continue;
         rc = mg_buf_appendc(b, '~');
         if (rc == MG_OK) rc = put(b, v);
-        if (rc == MG_OK) rc = mg_buf_appendz(b, "^^^^");
+        if (rc == MG_OK) rc = mg_buf_appendz(b, "^^^");
+        if (rc == MG_OK)
+            rc = put_authority(b, json_string_value(json_object_get(id,
+                                                                    "system")));
+        if (rc == MG_OK) rc = mg_buf_appendc(b, '^');
         if (rc == MG_OK) rc = put(b, t);
     }
     if (rc == MG_OK) rc = mg_buf_appendz(b, "||");
@@ -115,10 +165,13 @@ put_pid(struct mg_buf *b, const json_t *r)
 }
 
 /* OBR: 2 placer, 3 filler, 4 procedure, 7 observation time, 18 accession,
- * 22 results reported, 25 status, 32 principal result interpreter. */
+ * 22 results reported, 25 status, 32 principal result interpreter (an
+ * NDL: the name goes in the family name of its CNN, NDL.1.2, and the
+ * signing time in NDL.2; NDL.1.1 is an id number). */
 static int
 put_obr(struct mg_buf *b, const json_t *r, const char *status)
 {
+    const char *who = mg_adapter_get(r, "report", "reporting_radiologist_name");
     int rc = mg_buf_appendz(b, "OBR|1|");
 
     if (rc == MG_OK) rc = put(b, mg_adapter_get(r, "scan", "placer_order_number"));
@@ -139,7 +192,8 @@ put_obr(struct mg_buf *b, const json_t *r, const char *status)
     if (rc == MG_OK) rc = mg_buf_appendz(b, "|||");
     if (rc == MG_OK) rc = mg_buf_appendz(b, status);
     if (rc == MG_OK) rc = mg_buf_appendz(b, "|||||||");
-    if (rc == MG_OK) rc = put(b, mg_adapter_get(r, "report", "reporting_radiologist_name"));
+    if (rc == MG_OK && who != NULL) rc = mg_buf_appendc(b, '&');
+    if (rc == MG_OK) rc = put(b, who);
     if (rc == MG_OK) rc = mg_buf_appendc(b, '^');
     if (rc == MG_OK) rc = put_time(b, mg_adapter_get(r, "report", "signed_at"));
     return rc == MG_OK ? mg_buf_appendc(b, '\r') : rc;
@@ -173,37 +227,53 @@ put_text(struct mg_buf *b, int *n, const char *code, const char *text,
     return rc;
 }
 
-/* The findings lines that are not also the impression's (inbound, the
- * findings are every text OBX, the impression one of them). */
+/* The first n bytes of text without its last lines when they are tail
+ * (whole lines only: a findings line that merely ends like the impression
+ * is kept whole). */
 static size_t
-findings_only(const char *findings, const char *impression)
+strip_lines(const char *text, size_t n, const char *tail)
 {
-    size_t n = findings ? strlen(findings) : 0, m;
+    size_t m = tail ? strlen(tail) : 0;
 
-    if (impression == NULL || (m = strlen(impression)) == 0 || m > n)
+    if (m == 0 || m > n || memcmp(text + n - m, tail, m) != 0 ||
+        (m < n && text[n - m - 1] != '\n'))
         return n;
-    if (strcmp(findings + n - m, impression) != 0)
-        return n;
-    n -= m;
-    return n > 0 && findings[n - 1] == '\n' ? n - 1 : n;
+    return m < n ? n - m - 1 : 0;
 }
 
+/* The findings lines that are not also the impression's or the
+ * recommendations' (inbound, the findings are every text OBX, those two
+ * among them, in the sender's order). */
+static size_t
+findings_only(const char *findings, const char *impression,
+              const char *recommendations)
+{
+    size_t n = findings ? strlen(findings) : 0, k;
+    bool imp = false, rec = false;
+
+    for (;;) {
+        if (!rec && (k = strip_lines(findings, n, recommendations)) != n)
+            rec = true;
+        else if (!imp && (k = strip_lines(findings, n, impression)) != n)
+            imp = true;
+        else
+            return n;
+        n = k;
+    }
+}
+
+/* The ORU from PID on, into b. */
 static int
-to_outbound(const json_t *r, struct mg_buf *b, struct mg_diag *diag)
+put_body(struct mg_buf *b, const json_t *r)
 {
     const char *status = status_code(mg_adapter_get(r, "report", "report_status"));
     const char *findings = mg_adapter_get(r, "report", "findings_text");
     const char *impression = mg_adapter_get(r, "report", "impression");
+    const char *advice = mg_adapter_get(r, "report", "recommendations");
     const char *uid = mg_adapter_get(r, "scan", "study_instance_uid");
     int n = 0, rc;
 
-    if (mg_adapter_get(r, "patient", "medical_record_number") == NULL ||
-        (mg_adapter_get(r, "scan", "accession_number") == NULL && uid == NULL))
-        return mg_adapter_refuse(diag, "an ORU^R01 needs the patient's MRN "
-                                 "and the scan's accession number or Study "
-                                 "Instance UID");
-    rc = put_msh(b, r);
-    if (rc == MG_OK) rc = put_pid(b, r);
+    rc = put_pid(b, r);
     if (rc == MG_OK) rc = put_obr(b, r, status);
     if (rc == MG_OK && uid != NULL) {
         rc = mg_buf_appendz(b, "OBX|1|ST|113014^DICOM Study^DCM||");
@@ -215,10 +285,40 @@ to_outbound(const json_t *r, struct mg_buf *b, struct mg_diag *diag)
     }
     if (rc == MG_OK)
         rc = put_text(b, &n, "59776-5^Findings^LN", findings,
-                      findings_only(findings, impression), status);
+                      findings_only(findings, impression, advice), status);
     if (rc == MG_OK)
         rc = put_text(b, &n, "19005-8^Impression^LN", impression,
                       impression ? strlen(impression) : 0, status);
+    if (rc == MG_OK)
+        rc = put_text(b, &n, "18783-1^Recommendation^LN", advice,
+                      advice ? strlen(advice) : 0, status);
+    return rc;
+}
+
+static int
+to_outbound(const json_t *r, struct mg_buf *b, struct mg_diag *diag)
+{
+    struct mg_buf body;
+    int rc;
+
+    if (mg_adapter_get(r, "patient", "medical_record_number") == NULL ||
+        (mg_adapter_get(r, "scan", "accession_number") == NULL &&
+         mg_adapter_get(r, "scan", "study_instance_uid") == NULL))
+        return mg_adapter_refuse(diag, "an ORU^R01 needs the patient's MRN "
+                                 "and the scan's accession number or Study "
+                                 "Instance UID");
+    if (mg_adapter_get(r, "message", "control_id") == NULL ||
+        mg_adapter_get(r, "message", "datetime") == NULL)
+        return mg_adapter_refuse(diag, "an ORU^R01 needs message.control_id "
+                                 "(MSH-10) and message.datetime (MSH-7)");
+    /* The body first: MSH-18 depends on what it holds. */
+    mg_buf_init(&body, b->max);
+    rc = put_body(&body, r);
+    if (rc == MG_OK)
+        rc = put_msh(b, r, !is_ascii(body.ptr, body.len));
+    if (rc == MG_OK)
+        rc = mg_buf_append(b, body.ptr, body.len);
+    mg_buf_dispose(&body);
     return rc;
 }
 

@@ -4,6 +4,7 @@ conformance/fhir; `./deploy/dev.sh test` installs it with npm ci). Every
 supported corpus message goes through `medgate map --dry-run`, which prints
 the Patient, ImagingStudy and DiagnosticReport the mapped rows would be
 sent as."""
+import json
 import os
 import subprocess
 import unittest
@@ -38,6 +39,31 @@ class FhirOutTest(unittest.TestCase):
         self.assertGreaterEqual(counts.get("Patient", 0), len(accepted))
         self.assertGreater(counts.get("ImagingStudy", 0), 10)
         self.assertGreater(counts.get("DiagnosticReport", 0), 3)
+
+    def test_coding_systems_are_uris(self):
+        # The schema takes any string without spaces for a uri; a Coding.system
+        # that is an HL7 table 0396 name ("LN", "CPT4") names no code system.
+        accepted = [os.path.join(h.TESTDATA, "hl7v2", p)
+                    for p, f in FACTS.items() if f.get("ack") in ("AA", "CA")]
+        r = h.run_medgate("map", "--dry-run", *accepted, env=ENV)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        systems = set()
+
+        def walk(v):
+            if isinstance(v, dict):
+                if isinstance(v.get("system"), str):
+                    systems.add(v["system"])
+                for x in v.values():
+                    walk(x)
+            elif isinstance(v, list):
+                for x in v:
+                    walk(x)
+        for line in r.stdout.splitlines():
+            if line.startswith("fhir "):
+                walk(json.loads(line.split(": ", 1)[1]))
+        self.assertIn("http://loinc.org", systems)
+        # ContactPoint.system is a code (phone, email), not a uri.
+        self.assertEqual([s for s in systems - {"phone", "email"} if ":" not in s], [])
 
     def test_the_validator_refuses_what_fhir_refuses(self):
         # Without this, a validator that passes everything would pass the test above.

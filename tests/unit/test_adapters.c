@@ -220,7 +220,8 @@ test_oru_reads_back_through_the_results_mapping(void **state)
                            "MSH|^~\\&|MEDGATE|HOSP|RIS|RAD|20240102100000||"
                            "ORU^R01^ORU_R01|OUT-1|P|2.5.1\r"));
     assert_non_null(strstr(mg_buf_str(&rb.oru).ptr,
-                           "PID|1||MRN9^^^^MR~123-45-6789^^^^SS||"));
+                           "PID|1||MRN9^^^HOSP^MR~123-45-6789^^^"
+                           "&2.16.840.1.113883.4.1&ISO^SS||"));
     read_back_done(&rb);
     json_decref(r);
 }
@@ -263,6 +264,128 @@ test_oru_needs_mrn_and_study(void **state)
     assert_non_null(strstr(d.text, "MRN"));
     mg_buf_dispose(&b);
     json_decref(r);
+}
+
+/* OBR-32 is an NDL whose first component is a CNN (id&family&given): the
+ * radiologist's name is a name there, not the id number. */
+static void
+test_oru_interpreter_is_a_name(void **state)
+{
+    json_t *r = record();
+    struct readback rb;
+
+    (void)state;
+    read_back(&rb, r);
+    assert_non_null(value(&rb, "report.reporting_radiologist_name"));
+    assert_string_equal(value(&rb, "report.reporting_radiologist_name"),
+                        "Rita Ray");
+    assert_null(value(&rb, "report.reporting_radiologist_id"));
+    assert_string_equal(value(&rb, "report.signed_at"),
+                        "2024-01-02T10:01:00+00:00");
+    read_back_done(&rb);
+    json_decref(r);
+}
+
+/* The stored findings hold every text observation, the impression and the
+ * recommendations too. Only whole trailing lines equal to those are left
+ * out of the findings OBX; the recommendations travel as 18783-1. */
+static void
+test_oru_report_sections(void **state)
+{
+    json_t *r = record(), *rep = json_object_get(r, "report");
+    struct readback rb;
+
+    (void)state;
+    /* A findings line that only ends like the impression stays whole. */
+    json_object_set_new(rep, "findings_text",
+                        json_string("Lungs clear. No acute disease."));
+    json_object_set_new(rep, "impression", json_string("No acute disease."));
+    read_back(&rb, r);
+    assert_non_null(strstr(mg_buf_str(&rb.oru).ptr,
+                           "|TX|59776-5^Findings^LN||Lungs clear. No acute "
+                           "disease.|"));
+    assert_string_equal(value(&rb, "report.impression"), "No acute disease.");
+    read_back_done(&rb);
+    /* Findings, impression and recommendations come back as stored. */
+    json_object_set_new(rep, "findings_text",
+                        json_string("Lungs clear.\nNo acute disease.\n"
+                                    "Follow-up CT in 6 months."));
+    json_object_set_new(rep, "recommendations",
+                        json_string("Follow-up CT in 6 months."));
+    read_back(&rb, r);
+    assert_string_equal(value(&rb, "report.findings_text"),
+                        "Lungs clear.\nNo acute disease.\n"
+                        "Follow-up CT in 6 months.");
+    assert_string_equal(value(&rb, "report.impression"), "No acute disease.");
+    assert_string_equal(value(&rb, "report.recommendations"),
+                        "Follow-up CT in 6 months.");
+    read_back_done(&rb);
+    json_decref(r);
+}
+
+/* PID-3 names each identifier's assigning authority (CX.4), the MRN's
+ * too: an id is unique only within its authority, and the RIS must tell a
+ * hospital's MRN from another's. An OID is the HD's universal id (ISO), as
+ * the adapters read it in; an unqualified identifier has none. */
+static void
+test_oru_identifier_authorities(void **state)
+{
+    json_t *r = record();
+    struct readback rb;
+
+    (void)state;
+    json_array_append_new(json_object_get(r, "identifiers"), json_pack(
+        "{s:s,s:s}", "system", "urn:medgate:unqualified", "value", "X7"));
+    read_back(&rb, r);
+    assert_non_null(strstr(mg_buf_str(&rb.oru).ptr,
+                           "PID|1||MRN9^^^HOSP^MR~123-45-6789^^^"
+                           "&2.16.840.1.113883.4.1&ISO^SS~X7^^^^||"));
+    assert_string_equal(value(&rb, "patient.medical_record_number"), "MRN9");
+    read_back_done(&rb);
+    json_decref(r);
+}
+
+/* Text that is not ASCII is declared UTF-8 in MSH-18: without it, v2.5.1
+ * says ASCII and a RIS reads the bytes in its own default set. */
+static void
+test_oru_declares_utf8(void **state)
+{
+    json_t *r = record();
+    struct readback rb;
+
+    (void)state;
+    json_object_set_new(json_object_get(r, "patient"), "last_name",
+                        json_string("M\xc3\xbcller"));
+    read_back(&rb, r);
+    assert_non_null(strstr(mg_buf_str(&rb.oru).ptr,
+                           "|ORU^R01^ORU_R01|OUT-1|P|2.5.1||||||"
+                           "UNICODE UTF-8\r"));
+    assert_string_equal(value(&rb, "patient.last_name"), "M\xc3\xbcller");
+    read_back_done(&rb);
+    json_decref(r);
+}
+
+/* MSH-7 and MSH-10 are required: a RIS refuses a message without them,
+ * and its ACK could not name the message. */
+static void
+test_oru_needs_control_id_and_time(void **state)
+{
+    static const char *const keys[] = {"control_id", "datetime"};
+    const struct mg_adapter *a = mg_adapter_find("hl7v2.result");
+    struct mg_buf b;
+    struct mg_diag d;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        json_t *r = record();
+        mg_buf_init(&b, 0);
+        json_object_del(json_object_get(r, "message"), keys[i]);
+        mg_diag_clear(&d);
+        assert_int_equal(a->to_outbound(r, &b, &d), MG_EINVAL);
+        assert_int_equal(d.code, MG_HL7_ERR_REQUIRED_MISSING);
+        mg_buf_dispose(&b);
+        json_decref(r);
+    }
 }
 
 /* ---- FHIR ------------------------------------------------------------ */
@@ -309,6 +432,9 @@ test_fhir_patient(void **state)
     assert_string_equal(str_at(p, "id"), "7d1f0c5e-0000-4000-8000-000000000001");
     assert_string_equal(str_at(p, "identifier/0/value"), "MRN9");
     assert_string_equal(str_at(p, "identifier/0/type/coding/0/code"), "MR");
+    /* The MRN keeps its authority, a namespace (not a URI) here. */
+    assert_non_null(str_at(p, "identifier/0/assigner/display"));
+    assert_string_equal(str_at(p, "identifier/0/assigner/display"), "HOSP");
     assert_string_equal(str_at(p, "identifier/1/system"),
                         "urn:oid:2.16.840.1.113883.4.1");
     assert_string_equal(str_at(p, "identifier/1/value"), "123-45-6789");
@@ -321,6 +447,15 @@ test_fhir_patient(void **state)
     assert_true(json_is_true(json_object_get(p, "active")));
     assert_null(json_object_get(p, "link"));
     assert_null(json_object_get(p, "address")); /* FHIR: no empty parts */
+    json_decref(p);
+    /* An identifier with no authority gets no made-up shared system. */
+    json_array_append_new(json_object_get(r, "identifiers"), json_pack(
+        "{s:s,s:s}", "system", "urn:medgate:unqualified", "value", "X7"));
+    p = fhir("fhir.patient", r);
+    assert_string_equal(str_at(p, "identifier/2/value"), "X7");
+    assert_null(json_object_get(json_array_get(json_object_get(p,
+                                                               "identifier"),
+                                               2), "system"));
     json_decref(p);
     /* A merged record points to its survivor. */
     json_object_set_new(json_object_get(r, "patient"), "merged_into",
@@ -389,6 +524,83 @@ test_fhir_diagnostic_report(void **state)
     json_decref(r);
 }
 
+/* An ImagingStudy with neither accession nor UID has no identifier (FHIR
+ * forbids an empty array). */
+static void
+test_fhir_imaging_study_without_identifiers(void **state)
+{
+    json_t *r = record(), *s;
+
+    (void)state;
+    json_object_del(json_object_get(r, "scan"), "accession_number");
+    json_object_del(json_object_get(r, "scan"), "study_instance_uid");
+    s = fhir("fhir.imaging_study", r);
+    assert_null(json_object_get(s, "identifier"));
+    json_decref(s);
+    json_decref(r);
+}
+
+/* Coding.system is a URI: HL7 table 0396 names (OBR-4.3) become the code
+ * system's URI, and a name with no URI is left out, not sent as one. */
+static void
+test_fhir_imaging_study_code_system(void **state)
+{
+    static const char *const cases[][2] = {
+        {"CPT4", "http://www.ama-assn.org/go/cpt"},
+        {"LN", "http://loinc.org"},
+        {"SCT", "http://snomed.info/sct"},
+        {"http://example.org/codes", "http://example.org/codes"},
+        {"L", NULL}, {"99LOCAL", NULL}};
+    json_t *r = record(), *s;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_object_set_new(json_object_get(r, "scan"),
+                            "procedure_code_system",
+                            json_string(cases[i][0]));
+        s = fhir("fhir.imaging_study", r);
+        assert_string_equal(str_at(s, "procedureCode/0/coding/0/code"),
+                            "71046");
+        if (cases[i][1] != NULL)
+            assert_string_equal(str_at(s, "procedureCode/0/coding/0/system"),
+                                cases[i][1]);
+        else
+            assert_null(str_at(s, "procedureCode/0/coding/0/system"));
+        json_decref(s);
+    }
+    json_decref(r);
+}
+
+/* FHIR has no empty strings: an empty column is left out like a null. */
+static void
+test_fhir_leaves_out_empty_strings(void **state)
+{
+    json_t *r = record(), *p;
+
+    (void)state;
+    json_object_set_new(json_object_get(r, "patient"), "first_name",
+                        json_string(""));
+    json_object_set_new(json_object_get(r, "patient"), "middle_name",
+                        json_string(""));
+    json_object_set_new(json_object_get(r, "patient"), "phone",
+                        json_string(""));
+    json_object_set_new(json_object_get(r, "report"), "impression",
+                        json_string(""));
+    json_object_set_new(json_object_get(r, "report"), "findings_text",
+                        json_string(""));
+    p = fhir("fhir.patient", r);
+    assert_string_equal(str_at(p, "name/0/family"), "O'Brien");
+    assert_null(json_object_get(json_array_get(json_object_get(p, "name"), 0),
+                                "given"));
+    assert_null(json_object_get(p, "telecom"));
+    json_decref(p);
+    p = fhir("fhir.diagnostic_report", r);
+    assert_null(json_object_get(p, "conclusion"));
+    assert_null(json_object_get(p, "presentedForm"));
+    json_decref(p);
+    json_decref(r);
+}
+
 /* The records an input names: the same key gives the same fingerprint,
  * a key of another kind (an MRN equal to an accession) does not, and a
  * message with more keys than fit says so. */
@@ -432,9 +644,17 @@ main(void)
         cmocka_unit_test(test_oru_reads_back_through_the_results_mapping),
         cmocka_unit_test(test_oru_status_codes),
         cmocka_unit_test(test_oru_needs_mrn_and_study),
+        cmocka_unit_test(test_oru_interpreter_is_a_name),
+        cmocka_unit_test(test_oru_report_sections),
+        cmocka_unit_test(test_oru_declares_utf8),
+        cmocka_unit_test(test_oru_identifier_authorities),
+        cmocka_unit_test(test_oru_needs_control_id_and_time),
         cmocka_unit_test(test_fhir_patient),
         cmocka_unit_test(test_fhir_imaging_study),
         cmocka_unit_test(test_fhir_diagnostic_report),
+        cmocka_unit_test(test_fhir_imaging_study_without_identifiers),
+        cmocka_unit_test(test_fhir_imaging_study_code_system),
+        cmocka_unit_test(test_fhir_leaves_out_empty_strings),
     };
 
     if (sodium_init() < 0)
