@@ -26,7 +26,26 @@ packages=(build-essential cmake pkg-config git ca-certificates curl
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 as_root() {
-  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+  if [ "$(id -u)" = 0 ]; then "$@"
+  elif command -v sudo >/dev/null; then sudo "$@"
+  else echo "dev.sh: needs root to run: $*; run as root or install sudo" >&2; return 1
+  fi
+}
+
+# apt-get, waiting for the dpkg lock (a fresh machine's unattended-upgrades
+# holds it for a while after boot) rather than failing at once. `update`
+# takes another lock: it is tried again for up to 10 minutes.
+apt_install() {
+  say "installing: $*"
+  local i
+  for i in $(seq 20); do
+    as_root apt-get -o DPkg::Lock::Timeout=600 update -qq && break
+    [ "$i" = 20 ] && return 1
+    say "apt-get update failed (lock held?); trying again in 30 s"
+    sleep 30
+  done
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
+    install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 install_packages() {
@@ -36,10 +55,7 @@ install_packages() {
       missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
-  say "installing: ${missing[*]}"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-    --no-install-recommends "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
 }
 
 build() { # build DIR [cmake options...] [-- targets...]
@@ -53,18 +69,34 @@ build() { # build DIR [cmake options...] [-- targets...]
   cmake --build "$dir" -j "$jobs" "${targets[@]}" >/dev/null
 }
 
-pg_bin() { ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1; }
+# True when something on this machine already listens on 127.0.0.1:PORT.
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 cmd_run() {
+  local http_port=${MEDGATE_HTTP_PORT:-8080} mllp_port=${MEDGATE_MLLP_PORT:-2575} p
+  for p in "$http_port" "$mllp_port"; do
+    if port_in_use "$p"; then
+      echo "dev.sh: port $p is in use on 127.0.0.1 (another run, or another program)." >&2
+      echo "        Choose others: MEDGATE_HTTP_PORT=9080 MEDGATE_MLLP_PORT=2576 $0 run" >&2
+      exit 1
+    fi
+  done
   install_packages
   build build
   var="$top/var"  # global: the EXIT trap needs it
   mkdir -p "$var/dev"
-  say "starting PostgreSQL in var/pg"
   local sock
-  sock=$(./deploy/pg.sh start "$var/pg")
-  trap 'say "stopping PostgreSQL"; ./deploy/pg.sh stop "$var/pg"' EXIT
-  if ! psql -h "$sock" -U postgres -XAtqc "SELECT 1 FROM pg_database WHERE datname='medgate'" postgres | grep -q 1; then
+  if ./deploy/pg.sh status "$var/pg" >/dev/null 2>&1; then
+    # Another run (or a test) is using this cluster: share it, and leave it
+    # running when this one ends.
+    say "PostgreSQL in var/pg is already running: using it and leaving it running (./deploy/pg.sh stop var/pg stops it)"
+    sock=$(./deploy/pg.sh start "$var/pg")
+  else
+    say "starting PostgreSQL in var/pg"
+    sock=$(./deploy/pg.sh start "$var/pg")
+    trap 'say "stopping PostgreSQL"; ./deploy/pg.sh stop "$var/pg"' EXIT
+  fi
+  if [ "$(psql -h "$sock" -U postgres -XAtqc "SELECT 1 FROM pg_database WHERE datname='medgate'" postgres)" != 1 ]; then
     psql -h "$sock" -U postgres -Xqc "CREATE DATABASE medgate" postgres
   fi
   export MEDGATE_DATABASE_URL="host=$sock user=postgres dbname=medgate"
@@ -74,34 +106,40 @@ cmd_run() {
   export MEDGATE_SECURITY_API_KEY_PEPPER
   MEDGATE_SECURITY_API_KEY_PEPPER=$(cat "$var/dev/pepper")
   local conf="$var/dev/medgate.json"
-  ./deploy/demo-config.sh "${MEDGATE_HTTP_PORT:-8080}" "${MEDGATE_MLLP_PORT:-2575}" >"$conf"
+  ./deploy/demo-config.sh "$http_port" "$mllp_port" >"$conf"
   ./build/src/medgate migrate --config "$conf"
   ./build/src/medgate demo-seed --config "$conf" --key-file "$var/dev/api-key"
-  say "medgate: HTTP (FHIR + admin) on http://127.0.0.1:${MEDGATE_HTTP_PORT:-8080}, MLLP on 127.0.0.1:${MEDGATE_MLLP_PORT:-2575}"
+  say "medgate: HTTP (admin: /healthz /readyz /metrics) on http://127.0.0.1:$http_port, MLLP on 127.0.0.1:$mllp_port"
   say "demo API key (also in var/dev/api-key): $(cat "$var/dev/api-key")"
-  say "try: curl http://127.0.0.1:${MEDGATE_HTTP_PORT:-8080}/readyz ; Ctrl-C stops the gateway and the database"
+  say "try: curl http://127.0.0.1:$http_port/readyz ; Ctrl-C stops the gateway and the database"
   # Not exec: the EXIT trap must still stop PostgreSQL after the gateway ends.
   ./build/src/medgate serve --config "$conf" &
-  local pid=$!
+  local pid=$! rc=0
   # Ctrl-C reaches the gateway itself (same process group); forward only TERM.
   trap 'true' INT
   trap 'kill -TERM $pid 2>/dev/null || true' TERM
-  wait $pid || true
-  wait $pid 2>/dev/null || true
+  # A trapped signal ends `wait` early: wait again until the gateway is gone,
+  # then exit with its status (a port taken meanwhile, a bad database, ...).
+  while :; do
+    rc=0
+    wait "$pid" || rc=$?
+    kill -0 "$pid" 2>/dev/null || break
+  done
+  return "$rc"
 }
 
 # The outside FHIR validator the integration tests run (conformance/fhir):
 # Node.js and npm from the machine, or Debian's when there are none.
 install_fhir_validator() {
-  if ! command -v npm >/dev/null; then
-    say "installing: nodejs npm"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-      --no-install-recommends nodejs npm >/dev/null
+  if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+    apt_install nodejs npm
   fi
-  [ -d conformance/fhir/node_modules/@asymmetrik ] && return 0
+  # npm writes node_modules/.package-lock.json last: a complete install that
+  # is newer than the lock file (not an interrupted or outdated one).
+  [ conformance/fhir/node_modules/.package-lock.json -nt conformance/fhir/package-lock.json ] &&
+    return 0
   say "installing the FHIR validator (npm ci in conformance/fhir)"
-  npm ci --prefix conformance/fhir --no-audit --no-fund --silent
+  npm ci --prefix conformance/fhir --no-audit --no-fund --loglevel=error
 }
 
 cmd_test() {
@@ -112,10 +150,10 @@ cmd_test() {
   # The fuzz build compiles only the fuzz targets with clang/libFuzzer.
   CC=clang build build-fuzz -DMG_FUZZ=ON -DMG_SANITIZE=ON -- fuzz_hl7v2 fuzz_mllp
   tmp=$(mktemp -d /tmp/medgate-test-XXXXXX)  # global: the EXIT trap needs it
+  trap './deploy/pg.sh stop "$tmp"; rm -rf "$tmp"' EXIT
   say "starting a throwaway PostgreSQL in $tmp"
   export MEDGATE_TEST_PGHOST
   MEDGATE_TEST_PGHOST=$(MEDGATE_PG_FSYNC=${MEDGATE_PG_FSYNC:-on} ./deploy/pg.sh start "$tmp")
-  trap './deploy/pg.sh stop "$tmp"; rm -rf "$tmp"' EXIT
   local rc=0
   say "unit + integration tests"
   ctest --test-dir build --output-on-failure -LE 'fuzz|bench' || rc=1
@@ -126,7 +164,7 @@ cmd_test() {
   ctest --test-dir build-fuzz --output-on-failure -L fuzz || rc=1
   grep -h -e ' Testing: fuzz' -e 'stat::number_of_executed_units' \
     build-fuzz/Testing/Temporary/LastTest.log || true
-  [ $rc = 0 ] && say "all tests passed" || say "SOME TESTS FAILED"
+  if [ $rc = 0 ]; then say "all tests passed"; else say "SOME TESTS FAILED"; fi
   return $rc
 }
 

@@ -30,12 +30,30 @@ as_owner() {
 
 case "$cmd" in
 start)
+  owner=$(id -un)
+  [ "$(id -u)" = 0 ] && owner=postgres
+  if [ -e "$data" ] && [ "$(stat -c %U "$data")" != "$owner" ]; then
+    echo "pg.sh: $data belongs to $(stat -c %U "$data"), but $owner would run it" \
+      "(as root the cluster runs as postgres): use the same user as the first time, or remove $dir" >&2
+    exit 1
+  fi
   mkdir -p "$dir"
   if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 ||
+      { echo "pg.sh: no postgres user (apt-get install postgresql)" >&2; exit 1; }
     chown postgres:postgres "$dir"
-    # postgres must be able to reach the folder through its parents.
-    p=$(dirname "$dir")
-    while [ "$p" != / ]; do chmod o+x "$p" 2>/dev/null || true; p=$(dirname "$p"); done
+    # postgres must be able to reach the folder through its parents (a
+    # checkout under /root or a 0700 home): give search permission (x, not
+    # read) to others on each parent it cannot pass, and say so.
+    p=""
+    IFS=/ read -ra parts <<<"${dir#/}"
+    for part in "${parts[@]:0:${#parts[@]}-1}"; do
+      p="$p/$part"
+      if ! runuser -u postgres -- test -x "$p"; then
+        echo "pg.sh: chmod o+x $p (so that the postgres user can reach $dir)" >&2
+        chmod o+x "$p"
+      fi
+    done
   fi
   if [ ! -s "$data/PG_VERSION" ]; then
     as_owner "$pgbin/initdb" -D "$data" -U postgres --auth=trust \
