@@ -63,6 +63,10 @@ mg_arena_alloc(struct mg_arena *a, size_t n)
     struct mg_arena_block *b = a->head;
     size_t size;
 
+    /* Leave room for the rounding and the block header: a size near
+     * SIZE_MAX would wrap to a tiny block. */
+    if (n > SIZE_MAX - sizeof(*b) - align)
+        return NULL;
     n = (n + align - 1) & ~(align - 1);
     if (n == 0)
         n = align;

@@ -43,7 +43,8 @@ mg_buf_reserve(struct mg_buf *b, size_t n)
     size_t need, cap;
     char *p;
 
-    if (n > b->max || b->len > b->max - n)
+    /* The last test keeps len + n + 1 from wrapping when max is SIZE_MAX. */
+    if (n > b->max || b->len > b->max - n || b->len + n == SIZE_MAX)
         return MG_ETOOBIG;
     need = b->len + n + 1; /* room for the NUL */
     if (need <= b->cap)

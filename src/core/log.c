@@ -63,13 +63,19 @@ put_field(char *out, size_t off, size_t size, const char *key,
         n = snprintf(out + off, size - off, ",\"%s\":", key);
     else
         n = snprintf(out + off, size - off, " %s=", key);
-    if (n < 0)
+    /* A key with no room left for its value's two quotes is left out
+     * whole: a cut key (and the NUL snprintf puts after it) would break
+     * the line. */
+    if (n < 0 || (size_t)n + 2 > size - off)
         return off;
-    off = MG_MIN(off + (size_t)n, size);
+    off += (size_t)n;
     if (quote || log_json)
         return put_quoted(out, off, size, value);
     n = snprintf(out + off, size - off, "%s", value);
-    return n < 0 ? off : MG_MIN(off + (size_t)n, size);
+    if (n < 0)
+        return off;
+    /* Cut short, the value ends in snprintf's NUL: leave that out. */
+    return (size_t)n < size - off ? off + (size_t)n : size - 1;
 }
 
 void
@@ -106,7 +112,8 @@ mg_log_write(enum mg_log_level level, const struct mg_log_ctx *ctx,
             off = put_field(line, off, size, "msh10", ctx->control_id, true);
     }
     off = put_field(line, off, size, "msg", msg, true);
-    if (log_json && off < size)
+    /* size keeps two bytes of line free for these, even when full. */
+    if (log_json)
         line[off++] = '}';
     line[off++] = '\n';
     /* One write per line; a short write on stderr is not worth a retry loop. */

@@ -659,6 +659,18 @@ mg_mllp_client_exchange(struct mg_mllp_client *c, struct mg_str msg,
     return MG_OK;
 }
 
+int
+mg_mllp_client_receive(struct mg_mllp_client *c, int timeout_ms,
+                       struct mg_str *ack)
+{
+    int rc = recv_frame(c, deadline_in(timeout_ms));
+
+    if (rc != MG_OK)
+        return rc;
+    *ack = mg_buf_str(&c->ack);
+    return MG_OK;
+}
+
 void
 mg_mllp_client_close(struct mg_mllp_client *c)
 {

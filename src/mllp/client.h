@@ -130,6 +130,13 @@ MG_MUST_CHECK int mg_mllp_client_exchange(struct mg_mllp_client *c,
                                           struct mg_str msg, int timeout_ms,
                                           struct mg_str *ack);
 
+/* Waits for the next frame from the peer without sending anything, at
+ * most timeout_ms (0: only what has already arrived): for a frame that
+ * mg_mllp_client_exchange() returned but was not the ACK awaited. Returns
+ * as mg_mllp_client_exchange() does, MG_EINVAL aside. */
+MG_MUST_CHECK int mg_mllp_client_receive(struct mg_mllp_client *c,
+                                         int timeout_ms, struct mg_str *ack);
+
 /* Closes the socket and frees c (NULL is ignored). */
 void mg_mllp_client_close(struct mg_mllp_client *c);
 

@@ -16,6 +16,7 @@
 #include "core/buf.h"
 #include "core/conf.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "core/str.h"
 
 static void
@@ -90,6 +91,117 @@ test_arena_many_allocations_and_max(void **state)
     assert_null(mg_arena_alloc(&a, 8192));
     mg_arena_dispose(&a);
     assert_int_equal(mg_alloc_live(), before);
+}
+
+/* Sizes near SIZE_MAX must fail, not wrap: the rounding up to the
+ * alignment, or the block header added to it, made a tiny block that the
+ * caller then wrote the whole size into. */
+static void
+test_arena_alloc_near_size_max(void **state)
+{
+    struct mg_arena a;
+    long before = mg_alloc_live();
+
+    (void)state;
+    mg_arena_init(&a, 64, 0); /* no maximum */
+    assert_null(mg_arena_alloc(&a, SIZE_MAX));
+    assert_null(mg_arena_alloc(&a, SIZE_MAX - 20));
+    assert_null(mg_arena_alloc(&a, SIZE_MAX / 2 + 1));
+    assert_null(mg_arena_calloc(&a, SIZE_MAX - 1));
+    assert_non_null(mg_arena_alloc(&a, 100)); /* still usable */
+    mg_arena_dispose(&a);
+    assert_int_equal(mg_alloc_live(), before);
+}
+
+/* A buffer whose maximum is SIZE_MAX: len + n + 1 (the NUL) wrapped to
+ * 0, so a reserve that cannot be met said MG_OK. */
+static void
+test_buf_reserve_near_size_max(void **state)
+{
+    struct mg_buf b;
+
+    (void)state;
+    mg_buf_init(&b, SIZE_MAX);
+    assert_int_equal(mg_buf_append(&b, "abc", 3), MG_OK);
+    assert_int_not_equal(mg_buf_reserve(&b, SIZE_MAX - 3), MG_OK);
+    assert_int_not_equal(mg_buf_append(&b, "x", SIZE_MAX - 3), MG_OK);
+    assert_int_equal(b.len, 3);
+    assert_string_equal(b.ptr, "abc");
+    mg_buf_dispose(&b);
+}
+
+/* Runs one mg_log_write() with stderr sent to a file; returns the bytes
+ * written (the line may hold a NUL, so it is not read as a string). */
+static size_t
+capture_log(char *out, size_t size, bool json, const struct mg_log_ctx *ctx,
+            const char *msg)
+{
+    char path[] = "/tmp/mg-log-XXXXXX";
+    int fd = mkstemp(path), saved = dup(STDERR_FILENO);
+    ssize_t n;
+
+    assert_true(fd >= 0 && saved >= 0);
+    unlink(path);
+    assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+    mg_log_set_json(json);
+    mg_log_write(MG_LOG_WARN, ctx, "%s", msg);
+    mg_log_set_json(false);
+    assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+    close(saved);
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+    n = read(fd, out, size);
+    close(fd);
+    assert_true(n > 0);
+    return (size_t)n;
+}
+
+/* One line, no NUL, every quoted value closed, and for JSON an object. */
+static void
+assert_one_log_line(const char *line, size_t n, bool json)
+{
+    size_t quotes = 0;
+
+    assert_null(memchr(line, '\0', n));
+    assert_ptr_equal(memchr(line, '\n', n), line + n - 1);
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (line[i] == '\\')
+            i++;
+        else
+            quotes += line[i] == '"';
+    }
+    assert_int_equal(quotes % 2, 0);
+    if (json) {
+        assert_int_equal(line[0], '{');
+        assert_int_equal(line[n - 2], '}');
+    }
+}
+
+/* Long values (an MSH-10 as long as the sender likes, a message full of
+ * quotes to escape) fill the line: it is cut, but stays one well-formed
+ * line. A JSON line lost its closing brace, and a key cut at the end of
+ * the line left a half key and a NUL in it. */
+static void
+test_log_long_values_keep_line_well_formed(void **state)
+{
+    static char id[2100], quotes[1001];
+    char line[4096];
+    struct mg_log_ctx ctx = {"mllp", "reading frame", 7, "10.0.0.1:4000",
+                             id};
+    size_t n;
+
+    (void)state;
+    memset(quotes, '"', sizeof(quotes) - 1);
+    for (size_t len = 1900; len < sizeof(id); len++) {
+        memset(id, 'A', len);
+        id[len] = '\0';
+        for (int json = 0; json <= 1; json++) {
+            n = capture_log(line, sizeof(line), json, &ctx, "a \"quoted\"\n"
+                            "message");
+            assert_one_log_line(line, n, json);
+            n = capture_log(line, sizeof(line), json, NULL, quotes);
+            assert_one_log_line(line, n, json);
+        }
+    }
 }
 
 static void
@@ -334,6 +446,9 @@ main(void)
         cmocka_unit_test(test_buf_append_out_of_memory),
         cmocka_unit_test(test_buf_read_file_up_to_max),
         cmocka_unit_test(test_arena_many_allocations_and_max),
+        cmocka_unit_test(test_arena_alloc_near_size_max),
+        cmocka_unit_test(test_buf_reserve_near_size_max),
+        cmocka_unit_test(test_log_long_values_keep_line_well_formed),
         cmocka_unit_test(test_str_helpers),
         cmocka_unit_test(test_strerror_names_codes),
         cmocka_unit_test(test_conf_loads_values_and_env),

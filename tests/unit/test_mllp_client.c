@@ -432,6 +432,7 @@ enum responder_mode {
     SILENT,   /* read frames, never answer */
     HANGUP,   /* close the connection on the first frame */
     GARBAGE,  /* answer with a frame that is not an ACK */
+    TWICE,    /* send every ACK twice (as a late duplicate would come) */
 };
 
 /* Serves one connection, then ends. */
@@ -505,6 +506,8 @@ responder_main(void *arg)
             if (rc != MG_OK)
                 continue;
             r->frames++;
+            if (r->mode == TWICE && reply(fd, frame, r->mode) != MG_OK)
+                goto out_close;
             if (r->mode == GARBAGE)
                 (void)send(fd, "\x0bHELLO\x1c\r", 8, MSG_NOSIGNAL);
             else if (r->mode == HANGUP || (r->mode != SILENT &&
@@ -743,6 +746,32 @@ test_send_network_failures(void **state)
     free(res);
 }
 
+/* A peer that sends one ACK twice: the copy is not the next message's
+ * ACK. Taken as such, every ACK after it went to the message after its
+ * own, and the last one was never read: an AE for FAIL exited 0. */
+static void
+test_send_duplicate_ack_skipped(void **state)
+{
+    char path[64], want[512];
+    struct responder r;
+    struct result *res = malloc(sizeof(*res));
+
+    (void)state;
+    temp_file(path, MSG("OK1") MSG("FAIL"));
+    responder_start(&r, TWICE);
+    run_send(res, "--quiet", "--port", r.port, path, NULL);
+    responder_join(&r);
+    assert_int_equal(res->exit, MG_MLLP_SEND_NACKED);
+    snprintf(want, sizeof(want), "%s#1 OK1 AA\n%s#2 FAIL AE 207\n", path,
+             path);
+    assert_string_equal(res->out, want);
+    assert_non_null(strstr(res->err, "#2: warning: skipped an ACK for the "
+                                     "message before (MSA-2 OK1)"));
+    assert_null(strstr(res->err, "does not match"));
+    unlink(path);
+    free(res);
+}
+
 /* A wrong MSA-2 is a warning, not a failure. */
 static void
 test_send_control_id_mismatch(void **state)
@@ -888,6 +917,7 @@ main(void)
         cmocka_unit_test(test_send_error_ack),
         cmocka_unit_test(test_send_network_failures),
         cmocka_unit_test(test_send_control_id_mismatch),
+        cmocka_unit_test(test_send_duplicate_ack_skipped),
         cmocka_unit_test(test_send_usage),
         cmocka_unit_test(test_send_unframeable_message),
         cmocka_unit_test(test_send_bad_port_or_host),
