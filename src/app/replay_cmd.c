@@ -100,6 +100,17 @@ print_change(const struct replay_opts *o, PGresult *r, int row,
         printf("  + error: %s (at %s)\n", v->error, v->location);
 }
 
+/* Why a statement failed, for stderr: its SQLSTATE only. PostgreSQL's text
+ * (and its DETAIL and CONTEXT) can quote the values of the row, so PHI,
+ * and replay's output may end in a journal or a cron mail. */
+static const char *
+sqlstate(const PGresult *r)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+
+    return state ? state : "none (connection lost?)";
+}
+
 /* Runs the message's adapter inside the open transaction; an adapter that
  * refuses it makes the verdict failed, with the error and location the
  * intake would store. MG_OK, or MG_EDB when the call itself failed (the
@@ -117,8 +128,8 @@ run_adapter(PGconn *c, PGresult *r, int row, const struct mg_conf_listener *li,
     int rc = MG_OK;
 
     if (PQresultStatus(a) != PGRES_TUPLES_OK || PQntuples(a) != 1) {
-        fprintf(stderr, "replay %s: adapter: %s", PQgetvalue(r, row, 0),
-                PQerrorMessage(c));
+        fprintf(stderr, "replay %s: adapter call failed: SQLSTATE %s\n",
+                PQgetvalue(r, row, 0), sqlstate(a));
         rc = MG_EDB;
     } else if (!PQgetisnull(a, 0, 0)) {
         rc = mg_intake_refusal(li, set, raw, PQgetvalue(a, 0, 0),
@@ -150,7 +161,8 @@ write_outcome(PGconn *c, const char *id, const char *status,
                    "with the same MSH-10 was accepted meanwhile\n");
             t->superseded++;
         } else {
-            fprintf(stderr, "replay %s: %s", id, PQerrorMessage(c));
+            fprintf(stderr, "replay %s: recording the outcome failed: "
+                    "SQLSTATE %s\n", id, sqlstate(r));
             t->errors++;
             rc = MG_EDB;
         }
@@ -161,7 +173,8 @@ write_outcome(PGconn *c, const char *id, const char *status,
     PQclear(r);
     r = PQexec(c, "COMMIT");
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        fprintf(stderr, "replay %s: commit: %s", id, PQerrorMessage(c));
+        fprintf(stderr, "replay %s: commit failed: SQLSTATE %s\n", id,
+                sqlstate(r));
         t->errors++;
         rc = MG_EDB;
     }
