@@ -424,11 +424,17 @@ conn_flush(struct mg__store_conn *c)
     return conn_want(c, r ? UV_READABLE | UV_WRITABLE : UV_READABLE);
 }
 
+/* The first line of a libpq error, for the log and /readyz. A statement's
+ * own error can still lead it when the connection is lost in the same
+ * cycle, and its text quotes values ('invalid input syntax for type date:
+ * "..."'): such a line stops before its first quote. */
 static void
 first_line(char *out, size_t size, const char *msg)
 {
     size_t n = strcspn(msg, "\n");
 
+    if (strncmp(msg, "ERROR:", 6) == 0 || strncmp(msg, "FATAL:", 6) == 0)
+        n = MG_MIN(n, strcspn(msg, "\""));
     snprintf(out, size, "%.*s", (int)n, msg);
 }
 
