@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <libpq-fe.h>
 #include <sodium.h>
 #include <stdlib.h>
@@ -109,12 +110,27 @@ read_file(const char *path, struct mg_buf *out, FILE *err)
     return rc == MG_OK ? MG_OK : MG_EIO;
 }
 
+/* SHA-256 of the file with each CR LF read as LF: the same migration
+ * checked out with CRLF line ends (a Windows checkout, a converting copy)
+ * is not a changed file. LF files hash as they always did. */
 static void
 sha256_hex(struct mg_str s, char hex[65])
 {
     unsigned char digest[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256_state st;
+    size_t from = 0;
 
-    crypto_hash_sha256(digest, (const unsigned char *)s.ptr, s.len);
+    crypto_hash_sha256_init(&st);
+    for (size_t i = 0; i + 1 < s.len; i++) {
+        if (s.ptr[i] == '\r' && s.ptr[i + 1] == '\n') {
+            crypto_hash_sha256_update(&st, (const unsigned char *)s.ptr + from,
+                                      i - from);
+            from = i + 1; /* the LF starts the next run */
+        }
+    }
+    crypto_hash_sha256_update(&st, (const unsigned char *)s.ptr + from,
+                              s.len - from);
+    crypto_hash_sha256_final(&st, digest);
     sodium_bin2hex(hex, 65, digest, sizeof(digest));
 }
 
@@ -139,13 +155,17 @@ static const char *const bootstrap_sql =
     " checksum text NOT NULL,"
     " applied_at timestamptz NOT NULL DEFAULT now())";
 
-/* Checks recorded migrations against the files; *applied gets the highest. */
+/* Checks recorded migrations against the files; *applied gets the highest.
+ * A file numbered below the highest applied one that was never applied
+ * (added later: a merge, a late branch) is an error: the runner applies
+ * only above the highest, so it would be skipped for good. */
 static int
 check_applied(PGconn *c, const char *dir, const struct migration *list, int n,
               int *applied, FILE *err)
 {
     PGresult *r = PQexec(c, "SELECT version, checksum FROM schema_migrations "
                             "ORDER BY version");
+    bool recorded[MAX_MIGRATIONS] = {false};
     int rc = MG_OK, rows;
 
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -170,6 +190,7 @@ check_applied(PGconn *c, const char *dir, const struct migration *list, int n,
             rc = MG_ESCHEMA;
             break;
         }
+        recorded[k] = true;
         char path[1024], hex[65];
         struct mg_buf text;
         mg_buf_init(&text, 0);
@@ -187,6 +208,15 @@ check_applied(PGconn *c, const char *dir, const struct migration *list, int n,
         mg_buf_dispose(&text);
     }
     PQclear(r);
+    for (int k = 0; rc == MG_OK && k < n && list[k].version < *applied; k++) {
+        if (!recorded[k]) {
+            if (err)
+                fprintf(err, "%s/%s was never applied, and the database is at "
+                             "%04d already (renumber it above %04d)\n",
+                        dir, list[k].name, *applied, *applied);
+            rc = MG_ESCHEMA;
+        }
+    }
     return rc;
 }
 
@@ -205,6 +235,14 @@ apply_one(PGconn *c, const char *dir, const struct migration *m, FILE *out,
     rc = read_file(path, &text, err);
     if (rc != MG_OK)
         goto out_dispose;
+    /* libpq sends a query up to its first NUL: the statements after one
+     * would be dropped, and the file recorded as applied. */
+    if (memchr(text.ptr ? text.ptr : "", '\0', text.len) != NULL) {
+        if (err)
+            fprintf(err, "%s: holds a NUL byte (not a SQL text file)\n", path);
+        rc = MG_ECONF;
+        goto out_dispose;
+    }
     sha256_hex(mg_buf_str(&text), hex);
     rc = exec_ok(c, "BEGIN", err, m->name);
     if (rc != MG_OK)

@@ -17,9 +17,12 @@ MG_MUST_CHECK int mg_migrate_latest(const char *dir, int *version, FILE *err);
 /* Applies every migration of dir not yet recorded in the database named by
  * conninfo. Progress goes to out (may be NULL), problems to err.
  * MG_OK when the database is current (nothing to do is success),
- * MG_ESCHEMA when the database is newer than dir or an applied file changed,
- * MG_EDB when a statement fails (that migration is rolled back, earlier ones
- * stay), MG_EDBDOWN when the database cannot be reached.
+ * MG_ESCHEMA when the database is newer than dir, an applied file changed
+ * (CR LF and LF line ends count as the same) or a file numbered below the
+ * highest applied one was never applied, MG_ECONF when a file name is not
+ * NNNN_name.sql or a file holds a NUL byte, MG_EDB when a statement fails
+ * (that migration is rolled back, earlier ones stay), MG_EDBDOWN when the
+ * database cannot be reached.
  * Concurrent runs are serialised with an advisory lock. */
 MG_MUST_CHECK int mg_migrate_run(const char *conninfo, const char *dir,
                                  FILE *out, FILE *err);

@@ -2,9 +2,11 @@
 serve loop's health endpoints, metrics, drain, and riding out a database
 outage. Real binary, real PostgreSQL, real sockets."""
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import unittest
 
@@ -64,6 +66,67 @@ class MigrateTest(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("9999", r.stderr)
         self.assertIn("newer", r.stderr)
+
+    def migrate_dir(self, schema_dir):
+        return h.run_medgate("migrate", env={"MEDGATE_DATABASE_URL": h.conninfo(self.db),
+                                             "MEDGATE_PATHS_SCHEMA": schema_dir})
+
+    def copy_of_schema(self, leave_out=()):
+        d = tempfile.mkdtemp(prefix="medgate-schema-")
+        src = os.path.join(h.SOURCE_DIR, "schema")
+        for name in os.listdir(src):
+            if name not in leave_out:
+                shutil.copy(os.path.join(src, name), d)
+        return d
+
+    def test_migrate_refuses_a_file_numbered_below_the_applied_ones(self):
+        # 0009 arrives (a merge, a late branch) after the database has
+        # 0010: skipping it silently would leave the schema without it for
+        # good, while every run reports the database current.
+        d = self.copy_of_schema(leave_out=("0009_adapter_lookups.sql",))
+        r = self.migrate_dir(d)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        shutil.copy(os.path.join(h.SOURCE_DIR, "schema", "0009_adapter_lookups.sql"), d)
+        r = self.migrate_dir(d)
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertIn("0009_adapter_lookups.sql", r.stderr)
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM schema_migrations "
+                                  "WHERE version = 9"), "0")
+
+    def test_migrate_takes_a_crlf_checkout_of_applied_files(self):
+        # The same files with CRLF line ends (a Windows checkout, a copy
+        # through a tool that converts) are not changed files.
+        d = self.copy_of_schema()
+        r = self.migrate_dir(d)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for name in os.listdir(d):
+            path = os.path.join(d, name)
+            with open(path, "rb") as f:
+                text = f.read()
+            with open(path, "wb") as f:
+                f.write(text.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+        r = self.migrate_dir(d)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("(0 applied now)", r.stdout)
+        # A real change is still refused.
+        with open(os.path.join(d, "0002_patients.sql"), "ab") as f:
+            f.write(b"CREATE TABLE sneaked_in (x int);\r\n")
+        r = self.migrate_dir(d)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("0002_patients.sql changed", r.stderr)
+
+    def test_migrate_refuses_a_file_with_a_nul_byte_instead_of_applying_half(self):
+        # libpq sends a query string up to its first NUL: the statements
+        # after it were silently dropped and the file recorded as applied.
+        d = self.copy_of_schema()
+        with open(os.path.join(d, "0999_half.sql"), "wb") as f:
+            f.write(b"CREATE TABLE half_a (x int);\n\0CREATE TABLE half_b (x int);\n")
+        r = self.migrate_dir(d)
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertIn("0999_half.sql", r.stderr)
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM schema_migrations "
+                                  "WHERE version = 999"), "0")
+        self.assertEqual(h.scalar(self.db, "SELECT to_regclass('half_a') IS NULL"), "t")
 
     def test_every_table_and_required_index_exists(self):
         h.migrate(self.db)

@@ -1,0 +1,12 @@
+-- 0011: an index on scan_queue (organization_id, scan_id).
+--
+-- The only index with scan_id first, scan_queue_open_scan_key, is partial
+-- (open entries), so two lookups that do not name those statuses scanned
+-- the whole work-list, which grows by one row per order and is never
+-- emptied:
+-- - medgate_adapter_hl7v2_order (adapters/hl7v2_order/hl7v2_order.sql):
+--   an ORC-1 NW for a scan that exists asks whether the scan has any
+--   entry at all, whatever its status;
+-- - the foreign key scan_queue (organization_id, scan_id) -> scans, ON
+--   DELETE CASCADE: every deleted scan looked for its entries.
+CREATE INDEX scan_queue_scan_idx ON scan_queue (organization_id, scan_id);
