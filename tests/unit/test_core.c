@@ -95,7 +95,8 @@ test_arena_many_allocations_and_max(void **state)
 
 /* Sizes near SIZE_MAX must fail, not wrap: the rounding up to the
  * alignment, or the block header added to it, made a tiny block that the
- * caller then wrote the whole size into. */
+ * caller then wrote the whole size into. (Only sizes the arithmetic
+ * refuses: a merely huge one would reach malloc, which ASan aborts on.) */
 static void
 test_arena_alloc_near_size_max(void **state)
 {
@@ -106,7 +107,6 @@ test_arena_alloc_near_size_max(void **state)
     mg_arena_init(&a, 64, 0); /* no maximum */
     assert_null(mg_arena_alloc(&a, SIZE_MAX));
     assert_null(mg_arena_alloc(&a, SIZE_MAX - 20));
-    assert_null(mg_arena_alloc(&a, SIZE_MAX / 2 + 1));
     assert_null(mg_arena_calloc(&a, SIZE_MAX - 1));
     assert_non_null(mg_arena_alloc(&a, 100)); /* still usable */
     mg_arena_dispose(&a);
