@@ -90,15 +90,37 @@ mg_hl7v2_is_ack(const struct mg_hl7v2_msh *msh)
                       "ACK");
 }
 
+/* The problems mg_hl7v2_check() reports: no MSH (100 at MSH), MSH-2
+ * missing or malformed (101/102 at MSH-2), MSH-9 .. MSH-12 empty (101).
+ * HL7 v2.5 section 2.9.2.1 (2.9.3.1 in enhanced mode) has the receiver
+ * check MSH-9, MSH-11 and MSH-12 before any application processing and
+ * reject (AR/CR) a message that fails: a header we cannot read, or that
+ * lacks those fields or the MSH-10 the ACK must quote, fails there, and is
+ * not an error in the message's content (AE/CE). */
+static bool
+header_unreadable(const struct mg_diag *diag)
+{
+    if (strcmp(diag->segment, "MSH") != 0)
+        return false;
+    switch (diag->code) {
+    case MG_HL7_ERR_SEGMENT_SEQUENCE:
+        return diag->field == 0;
+    case MG_HL7_ERR_REQUIRED_MISSING:
+        return diag->field == 2 || (diag->field >= 9 && diag->field <= 12);
+    case MG_HL7_ERR_DATA_TYPE:
+        return diag->field == 2;
+    default:
+        return false;
+    }
+}
+
 enum mg_hl7v2_ack_code
 mg_hl7v2_ack_code_for(const struct mg_diag *diag, enum mg_hl7v2_ack_mode mode)
 {
-    bool reject = diag->code >= MG_HL7_ERR_UNSUPPORTED_TYPE &&
-                  diag->code <= MG_HL7_ERR_UNSUPPORTED_VERSION;
+    bool reject = (diag->code >= MG_HL7_ERR_UNSUPPORTED_TYPE &&
+                   diag->code <= MG_HL7_ERR_UNSUPPORTED_VERSION) ||
+                  header_unreadable(diag);
 
-    if (diag->code == MG_HL7_ERR_SEGMENT_SEQUENCE &&
-        strcmp(diag->segment, "MSH") == 0 && diag->field == 0)
-        reject = true; /* no MSH at all */
     if (mode == MG_HL7V2_ACK_ENHANCED)
         return reject ? MG_HL7V2_CR : MG_HL7V2_CE;
     return reject ? MG_HL7V2_AR : MG_HL7V2_AE;
@@ -165,22 +187,90 @@ put_field_sep(struct writer *w)
     putc_(w, w->d->field);
 }
 
-/* "2.3" and "2.3.1" peers predate ERR-2..12 and read MSA-3. */
+/* Reads up to three dotted numbers ("2.3.1" is 2, 3, 1; missing parts
+ * are 0). False when v does not start with a digit. */
+static bool
+version_parse(struct mg_str v, int part[3])
+{
+    size_t i = 0;
+
+    part[0] = part[1] = part[2] = 0;
+    if (v.len == 0 || v.ptr[0] < '0' || v.ptr[0] > '9')
+        return false;
+    for (int k = 0; k < 3 && i < v.len; k++, i++) {
+        for (; i < v.len && v.ptr[i] >= '0' && v.ptr[i] <= '9'; i++)
+            part[k] = MG_MIN(part[k] * 10 + (v.ptr[i] - '0'), 9999);
+        if (i < v.len && v.ptr[i] != '.')
+            break;
+    }
+    return true;
+}
+
+/* Whether the peer's version v (MSH-12.1, trimmed) is older than than:
+ * peers before 2.5 read ERR-1, before 2.4 MSA-3, and before 2.3.1 have no
+ * MSH-9.3. An empty or unreadable version is answered in the 2.5.1
+ * layout, so it is not "before" anything we ask about. */
 static bool
 version_before(struct mg_str v, const char *than)
 {
-    size_t n = strlen(than);
+    int a[3], b[3];
 
-    return v.len >= 3 && strncmp(v.ptr, than, MG_MIN(v.len, n)) < 0;
+    if (!version_parse(v, a) || !version_parse(mg_str_from(than), b))
+        return false;
+    for (int k = 0; k < 3; k++)
+        if (a[k] != b[k])
+            return a[k] < b[k];
+    return false;
+}
+
+/* MSH-9 of an ACK. From v2.3.1, whose MSH-9 gained the message structure
+ * component, it is ACK^<trigger>^ACK: the general acknowledgment's
+ * structure is always ACK, and from v2.5 the MSG data type requires the
+ * component, so a message without a trigger gets ACK^^ACK rather than a
+ * structure left out. Before v2.3.1 MSH-9 is type^trigger only, and
+ * without a trigger just ACK (the v2.1 - 2.3 examples leave it out). */
+static void
+write_msh9(struct writer *w, struct mg_str trig, struct mg_str ver)
+{
+    putz(w, "ACK");
+    if (version_before(ver, "2.3.1")) {
+        if (trig.len > 0) {
+            putc_(w, w->d->comp);
+            put(w, trig);
+        }
+        return;
+    }
+    putc_(w, w->d->comp);
+    put(w, trig);
+    putc_(w, w->d->comp);
+    putz(w, "ACK");
+}
+
+/* MSH-12 echoed with MSH-12.1 trimmed, as mg_hl7v2_msh_check() and the
+ * header summary read it: the ACK is our message, so it carries the
+ * version we understood, not the sender's padding; the other components
+ * (e.g. "^USA") are copied raw. An empty version is answered as 2.5.1. */
+static void
+write_version(struct writer *w, struct mg_str field, struct mg_str ver)
+{
+    struct mg_str v1 = mg_hl7v2_raw_comp(field, w->d, 1);
+    const char *end = field.ptr + field.len;
+
+    if (field.len == 0 || (ver.len == 0 && v1.ptr + v1.len == end)) {
+        putz(w, "2.5.1");
+        return;
+    }
+    put(w, ver);
+    put(w, mg_str_n(v1.ptr + v1.len, (size_t)(end - (v1.ptr + v1.len))));
 }
 
 static void
 write_msh(struct writer *w, const struct mg_hl7v2_msh *in,
-          const struct mg_hl7v2_ack *ack)
+          const struct mg_hl7v2_ack *ack, struct mg_str ver)
 {
     const struct mg_hl7v2_delims *d = w->d;
     struct mg_str trig = mg_hl7v2_raw_comp(in->field[9], d, 2);
-    struct mg_str pid = in->field[11], ver = in->field[12];
+    struct mg_str pid = in->field[11];
 
     putz(w, "MSH");
     put_field_sep(w);
@@ -196,16 +286,10 @@ write_msh(struct writer *w, const struct mg_hl7v2_msh *in,
         case 5: put(w, in->field[3]); break;
         case 6: put(w, in->field[4]); break;
         case 7: put_text(w, ack->timestamp); break;
-        case 9:
-            putz(w, "ACK");
-            putc_(w, d->comp);
-            put(w, trig);
-            putc_(w, d->comp);
-            putz(w, "ACK");
-            break;
+        case 9: write_msh9(w, trig, ver); break;
         case 10: put_text(w, ack->control_id); break;
         case 11: put(w, pid.len ? pid : MG_STR("P")); break;
-        case 12: put(w, ver.len ? ver : MG_STR("2.5.1")); break;
+        case 12: write_version(w, in->field[12], ver); break;
         case 18: put(w, in->field[18]); break;
         default: break;
         }
@@ -288,7 +372,8 @@ int
 mg_hl7v2_ack_build(const struct mg_hl7v2_msh *in,
                    const struct mg_hl7v2_ack *ack, struct mg_buf *out)
 {
-    struct mg_str ver = mg_hl7v2_raw_comp(in->field[12], &in->delims, 1);
+    struct mg_str ver =
+        mg_str_trim(mg_hl7v2_raw_comp(in->field[12], &in->delims, 1));
     /* The set the parser reads: MSH-18's first repetition, any name. */
     struct mg_str cs_name = mg__hl7v2_piece(in->field[18], in->delims.rep, 1);
     struct writer w = {out, &in->delims, false, MG_OK};
@@ -306,7 +391,7 @@ mg_hl7v2_ack_build(const struct mg_hl7v2_msh *in,
         if (ack->err[i].code != 0 || ack->err[i].segment[0] != '\0')
             first = &ack->err[i];
 
-    write_msh(&w, in, ack);
+    write_msh(&w, in, ack, ver);
     putz(&w, "MSA");
     put_field_sep(&w);
     putz(&w, mg_hl7v2_ack_code_str(ack->code));

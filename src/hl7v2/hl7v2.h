@@ -81,7 +81,9 @@ MG_MUST_CHECK int mg_hl7v2_msh_peek(struct mg_str in, struct mg_hl7v2_msh *out);
  *   MSH-9 empty / MSH-9.1 not 3 chars   101 / 200  (MSH-9)
  *   MSH-10 empty                        101  (MSH-10)
  *   MSH-11 empty / not P, D or T        101 / 202  (MSH-11)
- *   MSH-12 empty / not 2.3 .. 2.8.2     101 / 203  (MSH-12)
+ *   MSH-12 empty / not 2.3 .. 2.8.2     101 / 203  (MSH-12; MSH-12.1
+ *                                       trimmed of spaces, as the
+ *                                       header summary reads it)
  * MG_OK, or MG_EPARSE (unsupported type/processing id/version included:
  * the diag code tells them apart). diag may be NULL. */
 MG_MUST_CHECK int mg_hl7v2_msh_check(const struct mg_hl7v2_msh *msh,
@@ -398,8 +400,11 @@ bool mg_hl7v2_app_ack_wanted(const struct mg_hl7v2_msh *msh, bool ok);
 bool mg_hl7v2_is_ack(const struct mg_hl7v2_msh *msh);
 
 /* The reject/error code for a failed parse or check in the given mode:
- * AR/CR for a missing MSH (100 at MSH) and for 200 - 203 (the sender's
- * type, processing id or version), AE/CE for everything else. */
+ * AR/CR for 200 - 203 (the sender's type, processing id or version) and
+ * for an unreadable MSH: missing (100 at MSH), MSH-2 missing or malformed
+ * (101/102 at MSH-2), MSH-9, MSH-10, MSH-11 or MSH-12 empty (101 there),
+ * i.e. whatever mg_hl7v2_check() refuses (HL7 v2.5 section 2.9.2.1);
+ * AE/CE for everything else. */
 enum mg_hl7v2_ack_code mg_hl7v2_ack_code_for(const struct mg_diag *diag,
                                              enum mg_hl7v2_ack_mode mode);
 
@@ -421,8 +426,11 @@ struct mg_hl7v2_ack {
  * CR after each segment and no MLLP framing (see mg_mllp_encode()).
  *   MSH: the inbound MSH-1/MSH-2 (standard ones if they were malformed),
  *        MSH-3/4 <-> MSH-5/6 swapped, MSH-7 = timestamp, MSH-9 =
- *        ACK^<MSH-9.2>^ACK, MSH-10 = ack->control_id, MSH-11, MSH-12 and
- *        MSH-18 echoed (MSH-11 "P" and MSH-12 "2.5.1" when empty).
+ *        ACK^<MSH-9.2>^ACK (ACK^^ACK without a trigger; for peers before
+ *        v2.3.1, which have no MSH-9.3, ACK^<MSH-9.2> or ACK),
+ *        MSH-10 = ack->control_id, MSH-11, MSH-12 (MSH-12.1 without
+ *        surrounding spaces) and MSH-18 echoed (MSH-11 "P" and MSH-12
+ *        "2.5.1" when empty).
  *   MSA: MSA-1 code, MSA-2 = inbound MSH-10, and for v2.3/2.3.1 peers
  *        MSA-3 = the first diag text.
  *   ERR: v2.5 layout, ERR-2 = SEG^seq^field^rep^comp^sub, ERR-3 =

@@ -268,7 +268,9 @@ check_ids(const struct mg_hl7v2_msh *m, struct mg_diag *diag)
                        11, 1, "MSH-11 processing id not P, D or T");
         return MG_EPARSE;
     }
-    ver = mg_hl7v2_raw_comp(m->field[12], &m->delims, 1);
+    /* Trimmed, as the header summary reads it: senders pad ("2.5 "), and
+     * refusing a version we would read as supported helps no one. */
+    ver = mg_str_trim(mg_hl7v2_raw_comp(m->field[12], &m->delims, 1));
     if (ver.len == 0) {
         mg__hl7v2_diag(diag, MG_HL7_ERR_REQUIRED_MISSING, "MSH", 1, 12, 0,
                        "MSH-12 version id missing");

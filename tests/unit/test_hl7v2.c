@@ -1324,7 +1324,7 @@ test_ack_wanted_table(void **state)
 }
 
 /* An unsupported version and a truncated MSH: AR from what could be read;
- * a v2.3 peer also gets MSA-3 and ERR-1. */
+ * a v2.3 peer also gets MSA-3, ERR-1 and a two-part MSH-9. */
 static void
 test_ack_from_partial_msh(void **state)
 {
@@ -1357,9 +1357,8 @@ test_ack_from_partial_msh(void **state)
     assert_int_equal(mg_hl7v2_check(MG_STR(cut), &msh, &d), MG_EPARSE);
     assert_int_equal(d.code, 101);
     assert_int_equal(d.field, 11);
-    assert_int_equal(mg_hl7v2_ack_code_for(&d, MG_HL7V2_ACK_ORIGINAL),
-                     MG_HL7V2_AE);
-    o.code = MG_HL7V2_AR;
+    o.code = mg_hl7v2_ack_code_for(&d, MG_HL7V2_ACK_ORIGINAL);
+    assert_int_equal(o.code, MG_HL7V2_AR);
     assert_int_equal(mg_hl7v2_ack_build(&msh, &o, &b), MG_OK);
     assert_non_null(strstr(b.ptr, "|ACK^A04^ACK|N1|P|2.5.1|"));
     assert_non_null(strstr(b.ptr, "\rMSA|AR|C5\r"));
@@ -1378,7 +1377,7 @@ test_ack_from_partial_msh(void **state)
     mg_diag_set(&d, MG_HL7_ERR_REQUIRED_MISSING, "no patient id");
     o.code = MG_HL7V2_AE;
     assert_int_equal(mg_hl7v2_ack_build(&msh, &o, &b), MG_OK);
-    assert_non_null(strstr(b.ptr, "|ACK^^ACK|N1|P|2.3|"));
+    assert_non_null(strstr(b.ptr, "|ACK|N1|P|2.3|")); /* no MSH-9.3 */
     assert_non_null(strstr(b.ptr, "\rMSA|AE|C23|no patient id\r"));
     assert_non_null(strstr(b.ptr, "\rERR|PID^1^3^101&Required field missing&"
                                   "HL70357|PID^1^3|101^"));
@@ -1387,6 +1386,163 @@ test_ack_from_partial_msh(void **state)
     o.control_id = MG_STR_NULL;
     assert_int_equal(mg_hl7v2_ack_build(&msh, &o, &b), MG_EINVAL);
     mg_buf_dispose(&b);
+}
+
+/* MSH-9 of the ACK follows the peer's version: type^trigger before v2.3.1,
+ * type^trigger^structure (always ACK) from v2.3.1 on, and the structure is
+ * kept even when there is no trigger to echo. */
+static void
+test_ack_msh9_by_version(void **state)
+{
+    static const struct {
+        const char *msh9, *msh12, *want;
+    } cases[] = {
+        {"ADT^A01", "2.5.1", "|ACK^A01^ACK|N|"},
+        {"ADT^A01^ADT_A01", "2.3.1", "|ACK^A01^ACK|N|"},
+        {"ADT^A01", "2.4", "|ACK^A01^ACK|N|"},
+        {"ADT^A01", "", "|ACK^A01^ACK|N|P|2.5.1|"}, /* answered as 2.5.1 */
+        {"ADT^A01", "2.9", "|ACK^A01^ACK|N|"},
+        {"ADT", "2.5", "|ACK^^ACK|N|"},
+        {"ADT^A01", "2.3", "|ACK^A01|N|"},
+        {"ADT^A01^ADT_A01", "2.3", "|ACK^A01|N|"},
+        {"ADT^A01", "2.2", "|ACK^A01|N|"},
+        {"ADT", "2.3", "|ACK|N|"},
+        {"ADT^", "2.3", "|ACK|N|"},
+        {"ADT^A01", "2.3 ^USA", "|ACK^A01|N|"},
+    };
+    struct mg_hl7v2_ack o = {.code = MG_HL7V2_AA, .control_id = MG_STR("N")};
+    struct mg_buf b;
+
+    (void)state;
+    mg_buf_init(&b, 0);
+    for (size_t i = 0; i < MG_ARRAY_LEN(cases); i++) {
+        struct mg_hl7v2_msh msh;
+        char text[128];
+
+        snprintf(text, sizeof(text), "MSH|^~\\&|S|SF|R|RF|1||%s|C|P|%s\r",
+                 cases[i].msh9, cases[i].msh12);
+        assert_int_equal(mg_hl7v2_msh_peek(mg_str_from(text), &msh), MG_OK);
+        mg_buf_reset(&b);
+        assert_int_equal(mg_hl7v2_ack_build(&msh, &o, &b), MG_OK);
+        if (strstr(b.ptr, cases[i].want) == NULL)
+            fail_msg("case %zu (%s, %s): want %s in %s", i, cases[i].msh9,
+                     cases[i].msh12, cases[i].want, b.ptr);
+    }
+    mg_buf_dispose(&b);
+}
+
+/* MSH-12.1 is read without surrounding spaces, by the check as by the
+ * header summary; the ACK echoes the version trimmed, and its layout
+ * follows the trimmed version. */
+static void
+test_msh_version_trimmed(void **state)
+{
+    struct mg_hl7v2_ack o = {.code = MG_HL7V2_AA, .control_id = MG_STR("N")};
+    struct mg_hl7v2_msg *m;
+    struct mg_hl7v2_msh msh;
+    struct mg_arena a;
+    struct mg_diag d;
+    struct mg_buf b;
+
+    (void)state;
+    mg_arena_init(&a, 4096, 0);
+    mg_buf_init(&b, 0);
+    assert_int_equal(mg_hl7v2_check(MG_STR("MSH|^~\\&|S|SF|R|RF|1||ADT^A01|C|"
+                                           "P| 2.5 \r"),
+                                    &msh, &d),
+                     MG_OK);
+    assert_int_equal(mg_hl7v2_ack_build(&msh, &o, &b), MG_OK);
+    assert_non_null(strstr(b.ptr, "|ACK^A01^ACK|N|P|2.5|"));
+
+    m = parse_ok(&a, "MSH|^~\\&|S|SF|R|RF|1||ADT^A01|C|P|2.5.1 ^USA\rPID|1",
+                 NULL);
+    assert_str(m->hdr.version, "2.5.1");
+    mg_buf_reset(&b);
+    assert_int_equal(mg_hl7v2_ack_build(&m->msh, &o, &b), MG_OK);
+    assert_non_null(strstr(b.ptr, "|ACK^A01^ACK|N|P|2.5.1^USA|"));
+
+    /* A padded 2.3 is a 2.3 peer: two-part MSH-9, MSA-3. */
+    assert_int_equal(mg_hl7v2_check(MG_STR("MSH|^~\\&|S|SF|R|RF|1||ADT^A01|C|"
+                                           "P|2.3 \r"),
+                                    &msh, &d),
+                     MG_OK);
+    mg_diag_clear(&d);
+    mg_diag_at(&d, "PID", 1, 3, 0);
+    mg_diag_set(&d, MG_HL7_ERR_REQUIRED_MISSING, "no patient id");
+    o.code = MG_HL7V2_AE;
+    o.err = &d;
+    o.nerr = 1;
+    mg_buf_reset(&b);
+    assert_int_equal(mg_hl7v2_ack_build(&msh, &o, &b), MG_OK);
+    assert_non_null(strstr(b.ptr, "|ACK^A01|N|P|2.3|"));
+    assert_non_null(strstr(b.ptr, "\rMSA|AE|C|no patient id\r"));
+
+    /* Only spaces: missing, as the summary would read it. */
+    assert_int_equal(mg_hl7v2_check(MG_STR("MSH|^~\\&|S|SF|R|RF|1||ADT^A01|C|"
+                                           "P|   \r"),
+                                    &msh, &d),
+                     MG_EPARSE);
+    assert_int_equal(d.code, 101);
+    assert_int_equal(d.field, 12);
+    mg_buf_dispose(&b);
+    mg_arena_dispose(&a);
+}
+
+/* A header the check refuses is rejected (AR/CR), whatever field it is
+ * about: HL7 v2.5 section 2.9.2.1 rejects a message whose MSH-9, MSH-11
+ * or MSH-12 the receiver cannot accept before any application processing.
+ * Content errors, in MSH or elsewhere, stay AE/CE. */
+static void
+test_ack_code_for_header_faults(void **state)
+{
+    static const struct {
+        const char *in;
+        int code;
+    } cases[] = {
+        {"garbage", 100},
+        {"MSH|", 101},
+        {"MSH|^^\\&|A|B|C|D|1||ADT^A01|C|P|2.5", 102},
+        {"MSH|^~\\&|A|B|C|D|1", 101},
+        {"MSH|^~\\&|A|B|C|D|1||ADTX^A01|C|P|2.5", 200},
+        {"MSH|^~\\&|A|B|C|D|1||ADT^A01||P|2.5", 101},
+        {"MSH|^~\\&|A|B|C|D|1||ADT^A01|C||2.5", 101},
+        {"MSH|^~\\&|A|B|C|D|1||ADT^A01|C|X|2.5", 202},
+        {"MSH|^~\\&|A|B|C|D|1||ADT^A01|C|P", 101},
+        {"MSH|^~\\&|A|B|C|D|1||ADT^A01|C|P|2.9", 203},
+    };
+    static const struct {
+        const char *seg;
+        int field, code;
+    } content[] = {
+        {"PID", 3, 101}, {"PID", 5, 102}, {"MSH", 18, 103},
+        {"MSH", 10, 205}, {"MSH", 9, 102}, {"", 0, 207},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < MG_ARRAY_LEN(cases); i++) {
+        struct mg_hl7v2_msh msh;
+        struct mg_diag d;
+
+        assert_int_equal(mg_hl7v2_check(mg_str_from(cases[i].in), &msh, &d),
+                         MG_EPARSE);
+        assert_int_equal(d.code, cases[i].code);
+        if (mg_hl7v2_ack_code_for(&d, MG_HL7V2_ACK_ORIGINAL) != MG_HL7V2_AR ||
+            mg_hl7v2_ack_code_for(&d, MG_HL7V2_ACK_ENHANCED) != MG_HL7V2_CR)
+            fail_msg("case %zu (%s): %d at %s-%d not AR/CR", i, cases[i].in,
+                     d.code, d.segment, d.field);
+    }
+    for (size_t i = 0; i < MG_ARRAY_LEN(content); i++) {
+        struct mg_diag d;
+
+        mg_diag_clear(&d);
+        if (content[i].seg[0] != '\0')
+            mg_diag_at(&d, content[i].seg, 1, content[i].field, 0);
+        mg_diag_set(&d, content[i].code, "content");
+        assert_int_equal(mg_hl7v2_ack_code_for(&d, MG_HL7V2_ACK_ORIGINAL),
+                         MG_HL7V2_AE);
+        assert_int_equal(mg_hl7v2_ack_code_for(&d, MG_HL7V2_ACK_ENHANCED),
+                         MG_HL7V2_CE);
+    }
 }
 
 /* The AE an MSH with charset msh18 gets for an error text, in b. */
@@ -1464,6 +1620,9 @@ main(void)
         cmocka_unit_test(test_ack_wanted_table),
         cmocka_unit_test(test_ack_from_partial_msh),
         cmocka_unit_test(test_ack_charset_of_text),
+        cmocka_unit_test(test_ack_msh9_by_version),
+        cmocka_unit_test(test_msh_version_trimmed),
+        cmocka_unit_test(test_ack_code_for_header_faults),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
