@@ -253,10 +253,16 @@ write_msh9(struct writer *w, struct mg_str trig, struct mg_str ver)
 static void
 write_version(struct writer *w, struct mg_str field, struct mg_str ver)
 {
-    struct mg_str v1 = mg_hl7v2_raw_comp(field, w->d, 1);
-    const char *end = field.ptr + field.len;
+    struct mg_str v1;
+    const char *end;
 
-    if (field.len == 0 || (ver.len == 0 && v1.ptr + v1.len == end)) {
+    if (field.len == 0) { /* no MSH-12 at all (its ptr may be NULL) */
+        putz(w, "2.5.1");
+        return;
+    }
+    v1 = mg_hl7v2_raw_comp(field, w->d, 1);
+    end = field.ptr + field.len;
+    if (ver.len == 0 && v1.ptr + v1.len == end) {
         putz(w, "2.5.1");
         return;
     }
