@@ -156,17 +156,24 @@ mg_adapter_map(const struct mg_adapter *ad,
 {
     struct mg_mapping_part *parts;
     struct mg_mapping_result res;
+    struct mg_arena scratch; /* one part's result, freed before the next */
     json_t *all = NULL, *one;
     size_t n;
     int rc = mg_mapping_split(route, msg, arena, &parts, &n, diag);
 
     if (rc == MG_OK && n > 1 && (all = json_array()) == NULL)
         rc = MG_ENOMEM;
+    /* A part's mapping costs as much as the whole message's (its
+     * used-field marks span every segment): kept side by side, n parts
+     * would cost n times the message. */
+    mg_arena_init(&scratch, 16384, 0);
     for (size_t k = 0; rc == MG_OK && k < n; k++) {
-        rc = mg_mapping_apply_part(route, msg, &parts[k], arena, &res, diag);
+        mg_arena_reset(&scratch);
+        rc = mg_mapping_apply_part(route, msg, &parts[k], &scratch, &res,
+                                   diag);
         if (rc != MG_OK)
             break;
-        one = ad->to_internal(&res, &msg->hdr);
+        one = ad->to_internal(&res, &msg->hdr); /* copies the values */
         if (one == NULL)
             rc = MG_ENOMEM;
         else if (n == 1)
@@ -174,6 +181,7 @@ mg_adapter_map(const struct mg_adapter *ad,
         else if (json_array_append_new(all, one) != 0)
             rc = MG_ENOMEM;
     }
+    mg_arena_dispose(&scratch);
     if (rc != MG_OK) {
         json_decref(all);
         return rc;

@@ -103,7 +103,7 @@ mg_mapping_dry_run_print(const struct mg_mapping_set *set,
     const struct mg_mapping_route *route;
     struct mg_mapping_part *parts = NULL;
     struct mg_mapping_result res;
-    struct mg_arena arena;
+    struct mg_arena arena, scratch; /* scratch: one part, as in the intake */
     struct mg_diag diag;
     size_t nparts = 0;
     int rc;
@@ -125,6 +125,7 @@ mg_mapping_dry_run_print(const struct mg_mapping_set *set,
     if (route->note)
         fprintf(out, "note: %s\n", route->note);
     mg_arena_init(&arena, 16384, 0);
+    mg_arena_init(&scratch, 16384, 0);
     mg_diag_clear(&diag);
     rc = mg_mapping_split(route, msg, &arena, &parts, &nparts, &diag);
     for (size_t k = 0; rc == MG_OK && k < nparts; k++) {
@@ -132,7 +133,8 @@ mg_mapping_dry_run_print(const struct mg_mapping_set *set,
             fprintf(out, "part %zu of %zu (%s[%d]):\n", k + 1, nparts,
                     msg->seg[parts[k].begin].id,
                     mg__mapping_occurrence(msg, parts[k].begin));
-        rc = mg_mapping_apply_part(route, msg, &parts[k], &arena, &res,
+        mg_arena_reset(&scratch);
+        rc = mg_mapping_apply_part(route, msg, &parts[k], &scratch, &res,
                                    &diag);
         if (rc == MG_OK)
             print_result(out, route, &res);
@@ -143,6 +145,7 @@ mg_mapping_dry_run_print(const struct mg_mapping_set *set,
                 diag.comp, diag.sub, diag.path, diag.text);
     else if (rc != MG_OK)
         fprintf(out, "error: %s\n", mg_strerror(rc));
+    mg_arena_dispose(&scratch);
     mg_arena_dispose(&arena);
     return rc;
 }

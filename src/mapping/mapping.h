@@ -191,8 +191,8 @@ struct mg_mapping_part {
  * it or a segment listed after it). A route without "split", or a message
  * without such a segment, makes one part: the whole message. *parts in
  * arena, *n >= 1. MG_OK; MG_EMAPPING with *diag (may be NULL) when a PID
- * comes after the first part (one message, one patient: code 100 at that
- * PID); MG_ENOMEM. */
+ * of another patient (another PID-3 than the head's) comes after the first
+ * part (one message, one patient: code 100 at that PID); MG_ENOMEM. */
 MG_MUST_CHECK int mg_mapping_split(const struct mg_mapping_route *route,
                                    const struct mg_hl7v2_msg *msg,
                                    struct mg_arena *arena,

@@ -29,13 +29,23 @@ split_rank(const struct mg_mapping_route *route, const char *id)
 }
 
 /* A PID after the first part would be a second patient, whose orders the
- * head's PID would claim: refused rather than filed under the wrong one. */
+ * head's PID would claim: refused rather than filed under the wrong one.
+ * A PID with the head PID's identifiers (PID-3) is the same patient again:
+ * ORU_R01 repeats PATIENT_RESULT, and senders repeat the PID with it. */
 static int
 refuse_second_patient(const struct mg_hl7v2_msg *msg, size_t head_end,
                       struct mg_diag *diag)
 {
+    const struct mg_hl7v2_seg *pid = mg_hl7v2_seg_find(msg, "PID", 1);
+    struct mg_str ids = mg_str_n("", 0);
+
+    if (pid != NULL && (size_t)(pid - msg->seg) < head_end)
+        ids = mg_hl7v2_seg_field(pid, 3); /* the head's patient */
+
     for (size_t i = head_end; i < msg->nseg; i++) {
-        if (memcmp(msg->seg[i].id, "PID", 4) != 0)
+        if (memcmp(msg->seg[i].id, "PID", 4) != 0 ||
+            (ids.len > 0 &&
+             mg_str_eq(mg_hl7v2_seg_field(&msg->seg[i], 3), ids)))
             continue;
         if (diag != NULL) {
             mg_diag_clear(diag);

@@ -767,7 +767,8 @@ map_split(struct mapped *m, const struct mg_mapping_set *set, const char *text,
 
 /* "split": one part per ORC/OBR group. Each part sees the head (MSH, PID)
  * and its own segments only, locations stay those of the whole message,
- * and a PID after the first group (a second patient) is refused. */
+ * and a PID after the first group (a second patient) is refused, unless it
+ * is the head's patient again. */
 static void
 test_split_into_order_groups(void **state)
 {
@@ -858,6 +859,22 @@ test_split_into_order_groups(void **state)
         assert_int_equal(m.diag.code, 100);
         assert_string_equal(m.diag.segment, "PID");
         assert_int_equal(m.diag.seq, 2);
+        done(&m);
+    }
+    /* The same patient's PID again (ORU_R01 repeats PATIENT_RESULT): not
+     * a second patient. */
+    {
+        static const char again[] =
+            MSH_ADT("ORU^R01") "PID|1||M1^^^H^MR\rOBR|1|||CT||||||||||||||A1\r"
+            "PID|2||M1^^^H^MR\rOBR|2|||MR||||||||||||||A2\r";
+
+        assert_int_equal(map_split(&m, set, again, &parts, &n), MG_OK);
+        assert_int_equal(n, 2);
+        assert_int_equal(mg_mapping_apply_part(m.route, m.msg, &parts[1],
+                                               &m.arena, &m.res, &m.diag),
+                         MG_OK);
+        assert_string_equal(val(&m, "patient.mrn"), "M1");
+        assert_string_equal(val(&m, "scan.acc"), "A2");
         done(&m);
     }
     mg_mapping_set_free(set);
