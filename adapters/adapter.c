@@ -156,7 +156,7 @@ mg_adapter_map(const struct mg_adapter *ad,
 {
     struct mg_mapping_part *parts;
     struct mg_mapping_result res;
-    struct mg_arena scratch; /* one part's result, freed before the next */
+    struct mg_arena scratch, *a; /* scratch: one part, freed before the next */
     json_t *all = NULL, *one;
     size_t n;
     int rc = mg_mapping_split(route, msg, arena, &parts, &n, diag);
@@ -165,12 +165,14 @@ mg_adapter_map(const struct mg_adapter *ad,
         rc = MG_ENOMEM;
     /* A part's mapping costs as much as the whole message's (its
      * used-field marks span every segment): kept side by side, n parts
-     * would cost n times the message. */
-    mg_arena_init(&scratch, 16384, 0);
+     * would cost n times the message. A message of one part (nearly all)
+     * maps in the caller's arena, as before parts: no block of its own. */
+    mg_arena_init(&scratch, 16384, 0); /* allocates on first use only */
+    a = n > 1 ? &scratch : arena;
     for (size_t k = 0; rc == MG_OK && k < n; k++) {
-        mg_arena_reset(&scratch);
-        rc = mg_mapping_apply_part(route, msg, &parts[k], &scratch, &res,
-                                   diag);
+        if (a == &scratch)
+            mg_arena_reset(&scratch);
+        rc = mg_mapping_apply_part(route, msg, &parts[k], a, &res, diag);
         if (rc != MG_OK)
             break;
         one = ad->to_internal(&res, &msg->hdr); /* copies the values */
