@@ -133,7 +133,7 @@ load_mappings(struct app *app, const char *why)
     if (app->intake != NULL)
         mg_intake_set_mappings(app->intake, set);
     if (app->mappings != NULL) {
-        mg_mapping_set_free(app->mappings); /* the intake keeps nothing */
+        mg_mapping_set_free(app->mappings); /* messages in flight keep theirs */
         app->mapping_reloads++;
         mg_log(MG_LOG_INFO, &app->log, "%s: mapping files reloaded", why);
     }

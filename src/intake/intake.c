@@ -29,13 +29,14 @@
 #include "core/log.h"
 #include "hl7v2/hl7v2.h"
 #include "intake/intake_int.h"
+#include "mapping/mapping.h"
 #include "store/store.h"
 
 struct mg_intake {
     uv_loop_t *loop;
     struct mg_store *store;
     struct mg_intake_opts opts;
-    const struct mg_mapping_set *mappings; /* borrowed; may be NULL */
+    struct mg_mapping_set *mappings; /* borrowed; may be NULL */
     struct mg__intake_item *head, *tail; /* waiting */
     size_t waiting;
     unsigned inflight;   /* batches sent, not yet answered */
@@ -77,6 +78,7 @@ static void batch_ended(struct flight *f, int rc, PGresult *res);
 static void
 item_free(struct mg__intake_item *it)
 {
+    mg_mapping_set_free(it->mappings);
     mg_arena_dispose(&it->arena);
     mg_free(it);
 }
@@ -210,7 +212,10 @@ mg_intake_submit(struct mg_intake *in, const struct mg_conf_listener *li,
     it->done = done;
     it->arg = arg;
     it->seq = seq;
-    rc = mg__intake_prepare(it, li, in->mappings, frame);
+    /* Its adapter's refusal is located with the set it was mapped with,
+     * even when a reload replaced that set before the commit. */
+    it->mappings = mg_mapping_set_ref(in->mappings);
+    rc = mg__intake_prepare(it, li, it->mappings, frame);
     if (rc != MG_OK) {
         item_free(it);
         return rc;
@@ -232,7 +237,7 @@ mg_intake_submit(struct mg_intake *in, const struct mg_conf_listener *li,
 }
 
 void
-mg_intake_set_mappings(struct mg_intake *in, const struct mg_mapping_set *set)
+mg_intake_set_mappings(struct mg_intake *in, struct mg_mapping_set *set)
 {
     in->mappings = set;
 }
@@ -320,7 +325,7 @@ take_row(struct mg_intake *in, struct mg__intake_item *it, PGresult *res,
     else if (strcmp(what, "dup") == 0)
         it->outcome = MG__INTAKE_DUPLICATE_CONFLICT;
     if (!PQgetisnull(res, row, 4)) {
-        rc = mg__intake_adapter_failed(it, in->mappings,
+        rc = mg__intake_adapter_failed(it, it->mappings,
                                        PQgetvalue(res, row, 4),
                                        PQgetvalue(res, row, 5),
                                        PQgetisnull(res, row, 6)

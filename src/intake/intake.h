@@ -96,10 +96,11 @@ MG_MUST_CHECK int mg_intake_reject_ack(struct mg_str head, const char *text,
                                        struct mg_buf *out);
 
 /* Uses set (borrowed; NULL = none) for the mapping stage of messages
- * submitted from now on. The caller may free the previous set as soon as
- * this returns: the intake keeps nothing from a set beyond mg_intake_submit. */
-void mg_intake_set_mappings(struct mg_intake *in,
-                            const struct mg_mapping_set *set);
+ * submitted from now on. The caller may mg_mapping_set_free() the previous
+ * set as soon as this returns: each message still in the intake holds its
+ * own reference to the set it was mapped with (to locate an adapter's
+ * refusal in it at commit time). */
+void mg_intake_set_mappings(struct mg_intake *in, struct mg_mapping_set *set);
 
 /* What the intake would decide for raw today (parse, sender, type, mapping
  * stage), without storing anything: for `medgate replay`. status is

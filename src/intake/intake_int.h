@@ -71,6 +71,8 @@ struct mg__intake_item {
     enum mg__intake_outcome prepared_outcome;
     struct mg_str down_ack; /* AR for "database down" replies */
     const struct mg_conf_listener *listener; /* lives as long as the conf */
+    struct mg_mapping_set *mappings; /* a reference: the set it was mapped
+                                      * with (NULL: none) */
     struct mg_intake_seq *seq;               /* NULL: none */
     enum mg__intake_outcome outcome;
     uint64_t keys[MG__INTAKE_MAX_KEYS]; /* the records its adapter writes */

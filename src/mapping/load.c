@@ -1285,6 +1285,7 @@ mg_mapping_set_load_checked(const char *dir, mg_mapping_adapter_check_cb check,
     if (set == NULL)
         return MG_ENOMEM;
     mg_arena_init(&set->arena, 16384, 0);
+    set->refs = 1;
     l.set = set;
     l.a = &set->arena;
     l.err = err;
@@ -1314,10 +1315,18 @@ mg_mapping_set_load_checked(const char *dir, mg_mapping_adapter_check_cb check,
     return MG_OK;
 }
 
+struct mg_mapping_set *
+mg_mapping_set_ref(struct mg_mapping_set *set)
+{
+    if (set != NULL)
+        set->refs++;
+    return set;
+}
+
 void
 mg_mapping_set_free(struct mg_mapping_set *set)
 {
-    if (set == NULL)
+    if (set == NULL || --set->refs > 0)
         return;
     mg_arena_dispose(&set->arena);
     mg_free(set);

@@ -70,8 +70,15 @@ MG_MUST_CHECK int mg_mapping_set_load_checked(const char *dir,
                                               struct mg_mapping_set **out,
                                               FILE *err);
 
-/* Frees the set and everything it owns. Results made from it must not be
- * used afterwards (their target names belong to the set). NULL is fine. */
+/* Takes one more reference to set (NULL is fine) and returns it: whoever
+ * still needs a set that a reload replaced (a message mapped with it and
+ * not yet committed) keeps it alive until its mg_mapping_set_free(). Not
+ * thread-safe: take and drop references on one thread (the loop's). */
+struct mg_mapping_set *mg_mapping_set_ref(struct mg_mapping_set *set);
+
+/* Drops a reference; the last one frees the set and everything it owns.
+ * Results made from it must not be used afterwards (their target names
+ * belong to the set). NULL is fine. */
 void mg_mapping_set_free(struct mg_mapping_set *set);
 
 /* A cheap fingerprint of the folder's files (names, sizes, modification

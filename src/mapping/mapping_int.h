@@ -172,6 +172,7 @@ struct mg_mapping_set {
     struct mg__mapping_table **table;
     size_t ntable;
     uint64_t stamp;
+    unsigned refs; /* the loader's, plus one per mg_mapping_set_ref() */
 };
 
 /* Fingerprint of dir (see mg_mapping_set_changed()). MG_OK or MG_ECONF

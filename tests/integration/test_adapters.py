@@ -11,7 +11,10 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import tempfile
+import threading
+import time
 import unittest
 
 import harness as h
@@ -575,6 +578,54 @@ class RefusedRowsTest(unittest.TestCase):
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients"), "0")
         seg = segments(mllp_exchange(self.gw.mllp_port, adt("RF-2", sex="female", mrn="MRN2")))
         self.assertEqual(seg["MSA"][1], "AA")
+
+    def test_refusal_is_located_with_the_mapping_the_message_was_mapped_with(self):
+        """A reload between the mapping of a message and its commit: the AE
+        still points where the value was read, not where today's files
+        would read it."""
+        gate = 736202
+        h.psql(self.db, "CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+               " PERFORM pg_advisory_xact_lock_shared(%d); RETURN NEW; END $$;"
+               "CREATE TRIGGER hold BEFORE INSERT ON hl7_messages"
+               " FOR EACH ROW EXECUTE FUNCTION hold()" % gate)
+        lock = subprocess.Popen(["psql", "-h", h.pg_host(), "-U", "postgres", "-d", self.db, "-X",
+                                 "-q", "-At"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        lock.stdin.write("SELECT 'locked', pg_advisory_lock(%d);\n" % gate)
+        lock.stdin.flush()
+        self.assertTrue(lock.stdout.readline().startswith("locked"))
+        answer = {}
+        sender = threading.Thread(target=lambda: answer.update(
+            ack=mllp_exchange(self.gw.mllp_port, adt("RL-1", sex="Q"))))
+        sender.start()
+        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %d " \
+                  "AND NOT granted" % gate
+        deadline = time.time() + 30
+        while time.time() < deadline and h.scalar(self.db, waiting) == "0":
+            time.sleep(0.05)
+        self.assertEqual(h.scalar(self.db, waiting), "1", "the statement never reached the gate")
+
+        path = os.path.join(self.maps, "adt.json")
+        with open(path) as f:
+            doc = json.load(f)
+        doc["fields"]["patient.gender"] = {"from": "PID-9"}  # empty in the message
+        with open(path, "w") as f:
+            json.dump(doc, f, indent=2)
+        t = time.time() + 2
+        os.utime(path, (t, t))
+        deadline = time.time() + 30
+        while time.time() < deadline and "mapping files reloaded" not in self.gw.read_log():
+            time.sleep(0.2)
+        self.assertIn("mapping files reloaded", self.gw.read_log())
+
+        lock.stdin.close()  # the statement goes on
+        lock.wait(timeout=30)
+        lock.stdout.close()
+        sender.join(timeout=30)
+        seg = segments(answer["ack"])
+        self.assertEqual(seg["MSA"][1], "AE")
+        self.assertTrue(seg["ERR"][2].startswith("PID^1^8"), seg["ERR"])
+        self.assertEqual(h.scalar(self.db, "SELECT error_location FROM hl7_messages WHERE control_id='RL-1'")
+                         .split("^")[:3], ["PID", "1", "8"])
 
     def test_bad_message_in_a_grouped_commit_spares_its_neighbours(self):
         frames = [adt("G-%d" % i, mrn="G%d" % i, sex="Q" if i == 3 else "female") for i in range(8)]

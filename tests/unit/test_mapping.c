@@ -1608,6 +1608,30 @@ test_fhirpath_patients(void **state)
 
 /* ---- out of memory --------------------------------------------------- */
 
+/* A set that a reload replaced stays usable while a reference to it is
+ * held (a message mapped with it and not yet committed); the last free
+ * releases it (ASan and the leak check see both). */
+static void
+test_set_references(void **state)
+{
+    struct mg_mapping_set *set;
+    struct mapped m;
+    size_t len;
+    char *text = mg_test_read_file(HL7 "/fhir-converter/ADT-A01-02.hl7", &len);
+
+    (void)state;
+    assert_non_null(text);
+    assert_int_equal(mg_mapping_set_load(MAPPINGS, &set, stderr), MG_OK);
+    assert_ptr_equal(mg_mapping_set_ref(set), set);
+    assert_null(mg_mapping_set_ref(NULL));
+    mg_mapping_set_free(set); /* the loader's reference: still alive */
+    map_text(&m, set, text, len);
+    assert_int_equal(m.rc, MG_OK);
+    done(&m);
+    mg_mapping_set_free(set);
+    free(text);
+}
+
 /* Every allocation of a load may fail: the result is MG_ENOMEM (or OK once
  * the failure point is past the end), never a crash or a leak. */
 static void
@@ -1702,6 +1726,7 @@ main(void)
         cmocka_unit_test(test_apply_repeatable),
         cmocka_unit_test(test_jsonpos_lines),
         cmocka_unit_test(test_fhirpath_patients),
+        cmocka_unit_test(test_set_references),
         cmocka_unit_test(test_load_allocation_failures),
         cmocka_unit_test(test_apply_arena_exhausted),
     };
