@@ -30,11 +30,24 @@ struct tally {
     long reapplied; /* adapter rows written again */
 };
 
+/* Column 9, "newer": for --failed and --all, a failed message that a later
+ * failed message from the same sender with the same MSH-10 followed. The
+ * sender's latest transmission under a control id is what it means now (a
+ * corrected resend), so only that one is replayed: replaying the older one
+ * first would accept it and leave the correction refused as a repeat.
+ * --id replays the row it names, whatever came after it. */
 static const char *const select_sql =
     "SELECT id, listener, organization_id, raw, status, coalesce(error, ''),"
     " coalesce(error_location, ''), coalesce(control_id, ''),"
-    " coalesce(processed_at::text, '')"
-    " FROM hl7_messages WHERE direction = 'inbound'"
+    " coalesce(processed_at::text, ''),"
+    " $1::uuid IS NULL AND status = 'failed' AND EXISTS ("
+    "  SELECT 1 FROM hl7_messages n"
+    "  WHERE n.organization_id = m.organization_id"
+    "   AND n.sending_application = m.sending_application"
+    "   AND n.sending_facility = m.sending_facility"
+    "   AND n.control_id = m.control_id AND n.direction = 'inbound'"
+    "   AND n.status = 'failed' AND (n.received_at, n.id) > (m.received_at, m.id))"
+    " FROM hl7_messages m WHERE direction = 'inbound'"
     " AND ($1::uuid IS NULL OR id = $1::uuid)"
     " AND (CASE WHEN $1::uuid IS NOT NULL THEN status <> 'duplicate'"
     "      WHEN $2 = 'failed' THEN status = 'failed'"
@@ -143,7 +156,9 @@ run_adapter(PGconn *c, PGresult *r, int row, const struct mg_conf_listener *li,
 }
 
 /* Records the outcome on the message with a sync_logs row, in the open
- * transaction, and commits. */
+ * transaction, and commits. MG_OK; MG_EDUP when a later message under the
+ * same key was accepted meanwhile (rolled back, counted as superseded);
+ * MG_EDB. */
 static int
 write_outcome(PGconn *c, const char *id, const char *status,
               const struct mg_intake_verdict *v, struct tally *t)
@@ -160,6 +175,7 @@ write_outcome(PGconn *c, const char *id, const char *status,
             printf("  left as it was: a later message from the same sender "
                    "with the same MSH-10 was accepted meanwhile\n");
             t->superseded++;
+            rc = MG_EDUP;
         } else {
             fprintf(stderr, "replay %s: recording the outcome failed: "
                     "SQLSTATE %s\n", id, sqlstate(r));
@@ -180,6 +196,17 @@ write_outcome(PGconn *c, const char *id, const char *status,
     }
     PQclear(r);
     return rc;
+}
+
+static void
+tally_outcome(struct tally *t, bool changed, const char *status)
+{
+    if (!changed)
+        t->unchanged++;
+    else if (strcmp(status, "received") == 0)
+        t->accepted++;
+    else
+        t->still_failed++;
 }
 
 /* Locks the message and checks that it is still as selected (status,
@@ -217,6 +244,14 @@ replay_row(PGconn *c, const struct mg_conf *conf,
     size_t n = 0;
 
     t->seen++;
+    if (PQgetvalue(r, row, 9)[0] == 't') {
+        printf("%s %s: left as it was: a later message from the same sender "
+               "with the same MSH-10 failed too; only the latest is "
+               "replayed (--id replays this one)\n", id,
+               PQgetvalue(r, row, 7));
+        t->superseded++;
+        return;
+    }
     li = listener_for(conf, PQgetvalue(r, row, 1), PQgetvalue(r, row, 2),
                       &scratch);
     raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, 3), &n);
@@ -248,18 +283,18 @@ replay_row(PGconn *c, const struct mg_conf *conf,
               (strcmp(v.status, was) != 0 &&
                !(strcmp(was, "processed") == 0 &&
                  strcmp(v.status, "received") == 0));
-    if (!changed)
-        t->unchanged++;
-    else if (strcmp(v.status, "received") == 0)
-        t->accepted++;
-    else
-        t->still_failed++;
     if (changed)
         print_change(o, r, row, &v);
-    if (o->dry_run || (!changed && !adapted))
+    if (o->dry_run || (!changed && !adapted)) {
+        tally_outcome(t, changed, v.status);
         goto out_rollback;
-    t->reapplied += adapted;
-    (void)write_outcome(c, id, changed ? v.status : was, &v, t);
+    }
+    /* Counted once written: a superseded message is neither accepted nor
+     * written again. */
+    if (write_outcome(c, id, changed ? v.status : was, &v, t) == MG_OK) {
+        tally_outcome(t, changed, v.status);
+        t->reapplied += adapted;
+    }
     free(v.input);
     PQfreemem(raw);
     return;

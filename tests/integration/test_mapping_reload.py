@@ -112,6 +112,41 @@ class MappingReloadTest(unittest.TestCase):
         again = h.run_medgate("replay", "--failed", env=env)
         self.assertIn("replayed 0 message(s)", again.stdout)
 
+    def test_replay_takes_the_latest_of_two_failed_messages_with_one_control_id(self):
+        # The sender resends RP-7 with a corrected name; both fail today.
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, order("RP-7")))["MSA"][1], "AE")
+        corrected = order("RP-7").replace(b"Roe^Richard", b"Roe^Rick")
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, corrected))["MSA"][1], "AE")
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM hl7_messages WHERE control_id='RP-7'"
+                                           " AND status='failed'"), "2")
+        self.edit_orders(fix=True)
+        env = {"MEDGATE_DATABASE_URL": h.conninfo(self.db), "MEDGATE_PATHS_MAPPINGS": self.maps}
+        real = h.run_medgate("replay", "--failed", env=env)
+        self.assertEqual(real.returncode, 0, real.stderr)
+        self.assertIn("1 now accepted", real.stdout)
+        self.assertIn("1 superseded", real.stdout)
+        self.assertIn("only the latest is replayed", real.stdout)
+        # The correction is the one accepted; the first transmission stays failed.
+        self.assertEqual(h.psql(self.db, "SELECT status, position('Rick' in convert_from(raw, 'UTF8')) > 0"
+                                         " FROM hl7_messages WHERE control_id='RP-7' ORDER BY received_at"),
+                         [["failed", "f"], ["received", "t"]])
+        self.assertEqual(h.scalar(self.db, "SELECT first_name FROM patients"), "Rick")
+
+    def test_replay_of_a_message_whose_correction_was_accepted_is_superseded(self):
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, order("RP-8")))["MSA"][1], "AE")
+        self.edit_orders(fix=True)
+        self.assertTrue(self.wait_for_log("mapping files reloaded"))
+        corrected = order("RP-8").replace(b"Roe^Richard", b"Roe^Rick")
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, corrected))["MSA"][1], "AA")
+        env = {"MEDGATE_DATABASE_URL": h.conninfo(self.db), "MEDGATE_PATHS_MAPPINGS": self.maps}
+        real = h.run_medgate("replay", "--failed", env=env)
+        self.assertEqual(real.returncode, 0, real.stderr)
+        self.assertIn("replayed 1 message(s): 0 now accepted, 0 failed or rejected, 0 unchanged,"
+                      " 1 superseded, 0 errors; 0 written again", real.stdout)
+        self.assertEqual(h.psql(self.db, "SELECT status FROM hl7_messages WHERE control_id='RP-8'"
+                                         " ORDER BY received_at"), [["failed"], ["received"]])
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM scans"), "1")
+
     def test_repeat_of_an_accepted_message_keeps_its_ack_after_a_mapping_change(self):
         original = os.path.join(self.maps, "orders.json.orig")
         shutil.copy(os.path.join(self.maps, "orders.json"), original)
