@@ -429,6 +429,58 @@ SELECT pg_temp.expect_error($$DELETE FROM patients
     WHERE id = '00000000-0000-0000-0000-0000000000f1'$$, '23503');
 
 -- Organizations stay (0010: patients name theirs without a foreign key):
+-- Private catalogue rows (0012): usable by their own organization only; a
+-- shared rule names shared rows only; their organization never changes.
+INSERT INTO ai_models (id, organization_id, name, version, model_type, runner)
+VALUES ('00000000-0000-0000-0000-000000000102',
+        '00000000-0000-0000-0000-00000000000b', 'b-private', '1.0',
+        'detection', 'exec');
+INSERT INTO report_templates (id, organization_id, name, template_text)
+VALUES ('00000000-0000-0000-0000-000000000501',
+        '00000000-0000-0000-0000-00000000000b', 'B only', 'x');
+SELECT pg_temp.expect_error($$INSERT INTO ai_analyses (organization_id,
+    scan_id, model_id, idempotency_key) VALUES
+    ('00000000-0000-0000-0000-00000000000a',
+     '00000000-0000-0000-0000-0000000000c1',
+     '00000000-0000-0000-0000-000000000102', 'other-org-model')$$, '23503');
+SELECT pg_temp.expect_error($$UPDATE ai_analyses
+    SET model_id = '00000000-0000-0000-0000-000000000102'
+    WHERE id = '00000000-0000-0000-0000-000000000301'$$, '23503');
+SELECT pg_temp.expect_error($$INSERT INTO reports (organization_id, scan_id,
+    report_status, template_id) VALUES ('00000000-0000-0000-0000-00000000000a',
+    '00000000-0000-0000-0000-0000000000c1', 'final',
+    '00000000-0000-0000-0000-000000000501')$$, '23503');
+SELECT pg_temp.expect_error($$INSERT INTO workflow_rules (name,
+    trigger_event, action, model_id) VALUES ('shared rule, private model',
+    'scan_created', 'queue_analysis',
+    '00000000-0000-0000-0000-000000000102')$$, '23503');
+SELECT pg_temp.expect_error($$INSERT INTO workflow_rules (organization_id,
+    name, trigger_event, action, integration_id) VALUES
+    ('00000000-0000-0000-0000-00000000000b', 'B results to A''s RIS',
+     'report_final', 'deliver', '00000000-0000-0000-0000-000000000401')$$,
+    '23503');
+SELECT pg_temp.expect_error($$UPDATE ai_models
+    SET organization_id = '00000000-0000-0000-0000-00000000000a'
+    WHERE id = '00000000-0000-0000-0000-000000000102'$$, '23001');
+SELECT pg_temp.expect_error($$UPDATE external_integrations
+    SET organization_id = '00000000-0000-0000-0000-00000000000b'
+    WHERE id = '00000000-0000-0000-0000-000000000401'$$, '23001');
+-- Its own organization's private rows, and shared rows, are fine.
+INSERT INTO workflow_rules (organization_id, name, trigger_event, action,
+                            model_id)
+VALUES ('00000000-0000-0000-0000-00000000000b', 'B private model',
+        'scan_created', 'queue_analysis',
+        '00000000-0000-0000-0000-000000000102'),
+       ('00000000-0000-0000-0000-00000000000b', 'B shared model',
+        'scan_created', 'queue_analysis',
+        '00000000-0000-0000-0000-000000000101');
+INSERT INTO workflow_rules (organization_id, name, trigger_event, action,
+                            integration_id)
+VALUES ('00000000-0000-0000-0000-00000000000a', 'A results to its RIS',
+        'report_final', 'deliver', '00000000-0000-0000-0000-000000000401');
+UPDATE ai_models SET description = 'renamed is fine'
+ WHERE id = '00000000-0000-0000-0000-000000000102';
+
 -- not deleted, not renumbered, not truncated; deactivating one is fine.
 SELECT pg_temp.expect_error($$DELETE FROM organizations
     WHERE id = '00000000-0000-0000-0000-00000000000b'$$, '23001');
