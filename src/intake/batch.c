@@ -18,7 +18,8 @@
  * stored as a duplicate and answered AE 205); `ins` stores everything else,
  * where ON CONFLICT catches two messages with one key in one batch (the
  * later one is retried in the next batch and then is an ordinary
- * duplicate); `ad` runs the adapter of every stored message; `logs`
+ * duplicate; so is an exact repeat of a message failed or rejected at
+ * intake, which holds no unique key); `ad` runs the adapter of every stored message; `logs`
  * writes one sync_logs row per message. The result has one row per message
  * in input order: (ord, what, ack, id, err_state, err_text, err_target,
  * batched), the err_* columns set when the adapter refused the message,
@@ -87,6 +88,15 @@ const char mg__intake_batch_sql[] =
     "  to_timestamp(i.recv_us / 1e6), l.id"
     " FROM input i LEFT JOIN live l ON l.ord = i.ord"
     " WHERE NOT EXISTS (SELECT 1 FROM same s WHERE s.ord = i.ord)"
+    /* Failed and rejected rows hold no unique key, so ON CONFLICT cannot
+     * catch an exact resend of one within the batch: it waits for the
+     * next batch, where `same` answers it with the stored AE/AR. */
+    "  AND (i.status NOT IN ('failed', 'rejected') OR i.ctl IS NULL"
+    "   OR NOT EXISTS (SELECT 1 FROM input e WHERE e.ord < i.ord"
+    "    AND e.org IS NOT DISTINCT FROM i.org"
+    "    AND e.app IS NOT DISTINCT FROM i.app"
+    "    AND e.fac IS NOT DISTINCT FROM i.fac"
+    "    AND e.ctl = i.ctl AND e.hash = i.hash))"
     " ON CONFLICT (organization_id, sending_application, sending_facility,"
     "  control_id) WHERE direction = 'inbound' AND duplicate_of IS NULL"
     "  AND status IN ('received', 'processed') AND control_id IS NOT NULL"

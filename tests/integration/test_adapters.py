@@ -68,6 +68,17 @@ class PatientAdapterTest(GatewayTest):
         return h.psql(self.db, "SELECT last_name, first_name, date_of_birth, gender, "
                       "coalesce(phone, '-'), source FROM patients WHERE medical_record_number = :'p1'", mrn)
 
+    def test_exact_resend_of_a_failed_message_in_one_batch_is_stored_once(self):
+        # No MRN: refused at the mapping stage, stored as failed. The same
+        # bytes twice on one pipelined connection share a grouped commit.
+        bad = adt("EX-1", mrn="", ssn="")
+        self.assertEqual(pipelined(self.gw.mllp_port, [bad, bad, adt("EX-2", mrn="M2")]),
+                         ["AE", "AE", "AA"])
+        self.assertEqual(h.psql(self.db, "SELECT status FROM hl7_messages WHERE control_id='EX-1'"),
+                         [["failed"]])
+        self.assertEqual(h.psql(self.db, "SELECT status FROM sync_logs WHERE external_id='EX-1' ORDER BY id"),
+                         [["failed"], ["duplicate"]])
+
     def test_admit_creates_patient_and_identifiers(self):
         self.assertEqual(self.send(adt("P-1")), "AA")
         self.assertEqual(self.patient("MRN1"), [["Doe", "Jane", "1980-01-02", "female", "555-0100", "hl7v2"]])
