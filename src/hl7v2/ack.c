@@ -86,8 +86,7 @@ mg_hl7v2_app_ack_wanted(const struct mg_hl7v2_msh *msh, bool ok)
 bool
 mg_hl7v2_is_ack(const struct mg_hl7v2_msh *msh)
 {
-    return mg_str_eqz(mg_hl7v2_raw_comp(msh->field[9], &msh->delims, 1),
-                      "ACK");
+    return mg_str_eqz(mg_hl7v2_msh_comp(msh, 9, 1), "ACK");
 }
 
 /* The problems mg_hl7v2_check() reports: no MSH (100 at MSH), MSH-2
@@ -246,37 +245,40 @@ write_msh9(struct writer *w, struct mg_str trig, struct mg_str ver)
     putz(w, "ACK");
 }
 
-/* MSH-12 echoed with MSH-12.1 trimmed, as mg_hl7v2_msh_check() and the
- * header summary read it: the ACK is our message, so it carries the
- * version we understood, not the sender's padding; the other components
- * (e.g. "^USA") are copied raw. An empty version is answered as 2.5.1. */
+/* MSH-n (11 or 12) echoed with its first component as
+ * mg_hl7v2_msh_comp() reads it, trimmed like the check and the header
+ * summary read it: the ACK is our message, so it carries the processing
+ * id and version we understood, not the sender's padding; the other
+ * components ("^T", "^USA") are copied raw. An empty first component with
+ * nothing after it is answered as dflt ("P", "2.5.1"). */
 static void
-write_version(struct writer *w, struct mg_str field, struct mg_str ver)
+write_trimmed(struct writer *w, const struct mg_hl7v2_msh *in, int n,
+              const char *dflt)
 {
-    struct mg_str v1;
+    struct mg_str field = in->field[n], first = mg_hl7v2_msh_comp(in, n, 1);
+    struct mg_str raw1;
     const char *end;
 
-    if (field.len == 0) { /* no MSH-12 at all (its ptr may be NULL) */
-        putz(w, "2.5.1");
+    if (field.len == 0) { /* no MSH-n at all (its ptr may be NULL) */
+        putz(w, dflt);
         return;
     }
-    v1 = mg_hl7v2_raw_comp(field, w->d, 1);
+    raw1 = mg_hl7v2_raw_comp(field, w->d, 1);
     end = field.ptr + field.len;
-    if (ver.len == 0 && v1.ptr + v1.len == end) {
-        putz(w, "2.5.1");
+    if (first.len == 0 && raw1.ptr + raw1.len == end) {
+        putz(w, dflt);
         return;
     }
-    put(w, ver);
-    put(w, mg_str_n(v1.ptr + v1.len, (size_t)(end - (v1.ptr + v1.len))));
+    put(w, first);
+    put(w, mg_str_n(raw1.ptr + raw1.len,
+                    (size_t)(end - (raw1.ptr + raw1.len))));
 }
 
 static void
 write_msh(struct writer *w, const struct mg_hl7v2_msh *in,
           const struct mg_hl7v2_ack *ack, struct mg_str ver)
 {
-    const struct mg_hl7v2_delims *d = w->d;
-    struct mg_str trig = mg_hl7v2_raw_comp(in->field[9], d, 2);
-    struct mg_str pid = in->field[11];
+    struct mg_str trig = mg_hl7v2_msh_comp(in, 9, 2);
 
     putz(w, "MSH");
     put_field_sep(w);
@@ -294,8 +296,8 @@ write_msh(struct writer *w, const struct mg_hl7v2_msh *in,
         case 7: put_text(w, ack->timestamp); break;
         case 9: write_msh9(w, trig, ver); break;
         case 10: put_text(w, ack->control_id); break;
-        case 11: put(w, pid.len ? pid : MG_STR("P")); break;
-        case 12: write_version(w, in->field[12], ver); break;
+        case 11: write_trimmed(w, in, 11, "P"); break;
+        case 12: write_trimmed(w, in, 12, "2.5.1"); break;
         case 18: put(w, in->field[18]); break;
         default: break;
         }
@@ -378,8 +380,7 @@ int
 mg_hl7v2_ack_build(const struct mg_hl7v2_msh *in,
                    const struct mg_hl7v2_ack *ack, struct mg_buf *out)
 {
-    struct mg_str ver =
-        mg_str_trim(mg_hl7v2_raw_comp(in->field[12], &in->delims, 1));
+    struct mg_str ver = mg_hl7v2_msh_comp(in, 12, 1);
     /* The set the parser reads: MSH-18's first repetition, any name. */
     struct mg_str cs_name = mg__hl7v2_piece(in->field[18], in->delims.rep, 1);
     struct writer w = {out, &in->delims, false, MG_OK};

@@ -81,9 +81,9 @@ MG_MUST_CHECK int mg_hl7v2_msh_peek(struct mg_str in, struct mg_hl7v2_msh *out);
  *   MSH-9 empty / MSH-9.1 not 3 chars   101 / 200  (MSH-9)
  *   MSH-10 empty                        101  (MSH-10)
  *   MSH-11 empty / not P, D or T        101 / 202  (MSH-11)
- *   MSH-12 empty / not 2.3 .. 2.8.2     101 / 203  (MSH-12; MSH-12.1
- *                                       trimmed of spaces, as the
- *                                       header summary reads it)
+ *   MSH-12 empty / not 2.3 .. 2.8.2     101 / 203  (MSH-12)
+ * MSH-9.1, MSH-11.1 and MSH-12.1 are read by mg_hl7v2_msh_comp(), without
+ * surrounding spaces, as the header summary reads them.
  * MG_OK, or MG_EPARSE (unsupported type/processing id/version included:
  * the diag code tells them apart). diag may be NULL. */
 MG_MUST_CHECK int mg_hl7v2_msh_check(const struct mg_hl7v2_msh *msh,
@@ -100,6 +100,16 @@ MG_MUST_CHECK int mg_hl7v2_check(struct mg_str in, struct mg_hl7v2_msh *out,
  * escaped. Empty when absent. Use on mg_hl7v2_msh fields. */
 struct mg_str mg_hl7v2_raw_comp(struct mg_str field,
                                 const struct mg_hl7v2_delims *d, int n);
+
+/* Component comp of MSH-field (first repetition), still escaped and
+ * without surrounding spaces: the one reading of the raw MSH that the
+ * header check, the ACK builder and the intake share, so they judge the
+ * value the header summary (which trims too) shows. Senders pad ("ADT ",
+ * " P", "2.5 "), and a value must not be refused by one part of the
+ * gateway and accepted by another. Empty when absent or when field is not
+ * 1 .. MG_HL7V2_MSH_FIELDS. No allocation; points into msh's input. */
+struct mg_str mg_hl7v2_msh_comp(const struct mg_hl7v2_msh *msh, int field,
+                                int comp);
 
 /* ---- Parsed messages ------------------------------------------------- */
 

@@ -98,6 +98,15 @@ mg_hl7v2_raw_comp(struct mg_str field, const struct mg_hl7v2_delims *d, int n)
     return mg__hl7v2_piece(mg__hl7v2_piece(field, d->rep, 1), d->comp, n);
 }
 
+struct mg_str
+mg_hl7v2_msh_comp(const struct mg_hl7v2_msh *msh, int field, int comp)
+{
+    if (field < 1 || field > MG_HL7V2_MSH_FIELDS)
+        return mg_str_n("", 0);
+    return mg_str_trim(mg_hl7v2_raw_comp(msh->field[field], &msh->delims,
+                                         comp));
+}
+
 /* A delimiter must be printable punctuation: never a letter, digit,
  * space or control character, which would be confused with data. */
 static bool
@@ -236,7 +245,7 @@ check_delims_and_type(const struct mg_hl7v2_msh *m, struct mg_diag *diag)
                        "MSH-9 message type missing");
         return MG_EPARSE;
     }
-    type = mg_hl7v2_raw_comp(m->field[9], &m->delims, 1);
+    type = mg_hl7v2_msh_comp(m, 9, 1);
     if (!type_valid(type)) {
         mg__hl7v2_diag(diag, MG_HL7_ERR_UNSUPPORTED_TYPE, "MSH", 1, 9, 1,
                        "MSH-9.1 message type malformed");
@@ -256,7 +265,7 @@ check_ids(const struct mg_hl7v2_msh *m, struct mg_diag *diag)
                        "MSH-10 message control id missing");
         return MG_EPARSE;
     }
-    pid = mg_hl7v2_raw_comp(m->field[11], &m->delims, 1);
+    pid = mg_hl7v2_msh_comp(m, 11, 1);
     if (pid.len == 0) {
         mg__hl7v2_diag(diag, MG_HL7_ERR_REQUIRED_MISSING, "MSH", 1, 11, 0,
                        "MSH-11 processing id missing");
@@ -268,9 +277,7 @@ check_ids(const struct mg_hl7v2_msh *m, struct mg_diag *diag)
                        11, 1, "MSH-11 processing id not P, D or T");
         return MG_EPARSE;
     }
-    /* Trimmed, as the header summary reads it: senders pad ("2.5 "), and
-     * refusing a version we would read as supported helps no one. */
-    ver = mg_str_trim(mg_hl7v2_raw_comp(m->field[12], &m->delims, 1));
+    ver = mg_hl7v2_msh_comp(m, 12, 1);
     if (ver.len == 0) {
         mg__hl7v2_diag(diag, MG_HL7_ERR_REQUIRED_MISSING, "MSH", 1, 12, 0,
                        "MSH-12 version id missing");

@@ -22,6 +22,9 @@ pattern_match(const char *pattern, struct mg_str value)
            mg_str_eqz(value, pattern);
 }
 
+/* The listener's sender entry for MSH-3.1 app and MSH-4.1 fac, read by
+ * mg_hl7v2_msh_comp() (trimmed, as the routes see them in the header
+ * summary), or NULL. */
 static const struct mg_conf_sender *
 find_sender(const struct mg_conf_listener *li, struct mg_str app,
             struct mg_str fac)
@@ -215,8 +218,8 @@ judge(struct mg__intake_item *it, const struct mg_conf_listener *li,
     v->outcome = MG__INTAKE_STORED;
     if (mg_hl7v2_check(frame, msh, &v->diag) != MG_OK)
         goto out_bad;
-    v->sender = find_sender(li, mg_hl7v2_raw_comp(msh->field[3], &msh->delims, 1),
-                            mg_hl7v2_raw_comp(msh->field[4], &msh->delims, 1));
+    v->sender = find_sender(li, mg_hl7v2_msh_comp(msh, 3, 1),
+                            mg_hl7v2_msh_comp(msh, 4, 1));
     if (v->sender == NULL) {
         mg_diag_at(&v->diag, "MSH", 1, 4, 1);
         mg_diag_set(&v->diag, MG_HL7_ERR_INTERNAL,
@@ -253,7 +256,8 @@ out_bad:
 }
 
 /* MSH values: from the parsed header (unescaped UTF-8) when it parsed,
- * else the first component of the raw MSH field. */
+ * else the component of the raw MSH field, trimmed as the header summary
+ * trims it (mg_hl7v2_msh_comp()). */
 static struct mg_str
 header_value(const struct verdict *v, const struct mg_hl7v2_msh *msh, int n,
              int comp)
@@ -281,8 +285,7 @@ header_value(const struct verdict *v, const struct mg_hl7v2_msh *msh, int n,
     }
     if (n > msh->nfield)
         return MG_STR_NULL;
-    return n == 10 ? msh->field[n]
-                   : mg_hl7v2_raw_comp(msh->field[n], &msh->delims, comp);
+    return n == 10 ? msh->field[n] : mg_hl7v2_msh_comp(msh, n, comp);
 }
 
 static void
@@ -556,8 +559,8 @@ locate_target(struct mg__intake_item *it, const struct mg_mapping_set *set,
     /* "part[2]:scan.accession_number": a part of a split message. */
     if (sscanf(target, "part[%zu]:%n", &part, &used) == 1 && used > 0)
         target += used;
-    sender = find_sender(li, mg_hl7v2_raw_comp(msh->field[3], &msh->delims, 1),
-                         mg_hl7v2_raw_comp(msh->field[4], &msh->delims, 1));
+    sender = find_sender(li, mg_hl7v2_msh_comp(msh, 3, 1),
+                         mg_hl7v2_msh_comp(msh, 4, 1));
     opts.default_charset = sender && sender->charset ? sender->charset
                                                      : li->default_charset;
     if (set == NULL ||

@@ -1488,6 +1488,90 @@ test_msh_version_trimmed(void **state)
     mg_arena_dispose(&a);
 }
 
+/* MSH-9.1 and MSH-11.1 are read without surrounding spaces, by the check,
+ * the ACK builder and the "is it an ACK" test as by the header summary:
+ * 'ADT ' or ' P' is accepted as the summary reads it (it was AR 200 / AR
+ * 202 while the summary said ADT and P), and a field of spaces only is
+ * missing (101). The ACK echoes the trigger and MSH-11.1 trimmed. */
+static void
+test_msh_type_and_processing_id_trimmed(void **state)
+{
+    static const struct {
+        const char *msh9, *msh11, *type, *pid;
+    } ok[] = {
+        {"ADT ^A01", "P", "ADT", "P"},
+        {" ADT^A01", "P", "ADT", "P"},
+        {"ADT^A01", " P", "ADT", "P"},
+        {"ADT^A01", "T ", "ADT", "T"},
+        {"ADT ^A01 ", " D ^T", "ADT", "D"},
+    };
+    struct mg_hl7v2_ack o = {.code = MG_HL7V2_AA, .control_id = MG_STR("N")};
+    struct mg_hl7v2_msh msh;
+    struct mg_arena a;
+    struct mg_diag d;
+    struct mg_buf b;
+    char text[128];
+
+    int bad = 0;
+
+    (void)state;
+    mg_arena_init(&a, 4096, 0);
+    mg_buf_init(&b, 0);
+    for (size_t i = 0; i < MG_ARRAY_LEN(ok); i++) {
+        struct mg_hl7v2_msg *m;
+
+        snprintf(text, sizeof(text), "MSH|^~\\&|S|SF|R|RF|1||%s|C|%s|2.5\r"
+                 "PID|1", ok[i].msh9, ok[i].msh11);
+        if (mg_hl7v2_check(mg_str_from(text), &msh, &d) != MG_OK) {
+            print_error("case %zu ('%s', '%s'): refused %d at MSH-%d: %s\n",
+                        i, ok[i].msh9, ok[i].msh11, d.code, d.field, d.text);
+            bad++;
+            continue;
+        }
+        m = parse_ok(&a, text, NULL);
+        assert_str(m->hdr.type, ok[i].type);
+        assert_str(m->hdr.processing_id, ok[i].pid);
+    }
+    assert_int_equal(bad, 0);
+
+    /* The ACK: trigger and processing id as understood, other components
+     * of MSH-11 as sent. */
+    assert_int_equal(mg_hl7v2_check(MG_STR("MSH|^~\\&|S|SF|R|RF|1||ADT ^A01 |"
+                                           "C| D ^T|2.5\r"),
+                                    &msh, &d),
+                     MG_OK);
+    assert_int_equal(mg_hl7v2_ack_build(&msh, &o, &b), MG_OK);
+    assert_non_null(strstr(b.ptr, "|ACK^A01^ACK|N|D^T|2.5|"));
+    mg_buf_reset(&b);
+    assert_int_equal(mg_hl7v2_check(MG_STR("MSH|^~\\&|S|SF|R|RF|1||ADT^A01|"
+                                           "C|  |2.5\r"),
+                                    &msh, &d),
+                     MG_EPARSE);
+    assert_int_equal(d.code, 101);
+    assert_int_equal(d.field, 11);
+
+    /* A padded ACK is an ACK: never acknowledged. */
+    assert_int_equal(mg_hl7v2_msh_peek(MG_STR("MSH|^~\\&|S|SF|R|RF|1||ACK ^A01|"
+                                              "C|P|2.5\r"),
+                                       &msh),
+                     MG_OK);
+    assert_true(mg_hl7v2_is_ack(&msh));
+
+    /* Still refused: a type that is not three letters once trimmed. */
+    assert_int_equal(mg_hl7v2_check(MG_STR("MSH|^~\\&|S|SF|R|RF|1||AD ^A01|"
+                                           "C|P|2.5\r"),
+                                    &msh, &d),
+                     MG_EPARSE);
+    assert_int_equal(d.code, 200);
+    assert_int_equal(mg_hl7v2_check(MG_STR("MSH|^~\\&|S|SF|R|RF|1||ADT^A01|"
+                                           "C| X|2.5\r"),
+                                    &msh, &d),
+                     MG_EPARSE);
+    assert_int_equal(d.code, 202);
+    mg_buf_dispose(&b);
+    mg_arena_dispose(&a);
+}
+
 /* A header the check refuses is rejected (AR/CR), whatever field it is
  * about: HL7 v2.5 section 2.9.2.1 rejects a message whose MSH-9, MSH-11
  * or MSH-12 the receiver cannot accept before any application processing.
@@ -1622,6 +1706,7 @@ main(void)
         cmocka_unit_test(test_ack_charset_of_text),
         cmocka_unit_test(test_ack_msh9_by_version),
         cmocka_unit_test(test_msh_version_trimmed),
+        cmocka_unit_test(test_msh_type_and_processing_id_trimmed),
         cmocka_unit_test(test_ack_code_for_header_faults),
     };
 
