@@ -4,8 +4,9 @@
  * IHE RAD-28 style) for a RIS: PID, OBR with the accession in OBR-18 and
  * the status in OBR-25, an OBX 113014 with the Study Instance UID, one TX
  * OBX per line of the findings, of the impression and of the
- * recommendations. The mapping of mappings/results.json reads every one of
- * those fields back. */
+ * recommendations (a blank line is an OBX with an empty OBX-5). The
+ * mapping of mappings/results.json reads every one of those fields back,
+ * though it skips OBX without a value, so blank lines do not come back. */
 #include <stdio.h>
 #include <string.h>
 
@@ -164,6 +165,41 @@ put_pid(struct mg_buf *b, const json_t *r)
     return rc == MG_OK ? mg_buf_appendc(b, '\r') : rc;
 }
 
+/* OBR-4, the universal service id, which ORU^R01 requires (v2.5.1
+ * 7.4.1.4): the procedure code^description^system. A scan that a result
+ * created has no order and so no procedure code: then the procedure or
+ * study description as text only (CE.1 is optional), else the modality
+ * as its DICOM code (scan_type holds one, "DCM" in table 0396), else LOINC
+ * 18748-4, the code fhir.diagnostic_report gives every imaging report. */
+static int
+put_service(struct mg_buf *b, const json_t *r)
+{
+    const char *code = mg_adapter_get(r, "scan", "procedure_code");
+    const char *text = mg_adapter_get(r, "scan", "procedure_description");
+    const char *sys = mg_adapter_get(r, "scan", "procedure_code_system");
+    int rc;
+
+    if (code == NULL) {
+        sys = NULL; /* a coding system names nothing without a code */
+        if (text == NULL)
+            text = mg_adapter_get(r, "scan", "study_description");
+    }
+    if (code == NULL && text == NULL &&
+        (code = mg_adapter_get(r, "scan", "scan_type")) != NULL)
+        sys = "DCM";
+    if (code == NULL && text == NULL) {
+        code = "18748-4";
+        text = "Diagnostic imaging study";
+        sys = "LN";
+    }
+    rc = put(b, code);
+    if (rc == MG_OK && (text != NULL || sys != NULL))
+        rc = mg_buf_appendc(b, '^');
+    if (rc == MG_OK) rc = put(b, text);
+    if (rc == MG_OK && sys != NULL) rc = mg_buf_appendc(b, '^');
+    return rc == MG_OK ? put(b, sys) : rc;
+}
+
 /* OBR: 2 placer, 3 filler, 4 procedure, 7 observation time, 18 accession,
  * 22 results reported, 25 status, 32 principal result interpreter (an
  * NDL: the name goes in the family name of its CNN, NDL.1.2, and the
@@ -178,11 +214,7 @@ put_obr(struct mg_buf *b, const json_t *r, const char *status)
     if (rc == MG_OK) rc = mg_buf_appendc(b, '|');
     if (rc == MG_OK) rc = put(b, mg_adapter_get(r, "scan", "filler_order_number"));
     if (rc == MG_OK) rc = mg_buf_appendc(b, '|');
-    if (rc == MG_OK) rc = put(b, mg_adapter_get(r, "scan", "procedure_code"));
-    if (rc == MG_OK) rc = mg_buf_appendc(b, '^');
-    if (rc == MG_OK) rc = put(b, mg_adapter_get(r, "scan", "procedure_description"));
-    if (rc == MG_OK) rc = mg_buf_appendc(b, '^');
-    if (rc == MG_OK) rc = put(b, mg_adapter_get(r, "scan", "procedure_code_system"));
+    if (rc == MG_OK) rc = put_service(b, r);
     if (rc == MG_OK) rc = mg_buf_appendz(b, "|||");
     if (rc == MG_OK) rc = put_time(b, mg_adapter_get(r, "report", "effective_at"));
     if (rc == MG_OK) rc = mg_buf_appendz(b, "|||||||||||");
@@ -199,67 +231,139 @@ put_obr(struct mg_buf *b, const json_t *r, const char *status)
     return rc == MG_OK ? mg_buf_appendc(b, '\r') : rc;
 }
 
-/* One OBX per line of the first size bytes of text (none for NULL),
- * numbered from *n. */
+/* The line of text that starts at p (before end): *len is its length
+ * without its line end, "\n" or "\r\n" (text from a browser or Windows
+ * ends lines with CRLF; a CR kept in the value would reach the receiver as
+ * \X0D\ and turn a blank line into a non-blank one). Returns where the
+ * next line starts. A final line end ends the last line and starts no
+ * empty one: "A\n" is one line, "A\n\n" is "A" and a blank line. */
+static const char *
+line_at(const char *p, const char *end, size_t *len)
+{
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+
+    if (nl == NULL) {
+        *len = (size_t)(end - p);
+        return end;
+    }
+    *len = (size_t)(nl - p) - (nl > p && nl[-1] == '\r');
+    return nl + 1;
+}
+
+/* The start of the last line of text[0..n), n > 0, as line_at() reads
+ * lines; *len is its length without its line end. */
+static size_t
+last_line(const char *text, size_t n, size_t *len)
+{
+    size_t e = n, s;
+
+    if (text[e - 1] == '\n')
+        e--;
+    for (s = e; s > 0 && text[s - 1] != '\n'; s--)
+        ;
+    *len = e - s - (e < n && e > s && text[e - 1] == '\r');
+    return s;
+}
+
+/* One TX OBX, numbered *n + 1, holding line (empty for a blank line: in
+ * TX each OBX is a line on the receiver's display, HL7 v2.5.1 2.A.78). */
+static int
+put_line(struct mg_buf *b, int *n, const char *code, struct mg_str line,
+         const char *status)
+{
+    char head[64];
+    int rc;
+
+    snprintf(head, sizeof(head), "OBX|%d|TX|%s||", ++*n, code);
+    rc = mg_buf_appendz(b, head);
+    if (rc == MG_OK) rc = mg_hl7v2_escape(b, &delims, line);
+    if (rc == MG_OK) rc = mg_buf_appendz(b, "||||||");
+    if (rc == MG_OK) rc = mg_buf_appendz(b, status);
+    return rc == MG_OK ? mg_buf_appendc(b, '\r') : rc;
+}
+
+/* One OBX per line of the first size bytes of text (none for NULL), blank
+ * lines included, then blanks more blank lines; numbered from *n. */
 static int
 put_text(struct mg_buf *b, int *n, const char *code, const char *text,
-         size_t size, const char *status)
+         size_t size, int blanks, const char *status)
 {
-    const char *end = text ? text + size : NULL;
+    const char *p = text, *end = text ? text + size : NULL;
+    size_t len;
     int rc = MG_OK;
 
-    while (rc == MG_OK && text != NULL && text < end) {
-        const char *nl = memchr(text, '\n', (size_t)(end - text));
-        size_t len = nl ? (size_t)(nl - text) : (size_t)(end - text);
-        char line[64];
-        snprintf(line, sizeof(line), "OBX|%d|TX|%s||", ++*n, code);
-        rc = mg_buf_appendz(b, line);
-        if (rc == MG_OK)
-            rc = mg_hl7v2_escape(b, &delims, mg_str_n(text, len));
-        if (rc == MG_OK)
-            rc = mg_buf_appendz(b, "||||||");
-        if (rc == MG_OK)
-            rc = mg_buf_appendz(b, status);
-        if (rc == MG_OK)
-            rc = mg_buf_appendc(b, '\r');
-        text += len + (nl != NULL);
+    while (rc == MG_OK && p != NULL && p < end) {
+        const char *next = line_at(p, end, &len);
+
+        rc = put_line(b, n, code, mg_str_n(p, len), status);
+        p = next;
     }
+    for (; rc == MG_OK && blanks > 0; blanks--)
+        rc = put_line(b, n, code, mg_str_n("", 0), status);
     return rc;
 }
 
-/* The first n bytes of text without its last lines when they are tail
- * (whole lines only: a findings line that merely ends like the impression
- * is kept whole). */
+/* text[0..n) without its last lines when they are tail's lines (whole
+ * lines: a findings line that merely ends like the impression is kept
+ * whole), looking past blank lines after them: *blanks is how many there
+ * were, for the tail's OBX to carry so the receiver loses none. n, and
+ * *blanks untouched, when they are not there. */
 static size_t
-strip_lines(const char *text, size_t n, const char *tail)
+strip_lines(const char *text, size_t n, const char *tail, int *blanks)
 {
-    size_t m = tail ? strlen(tail) : 0;
+    size_t at = n, t = tail ? strlen(tail) : 0, ts, fs, tl, fl;
+    int skipped = 0;
 
-    if (m == 0 || m > n || memcmp(text + n - m, tail, m) != 0 ||
-        (m < n && text[n - m - 1] != '\n'))
+    if (t == 0)
         return n;
-    return m < n ? n - m - 1 : 0;
+    while (at > 0 && (fs = last_line(text, at, &fl), fl == 0)) {
+        at = fs;
+        skipped++;
+    }
+    while (t > 0) {
+        if (at == 0)
+            return n;
+        ts = last_line(tail, t, &tl);
+        fs = last_line(text, at, &fl);
+        if (tl != fl || memcmp(tail + ts, text + fs, tl) != 0)
+            return n;
+        t = ts;
+        at = fs;
+    }
+    *blanks = skipped;
+    return at;
 }
 
-/* The findings lines that are not also the impression's or the
- * recommendations' (inbound, the findings are every text OBX, those two
- * among them, in the sender's order). */
-static size_t
+/* How the stored findings are sent: inbound, they are every text OBX, the
+ * impression's and the recommendations' among them, in the sender's
+ * order; so their last lines are left out when they are those two, and
+ * the blank lines that followed each go out with it. */
+struct sections {
+    size_t findings; /* bytes of findings_text sent as findings */
+    int imp_blanks;  /* blank lines after the impression in the findings */
+    int rec_blanks;  /* blank lines after the recommendations */
+};
+
+static void
 findings_only(const char *findings, const char *impression,
-              const char *recommendations)
+              const char *recommendations, struct sections *s)
 {
     size_t n = findings ? strlen(findings) : 0, k;
     bool imp = false, rec = false;
 
+    memset(s, 0, sizeof(*s));
     for (;;) {
-        if (!rec && (k = strip_lines(findings, n, recommendations)) != n)
+        if (!rec && (k = strip_lines(findings, n, recommendations,
+                                     &s->rec_blanks)) != n)
             rec = true;
-        else if (!imp && (k = strip_lines(findings, n, impression)) != n)
+        else if (!imp && (k = strip_lines(findings, n, impression,
+                                          &s->imp_blanks)) != n)
             imp = true;
         else
-            return n;
+            break;
         n = k;
     }
+    s->findings = n;
 }
 
 /* The ORU from PID on, into b. */
@@ -271,6 +375,7 @@ put_body(struct mg_buf *b, const json_t *r)
     const char *impression = mg_adapter_get(r, "report", "impression");
     const char *advice = mg_adapter_get(r, "report", "recommendations");
     const char *uid = mg_adapter_get(r, "scan", "study_instance_uid");
+    struct sections s;
     int n = 0, rc;
 
     rc = put_pid(b, r);
@@ -283,15 +388,17 @@ put_body(struct mg_buf *b, const json_t *r)
         if (rc == MG_OK) rc = mg_buf_appendc(b, '\r');
         n = 1;
     }
+    findings_only(findings, impression, advice, &s);
     if (rc == MG_OK)
-        rc = put_text(b, &n, "59776-5^Findings^LN", findings,
-                      findings_only(findings, impression, advice), status);
+        rc = put_text(b, &n, "59776-5^Findings^LN", findings, s.findings, 0,
+                      status);
     if (rc == MG_OK)
         rc = put_text(b, &n, "19005-8^Impression^LN", impression,
-                      impression ? strlen(impression) : 0, status);
+                      impression ? strlen(impression) : 0, s.imp_blanks,
+                      status);
     if (rc == MG_OK)
         rc = put_text(b, &n, "18783-1^Recommendation^LN", advice,
-                      advice ? strlen(advice) : 0, status);
+                      advice ? strlen(advice) : 0, s.rec_blanks, status);
     return rc;
 }
 

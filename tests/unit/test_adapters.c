@@ -323,6 +323,159 @@ test_oru_report_sections(void **state)
     json_decref(r);
 }
 
+/* What a receiver shows of the report: every TX OBX in order, one line
+ * each, as "code:OBX-5" (OBX-5 unescaped), lines joined by "\n". */
+static const char *
+shown_lines(struct readback *rb)
+{
+    struct mg_hl7v2_parse_opts opts = {0};
+    struct mg_hl7v2_msg *msg;
+    struct mg_diag d;
+    struct mg_buf out;
+    const char *text;
+    char path[32];
+
+    assert_int_equal(mg_hl7v2_parse(mg_buf_str(&rb->oru), &opts, &rb->arena,
+                                    &msg, &d), MG_OK);
+    mg_buf_init(&out, 0);
+    for (size_t i = 1; i <= mg_hl7v2_seg_count(msg, "OBX"); i++) {
+        struct mg_str v;
+
+        snprintf(path, sizeof(path), "OBX[%zu]-2", i);
+        if (!mg_str_eqz(mg_hl7v2_getz(msg, path), "TX"))
+            continue;
+        snprintf(path, sizeof(path), "OBX[%zu]-3", i);
+        v = mg_hl7v2_getz(msg, path);
+        if (out.len > 0)
+            assert_int_equal(mg_buf_appendc(&out, '\n'), MG_OK);
+        assert_int_equal(mg_buf_append(&out, v.ptr, v.len), MG_OK);
+        assert_int_equal(mg_buf_appendc(&out, ':'), MG_OK);
+        snprintf(path, sizeof(path), "OBX[%zu]-5", i);
+        v = mg_hl7v2_getz(msg, path);
+        assert_int_equal(mg_buf_append(&out, v.ptr, v.len), MG_OK);
+    }
+    text = mg_arena_strndup(&rb->arena, out.ptr ? out.ptr : "", out.len);
+    mg_buf_dispose(&out);
+    return text;
+}
+
+/* A blank line of the report is a TX OBX with an empty OBX-5 (HL7 v2.5.1
+ * 2.A.78: TX is display text, one OBX per line), wherever it stands: also
+ * before the impression or the recommendations that are left out of the
+ * findings OBX (such a blank line was dropped with them), and between
+ * CRLF line ends (it was a \X0D\ value). The receiver's lines, read in
+ * order, are the report's lines. */
+static void
+test_oru_blank_lines_kept(void **state)
+{
+    static const struct {
+        const char *findings, *impression, *advice, *shown;
+    } cases[] = {
+        {"FINDINGS:\n\nNo acute disease.", NULL, NULL,
+         "59776-5:FINDINGS:\n59776-5:\n59776-5:No acute disease."},
+        {"FINDINGS:\n\nNo acute disease.\n\nIMPRESSION:\n\nNormal chest.",
+         "Normal chest.", NULL,
+         "59776-5:FINDINGS:\n59776-5:\n59776-5:No acute disease.\n59776-5:\n"
+         "59776-5:IMPRESSION:\n59776-5:\n19005-8:Normal chest."},
+        {"FINDINGS:\r\n\r\nNo acute disease.\r\n", NULL, NULL,
+         "59776-5:FINDINGS:\n59776-5:\n59776-5:No acute disease."},
+        {"Lungs clear.\n\nNo acute disease.\n\nFollow-up CT.\n\n",
+         "No acute disease.", "Follow-up CT.",
+         "59776-5:Lungs clear.\n59776-5:\n19005-8:No acute disease.\n"
+         "19005-8:\n18783-1:Follow-up CT.\n18783-1:"},
+        {"Lungs clear.\r\nNo acute disease.", "No acute disease.\n", NULL,
+         "59776-5:Lungs clear.\n19005-8:No acute disease."},
+        {"\nLungs clear.\n\n\n", "Two\n\nlines", NULL,
+         "59776-5:\n59776-5:Lungs clear.\n59776-5:\n59776-5:\n"
+         "19005-8:Two\n19005-8:\n19005-8:lines"},
+    };
+    int bad = 0;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *r = record(), *rep = json_object_get(r, "report");
+        struct readback rb;
+        const char *got;
+
+        json_object_set_new(rep, "findings_text",
+                            json_string(cases[i].findings));
+        json_object_set_new(rep, "impression",
+                            cases[i].impression
+                                ? json_string(cases[i].impression)
+                                : json_null());
+        json_object_set_new(rep, "recommendations",
+                            cases[i].advice ? json_string(cases[i].advice)
+                                            : json_null());
+        read_back(&rb, r);
+        got = shown_lines(&rb);
+        if (strcmp(got, cases[i].shown) != 0) {
+            print_error("case %zu: shown\n%s\nwant\n%s\n", i, got,
+                        cases[i].shown);
+            bad++;
+        }
+        read_back_done(&rb);
+        json_decref(r);
+    }
+    assert_int_equal(bad, 0);
+}
+
+/* OBR-4 (universal service id) is required in an ORU^R01's OBR, also for
+ * a scan that a result created (no order, no procedure code): it is the
+ * procedure code with its description and system; else the procedure or
+ * study description as text; else the modality (DICOM "DCM" code); else
+ * LOINC 18748-4 "Diagnostic imaging study", the code fhir.diagnostic_report
+ * gives every report. */
+static void
+test_oru_obr4_never_empty(void **state)
+{
+    static const struct {
+        const char *drop[6], *want;
+    } cases[] = {
+        {{NULL}, "71046^XR CHEST 2 VIEWS^CPT4"},
+        {{"procedure_code", "procedure_code_system", NULL},
+         "^XR CHEST 2 VIEWS"},
+        {{"procedure_code", "procedure_code_system", "procedure_description",
+          NULL},
+         "^CT CHEST W/O \\T\\ ABD"},
+        {{"procedure_code", "procedure_code_system", "procedure_description",
+          "study_description", NULL},
+         "CR^^DCM"},
+        {{"procedure_code", "procedure_code_system", "procedure_description",
+          "study_description", "scan_type", NULL},
+         "18748-4^Diagnostic imaging study^LN"},
+    };
+    int bad = 0;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *r = record(), *scan = json_object_get(r, "scan");
+        struct mg_hl7v2_parse_opts opts = {0};
+        struct mg_hl7v2_msg *msg;
+        struct readback rb;
+        struct mg_diag d;
+        struct mg_str obr4;
+
+        json_object_set_new(scan, "study_description",
+                            json_string("CT CHEST W/O & ABD"));
+        for (size_t k = 0; cases[i].drop[k] != NULL; k++)
+            json_object_set_new(scan, cases[i].drop[k], json_null());
+        read_back(&rb, r);
+        assert_int_equal(mg_hl7v2_parse(mg_buf_str(&rb.oru), &opts,
+                                        &rb.arena, &msg, &d), MG_OK);
+        obr4 = mg_hl7v2_seg_field(mg_hl7v2_seg_find(msg, "OBR", 1), 4);
+        if (!mg_str_eqz(obr4, cases[i].want)) {
+            print_error("case %zu: OBR-4 '%.*s', want '%s'\n", i,
+                        (int)obr4.len, obr4.ptr, cases[i].want);
+            bad++;
+        }
+        /* The rest of the message reads back as before. */
+        assert_string_equal(value(&rb, "scan.accession_number"), "ACC9");
+        read_back_done(&rb);
+        json_decref(r);
+    }
+    assert_int_equal(bad, 0);
+}
+
 /* PID-3 names each identifier's assigning authority (CX.4), the MRN's
  * too: an id is unique only within its authority, and the RIS must tell a
  * hospital's MRN from another's. An OID is the HD's universal id (ISO), as
@@ -646,6 +799,8 @@ main(void)
         cmocka_unit_test(test_oru_needs_mrn_and_study),
         cmocka_unit_test(test_oru_interpreter_is_a_name),
         cmocka_unit_test(test_oru_report_sections),
+        cmocka_unit_test(test_oru_blank_lines_kept),
+        cmocka_unit_test(test_oru_obr4_never_empty),
         cmocka_unit_test(test_oru_declares_utf8),
         cmocka_unit_test(test_oru_identifier_authorities),
         cmocka_unit_test(test_oru_needs_control_id_and_time),
