@@ -6,7 +6,7 @@
  * OBX per line of the findings, of the impression and of the
  * recommendations (a blank line is an OBX with an empty OBX-5). The
  * mapping of mappings/results.json reads every one of those fields back,
- * though it skips OBX without a value, so blank lines do not come back. */
+ * blank lines included ("keep_empty"). */
 #include <stdio.h>
 #include <string.h>
 

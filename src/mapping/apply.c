@@ -541,7 +541,13 @@ read_each(struct run *r, const struct mg__mapping_rule *ru, struct outv *o,
         rc = read_from(r, ru, &items[i], &v, &here);
         if (rc == MG_OK && v.kind == VAL)
             rc = finish(r, ru, &here, &v);
-        if (rc != MG_OK || v.kind == ABSENT)
+        if (rc != MG_OK)
+            continue;
+        if (v.kind != VAL && ru->keep_empty && k > 0) {
+            parts[k++] = mg_str_n("", 0); /* a blank line, kept */
+            continue;
+        }
+        if (v.kind == ABSENT)
             continue;
         null |= v.kind == NUL;
         if (v.kind == NUL)
@@ -555,6 +561,8 @@ read_each(struct run *r, const struct mg__mapping_rule *ru, struct outv *o,
     }
     if (rc != MG_OK)
         return rc;
+    while (k > 0 && parts[k - 1].len == 0)
+        k--; /* keep_empty keeps blank parts between values only */
     if (k > 0) {
         o->kind = VAL;
         return join(r->arena, parts, k, ru->join, &o->str);

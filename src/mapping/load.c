@@ -107,7 +107,9 @@ dup_str(struct loader *l, json_t *v)
     return mg_str_n(p, p ? n : 0);
 }
 
-/* A string, or an array of strings (at least one). *out in the arena. */
+/* A string, or an array of strings (at least one). *out in the arena.
+ * False when v is not that, or when out of memory (an element may then be
+ * a NULL string: the caller must not read them). */
 static bool
 str_list(struct loader *l, json_t *v, struct mg_str **out, size_t *n)
 {
@@ -119,7 +121,7 @@ str_list(struct loader *l, json_t *v, struct mg_str **out, size_t *n)
         *n = 1;
         if (*out)
             (*out)[0] = dup_str(l, v);
-        return true;
+        return !l->oom;
     }
     if (!json_is_array(v) || json_array_size(v) == 0) {
         report(l, "expected a string or a non-empty list of strings");
@@ -136,7 +138,7 @@ str_list(struct loader *l, json_t *v, struct mg_str **out, size_t *n)
         if (*out)
             (*out)[i] = dup_str(l, e);
     }
-    return true;
+    return !l->oom;
 }
 
 /* A string or null (JSON null means the explicit null: clear the column). */
@@ -586,6 +588,10 @@ load_rule_key(struct loader *l, struct mg__mapping_rule *r, const char *key,
             r->separator = dup_str(l, v);
         else
             r->join = dup_str(l, v), r->has_join = true;
+    } else if (strcmp(key, "keep_empty") == 0) {
+        if (!json_is_boolean(v))
+            report(l, "expected true or false");
+        r->keep_empty = json_is_true(v);
     } else if (strcmp(key, "when") == 0) {
         load_when(l, v, rel, &r->when, &r->nwhen);
     } else if (strcmp(key, "fields") == 0) {
@@ -596,7 +602,7 @@ load_rule_key(struct loader *l, struct mg__mapping_rule *r, const char *key,
     } else if (strcmp(key, "each") != 0) {
         report(l, "unknown key (a rule has note, from, const, table, "
                   "default, required, transform, separator, when, each, "
-                  "join, fields)");
+                  "join, keep_empty, fields)");
     }
 }
 
@@ -609,7 +615,7 @@ check_rule(struct loader *l, struct mg__mapping_rule *r, json_t *v)
     if (r->group) {
         static const char *const scalar_keys[] = {
             "from", "const", "table", "default", "required", "transform",
-            "separator", "join"};
+            "separator", "join", "keep_empty"};
         for (size_t i = 0; i < MG_ARRAY_LEN(scalar_keys); i++)
             if (json_object_get(v, scalar_keys[i]) != NULL)
                 report(l, "a group rule takes each, when, fields and note, "
@@ -624,6 +630,8 @@ check_rule(struct loader *l, struct mg__mapping_rule *r, json_t *v)
         report(l, "a rule with \"each\" needs \"from\"");
     if (r->has_join && r->each == MG__EACH_NONE)
         report(l, "\"join\" needs \"each\"");
+    if (json_object_get(v, "keep_empty") != NULL && !r->has_join)
+        report(l, "\"keep_empty\" needs \"join\"");
     if (r->separator.ptr != NULL && !r->concat)
         report(l, "\"separator\" needs the concat transform");
     if (r->concat && r->separator.ptr == NULL)

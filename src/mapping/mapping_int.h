@@ -127,6 +127,9 @@ struct mg__mapping_rule {
     struct mg__mapping_path each_path; /* seg (+ seq, field for REP) */
     bool has_join;
     struct mg_str join;
+    bool keep_empty; /* join: a selected item without a value joins as an
+                      * empty part between valued ones (a report's blank
+                      * lines) */
     struct mg__mapping_rule *sub; /* group fields */
     size_t nsub;
 };

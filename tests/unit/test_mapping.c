@@ -653,6 +653,35 @@ test_results_text_lines(void **state)
     done(&m);
 }
 
+/* A report's blank lines (TX OBX without a value) are kept between its
+ * lines, not before the first or after the last; an empty OBX of another
+ * type is no line at all. */
+static void
+test_results_blank_lines(void **state)
+{
+    static const char msg[] =
+        "MSH|^~\\&|RIS|FAC|GW|GW|20240101||ORU^R01|9|P|2.5.1\r"
+        "PID|1||77^^^X^MR||Roe^Ann\r"
+        "OBR|1||F1|CT^Head||||||||||||||ACC9|||||||F\r"
+        "OBX|1|TX|59776-5^Findings^LN||||||||F\r"
+        "OBX|2|TX|59776-5^Findings^LN||FINDINGS:||||||F\r"
+        "OBX|3|TX|59776-5^Findings^LN||||||||F\r"
+        "OBX|4|TX|59776-5^Findings^LN||No acute disease.||||||F\r"
+        "OBX|5|NM|^Dose||||||||F\r"
+        "OBX|6|TX|59776-5^Findings^LN||\"\"||||||F\r"
+        "OBX|7|TX|19005-8^IMPRESSION^LN||Normal.||||||F\r"
+        "OBX|8|TX|59776-5^Findings^LN||||||||F\r";
+    struct mapped m;
+
+    (void)state;
+    map_text(&m, shipped, msg, sizeof(msg) - 1);
+    assert_int_equal(m.rc, MG_OK);
+    assert_string_equal(val(&m, "report.findings_text"),
+                        "FINDINGS:\n\nNo acute disease.\n\nNormal.");
+    assert_string_equal(val(&m, "report.impression"), "Normal.");
+    done(&m);
+}
+
 static void
 test_required_and_type_errors(void **state)
 {
@@ -1030,7 +1059,8 @@ test_load_errors_name_file_line_key(void **state)
              "    \"ids[]\": { \"each\": \"PID-3\",\n"
              "      \"fields\": { \"value\": { \"from\": \"-1\" } } },\n"
              "    \"report.x\": { \"from\": \"OBX-5\", \"when\": "
-             "{ \"path\": \"OBX-2\" } }\n"
+             "{ \"path\": \"OBX-2\" } },\n"
+             "    \"report.y\": { \"from\": \"OBX-5\", \"keep_empty\": true }\n"
              "  }\n"
              "}\n",
              "tables/broken.json", "{ \"values\": { \"A\": 1 } }\n",
@@ -1059,6 +1089,8 @@ test_load_errors_name_file_line_key(void **state)
                                 "field use \".c\" paths"));
     assert_non_null(strstr(out, "/d_each.json:8: fields/report.x/when: a "
                                 "condition needs exactly one test"));
+    assert_non_null(strstr(out, "/d_each.json:9: fields/report.y: "
+                                "\"keep_empty\" needs \"join\""));
     assert_non_null(strstr(out, "tables/broken.json:1: values/A: expected a "
                                 "string or null"));
     free(out);
@@ -1727,6 +1759,7 @@ main(void)
         cmocka_unit_test(test_jsonpos_lines),
         cmocka_unit_test(test_fhirpath_patients),
         cmocka_unit_test(test_set_references),
+        cmocka_unit_test(test_results_blank_lines),
         cmocka_unit_test(test_load_allocation_failures),
         cmocka_unit_test(test_apply_arena_exhausted),
     };
