@@ -1,4 +1,6 @@
-/* /healthz, /readyz and /metrics. */
+/* /healthz, /readyz and /metrics. These answer anyone who can reach the
+ * HTTP port (there is no authentication on them), so /readyz says which
+ * check failed in general words and leaves the detail to the log. */
 #include "admin/admin.h"
 
 #include <stdio.h>
@@ -6,6 +8,7 @@
 
 #include "core/clock.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "http/http.h"
 
 static void
@@ -13,6 +16,24 @@ on_healthz(struct mg_http_request *req, void *ud)
 {
     (void)ud;
     mg_http_respond(req, 200, "text/plain; charset=utf-8", NULL, "ok\n", 3);
+}
+
+/* Logs each change of readiness once, with the whole reason: the detail
+ * the body leaves out, without a line for every load balancer probe.
+ * INFO: the store logs the failures themselves at WARN and ERROR. */
+static void
+log_change(struct mg_admin *a, const char *reason)
+{
+    static const struct mg_log_ctx ctx = {.component = "admin",
+                                          .action = "checking readiness"};
+
+    if (strncmp(reason, a->logged, sizeof(a->logged) - 1) == 0)
+        return;
+    if (reason[0] != '\0')
+        mg_log(MG_LOG_INFO, &ctx, "not ready: %s", reason);
+    else
+        mg_log(MG_LOG_INFO, &ctx, "ready again");
+    snprintf(a->logged, sizeof(a->logged), "%s", reason);
 }
 
 static void
@@ -30,12 +51,17 @@ on_readyz(struct mg_http_request *req, void *ud)
     for (int i = 0; i < a->nready; i++) {
         reason[0] = '\0';
         if (!a->ready[i].fn(a->ready[i].arg, reason, sizeof(reason))) {
-            n = snprintf(body, sizeof(body), "not ready: %s\n", reason);
+            log_change(a, reason[0] ? reason : "(no reason given)");
+            /* Up to the first ':' only: the detail after it (libpq's
+             * socket paths and host names) is for the log, not anyone. */
+            n = snprintf(body, sizeof(body), "not ready: %.*s\n",
+                         (int)strcspn(reason, ":"), reason);
             mg_http_respond(req, 503, "text/plain; charset=utf-8", NULL, body,
                             (size_t)MG_MIN(n, (int)sizeof(body) - 1));
             return;
         }
     }
+    log_change(a, "");
     mg_http_respond(req, 200, "text/plain; charset=utf-8", NULL, "ready\n", 6);
 }
 

@@ -18,7 +18,10 @@ struct mg_http_router;
 
 /* Appends Prometheus text for one subsystem. */
 typedef void (*mg_admin_metrics_cb)(void *arg, struct mg_buf *out);
-/* true when ready; otherwise writes why into reason. */
+/* true when ready; otherwise writes why into reason: a general phrase
+ * ("database unreachable"), then optionally ": " and the detail (libpq's
+ * text: socket paths, host names). /readyz answers unauthenticated
+ * callers, so its body carries the phrase only; the log gets it all. */
 typedef bool (*mg_admin_ready_cb)(void *arg, char *reason, size_t size);
 
 struct mg_admin {
@@ -35,6 +38,7 @@ struct mg_admin {
     int nready;
     unsigned long long started_us; /* monotonic */
     bool draining;                  /* /readyz says 503 while draining */
+    char logged[256];               /* last reason logged; "" = ready */
 };
 
 /* Initialises a and adds its three routes to r (a must outlive r's use). */

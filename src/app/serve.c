@@ -380,6 +380,7 @@ open_store(struct app *app)
     o.queue_max = (unsigned)c->database_queue_max;
     o.statement_timeout_ms = (unsigned)c->database_statement_timeout_ms;
     o.reconnect_max_ms = (unsigned)c->database_reconnect_max_ms;
+    o.commit_timeout_ms = (unsigned)c->database_commit_timeout_ms;
     o.application_name = "medgate";
     o.expected_schema_version = version;
     /* Ready only with the adapters' SQL of this build installed (a

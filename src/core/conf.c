@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/alloc.h"
 #include "core/buf.h"
@@ -67,6 +68,17 @@ check_pepper(const char *v)
     return n == 0 || n == 64 ? NULL : "expected 64 hex digits";
 }
 
+/* Shorter, an ordinary COMMIT (a grouped commit's flush on a busy disk)
+ * would be given up, its connection replaced and its messages resent. */
+static const char *
+check_commit_timeout(long v)
+{
+    return v == 0 || v >= 1000
+               ? NULL
+               : "below 1000 ms, too short for a COMMIT; 0 turns the "
+                 "deadline off";
+}
+
 #define O(f) offsetof(struct mg_conf, f)
 
 static const struct opt options[] = {
@@ -81,6 +93,12 @@ static const struct opt options[] = {
      "Server-side statement_timeout for every connection."},
     {"database.reconnect_max_ms", OPT_INT, O(database_reconnect_max_ms),
      "5000", 100, 300000, "Upper bound of the reconnect back-off."},
+    {"database.commit_timeout_ms", OPT_INT, O(database_commit_timeout_ms),
+     "30000", 0, 3600000,
+     "A COMMIT not answered this long is given up: its outcome counts as "
+     "unknown (no ACK), an ERROR is logged and its connection replaced. "
+     "statement_timeout does not bound a COMMIT (one waiting for a "
+     "synchronous standby that is down). 0 = no deadline, else >= 1000."},
     {"http.bind", OPT_STR, O(http_bind), "127.0.0.1", 0, 0,
      "Address of the HTTP listener (FHIR and admin endpoints)."},
     {"http.port", OPT_INT, O(http_port), "8080", 0, 65535,
@@ -136,6 +154,23 @@ string_problem(const struct opt *o, const char *text)
     for (size_t i = 0; i < MG_ARRAY_LEN(string_checks); i++)
         if (strcmp(string_checks[i].key, o->key) == 0)
             return string_checks[i].check(text);
+    return NULL;
+}
+
+/* Whole-number options with a form beyond their range, checked likewise. */
+static const struct {
+    const char *key;
+    const char *(*check)(long v);
+} number_checks[] = {
+    {"database.commit_timeout_ms", check_commit_timeout},
+};
+
+static const char *
+number_problem(const struct opt *o, long v)
+{
+    for (size_t i = 0; i < MG_ARRAY_LEN(number_checks); i++)
+        if (strcmp(number_checks[i].key, o->key) == 0)
+            return number_checks[i].check(v);
     return NULL;
 }
 
@@ -197,6 +232,8 @@ set_option(struct mg_conf *c, const struct opt *o, const char *text,
         *why = "out of range";
         return MG_ECONF;
     }
+    if ((*why = number_problem(o, v)) != NULL)
+        return MG_ECONF;
     if (o->type == OPT_INT)
         *(int *)((char *)c + o->offset) = (int)v;
     else
@@ -594,6 +631,140 @@ mg_conf_load(struct mg_conf *c, const char *path, FILE *err)
     return l.errors ? MG_ECONF : rc;
 }
 
+/* The variable that overrides o: MEDGATE_ and the dotted path in upper
+ * case, dots as underscores (database.url: MEDGATE_DATABASE_URL). */
+static void
+env_name(const struct opt *o, char *name, size_t size)
+{
+    size_t n = (size_t)snprintf(name, size, "MEDGATE_%s", o->key);
+
+    for (size_t k = 8; k < n && k < size; k++)
+        name[k] = name[k] == '.' ? '_' : (char)toupper((unsigned char)name[k]);
+}
+
+/* MEDGATE_ variables of the project's own scripts and tests, not options
+ * (a trailing '_' makes a prefix). Keep in step with deploy/ and tests/
+ * (grep -r MEDGATE_): one missing here draws a warning at every start. */
+static const char *const tool_vars[] = {
+    "MEDGATE_TEST_",          /* tests/: MEDGATE_TEST_PGHOST, ..._KEEP_DB */
+    "MEDGATE_BIN",            /* tests/integration: the binary under test */
+    "MEDGATE_BUILD_DIR",      /* tests/integration, set by ctest */
+    "MEDGATE_SOURCE_DIR",     /* tests/integration, set by ctest */
+    "MEDGATE_MIGRATE",        /* deploy/container-entrypoint.sh */
+    "MEDGATE_MLLP_PORT",      /* deploy/dev.sh run */
+    "MEDGATE_PG_FSYNC",       /* deploy/pg.sh */
+    "MEDGATE_PG_OPTIONS",     /* deploy/pg.sh, tests/bench/gateway.sh */
+    "MEDGATE_FLOOR_SETTINGS", /* tests/bench/pg_floor.sh */
+};
+
+static bool
+is_tool_var(const char *name, size_t n)
+{
+    for (size_t i = 0; i < MG_ARRAY_LEN(tool_vars); i++) {
+        size_t k = strlen(tool_vars[i]);
+        bool prefix = tool_vars[i][k - 1] == '_';
+
+        if ((prefix ? n >= k : n == k) && strncmp(name, tool_vars[i], k) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool
+is_option_var(const char *name, size_t n)
+{
+    char opt[160];
+
+    for (size_t i = 0; i < MG_ARRAY_LEN(options); i++) {
+        env_name(&options[i], opt, sizeof(opt));
+        if (strlen(opt) == n && strncmp(name, opt, n) == 0)
+            return true;
+    }
+    return false;
+}
+
+#define MAX_SUGGEST 64 /* longer names get no suggestion */
+
+/* Edits (insert, delete, change, swap of neighbours) that turn a into b,
+ * upper and lower case alike; both shorter than MAX_SUGGEST. */
+static unsigned
+edits(const char *a, size_t na, const char *b, size_t nb)
+{
+    unsigned char d[MAX_SUGGEST + 1][MAX_SUGGEST + 1];
+
+    for (size_t i = 0; i <= na; i++)
+        d[i][0] = (unsigned char)i;
+    for (size_t j = 0; j <= nb; j++)
+        d[0][j] = (unsigned char)j;
+    for (size_t i = 1; i <= na; i++) {
+        for (size_t j = 1; j <= nb; j++) {
+            int x = toupper((unsigned char)a[i - 1]);
+            int y = toupper((unsigned char)b[j - 1]);
+            unsigned v = d[i - 1][j - 1] + (x != y);
+
+            v = MG_MIN(v, (unsigned)d[i - 1][j] + 1);
+            v = MG_MIN(v, (unsigned)d[i][j - 1] + 1);
+            if (i > 1 && j > 1 && x == toupper((unsigned char)b[j - 2]) &&
+                y == toupper((unsigned char)a[i - 2]))
+                v = MG_MIN(v, (unsigned)d[i - 2][j - 2] + 1);
+            d[i][j] = (unsigned char)v;
+        }
+    }
+    return d[na][nb];
+}
+
+/* The option variable closest to name (n bytes, MEDGATE_ first) into
+ * best, or NULL when none is close enough to be the one meant: at most 3
+ * edits, and fewer than half the letters after MEDGATE_. */
+static const char *
+closest_option(const char *name, size_t n, char best[MAX_SUGGEST])
+{
+    unsigned least = UINT_MAX, d;
+    char opt[160];
+
+    if (n >= MAX_SUGGEST)
+        return NULL;
+    for (size_t i = 0; i < MG_ARRAY_LEN(options); i++) {
+        env_name(&options[i], opt, sizeof(opt));
+        if (strlen(opt) >= MAX_SUGGEST)
+            continue;
+        d = edits(name, n, opt, strlen(opt));
+        if (d < least) {
+            least = d;
+            memcpy(best, opt, strlen(opt) + 1);
+        }
+    }
+    return least <= 3 && least * 2 < n - 8 ? best : NULL;
+}
+
+extern char **environ; /* POSIX; unistd.h declares it only for _GNU_SOURCE */
+
+/* Names each MEDGATE_ variable (any case) that is neither an option nor
+ * a tool variable: a misspelt override would leave the default in force
+ * without a word. A warning only, so that a stray variable cannot keep
+ * the gateway from starting (README). The value is never printed: it may
+ * be a secret. */
+static void
+warn_unknown_env(FILE *err)
+{
+    char best[MAX_SUGGEST];
+    const char *hint;
+
+    if (err == NULL)
+        return;
+    for (char **e = environ; *e != NULL; e++) {
+        size_t n = strcspn(*e, "=");
+
+        if (n < 8 || strncasecmp(*e, "MEDGATE_", 8) != 0 ||
+            is_option_var(*e, n) || is_tool_var(*e, n))
+            continue;
+        hint = closest_option(*e, n, best);
+        fprintf(err, "(environment): warning: %.*s is not a medgate option, "
+                "ignored%s%s%s\n", (int)n, *e, hint ? "; did you mean " : "",
+                hint ? hint : "", hint ? "?" : "");
+    }
+}
+
 int
 mg_conf_apply_env(struct mg_conf *c, FILE *err)
 {
@@ -601,11 +772,9 @@ mg_conf_apply_env(struct mg_conf *c, FILE *err)
     char name[160];
     const char *why = "", *v;
 
+    warn_unknown_env(err);
     for (size_t i = 0; i < MG_ARRAY_LEN(options); i++) {
-        size_t n = (size_t)snprintf(name, sizeof(name), "MEDGATE_%s",
-                                    options[i].key);
-        for (size_t k = 8; k < n && k < sizeof(name); k++)
-            name[k] = name[k] == '.' ? '_' : (char)toupper((unsigned char)name[k]);
+        env_name(&options[i], name, sizeof(name));
         v = getenv(name);
         if (v == NULL)
             continue;

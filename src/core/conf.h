@@ -58,6 +58,7 @@ struct mg_conf {
     int database_queue_max;
     int database_statement_timeout_ms;
     int database_reconnect_max_ms;
+    int database_commit_timeout_ms; /* 0 = no deadline */
 
     /* http */
     char *http_bind;
@@ -97,7 +98,11 @@ void mg_conf_defaults(struct mg_conf *c);
  * overrides. On error writes "file:line: key: problem" lines to err (may be
  * NULL) and returns MG_ECONF; c then holds what could be read. */
 MG_MUST_CHECK int mg_conf_load(struct mg_conf *c, const char *path, FILE *err);
-/* Applies only the environment overrides (used when no file is given). */
+/* Applies only the environment overrides (used when no file is given).
+ * Both also write "(environment): warning: NAME is not a medgate option,
+ * ignored[; did you mean MEDGATE_...?]" to err for each MEDGATE_ variable
+ * that is neither an option nor a tool variable of deploy/ or tests/
+ * (never its value); such a variable does not make them fail. */
 MG_MUST_CHECK int mg_conf_apply_env(struct mg_conf *c, FILE *err);
 /* Frees the strings the conf owns. */
 void mg_conf_dispose(struct mg_conf *c);

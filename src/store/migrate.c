@@ -1,4 +1,7 @@
-/* The migration runner behind `medgate migrate`. */
+/* The migration runner behind `medgate migrate`: each pending file is
+ * checked (no NUL byte, no transaction control of its own) before the
+ * first is applied, then each runs in one transaction with its
+ * schema_migrations row. */
 #include "store/migrate.h"
 
 #include <dirent.h>
@@ -13,6 +16,7 @@
 #include "core/buf.h"
 #include "core/error.h"
 #include "store/oneshot.h"
+#include "store/sql_scan.h"
 
 #define MIGRATION_LOCK_KEY 4242004201 /* any constant shared by all runners */
 #define MAX_MIGRATIONS 512
@@ -134,6 +138,62 @@ sha256_hex(struct mg_str s, char hex[65])
     sodium_bin2hex(hex, 65, digest, sizeof(digest));
 }
 
+/* MG_OK, or MG_ECONF after naming path:line of the first statement of
+ * text that ends or opens a transaction. */
+static int
+refuse_tx_control(const char *path, struct mg_str text, FILE *err)
+{
+    const char *what;
+    int line;
+
+    if (!mg__sql_find_tx_control(text, &what, &line))
+        return MG_OK;
+    if (err)
+        fprintf(err, "%s:%d: transaction control (%s) in a migration: "
+                "medgate runs each file in one transaction with its "
+                "schema_migrations row; remove the statement\n", path, line,
+                what);
+    return MG_ECONF;
+}
+
+/* MG_OK when text can be sent as one migration, else MG_ECONF after
+ * naming path and the problem on err. */
+static int
+check_text(const char *path, struct mg_str text, FILE *err)
+{
+    /* libpq sends a query up to its first NUL: the statements after one
+     * would be dropped, and the file recorded as applied. */
+    if (memchr(text.ptr, '\0', text.len) != NULL) {
+        if (err)
+            fprintf(err, "%s: holds a NUL byte (not a SQL text file)\n", path);
+        return MG_ECONF;
+    }
+    return text.len == 0 ? MG_OK : refuse_tx_control(path, text, err);
+}
+
+/* Checks every file still to apply before the first is applied, so that a
+ * refused file leaves the database where it was, not part way along. */
+static int
+check_pending(const char *dir, const struct migration *list, int n,
+              int applied, FILE *err)
+{
+    char path[1024];
+    struct mg_buf text;
+    int rc = MG_OK;
+
+    for (int i = 0; rc == MG_OK && i < n; i++) {
+        if (list[i].version <= applied)
+            continue;
+        mg_buf_init(&text, 0);
+        snprintf(path, sizeof(path), "%s/%s", dir, list[i].name);
+        rc = read_file(path, &text, err);
+        if (rc == MG_OK)
+            rc = check_text(path, mg_buf_str(&text), err);
+        mg_buf_dispose(&text);
+    }
+    return rc;
+}
+
 /* Runs one command; MG_OK or MG_EDB with the server's message on err. */
 static int
 exec_ok(PGconn *c, const char *sql, FILE *err, const char *what)
@@ -235,14 +295,9 @@ apply_one(PGconn *c, const char *dir, const struct migration *m, FILE *out,
     rc = read_file(path, &text, err);
     if (rc != MG_OK)
         goto out_dispose;
-    /* libpq sends a query up to its first NUL: the statements after one
-     * would be dropped, and the file recorded as applied. */
-    if (memchr(text.ptr ? text.ptr : "", '\0', text.len) != NULL) {
-        if (err)
-            fprintf(err, "%s: holds a NUL byte (not a SQL text file)\n", path);
-        rc = MG_ECONF;
+    rc = check_text(path, mg_buf_str(&text), err); /* changed meanwhile? */
+    if (rc != MG_OK)
         goto out_dispose;
-    }
     sha256_hex(mg_buf_str(&text), hex);
     rc = exec_ok(c, "BEGIN", err, m->name);
     if (rc != MG_OK)
@@ -296,6 +351,8 @@ mg_migrate_run(const char *conninfo, const char *dir, FILE *out, FILE *err)
         rc = exec_ok(c, bootstrap_sql, err, "creating schema_migrations");
     if (rc == MG_OK)
         rc = check_applied(c, dir, list, n, &applied, err);
+    if (rc == MG_OK)
+        rc = check_pending(dir, list, n, applied, err);
     for (int i = 0; rc == MG_OK && i < n; i++) {
         if (list[i].version <= applied)
             continue;

@@ -20,7 +20,9 @@ MG_MUST_CHECK int mg_migrate_latest(const char *dir, int *version, FILE *err);
  * MG_ESCHEMA when the database is newer than dir, an applied file changed
  * (CR LF and LF line ends count as the same) or a file numbered below the
  * highest applied one was never applied, MG_ECONF when a file name is not
- * NNNN_name.sql or a file holds a NUL byte, MG_EDB when a statement fails
+ * NNNN_name.sql or a file still to apply holds a NUL byte or a statement
+ * that ends or opens a transaction (sql_scan.h; checked before the first
+ * is applied), MG_EDB when a statement fails
  * (that migration is rolled back, earlier ones stay), MG_EDBDOWN when the
  * database cannot be reached.
  * Concurrent runs are serialised with an advisory lock. */

@@ -483,6 +483,103 @@ backoff_ms(const struct mg_store *s, unsigned failures)
     return d / 2 + randombytes_uniform((uint32_t)(d / 2 + 1));
 }
 
+/* A cancel request for the backend of a dropped connection. PQcancel opens
+ * a connection of its own and waits for the server to close it, which a
+ * host that does not answer could stretch to minutes: it runs on libuv's
+ * thread pool, never on the loop. The job owns its PGcancel and nothing of
+ * the store, which may be freed before the job ends. */
+struct cancel_job {
+    uv_work_t req;
+    PGcancel *cancel;      /* owned */
+    struct mg_log_ctx log; /* the connection's, by value */
+    bool sent;
+    char err[256];         /* PQcancel's reason when not sent */
+};
+
+static void
+cancel_work(uv_work_t *req)
+{
+    struct cancel_job *j = req->data;
+
+    j->sent = PQcancel(j->cancel, j->err, sizeof(j->err)) == 1;
+}
+
+static void
+cancel_done(uv_work_t *req, int status)
+{
+    struct cancel_job *j = req->data;
+    char why[160];
+
+    if (status == 0 && j->sent) {
+        mg_log(MG_LOG_DEBUG, &j->log, "cancel of the abandoned COMMIT sent");
+    } else {
+        first_line(why, sizeof(why), status == 0 ? j->err
+                                                  : uv_strerror(status));
+        mg_log(MG_LOG_WARN, &j->log, "cancel of the abandoned COMMIT not "
+               "sent (%s): its backend may wait on", why);
+    }
+    PQfreeCancel(j->cancel);
+    mg_free(j);
+}
+
+/* Asks the server to cancel what c's backend runs, best effort: without
+ * it a backend waiting for a standby would wait on after we hang up, with
+ * its transaction's locks held. */
+static void
+cancel_backend(struct mg__store_conn *c)
+{
+    struct cancel_job *j = mg_calloc(1, sizeof(*j));
+
+    if (j != NULL)
+        j->cancel = PQgetCancel(c->pg);
+    if (j == NULL || j->cancel == NULL) {
+        mg_free(j);
+        mg_log(MG_LOG_WARN, &c->log, "cancel of the abandoned COMMIT not "
+               "sent (out of memory): its backend may wait on");
+        return;
+    }
+    j->req.data = j;
+    j->log = c->log;
+    if (uv_queue_work(c->s->loop, &j->req, cancel_work, cancel_done) < 0) {
+        PQfreeCancel(j->cancel);
+        mg_free(j);
+    }
+}
+
+/* True while c waits for the answer to a COMMIT it has sent. */
+static bool
+commit_waiting(const struct mg__store_conn *c)
+{
+    return c->step == MG__STORE_STEP_REQ && c->cur != NULL &&
+           c->cur->kind == MG__STORE_REQ_COMMIT && c->cur->sent;
+}
+
+/* The COMMIT on c did not answer within commit_timeout_ms. PostgreSQL
+ * bounds no wait of a COMMIT (it switches statement_timeout off first):
+ * one waiting for a synchronous standby that is gone would hold this
+ * connection, and leave the messages of its batch unanswered, for ever.
+ * Its outcome is unknown, so it ends in doubt (conn_fail); the connection
+ * is dropped and replaced by the usual reconnect, after a cancel asks the
+ * server to stop waiting (such a commit then stays local). */
+static void
+commit_expired(struct mg__store_conn *c)
+{
+    unsigned ms = c->s->opts.commit_timeout_ms;
+
+    mg_log(MG_LOG_ERROR, &c->log, "COMMIT did not answer within %u %s; its "
+           "outcome is unknown (a synchronous standby that is down? see "
+           "synchronous_standby_names and pg_stat_replication): reported in "
+           "doubt (its messages get no ACK; senders resend), cancelling "
+           "backend pid %d and replacing the connection "
+           "(database.commit_timeout_ms)",
+           ms % 1000 ? ms : ms / 1000, ms % 1000 ? "ms" : "s",
+           PQbackendPID(c->pg));
+    cancel_backend(c);
+    conn_fail(c, "COMMIT did not answer in time");
+}
+
+/* The back-off wait, the connect timeout and the COMMIT deadline, one at a
+ * time by state. */
 static void
 on_timer(uv_timer_t *h)
 {
@@ -494,6 +591,8 @@ on_timer(uv_timer_t *h)
         conn_connect(c);
     else if (c->state == MG__STORE_CONNECTING)
         conn_fail(c, "connect timeout");
+    else if (commit_waiting(c))
+        commit_expired(c);
 }
 
 /* The request on a broken connection: a one-shot that never left is
@@ -739,6 +838,8 @@ conn_send_req(struct mg__store_conn *c)
         return;
     }
     r->sent = true;
+    if (r->kind == MG__STORE_REQ_COMMIT && c->s->opts.commit_timeout_ms > 0)
+        uv_timer_start(&c->timer, on_timer, c->s->opts.commit_timeout_ms, 0);
     if (conn_flush(c) < 0)
         conn_fail(c, PQerrorMessage(c->pg));
 }
@@ -856,6 +957,8 @@ finish_req(struct mg__store_conn *c, int rc, PGresult *res)
     struct mg__store_req *r = c->cur;
 
     c->cur = NULL;
+    if (r->kind == MG__STORE_REQ_COMMIT)
+        uv_timer_stop(&c->timer); /* answered before its deadline */
     rc = req_code(r, rc, res, c->commit_warned);
     c->commit_warned = false;
     if (r->kind == MG__STORE_REQ_COMMIT || r->kind == MG__STORE_REQ_ROLLBACK ||

@@ -40,11 +40,13 @@
  *                 that had been sent may or may not have been applied (it
  *                 ran in its own implicit transaction): rely on idempotency.
  *   MG_EINDOUBT   only for COMMIT: it was sent and the connection broke
- *                 before the answer, or the server answered it with a
- *                 WARNING (a synchronous-replication wait cancelled: the
- *                 commit is local only), so the outcome is unknown (never
- *                 report this as "failed" nor as committed; DESIGN-NOTES.md
- *                 section 3).
+ *                 before the answer, or no answer came within
+ *                 commit_timeout_ms (the pool then sends the server a
+ *                 cancel and drops the connection), or the server answered
+ *                 it with a WARNING (a synchronous-replication wait
+ *                 cancelled: the commit is local only), so the outcome is
+ *                 unknown (never report this as "failed" nor as committed;
+ *                 DESIGN-NOTES.md section 3).
  *   MG_EBUSY      the wait queue was full (back-pressure).
  *   MG_ETIMEDOUT  the request waited in the queue longer than
  *                 queue_timeout_ms.
@@ -85,6 +87,10 @@ struct mg_store_options {
                                       cannot be withheld */
     unsigned connect_timeout_ms;   /* per connection attempt; 0 = 10000 */
     unsigned reconnect_max_ms;     /* back-off cap; 0 = 30000 */
+    unsigned commit_timeout_ms;    /* a COMMIT not answered this long after
+                                      it was sent ends with MG_EINDOUBT and
+                                      its connection is dropped; 0 = no
+                                      deadline */
     const char *application_name;  /* NULL = "medgate"; conninfo wins */
     int expected_schema_version;   /* > 0: ready only when
                                       max(schema_migrations.version) equals
@@ -207,10 +213,11 @@ MG_MUST_CHECK int mg_store_tx_query(struct mg_store_tx *tx, const char *stmt,
  * transaction was already aborted by an earlier error: res then has
  * command status "ROLLBACK" and no SQLSTATE), MG_EDBDOWN (the connection
  * broke before COMMIT was sent: not committed), MG_EINDOUBT (it broke after,
- * or the server answered with a WARNING: unknown) or MG_ECANCELED. The handle is freed after cb returns, whatever
- * the code. Returns MG_OK, MG_EINVAL (commit or rollback already called)
- * or MG_ECANCELED (closing; the store frees the handle); on an error return
- * cb never runs. cb may be NULL. */
+ * no answer came within commit_timeout_ms of sending it, or the server
+ * answered with a WARNING: unknown) or MG_ECANCELED. The handle is freed
+ * after cb returns, whatever the code. Returns MG_OK, MG_EINVAL (commit or
+ * rollback already called) or MG_ECANCELED (closing; the store frees the
+ * handle); on an error return cb never runs. cb may be NULL. */
 MG_MUST_CHECK int mg_store_tx_commit(struct mg_store_tx *tx,
                                      mg_store_result_cb cb, void *ud);
 

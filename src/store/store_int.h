@@ -108,7 +108,8 @@ struct mg__store_conn {
     PGconn *pg;                      /* owned; NULL while DOWN */
     struct mg__store_poll *poll;     /* owned; NULL when not watching */
     int events;                      /* UV_READABLE/UV_WRITABLE polled */
-    uv_timer_t timer;                /* back-off wait or connect timeout */
+    uv_timer_t timer;                /* back-off wait, connect timeout or
+                                        the deadline of a COMMIT sent */
     unsigned failures;               /* attempts failed since last stable */
     unsigned attempts;               /* connection attempts so far */
     uint64_t up_since;               /* uv_now() ms when it came up */

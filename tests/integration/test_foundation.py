@@ -237,6 +237,25 @@ class ConfigTest(unittest.TestCase):
         self.assertNotIn("hunter2", r.stdout + r.stderr)
 
 
+    def test_misspelt_variable_is_named_without_its_value(self):
+        """A MEDGATE_ variable that names no option was ignored without a
+        word. It is a warning, with the closest option, and never shows
+        its value; `config check` still passes (README: the systemd unit
+        runs it before every start)."""
+        path = os.path.join(h.tempfile.mkdtemp(), "ok.json")
+        with open(path, "w") as f:
+            f.write("{}\n")
+        r = h.run_medgate("config", "check", path, env={
+            "MEDGATE_DATABSE_URL": "host=db.hunter2.example password=hunter2",
+            "MEDGATE_TEST_PGHOST": "/tmp", "MEDGATE_MIGRATE": "0"})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("(environment): warning: MEDGATE_DATABSE_URL is not a medgate option, "
+                      "ignored; did you mean MEDGATE_DATABASE_URL?", r.stderr)
+        self.assertNotIn("MEDGATE_TEST_PGHOST", r.stderr)
+        self.assertNotIn("MEDGATE_MIGRATE", r.stderr)
+        self.assertNotIn("hunter2", r.stdout + r.stderr)
+
+
 class ServeTest(unittest.TestCase):
     def setUp(self):
         self.db = h.create_database("serve")
@@ -257,6 +276,16 @@ class ServeTest(unittest.TestCase):
                      "medgate_http_request_duration_seconds_bucket",
                      "medgate_db_connections", "medgate_db_errors_total"):
             self.assertIn(name, body)
+
+    def test_serve_starts_despite_a_misspelt_variable_and_names_it(self):
+        self.gw.stop()
+        os.environ["MEDGATE_HTTP_PROT"] = "1"
+        try:
+            self.gw = h.Gateway(self.db).start()  # waits for /readyz 200
+        finally:
+            del os.environ["MEDGATE_HTTP_PROT"]
+        self.assertIn("MEDGATE_HTTP_PROT is not a medgate option, ignored; "
+                      "did you mean MEDGATE_HTTP_PORT?", self.gw.read_log())
 
     def test_unknown_path_gets_operation_outcome(self):
         status, headers, body = self.gw.get("/fhir/Nope")
@@ -368,8 +397,12 @@ class UnknownOrganizationTest(unittest.TestCase):
 
     def test_unknown_then_deactivated_organization_is_refused_until_fixed(self):
         self.gw.start(wait_ready=False)
-        assert_not_ready(self, self.gw, "organization %s of listener ris-west "
-                         "is not an active organization" % self.OTHER)
+        # /readyz answers anyone: which check failed; the log says why.
+        body = assert_not_ready(self, self.gw, "database check refused")
+        self.assertEqual(body, "not ready: database check refused\n")
+        self.assertIn("not ready: database check refused: organization %s of "
+                      "listener ris-west is not an active organization" % self.OTHER,
+                      self.gw.read_log())
         # Nothing is acknowledged or written while the check refuses: the
         # listener's db_down_reply (AR) answers, as when the database is down.
         ack = self.send("ORG-MSG-1")
@@ -387,11 +420,39 @@ class UnknownOrganizationTest(unittest.TestCase):
         self.assertIn("MSA|AA|ORG-MSG-2", self.send("ORG-MSG-2"))
         self.assertEqual(h.scalar(self.db, "SELECT organization_id FROM patients"), self.OTHER)
         # Deactivated: refused again, at the next check.
+        said = self.gw.read_log().count("is not an active organization")
         h.psql(self.db, "UPDATE organizations SET is_active = false WHERE id = :'p1'", self.OTHER)
         self.gw.proc.send_signal(signal.SIGHUP)
-        assert_not_ready(self, self.gw, "not an active organization")
+        assert_not_ready(self, self.gw, "database check refused")
+        self.assertGreater(self.gw.read_log().count("is not an active organization"), said)
         self.assertIn("MSA|AR|ORG-MSG-3", self.send("ORG-MSG-3"))
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM hl7_messages"), "1")
+
+
+class ReadyzDetailTest(unittest.TestCase):
+    """/readyz answers anyone who can reach the port: libpq's connection
+    error (socket paths, host names, ports) goes to the log only, the body
+    says which check failed."""
+
+    def test_unreachable_database_is_named_without_its_address(self):
+        nosock = tempfile.mkdtemp(prefix="medgate-nosock-")  # no server in it
+        port = h.free_port()  # nothing listens there
+        for url, secret in (("host=%s user=postgres dbname=x" % nosock, nosock),
+                            ("host=localhost port=%d user=postgres dbname=x" % port, str(port))):
+            gw = h.Gateway("x", config={"database": {"url": url, "reconnect_max_ms": 200}},
+                           mllp=False).start(wait_ready=False)
+            try:
+                body = assert_not_ready(self, gw, "database unreachable")
+                self.assertEqual(body, "not ready: database unreachable\n")
+                self.assertNotIn(secret, body)
+                self.assertNotIn("PGSQL", body)
+                # The detail is for the on-call engineer, in the log.
+                log = gw.read_log()
+                self.assertIn("not ready: database unreachable: connection to server", log)
+                self.assertIn(secret, log)
+            finally:
+                gw.stop()
+        os.rmdir(nosock)
 
 
 class DatabaseOutageTest(unittest.TestCase):
@@ -410,7 +471,9 @@ class DatabaseOutageTest(unittest.TestCase):
             try:
                 self.assertEqual(gw.get("/readyz")[0], 200)
                 subprocess.run([h.PG_SH, "stop", own], check=True, capture_output=True)
-                self.assertEqual(wait_readyz(gw, 503)[0], 503)
+                status, body = wait_readyz(gw, 503)
+                self.assertEqual(status, 503)
+                self.assertNotIn(own, body)
                 self.assertIsNone(gw.proc.poll(), "gateway died with the database")
                 # An HL7 message now is not acknowledged AA: no ACK, connection closed.
                 ack = h.mllp_exchange(gw.mllp_port, b"MSH|^~\\&|A|B|C|D|20240101||ADT^A01|DOWN1|P|2.5\rPID|1||1")

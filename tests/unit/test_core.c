@@ -421,6 +421,83 @@ test_conf_refuses_unknown_listener_keys(void **state)
     unlink(path);
 }
 
+/* database.commit_timeout_ms: 30 s by default, 0 turns the deadline off,
+ * and a deadline under a second is refused (it would put ordinary commits
+ * in doubt), from the file and from the environment alike. */
+static void
+test_conf_commit_timeout(void **state)
+{
+    static const struct {
+        const char *value, *want; /* want NULL: accepted */
+        int ms;
+    } env[] = {
+        {"0", NULL, 0},
+        {"1000", NULL, 1000},
+        {"2000", NULL, 2000},
+        {"3600000", NULL, 3600000},
+        {"999", "MEDGATE_DATABASE_COMMIT_TIMEOUT_MS: below 1000 ms", 0},
+        {"1", "MEDGATE_DATABASE_COMMIT_TIMEOUT_MS: below 1000 ms", 0},
+        {"-1", "MEDGATE_DATABASE_COMMIT_TIMEOUT_MS: out of range", 0},
+        {"3600001", "MEDGATE_DATABASE_COMMIT_TIMEOUT_MS: out of range", 0},
+        {"30s", "MEDGATE_DATABASE_COMMIT_TIMEOUT_MS: not a whole number", 0},
+    };
+    static char ref[32768];
+    struct mg_conf c;
+    char out[1024];
+    FILE *err;
+    char *path;
+    int rc;
+
+    (void)state;
+    mg_conf_defaults(&c);
+    assert_int_equal(c.database_commit_timeout_ms, 30000);
+    mg_conf_dispose(&c);
+    for (size_t i = 0; i < sizeof(env) / sizeof(env[0]); i++) {
+        memset(out, 0, sizeof(out));
+        err = fmemopen(out, sizeof(out) - 1, "w");
+        setenv("MEDGATE_DATABASE_COMMIT_TIMEOUT_MS", env[i].value, 1);
+        mg_conf_defaults(&c);
+        rc = mg_conf_apply_env(&c, err);
+        unsetenv("MEDGATE_DATABASE_COMMIT_TIMEOUT_MS");
+        fclose(err);
+        if (env[i].want == NULL && (rc != MG_OK ||
+                                    c.database_commit_timeout_ms != env[i].ms))
+            fail_msg("%s: rc %d, value %d, \"%s\"", env[i].value, rc,
+                     c.database_commit_timeout_ms, out);
+        if (env[i].want != NULL &&
+            (rc != MG_ECONF || strstr(out, env[i].want) == NULL))
+            fail_msg("%s: rc %d, got \"%s\"", env[i].value, rc, out);
+        mg_conf_dispose(&c);
+    }
+
+    memset(out, 0, sizeof(out));
+    err = fmemopen(out, sizeof(out) - 1, "w");
+    path = write_temp("{\n  \"database\": {\n    \"commit_timeout_ms\": 500"
+                      "\n  }\n}\n");
+    mg_conf_defaults(&c);
+    assert_int_equal(mg_conf_load(&c, path, err), MG_ECONF);
+    fclose(err);
+    if (strstr(out, ":3: database.commit_timeout_ms: below 1000 ms") == NULL)
+        fail_msg("got \"%s\"", out);
+    mg_conf_dispose(&c);
+    unlink(path);
+
+    path = write_temp("{\"database\": {\"commit_timeout_ms\": 0}}\n");
+    mg_conf_defaults(&c);
+    assert_int_equal(mg_conf_load(&c, path, stderr), MG_OK);
+    assert_int_equal(c.database_commit_timeout_ms, 0);
+    mg_conf_dispose(&c);
+    unlink(path);
+
+    /* `medgate config reference` lists it. */
+    memset(ref, 0, sizeof(ref));
+    err = fmemopen(ref, sizeof(ref) - 1, "w");
+    mg_conf_write_reference(err);
+    fclose(err);
+    assert_non_null(strstr(ref, "| `database.commit_timeout_ms` | integer | "
+                                "`30000` |"));
+}
+
 static void
 test_conf_syntax_error_has_line(void **state)
 {
@@ -436,6 +513,65 @@ test_conf_syntax_error_has_line(void **state)
     assert_non_null(strstr(out, ":2: "));
     mg_conf_dispose(&c);
     unlink(path);
+}
+
+/* A MEDGATE_ variable that names no option (a misspelling) was ignored
+ * without a word and the default silently used. It is now named, with the
+ * closest option when there is one, never with its value (it may be a
+ * secret); it stops nothing. The variables of the project's own scripts
+ * and tests (deploy/, tests/) are not options and draw no warning. */
+static void
+test_conf_warns_of_unknown_env_variables(void **state)
+{
+    static const char *const quiet[] = {
+        "MEDGATE_HTTP_PORT",  "MEDGATE_TEST_ANYTHING", "MEDGATE_BIN",
+        "MEDGATE_BUILD_DIR",  "MEDGATE_SOURCE_DIR",    "MEDGATE_MIGRATE",
+        "MEDGATE_MLLP_PORT",  "MEDGATE_PG_FSYNC",      "MEDGATE_PG_OPTIONS",
+        "MEDGATE_FLOOR_SETTINGS",
+    };
+    static const char *const want[] = {
+        "(environment): warning: MEDGATE_DATABSE_URL is not a medgate "
+        "option, ignored; did you mean MEDGATE_DATABASE_URL?\n",
+        "(environment): warning: medgate_log_level is not a medgate option, "
+        "ignored; did you mean MEDGATE_LOG_LEVEL?\n",
+        "(environment): warning: MEDGATE_HTTP_PROT is not a medgate option, "
+        "ignored; did you mean MEDGATE_HTTP_PORT?\n",
+        "(environment): warning: MEDGATE_FROBNICATE is not a medgate option, "
+        "ignored\n",
+    };
+    struct mg_conf c;
+    char out[2048] = "";
+    FILE *err = fmemopen(out, sizeof(out) - 1, "w");
+    size_t nq = sizeof(quiet) / sizeof(quiet[0]);
+    int rc;
+
+    (void)state;
+    setenv("MEDGATE_DATABSE_URL", "host=s3cret-db password=s3cret", 1);
+    setenv("medgate_log_level", "s3cret", 1);
+    setenv("MEDGATE_HTTP_PROT", "s3cret", 1);
+    setenv("MEDGATE_FROBNICATE", "s3cret", 1);
+    for (size_t i = 0; i < nq; i++)
+        setenv(quiet[i], "9090", 1);
+    mg_conf_defaults(&c);
+    rc = mg_conf_apply_env(&c, err);
+    unsetenv("MEDGATE_DATABSE_URL"); /* before a failure can leave them */
+    unsetenv("medgate_log_level");
+    unsetenv("MEDGATE_HTTP_PROT");
+    unsetenv("MEDGATE_FROBNICATE");
+    for (size_t i = 0; i < nq; i++)
+        unsetenv(quiet[i]);
+    fclose(err);
+    assert_int_equal(rc, MG_OK);
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        if (strstr(out, want[i]) == NULL)
+            fail_msg("want \"%s\", got \"%s\"", want[i], out);
+    for (size_t i = 1; i < nq; i++) /* [0] is named as a suggestion */
+        if (strstr(out, quiet[i]) != NULL)
+            fail_msg("%s warned of: \"%s\"", quiet[i], out);
+    assert_null(strstr(out, "s3cret"));
+    assert_string_equal(c.database_url, "postgresql:///medgate");
+    assert_int_equal(c.http_port, 9090);
+    mg_conf_dispose(&c);
 }
 
 int
@@ -457,6 +593,8 @@ main(void)
         cmocka_unit_test(test_conf_syntax_error_has_line),
         cmocka_unit_test(test_conf_refuses_values_it_cannot_use),
         cmocka_unit_test(test_conf_refuses_unknown_listener_keys),
+        cmocka_unit_test(test_conf_warns_of_unknown_env_variables),
+        cmocka_unit_test(test_conf_commit_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -25,6 +25,7 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "store/migrate.h"
 #include "store/store.h"
 
 static char pg_host[512];  /* socket directory */
@@ -911,6 +912,86 @@ test_store_commit_warning_not_withheld(void **state)
     }
 }
 
+/* True when no backend has the pid arg (a string). */
+static bool
+backend_gone(void *arg)
+{
+    return strcmp(admin_execf("postgres", "SELECT count(*) FROM "
+                              "pg_stat_activity WHERE pid = %s",
+                              (const char *)arg),
+                  "0") == 0;
+}
+
+/* A COMMIT that does not answer -- here a deferred trigger sleeping in it;
+ * in production a wait for a synchronous standby that is gone, which
+ * statement_timeout does not bound -- ends in doubt at commit_timeout_ms,
+ * not when it answers. Its connection is dropped after a cancel, so its
+ * backend stops rather than finish later; the pool reconnects and the next
+ * transaction commits. The deadline counts from the COMMIT's sending: a
+ * slow statement before it, with the COMMIT queued behind, is not cut. */
+static void
+test_store_commit_deadline(void **state)
+{
+    struct mg_store_options o = default_options();
+    struct mg_store_stats st;
+    struct mg_store_tx *tx;
+    struct fixture f;
+    struct result r, slow;
+    char pid[128];
+    uint64_t t0, took_ms;
+
+    (void)state;
+    admin_exec(db_name, "DROP TABLE IF EXISTS t_deadline");
+    admin_exec(db_name, "CREATE TABLE t_deadline (id int)");
+    admin_exec(db_name,
+               "CREATE OR REPLACE FUNCTION hang_commit() RETURNS trigger "
+               "LANGUAGE plpgsql AS $$ BEGIN IF NEW.id = 1 THEN "
+               "PERFORM pg_sleep(60); END IF; RETURN NULL; END $$");
+    admin_exec(db_name, "CREATE CONSTRAINT TRIGGER t_deadline_hang AFTER "
+                        "INSERT ON t_deadline DEFERRABLE INITIALLY DEFERRED "
+                        "FOR EACH ROW EXECUTE FUNCTION hang_commit()");
+    o.commit_timeout_ms = 1000;
+    fixture_open_ready(&f, &o);
+    tx = begin_wait(&f);
+    tx_query_wait(&f, tx, "SELECT pg_backend_pid()", &r);
+    snprintf(pid, sizeof(pid), "%s", r.value);
+    tx_query_wait(&f, tx, "INSERT INTO t_deadline VALUES (1)", &r);
+    assert_int_equal(r.rc, MG_OK);
+    memset(&r, 0, sizeof(r));
+    t0 = mg_clock_mono_us();
+    assert_int_equal(mg_store_tx_commit(tx, on_result, &r), MG_OK);
+    assert_true(run_until(&f.loop, result_done, &r, 10000));
+    took_ms = (mg_clock_mono_us() - t0) / 1000;
+    assert_int_equal(r.rc, MG_EINDOUBT);
+    assert_int_equal(r.calls, 1);
+    if (took_ms < 900 || took_ms > 5000)
+        fail_msg("in doubt after %llu ms, deadline 1000 ms",
+                 (unsigned long long)took_ms);
+
+    /* Cancelled, not left sleeping for a minute: the backend is gone and
+     * the trigger's error rolled the commit back. */
+    assert_true(run_until(&f.loop, backend_gone, pid, 5000));
+    assert_string_equal(admin_exec(db_name, "SELECT count(*) FROM t_deadline"),
+                        "0");
+
+    /* The pool reconnects by itself and serves the next transactions. */
+    assert_true(run_until(&f.loop, store_all_up, f.store, 5000));
+    mg_store_stats(f.store, &st);
+    assert_true(st.reconnects_total >= 1);
+    tx = begin_wait(&f);
+    tx_query_wait(&f, tx, "INSERT INTO t_deadline VALUES (2)", &r);
+    memset(&slow, 0, sizeof(slow));
+    assert_int_equal(mg_store_tx_query(tx, NULL, "SELECT pg_sleep(1.5)", 0,
+                                       NULL, NULL, on_result, &slow),
+                     MG_OK);
+    tx_end_wait(&f, tx, true, &r); /* called while the sleep runs */
+    assert_int_equal(slow.rc, MG_OK);
+    assert_int_equal(r.rc, MG_OK);
+    assert_string_equal(admin_exec(db_name, "SELECT count(*) FROM t_deadline"),
+                        "1");
+    fixture_close(&f);
+}
+
 static void
 on_prepare(uv_prepare_t *h)
 {
@@ -1328,6 +1409,225 @@ test_store_tcp_keepalive(void **state)
     close(srv);
 }
 
+/* ---- migrations (mg_migrate_run, blocking) ---- */
+
+struct mig_file {
+    const char *name, *text;
+};
+
+static char mig_db[64]; /* the last migrate_files database, for checks */
+
+/* Runs mg_migrate_run over a new folder of files on a new database
+ * (mig_db, dropped by the next call or drop_mig_db); err's text in out. */
+static int
+migrate_files(const struct mig_file *files, size_t n, char *out, size_t size)
+{
+    char dir[] = "/tmp/mg-test-mig-XXXXXX", path[512], ci[1024];
+    FILE *f, *err;
+    int rc;
+
+    snprintf(mig_db, sizeof(mig_db), "medgate_test_mig_%d", (int)getpid());
+    admin_execf("postgres", "DROP DATABASE IF EXISTS %s", mig_db);
+    admin_execf("postgres", "CREATE DATABASE %s", mig_db);
+    assert_non_null(mkdtemp(dir));
+    for (size_t i = 0; i < n; i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, files[i].name);
+        f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(files[i].text, f);
+        fclose(f);
+    }
+    snprintf(ci, sizeof(ci), "host=%s user=postgres dbname=%s", pg_host,
+             mig_db);
+    memset(out, 0, size);
+    err = fmemopen(out, size - 1, "w");
+    rc = mg_migrate_run(ci, dir, NULL, err);
+    fclose(err);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, files[i].name);
+        unlink(path);
+    }
+    rmdir(dir);
+    return rc;
+}
+
+static void
+drop_mig_db(void)
+{
+    admin_execf("postgres", "DROP DATABASE IF EXISTS %s", mig_db);
+}
+
+/* A COMMIT (or another transaction-control statement) in a migration
+ * ended the transaction the runner applies it in: the statements before
+ * it stayed even when a later one failed, and the schema_migrations row
+ * was written outside it. Such a file is refused, by file and line, before
+ * any migration (not even an earlier, innocent one) is applied. */
+static void
+test_migrate_refuses_transaction_control(void **state)
+{
+    static const struct {
+        const char *stmt, *want;
+    } bad[] = {
+        {"COMMIT;", "COMMIT"},
+        {"commit work;", "COMMIT"},
+        {"COMMIT", "COMMIT"}, /* the file's last: needs no ';' */
+        {"BEGIN;", "BEGIN"},
+        {"begin transaction isolation level serializable;", "BEGIN"},
+        {"START TRANSACTION;", "START TRANSACTION"},
+        {"END;", "END"},
+        {"ROLLBACK;", "ROLLBACK"},
+        {"ABORT;", "ABORT"},
+        {"PREPARE TRANSACTION 'x';", "PREPARE TRANSACTION"},
+        {"  /* first words count */ COMMIT;", "COMMIT"},
+        /* A routine's BEGIN ATOMIC ... END (with a CASE ... END) and a
+         * parameter named begin leave the next statement a statement. */
+        {"CREATE FUNCTION mig_f() RETURNS int LANGUAGE sql BEGIN ATOMIC "
+         "SELECT CASE WHEN true THEN 1 END; END; COMMIT;", "COMMIT"},
+        {"CREATE FUNCTION mig_f(begin int) RETURNS int LANGUAGE sql "
+         "AS 'SELECT 1'; COMMIT;", "COMMIT"},
+    };
+    char text[512], out[1024], want[128];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        /* The same file with CRLF line ends: still line 3. */
+        for (int crlf = 0; crlf < 2; crlf++) {
+            const char *nl = crlf ? "\r\n" : "\n";
+            struct mig_file files[] = {
+                {"0001_innocent.sql", "CREATE TABLE mig_first (x int);\n"},
+                {"0002_bad.sql", text},
+            };
+            bool last = strchr(bad[i].stmt, ';') == NULL; /* ends the file */
+            int rc;
+
+            snprintf(text, sizeof(text),
+                     "CREATE TABLE mig_a (x int);%s-- the next one's bad%s"
+                     "%s%s%s%s", nl, nl, bad[i].stmt, last ? "" : nl,
+                     last ? "" : "CREATE TABLE mig_b (x int);",
+                     last ? "" : nl);
+            rc = migrate_files(files, 2, out, sizeof(out));
+            snprintf(want, sizeof(want), "0002_bad.sql:3: transaction "
+                     "control (%s)", bad[i].want);
+            if (rc != MG_ECONF || strstr(out, want) == NULL)
+                fail_msg("%s: rc %d, got \"%s\"", bad[i].stmt, rc, out);
+            assert_string_equal(admin_exec(mig_db, "SELECT "
+                                "to_regclass('mig_first') IS NULL AND "
+                                "to_regclass('mig_a') IS NULL"), "t");
+        }
+    }
+    drop_mig_db();
+}
+
+/* The words are only transaction control as a statement's first words:
+ * inside comments, string literals, quoted identifiers, dollar-quoted
+ * bodies (plpgsql's BEGIN ... END), CASE ... END, a SQL-standard
+ * BEGIN ATOMIC ... END body, and identifiers they are not, and the file
+ * applies. ROLLBACK TO a savepoint stays inside the transaction. */
+static void
+test_migrate_accepts_the_words_elsewhere(void **state)
+{
+    /* Each line would be refused, or would hide a COMMIT from the
+     * scanner, if that construct were not skipped as the server does. */
+    static const char text[] =
+        "-- it's a line comment: COMMIT;\n"
+        "SELECT 1;\n"
+        "SELECT ';\nCOMMIT;';\n"
+        "/* a block comment /* nested: COMMIT; */ still one; END; */\n"
+        "CREATE TABLE mig_words (\"commit\" text, end_date date, "
+        "begin_at int);\n"
+        "SELECT 1 AS \"it's\";\n"
+        "SELECT ';\nCOMMIT;';\n"
+        "SELECT E'\\' ; COMMIT; --';\n"
+        "SELECT 'C:\\';\n"
+        "SELECT ';\nCOMMIT;';\n"
+        "INSERT INTO mig_words VALUES ('x'';\nCOMMIT;', NULL, 1),\n"
+        "  (E'it''s \\' ; COMMIT; --', NULL, 2), ('C:\\', NULL, 3);\n"
+        "DO $$\n"
+        "BEGIN\n"
+        "  PERFORM 1;\n"
+        "END\n"
+        "$$;\n"
+        "DO $do$\n"
+        "BEGIN\n"
+        "  PERFORM 'x $$ ; COMMIT; $$';\n"
+        "END $do$;\n"
+        "CREATE FUNCTION mig_abs(x int) RETURNS int LANGUAGE plpgsql AS $$\n"
+        "BEGIN\n"
+        "  IF x > 0 THEN\n"
+        "    RETURN x;\n"
+        "  END IF;\n"
+        "  BEGIN\n"
+        "    RETURN -x;\n"
+        "  END;\n"
+        "END\n"
+        "$$;\n"
+        "CREATE FUNCTION mig_tag() RETURNS text LANGUAGE plpgsql AS $fn$\n"
+        "BEGIN RETURN 'x $$ ; COMMIT; $$'; END $fn$;\n"
+        "CREATE OR REPLACE FUNCTION mig_sign(x int) RETURNS text\n"
+        "LANGUAGE sql\n"
+        "BEGIN ATOMIC\n"
+        "  SELECT CASE WHEN x > 0 THEN 'pos' ELSE 'neg' END;\n"
+        "END;\n"
+        "SAVEPOINT before_nothing;\n"
+        "ROLLBACK TO SAVEPOINT before_nothing;\n"
+        "ROLLBACK WORK TO before_nothing;\n"
+        "SELECT CASE WHEN begin_at > 1 THEN 1 END FROM mig_words;\n"
+        "UPDATE mig_words SET end_date = now() WHERE \"commit\" > ''\n";
+    const struct mig_file files[] = {{"0001_words.sql", text}};
+    char out[1024];
+    int rc;
+
+    (void)state;
+    rc = migrate_files(files, 1, out, sizeof(out));
+    if (rc != MG_OK)
+        fail_msg("rc %d: %s", rc, out);
+    assert_string_equal(admin_exec(mig_db, "SELECT mig_abs(-3) || "
+                                   "mig_tag() || mig_sign(2)"),
+                        "3x $$ ; COMMIT; $$pos");
+    assert_string_equal(admin_exec(mig_db, "SELECT string_agg(\"commit\", "
+                                   "'|' ORDER BY begin_at) FROM mig_words"),
+                        "x';\nCOMMIT;|it's ' ; COMMIT; --|C:\\");
+    assert_string_equal(admin_exec(mig_db, "SELECT count(*) FROM "
+                                   "schema_migrations"), "1");
+    drop_mig_db();
+}
+
+/* The project's own SQL passes: schema/ as it is, then adapters/ (common
+ * first) as further migrations, all applied on one database. */
+static void
+test_migrate_accepts_the_project_sql(void **state)
+{
+    char dir[] = "/tmp/mg-test-mig-XXXXXX", cmd[2048], ci[1024], out[4096];
+    FILE *err;
+    int rc;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(cmd, sizeof(cmd),
+             "cp %1$s/schema/*.sql %2$s/ && n=900 && for f in "
+             "%1$s/adapters/common.sql %1$s/adapters/*/*.sql; do "
+             "n=$((n+1)); cp \"$f\" %2$s/0${n}_$(basename \"$f\"); done",
+             MG_SOURCE_DIR, dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(mig_db, sizeof(mig_db), "medgate_test_mig_%d", (int)getpid());
+    admin_execf("postgres", "DROP DATABASE IF EXISTS %s", mig_db);
+    admin_execf("postgres", "CREATE DATABASE %s", mig_db);
+    snprintf(ci, sizeof(ci), "host=%s user=postgres dbname=%s", pg_host,
+             mig_db);
+    memset(out, 0, sizeof(out));
+    err = fmemopen(out, sizeof(out) - 1, "w");
+    rc = mg_migrate_run(ci, dir, NULL, err);
+    fclose(err);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    if (rc != MG_OK)
+        fail_msg("rc %d: %s", rc, out);
+    assert_int_not_equal(atoi(admin_exec(mig_db, "SELECT count(*) FROM "
+                                         "schema_migrations WHERE version "
+                                         "> 900")), 0);
+    drop_mig_db();
+}
+
 int
 main(void)
 {
@@ -1343,6 +1643,7 @@ main(void)
         cmocka_unit_test(test_store_commit_in_doubt),
         cmocka_unit_test(test_store_commit_warning_in_doubt),
         cmocka_unit_test(test_store_commit_warning_not_withheld),
+        cmocka_unit_test(test_store_commit_deadline),
         cmocka_unit_test(test_store_database_refused_and_back),
         cmocka_unit_test(test_store_cluster_stop_and_start),
         cmocka_unit_test(test_store_schema_version),
@@ -1353,6 +1654,9 @@ main(void)
         cmocka_unit_test(test_store_value_with_nul_refused),
         cmocka_unit_test(test_store_unreachable_at_start),
         cmocka_unit_test(test_store_tcp_keepalive),
+        cmocka_unit_test(test_migrate_refuses_transaction_control),
+        cmocka_unit_test(test_migrate_accepts_the_words_elsewhere),
+        cmocka_unit_test(test_migrate_accepts_the_project_sql),
     };
 
     if (getenv("CMOCKA_TEST_FILTER") != NULL) /* cmocka 1.x reads no env */
