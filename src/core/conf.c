@@ -165,6 +165,10 @@ static const struct {
     {"database.commit_timeout_ms", check_commit_timeout},
 };
 
+/* set_option()'s reasons for any number, which the range completes. */
+static const char not_a_number[] = "not a whole number";
+static const char out_of_range[] = "out of range";
+
 static const char *
 number_problem(const struct opt *o, long v)
 {
@@ -225,11 +229,11 @@ set_option(struct mg_conf *c, const struct opt *o, const char *text,
     errno = 0;
     v = strtol(text, &end, 10);
     if (errno != 0 || end == text || *end != '\0') {
-        *why = "not a whole number";
+        *why = not_a_number;
         return MG_ECONF;
     }
     if (v < o->min || v > o->max) {
-        *why = "out of range";
+        *why = out_of_range;
         return MG_ECONF;
     }
     if ((*why = number_problem(o, v)) != NULL)
@@ -305,7 +309,9 @@ load_scalar(struct loader *l, struct mg_conf *c, const struct opt *o,
     }
     if (set_option(c, o, text, &why) == MG_OK)
         return;
-    if (o->type == OPT_STR)
+    /* An option's own check (number_problem) says its whole rule; the
+     * range would contradict it ("below 1000 ms ... (allowed 0..)"). */
+    if (o->type == OPT_STR || (why != not_a_number && why != out_of_range))
         report(l, o->key, "%s", why);
     else
         report(l, o->key, "%s (allowed %ld..%ld)", why, o->min, o->max);
