@@ -428,7 +428,6 @@ VALUES ('00000000-0000-0000-0000-00000000000a', 'jobs.lease_seconds', '30');
 SELECT pg_temp.expect_error($$DELETE FROM patients
     WHERE id = '00000000-0000-0000-0000-0000000000f1'$$, '23503');
 
--- Organizations stay (0010: patients name theirs without a foreign key):
 -- Private catalogue rows (0012): usable by their own organization only; a
 -- shared rule names shared rows only; their organization never changes.
 INSERT INTO ai_models (id, organization_id, name, version, model_type, runner)
@@ -480,7 +479,19 @@ VALUES ('00000000-0000-0000-0000-00000000000a', 'A results to its RIS',
         'report_final', 'deliver', '00000000-0000-0000-0000-000000000401');
 UPDATE ai_models SET description = 'renamed is fine'
  WHERE id = '00000000-0000-0000-0000-000000000102';
+-- Nor by deleting a model and inserting another organization's under its
+-- id in one statement (a NO ACTION key would allow it), nor a new id.
+SELECT pg_temp.expect_error($$WITH d AS (DELETE FROM ai_models
+    WHERE id = '00000000-0000-0000-0000-000000000102' RETURNING *)
+    INSERT INTO ai_models (id, organization_id, name, version, model_type,
+                           runner)
+    SELECT id, '00000000-0000-0000-0000-00000000000a', 'taken', '1.0',
+           'detection', 'exec' FROM d$$, '23503');
+SELECT pg_temp.expect_error($$UPDATE report_templates
+    SET id = '00000000-0000-0000-0000-000000000502'
+    WHERE id = '00000000-0000-0000-0000-000000000501'$$, '23001');
 
+-- Organizations stay (0010: patients name theirs without a foreign key):
 -- not deleted, not renumbered, not truncated; deactivating one is fine.
 SELECT pg_temp.expect_error($$DELETE FROM organizations
     WHERE id = '00000000-0000-0000-0000-00000000000b'$$, '23001');
