@@ -90,10 +90,13 @@ const char mg__intake_batch_sql[] =
     " WHERE NOT EXISTS (SELECT 1 FROM same s WHERE s.ord = i.ord)"
     /* Failed and rejected rows hold no unique key, so ON CONFLICT cannot
      * catch an exact resend of one within the batch: it waits for the
-     * next batch, where `same` answers it with the stored AE/AR. */
+     * next batch, where `same` answers it with the stored AE/AR. Not
+     * without an organization (an unknown sender): `same` finds rows by
+     * organization, so it would be stored all the same, a batch later. */
     "  AND (i.status NOT IN ('failed', 'rejected') OR i.ctl IS NULL"
+    "   OR i.org IS NULL"
     "   OR NOT EXISTS (SELECT 1 FROM input e WHERE e.ord < i.ord"
-    "    AND e.org IS NOT DISTINCT FROM i.org"
+    "    AND e.org = i.org"
     "    AND e.app IS NOT DISTINCT FROM i.app"
     "    AND e.fac IS NOT DISTINCT FROM i.fac"
     "    AND e.ctl = i.ctl AND e.hash = i.hash))"
