@@ -344,6 +344,16 @@ mg_migrate_run(const char *conninfo, const char *dir, FILE *out, FILE *err)
     if (c == NULL)
         return MG_EDBDOWN;
     (void)exec_ok(c, "SET client_min_messages = warning", NULL, "");
+    /* The server must split the files as sql_scan.c did: with
+     * standard_conforming_strings off (a database or role default), a
+     * backslash would end a string where the scanner sees none, and a
+     * COMMIT it read as text would run. */
+    rc = exec_ok(c, "SET standard_conforming_strings = on", err,
+                 "setting standard_conforming_strings");
+    if (rc != MG_OK) {
+        PQfinish(c);
+        return rc;
+    }
     snprintf(lock_sql, sizeof(lock_sql), "SELECT pg_advisory_lock(%lld)",
              (long long)MIGRATION_LOCK_KEY);
     rc = exec_ok(c, lock_sql, err, "taking the migration lock");

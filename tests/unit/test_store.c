@@ -1416,6 +1416,7 @@ struct mig_file {
 };
 
 static char mig_db[64]; /* the last migrate_files database, for checks */
+static const char *mig_options = ""; /* conninfo options of the next run */
 
 /* Runs mg_migrate_run over a new folder of files on a new database
  * (mig_db, dropped by the next call or drop_mig_db); err's text in out. */
@@ -1437,8 +1438,8 @@ migrate_files(const struct mig_file *files, size_t n, char *out, size_t size)
         fputs(files[i].text, f);
         fclose(f);
     }
-    snprintf(ci, sizeof(ci), "host=%s user=postgres dbname=%s", pg_host,
-             mig_db);
+    snprintf(ci, sizeof(ci), "host=%s user=postgres dbname=%s %s", pg_host,
+             mig_db, mig_options);
     memset(out, 0, size);
     err = fmemopen(out, size - 1, "w");
     rc = mg_migrate_run(ci, dir, NULL, err);
@@ -1515,6 +1516,32 @@ test_migrate_refuses_transaction_control(void **state)
                                 "to_regclass('mig_a') IS NULL"), "t");
         }
     }
+    drop_mig_db();
+}
+
+/* The runner reads strings as the scanner does, whatever the session's
+ * default: with standard_conforming_strings off, 'x\'' is a whole string
+ * to the server and the COMMIT after it a statement, which committed the
+ * table before the failing SELECT. */
+static void
+test_migrate_strings_read_as_scanned(void **state)
+{
+    struct mig_file files[] = {
+        {"0001_tricky.sql", "CREATE TABLE mig_a (x int);\n"
+                            "SELECT 'x\\'';COMMIT;--';\n"
+                            "SELECT 1/0;\n"},
+    };
+    char out[1024];
+    int rc;
+
+    (void)state;
+    mig_options = "options='-c standard_conforming_strings=off'";
+    rc = migrate_files(files, 1, out, sizeof(out));
+    mig_options = "";
+    assert_int_equal(rc, MG_EDB); /* the division by zero */
+    assert_string_equal(admin_exec(mig_db, "SELECT to_regclass('mig_a') IS "
+                                           "NULL AND NOT EXISTS (SELECT 1 "
+                                           "FROM schema_migrations)"), "t");
     drop_mig_db();
 }
 
@@ -1656,6 +1683,7 @@ main(void)
         cmocka_unit_test(test_store_tcp_keepalive),
         cmocka_unit_test(test_migrate_refuses_transaction_control),
         cmocka_unit_test(test_migrate_accepts_the_words_elsewhere),
+        cmocka_unit_test(test_migrate_strings_read_as_scanned),
         cmocka_unit_test(test_migrate_accepts_the_project_sql),
     };
 
