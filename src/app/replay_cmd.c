@@ -30,30 +30,46 @@ struct tally {
     long reapplied; /* adapter rows written again */
 };
 
-/* Column 9, "newer": for --failed and --all, a failed message that a later
- * failed message from the same sender with the same MSH-10 followed. The
- * sender's latest transmission under a control id is what it means now (a
- * corrected resend), so only that one is replayed: replaying the older one
- * first would accept it and leave the correction refused as a repeat.
- * --id replays the row it names, whatever came after it. */
+/* The stored messages a run considers, each with "superseded": for
+ * --failed and --all, a failed or rejected message from a sender that later
+ * sent the same MSH-10 again, and that either failed or was rejected too, or
+ * was accepted. The sender's latest transmission under a control id is what
+ * it means now (a corrected resend), so only that one is replayed:
+ * replaying the older one first would accept it and leave the correction
+ * refused as a repeat. Superseded rows are counted, not replayed, and never
+ * take a place under --limit. --id replays the row it names, whatever came
+ * after it. A message without an organization (an unknown sender) holds no
+ * key, as in the intake. */
+#define CANDIDATES_SQL                                                         \
+    "WITH c AS (SELECT m.*, $1::uuid IS NULL"                                  \
+    "  AND m.status IN ('failed', 'rejected') AND m.control_id IS NOT NULL"    \
+    "  AND EXISTS (SELECT 1 FROM hl7_messages n"                               \
+    "   WHERE n.organization_id = m.organization_id"                           \
+    "    AND n.sending_application IS NOT DISTINCT FROM m.sending_application" \
+    "    AND n.sending_facility IS NOT DISTINCT FROM m.sending_facility"       \
+    "    AND n.control_id = m.control_id AND n.direction = 'inbound'"          \
+    "    AND n.id <> m.id AND n.duplicate_of IS NULL"                          \
+    "    AND (n.status IN ('received', 'processed')"                           \
+    "     OR (n.status IN ('failed', 'rejected')"                              \
+    "      AND (n.received_at, n.id) > (m.received_at, m.id))))"               \
+    "  AS superseded"                                                          \
+    " FROM hl7_messages m WHERE m.direction = 'inbound'"                       \
+    " AND ($1::uuid IS NULL OR m.id = $1::uuid)"                               \
+    " AND (CASE WHEN $1::uuid IS NOT NULL THEN m.status <> 'duplicate'"        \
+    "      WHEN $2 = 'failed' THEN m.status = 'failed'"                        \
+    "      ELSE m.status IN ('received', 'processed', 'failed', 'rejected')"   \
+    "      END)"                                                               \
+    " AND ($3::timestamptz IS NULL OR m.received_at >= $3::timestamptz))"
+
 static const char *const select_sql =
-    "SELECT id, listener, organization_id, raw, status, coalesce(error, ''),"
+    CANDIDATES_SQL
+    " SELECT id, listener, organization_id, raw, status, coalesce(error, ''),"
     " coalesce(error_location, ''), coalesce(control_id, ''),"
-    " coalesce(processed_at::text, ''),"
-    " $1::uuid IS NULL AND status = 'failed' AND EXISTS ("
-    "  SELECT 1 FROM hl7_messages n"
-    "  WHERE n.organization_id = m.organization_id"
-    "   AND n.sending_application = m.sending_application"
-    "   AND n.sending_facility = m.sending_facility"
-    "   AND n.control_id = m.control_id AND n.direction = 'inbound'"
-    "   AND n.status = 'failed' AND (n.received_at, n.id) > (m.received_at, m.id))"
-    " FROM hl7_messages m WHERE direction = 'inbound'"
-    " AND ($1::uuid IS NULL OR id = $1::uuid)"
-    " AND (CASE WHEN $1::uuid IS NOT NULL THEN status <> 'duplicate'"
-    "      WHEN $2 = 'failed' THEN status = 'failed'"
-    "      ELSE status IN ('received', 'processed', 'failed', 'rejected') END)"
-    " AND ($3::timestamptz IS NULL OR received_at >= $3::timestamptz)"
-    " ORDER BY received_at, id LIMIT $4";
+    " coalesce(processed_at::text, '')"
+    " FROM c WHERE NOT superseded ORDER BY received_at, id LIMIT $4";
+
+static const char *const superseded_sql =
+    CANDIDATES_SQL " SELECT count(*) FROM c WHERE superseded AND $4 <> ''";
 
 static const char *const update_sql =
     "WITH upd AS (UPDATE hl7_messages SET status = $2,"
@@ -198,6 +214,27 @@ write_outcome(PGconn *c, const char *id, const char *status,
     return rc;
 }
 
+/* Counts the messages the run left out as superseded, and says why. */
+static void
+count_superseded(PGconn *c, const char *const params[4], struct tally *t)
+{
+    PGresult *r = PQexecParams(c, superseded_sql, 4, NULL, params, NULL, NULL,
+                               0);
+    long n;
+
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "replay: counting superseded messages failed: "
+                "SQLSTATE %s\n", sqlstate(r));
+        t->errors++;
+    } else if ((n = atol(PQgetvalue(r, 0, 0))) > 0) {
+        printf("%ld older message(s) left as they were: the same sender sent "
+               "the same MSH-10 again later, and only the latest is replayed "
+               "(--id replays one of them)\n", n);
+        t->superseded += n;
+    }
+    PQclear(r);
+}
+
 static void
 tally_outcome(struct tally *t, bool changed, const char *status)
 {
@@ -244,14 +281,6 @@ replay_row(PGconn *c, const struct mg_conf *conf,
     size_t n = 0;
 
     t->seen++;
-    if (PQgetvalue(r, row, 9)[0] == 't') {
-        printf("%s %s: left as it was: a later message from the same sender "
-               "with the same MSH-10 failed too; only the latest is "
-               "replayed (--id replays this one)\n", id,
-               PQgetvalue(r, row, 7));
-        t->superseded++;
-        return;
-    }
     li = listener_for(conf, PQgetvalue(r, row, 1), PQgetvalue(r, row, 2),
                       &scratch);
     raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, 3), &n);
@@ -372,6 +401,7 @@ mg_app_replay(const struct mg_conf *conf, int argc, char **argv)
             replay_row(c, conf, set, &o, r, i, &t);
     }
     PQclear(r);
+    count_superseded(c, params, &t);
     PQfinish(c);
     mg_mapping_set_free(set);
     printf("%s %ld message(s): %ld now accepted, %ld failed or rejected, "

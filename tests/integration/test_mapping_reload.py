@@ -141,11 +141,34 @@ class MappingReloadTest(unittest.TestCase):
         env = {"MEDGATE_DATABASE_URL": h.conninfo(self.db), "MEDGATE_PATHS_MAPPINGS": self.maps}
         real = h.run_medgate("replay", "--failed", env=env)
         self.assertEqual(real.returncode, 0, real.stderr)
-        self.assertIn("replayed 1 message(s): 0 now accepted, 0 failed or rejected, 0 unchanged,"
+        self.assertIn("replayed 0 message(s): 0 now accepted, 0 failed or rejected, 0 unchanged,"
                       " 1 superseded, 0 errors; 0 written again", real.stdout)
         self.assertEqual(h.psql(self.db, "SELECT status FROM hl7_messages WHERE control_id='RP-8'"
                                          " ORDER BY received_at"), [["failed"], ["received"]])
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM scans"), "1")
+
+    def test_replay_all_takes_the_latest_of_two_rejected_messages(self):
+        # No route for orders yet: both transmissions of RR-1 are AR 200.
+        path = os.path.join(self.maps, "orders.json")
+        shutil.move(path, path + ".off")
+        self.assertTrue(self.wait_for_log("mapping files reloaded"))
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, order("RR-1")))["MSA"][1], "AR")
+        corrected = order("RR-1").replace(b"Roe^Richard", b"Roe^Rick")
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, corrected))["MSA"][1], "AR")
+        shutil.move(path + ".off", path)
+        self.edit_orders(fix=True)
+        env = {"MEDGATE_DATABASE_URL": h.conninfo(self.db), "MEDGATE_PATHS_MAPPINGS": self.maps}
+        real = h.run_medgate("replay", "--all", env=env)
+        self.assertEqual(real.returncode, 0, real.stderr)
+        self.assertIn("1 superseded", real.stdout)
+        self.assertEqual(h.psql(self.db, "SELECT status, position('Rick' in convert_from(raw, 'UTF8')) > 0"
+                                         " FROM hl7_messages WHERE control_id='RR-1' ORDER BY received_at"),
+                         [["rejected", "f"], ["received", "t"]])
+        self.assertEqual(h.scalar(self.db, "SELECT first_name FROM patients"), "Rick")
+        # Superseded rows do not come back in every later run.
+        again = h.run_medgate("replay", "--all", "--limit", "1", env=env)
+        self.assertIn("replayed 1 message(s)", again.stdout)
+        self.assertIn("1 unchanged", again.stdout)
 
     def test_repeat_of_an_accepted_message_keeps_its_ack_after_a_mapping_change(self):
         original = os.path.join(self.maps, "orders.json.orig")
