@@ -25,6 +25,7 @@
 #include "store/store_int.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -485,41 +486,32 @@ backoff_ms(const struct mg_store *s, unsigned failures)
 
 /* A cancel request for the backend of a dropped connection. PQcancel opens
  * a connection of its own and waits for the server to close it, which a
- * host that does not answer could stretch to minutes: it runs on libuv's
- * thread pool, never on the loop. The job owns its PGcancel and nothing of
- * the store, which may be freed before the job ends. */
+ * host that does not answer could stretch to minutes: it runs on a thread
+ * of its own, detached, never on the loop, and not on libuv's thread pool
+ * either (uv_run waits for pool work, so a shutdown would wait for it
+ * too). The job owns its PGcancel and nothing of the store, which may be
+ * freed before the job ends; mg_log writes each line with one write(2). */
 struct cancel_job {
-    uv_work_t req;
     PGcancel *cancel;      /* owned */
-    struct mg_log_ctx log; /* the connection's, by value */
-    bool sent;
-    char err[256];         /* PQcancel's reason when not sent */
+    struct mg_log_ctx log; /* the connection's, by value: literals only */
 };
 
-static void
-cancel_work(uv_work_t *req)
+static void *
+cancel_thread(void *arg)
 {
-    struct cancel_job *j = req->data;
+    struct cancel_job *j = arg;
+    char err[256], why[160];
 
-    j->sent = PQcancel(j->cancel, j->err, sizeof(j->err)) == 1;
-}
-
-static void
-cancel_done(uv_work_t *req, int status)
-{
-    struct cancel_job *j = req->data;
-    char why[160];
-
-    if (status == 0 && j->sent) {
+    if (PQcancel(j->cancel, err, sizeof(err)) == 1) {
         mg_log(MG_LOG_DEBUG, &j->log, "cancel of the abandoned COMMIT sent");
     } else {
-        first_line(why, sizeof(why), status == 0 ? j->err
-                                                  : uv_strerror(status));
+        first_line(why, sizeof(why), err);
         mg_log(MG_LOG_WARN, &j->log, "cancel of the abandoned COMMIT not "
                "sent (%s): its backend may wait on", why);
     }
     PQfreeCancel(j->cancel);
     mg_free(j);
+    return NULL;
 }
 
 /* Asks the server to cancel what c's backend runs, best effort: without
@@ -529,21 +521,27 @@ static void
 cancel_backend(struct mg__store_conn *c)
 {
     struct cancel_job *j = mg_calloc(1, sizeof(*j));
+    pthread_attr_t attr;
+    pthread_t t;
+    int rc = -1;
 
     if (j != NULL)
         j->cancel = PQgetCancel(c->pg);
-    if (j == NULL || j->cancel == NULL) {
-        mg_free(j);
-        mg_log(MG_LOG_WARN, &c->log, "cancel of the abandoned COMMIT not "
-               "sent (out of memory): its backend may wait on");
+    if (j != NULL && j->cancel != NULL) {
+        j->log = c->log;
+        if (pthread_attr_init(&attr) == 0) {
+            (void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+            rc = pthread_create(&t, &attr, cancel_thread, j);
+            pthread_attr_destroy(&attr);
+        }
+    }
+    if (rc == 0)
         return;
-    }
-    j->req.data = j;
-    j->log = c->log;
-    if (uv_queue_work(c->s->loop, &j->req, cancel_work, cancel_done) < 0) {
+    if (j != NULL && j->cancel != NULL)
         PQfreeCancel(j->cancel);
-        mg_free(j);
-    }
+    mg_free(j);
+    mg_log(MG_LOG_WARN, &c->log, "cancel of the abandoned COMMIT not sent "
+           "(no memory or thread): its backend may wait on");
 }
 
 /* True while c waits for the answer to a COMMIT it has sent. */
