@@ -9,21 +9,28 @@
 #include "core/error.h"
 #include "intake/intake_int.h"
 
-/* Steps: `holder` finds the accepted message holding the key, whatever
- * today's verdict on the new one (a repeat of a message accepted before a
- * mapping change still gets its original ACK); `same` is
+/* The whole batch in one statement, committed on its own (no BEGIN and
+ * COMMIT round trips). Steps: `holder` finds the accepted message holding
+ * the key, whatever today's verdict on the new one (a repeat of a message
+ * accepted before a mapping change still gets its original ACK); `same` is
  * that one when the payload is the same, or a failed/rejected message with
  * the same key and payload (its stored ACK is replayed, nothing is
  * inserted); `live` is the holder when the payload differs (the new one is
- * stored as a duplicate and answered AE 205); `ins` stores everything else,
- * where ON CONFLICT catches two messages with one key in one batch (the
- * later one is retried in the next batch and then is an ordinary
- * duplicate; so is an exact repeat of a message failed or rejected at
- * intake, which holds no unique key); `ad` runs the adapter of every stored message; `logs`
- * writes one sync_logs row per message. The result has one row per message
- * in input order: (ord, what, ack, id, err_state, err_text, err_target,
- * batched), the err_* columns set when the adapter refused the message,
- * batched when a batch function wrote it with others. */
+ * stored as a duplicate and answered AE 205); `cand` is what this
+ * statement stores, where a message that repeats the key of an earlier one
+ * of the batch waits for the next batch (then it is an ordinary duplicate):
+ * an accepted one would take the key, and failed and rejected rows hold no
+ * unique key; `ad` runs the adapters of the accepted ones first, so that
+ * `ins` stores each message with its final status (failed when its
+ * adapter refused it: it must not hold the key); `logs` writes one
+ * sync_logs row per message. A concurrent batch that took a key first
+ * makes the INSERT fail on the unique index: the whole statement rolls
+ * back, adapters' writes included, and its messages are retried alone. The
+ * result has one row per message in input order: (ord, what, ack, id,
+ * err_state, err_text, err_target, batched), the err_* columns set when
+ * the adapter refused the message (its ack is then NULL: the AE is built
+ * from them and written by mg__intake_fail_sql), batched when a batch
+ * function wrote it with others. */
 const char mg__intake_batch_sql[] =
     "WITH input AS MATERIALIZED ("
     " SELECT gen_random_uuid() AS new_id, t.* FROM unnest("
@@ -61,12 +68,46 @@ const char mg__intake_batch_sql[] =
     "   AND m.sending_facility = i.fac AND m.control_id = i.ctl"
     "   AND m.direction = 'inbound' AND m.status IN ('failed', 'rejected')"
     "   AND m.payload_hash = decode(i.hash, 'hex')"
+    /* Its AE is written after the commit that stored it (the adapter's
+     * refusal is located in C): a crash in between leaves none, and the
+     * repeat is then judged again. */
+    "   AND m.ack_payload IS NOT NULL"
     "  ORDER BY m.received_at LIMIT 1) m"
     " WHERE i.ctl IS NOT NULL"
     "  AND NOT EXISTS (SELECT 1 FROM holder h WHERE h.ord = i.ord)"
     "), live AS ("
     " SELECT ord, id FROM holder WHERE NOT same_payload"
-"), ins AS ("
+    "), cand AS MATERIALIZED ("
+    " SELECT i.*, l.id AS live_id FROM input i LEFT JOIN live l ON l.ord = i.ord"
+    " WHERE NOT EXISTS (SELECT 1 FROM same s WHERE s.ord = i.ord)"
+    "  AND NOT (i.ctl IS NOT NULL AND i.org IS NOT NULL AND EXISTS ("
+    "   SELECT 1 FROM input e WHERE e.ord < i.ord AND e.org = i.org"
+    "    AND e.app IS NOT DISTINCT FROM i.app"
+    "    AND e.fac IS NOT DISTINCT FROM i.fac AND e.ctl = i.ctl"
+    "    AND NOT EXISTS (SELECT 1 FROM same s WHERE s.ord = e.ord)"
+    "    AND CASE WHEN i.status IN ('received', 'processed')"
+    "     THEN e.status IN ('received', 'processed')"
+    "     ELSE i.status IN ('failed', 'rejected') AND e.hash = i.hash END))"
+    /* The adapters: one call for the batch with every message to accept in
+     * message order (medgate_adapt_batch, adapter.c), which writes those
+     * marked fast together and the others one after the other, each in
+     * its own subtransaction, and returns the errors instead of raising
+     * them. */
+    "), ad AS MATERIALIZED ("
+    " SELECT s.ords[r.k] AS ord, r.err_state, r.err_text, r.err_target,"
+    "  r.batched"
+    " FROM (SELECT array_agg(c.ord ORDER BY c.ord) AS ords,"
+    "  array_agg(c.adapter ORDER BY c.ord) AS adapters,"
+    "  array_agg(c.org ORDER BY c.ord) AS orgs,"
+    "  array_agg(c.new_id ORDER BY c.ord) AS ids,"
+    "  array_agg(c.input::jsonb ORDER BY c.ord) AS inputs,"
+    "  array_agg(c.fast ORDER BY c.ord) AS fast"
+    "  FROM cand c WHERE c.live_id IS NULL AND c.status = 'received'"
+    "  AND c.adapter IS NOT NULL) s"
+    " CROSS JOIN LATERAL medgate_adapt_batch(s.adapters, s.orgs, s.ids,"
+    "  s.inputs, s.fast) r"
+    " WHERE s.ords IS NOT NULL"
+    "), ins AS ("
     " INSERT INTO hl7_messages (id, organization_id, direction, listener,"
     "  sending_application, sending_facility, receiving_application,"
     "  receiving_facility, message_datetime, message_type, trigger_event,"
@@ -74,56 +115,26 @@ const char mg__intake_batch_sql[] =
     "  accept_ack_type, application_ack_type, payload_hash, raw, charset,"
     "  status, ack_code, ack_payload, error, error_location, received_at,"
     "  duplicate_of)"
-    " SELECT i.new_id, i.org, 'inbound', i.listener, i.app, i.fac, i.rapp,"
-    "  i.rfac, i.msgdt, i.mtype, i.trig, i.struct, i.ctl, i.proc, i.ver,"
-    "  i.acc_ack, i.app_ack, decode(i.hash, 'hex'), decode(i.raw, 'hex'),"
-    "  i.charset,"
-    "  CASE WHEN l.id IS NULL THEN i.status ELSE 'duplicate' END,"
-    "  CASE WHEN l.id IS NULL THEN i.ack_code"
-    "   WHEN i.ack_code LIKE 'C%' THEN 'CE' ELSE 'AE' END,"
-    "  CASE WHEN l.id IS NULL THEN i.ack ELSE i.dup_ack END,"
-    "  CASE WHEN l.id IS NULL THEN i.error"
-    "   ELSE 'duplicate control id with a different payload' END,"
-    "  CASE WHEN l.id IS NULL THEN i.error_loc ELSE 'MSH^1^10' END,"
-    "  to_timestamp(i.recv_us / 1e6), l.id"
-    " FROM input i LEFT JOIN live l ON l.ord = i.ord"
-    " WHERE NOT EXISTS (SELECT 1 FROM same s WHERE s.ord = i.ord)"
-    /* Failed and rejected rows hold no unique key, so ON CONFLICT cannot
-     * catch an exact resend of one within the batch: it waits for the
-     * next batch, where `same` answers it with the stored AE/AR. Not
-     * without an organization (an unknown sender): `same` finds rows by
-     * organization, so it would be stored all the same, a batch later. */
-    "  AND (i.status NOT IN ('failed', 'rejected') OR i.ctl IS NULL"
-    "   OR i.org IS NULL"
-    "   OR NOT EXISTS (SELECT 1 FROM input e WHERE e.ord < i.ord"
-    "    AND e.org = i.org"
-    "    AND e.app IS NOT DISTINCT FROM i.app"
-    "    AND e.fac IS NOT DISTINCT FROM i.fac"
-    "    AND e.ctl = i.ctl AND e.hash = i.hash))"
-    " ON CONFLICT (organization_id, sending_application, sending_facility,"
-    "  control_id) WHERE direction = 'inbound' AND duplicate_of IS NULL"
-    "  AND status IN ('received', 'processed') AND control_id IS NOT NULL"
-    " DO NOTHING"
+    " SELECT c.new_id, c.org, 'inbound', c.listener, c.app, c.fac, c.rapp,"
+    "  c.rfac, c.msgdt, c.mtype, c.trig, c.struct, c.ctl, c.proc, c.ver,"
+    "  c.acc_ack, c.app_ack, decode(c.hash, 'hex'), decode(c.raw, 'hex'),"
+    "  c.charset,"
+    "  CASE WHEN c.live_id IS NOT NULL THEN 'duplicate'"
+    "   WHEN a.err_state IS NOT NULL THEN 'failed' ELSE c.status END,"
+    "  CASE WHEN c.live_id IS NULL AND a.err_state IS NULL THEN c.ack_code"
+    "   WHEN c.ack_code LIKE 'C%' THEN 'CE' ELSE 'AE' END,"
+    "  CASE WHEN c.live_id IS NOT NULL THEN c.dup_ack"
+    "   WHEN a.err_state IS NOT NULL THEN NULL ELSE c.ack END,"
+    "  CASE WHEN c.live_id IS NOT NULL"
+    "   THEN 'duplicate control id with a different payload'"
+    "   WHEN a.err_state IS NOT NULL"
+    "   THEN a.err_text || ' (SQLSTATE ' || a.err_state || ')'"
+    "   ELSE c.error END,"
+    "  CASE WHEN c.live_id IS NOT NULL THEN 'MSH^1^10'"
+    "   WHEN a.err_state IS NOT NULL THEN NULL ELSE c.error_loc END,"
+    "  to_timestamp(c.recv_us / 1e6), c.live_id"
+    " FROM cand c LEFT JOIN ad a ON a.ord = c.ord"
     " RETURNING id, status, ack_payload"
-    /* The adapters: one call for the batch with every stored message in
-     * message order (medgate_adapt_batch, adapter.c), which writes those
-     * marked fast together and the others one after the other, each in
-     * its own subtransaction, and returns the errors instead of raising
-     * them. */
-    "), ad AS ("
-    " SELECT s.ords[r.k] AS ord, r.err_state, r.err_text, r.err_target,"
-    "  r.batched"
-    " FROM (SELECT array_agg(i.ord ORDER BY i.ord) AS ords,"
-    "  array_agg(i.adapter ORDER BY i.ord) AS adapters,"
-    "  array_agg(i.org ORDER BY i.ord) AS orgs,"
-    "  array_agg(i.new_id ORDER BY i.ord) AS ids,"
-    "  array_agg(i.input::jsonb ORDER BY i.ord) AS inputs,"
-    "  array_agg(i.fast ORDER BY i.ord) AS fast"
-    "  FROM input i JOIN ins n ON n.id = i.new_id"
-    "  WHERE n.status = 'received' AND i.adapter IS NOT NULL) s"
-    " CROSS JOIN LATERAL medgate_adapt_batch(s.adapters, s.orgs, s.ids,"
-    "  s.inputs, s.fast) r"
-    " WHERE s.ords IS NOT NULL"
     "), logs AS ("
     " INSERT INTO sync_logs (organization_id, direction, protocol, listener,"
     "  sender, message_type, trigger_event, external_id, hl7_message_id,"
@@ -155,8 +166,10 @@ const char mg__intake_batch_sql[] =
     " LEFT JOIN ins n ON n.id = i.new_id LEFT JOIN ad a ON a.ord = i.ord"
     " ORDER BY i.ord";
 
-/* An adapter refused a message of the batch: it is stored as failed with
- * the AE built for it, in the same transaction, before the COMMIT. */
+/* An adapter refused a message of the batch, which the batch statement
+ * stored as failed: the AE built for it (ERR pointing at the field), its
+ * error text and location, written after that commit and before the AE
+ * is sent. */
 const char mg__intake_fail_sql[] =
     "UPDATE hl7_messages m SET status = 'failed', ack_code = f.code,"
     " ack_payload = f.ack, error = f.error, error_location = f.loc"

@@ -63,7 +63,7 @@ struct flight {
     struct mg__intake_item *list;
     size_t n;
     struct mg__intake_batch batch; /* parameters until the statement is sent */
-    struct mg_store_tx *tx;
+    size_t nfix;                   /* refused messages in the fixup */
 };
 
 static const char *const outcome_names[MG__INTAKE_NOUTCOMES] = {
@@ -350,27 +350,25 @@ take_row(struct mg_intake *in, struct mg__intake_item *it, PGresult *res,
     return MG_OK;
 }
 
-/* Ends a transaction whose batch failed. Nothing to wait for: the
- * connection serves nobody else until the ROLLBACK has run, and an error
- * here means the store is closing (it frees the handle). */
+/* The fixup of the refused messages ran (after the batch's commit). Its
+ * failure changes no answer: those messages are stored as failed either
+ * way, only without their AE, so a repeat is judged again. */
 static void
-rollback(struct mg_store_tx *tx)
-{
-    if (mg_store_tx_rollback(tx, NULL, NULL) != MG_OK)
-        mg_log(MG_LOG_DEBUG, NULL, "intake rollback not sent: closing");
-}
-
-static void
-on_commit(int rc, PGresult *res, void *ud)
+on_fixed(int rc, PGresult *res, void *ud)
 {
     struct flight *f = ud;
 
-    f->tx = NULL; /* the store frees it */
-    batch_ended(f, rc, res);
+    (void)res;
+    if (rc != MG_OK)
+        mg_log(MG_LOG_WARN, NULL, "intake: the AE of %zu refused message(s) "
+               "was not stored (%s); they stay failed", f->nfix,
+               mg_strerror(rc));
+    batch_ended(f, MG_OK, NULL);
 }
 
-/* The batch statement's rows: one per message, in order. Sends the fixup
- * for refused messages, then the COMMIT. */
+/* The batch statement's rows, one per message in order, after its commit:
+ * the answers. Messages an adapter refused get their AE built here, and
+ * stored by the fixup before any answer goes out. */
 static void
 on_rows(int rc, PGresult *res, void *ud)
 {
@@ -378,47 +376,35 @@ on_rows(int rc, PGresult *res, void *ud)
     struct mg_buf fix[FIX_N];
     const char *values[FIX_N];
     size_t nfix = 0;
-    int row = 0;
+    int row = 0, frc = MG_OK;
 
     if (rc == MG_OK && (size_t)PQntuples(res) != f->n)
-        rc = MG_EDB; /* cannot happen: one row per input element */
+        rc = MG_EINDOUBT; /* cannot happen: one row per input element */
+    if (rc != MG_OK) {
+        batch_ended(f, rc, res);
+        return;
+    }
     for (int c = 0; c < FIX_N; c++)
         mg_buf_init(&fix[c], 0);
-    for (struct mg__intake_item *it = f->list; rc == MG_OK && it;
-         it = it->next)
-        rc = take_row(f->in, it, res, row++, fix, &nfix);
-    for (int c = 0; c < FIX_N && rc == MG_OK && nfix > 0; c++)
-        rc = mg__intake_array_close(&fix[c], &values[c]);
-    if (rc == MG_OK && nfix > 0)
-        rc = mg_store_tx_query(f->tx, "intake_fail", NULL, FIX_N, values,
-                               NULL, NULL, NULL);
-    if (rc == MG_OK)
-        rc = mg_store_tx_commit(f->tx, on_commit, f);
+    /* Committed: every message gets its answer, even if one cannot be
+     * built (out of memory: then none, and the sender resends). */
+    for (struct mg__intake_item *it = f->list; it; it = it->next)
+        if (take_row(f->in, it, res, row++, fix, &nfix) != MG_OK)
+            frc = MG_ENOMEM;
+    for (int c = 0; c < FIX_N && frc == MG_OK && nfix > 0; c++)
+        frc = mg__intake_array_close(&fix[c], &values[c]);
+    f->nfix = nfix;
+    if (frc == MG_OK && nfix > 0)
+        frc = mg_store_query(f->in->store, "intake_fail", NULL, FIX_N, values,
+                             NULL, on_fixed, f);
     for (int c = 0; c < FIX_N; c++)
         mg_buf_dispose(&fix[c]);
-    if (rc != MG_OK) {
-        rollback(f->tx);
-        f->tx = NULL;
-        batch_ended(f, rc, res);
-    }
-}
-
-static void
-on_begin(int rc, struct mg_store_tx *tx, void *ud)
-{
-    struct flight *f = ud;
-
-    f->tx = tx;
-    if (rc == MG_OK)
-        rc = mg_store_tx_query(tx, "intake_batch", NULL, MG__INTAKE_NPARAMS,
-                               f->batch.values, NULL, on_rows, f);
-    mg__intake_batch_dispose(&f->batch);
-    if (rc != MG_OK) {
-        if (tx != NULL)
-            rollback(tx);
-        f->tx = NULL;
-        batch_ended(f, rc, NULL);
-    }
+    if (nfix > 0 && frc == MG_OK)
+        return; /* on_fixed answers */
+    if (frc != MG_OK)
+        on_fixed(frc, NULL, f);
+    else
+        batch_ended(f, MG_OK, res);
 }
 
 /* The end of a batch transaction: committed (rc MG_OK) or not. */
@@ -580,10 +566,12 @@ flush(struct mg_intake *in)
         f = mg_calloc(1, sizeof(*f));
         rc = f != NULL ? mg__intake_batch_render(&f->batch, list) : MG_ENOMEM;
         if (rc == MG_OK)
-            rc = mg_store_begin(in->store, on_begin, f);
+            rc = mg_store_query_commit(in->store, "intake_batch", NULL,
+                                       MG__INTAKE_NPARAMS, f->batch.values,
+                                       NULL, on_rows, f);
+        if (f != NULL)
+            mg__intake_batch_dispose(&f->batch); /* the store copied it */
         if (rc != MG_OK) {
-            if (f != NULL)
-                mg__intake_batch_dispose(&f->batch);
             mg_free(f);
             land(list);
             fail_list(in, list, rc);

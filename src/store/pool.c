@@ -484,6 +484,26 @@ backoff_ms(const struct mg_store *s, unsigned failures)
     return d / 2 + randombytes_uniform((uint32_t)(d / 2 + 1));
 }
 
+/* Whether r's outcome is a commit: a COMMIT, or a statement that commits
+ * on its own. Once sent, such a request can only end committed, failed
+ * with an error, or in doubt. */
+static bool
+req_commits(const struct mg__store_req *r)
+{
+    return r->kind == MG__STORE_REQ_COMMIT || r->commits;
+}
+
+/* How long r may go unanswered once sent: commit_timeout_ms for a
+ * COMMIT; for a statement that commits, its own run first, which
+ * statement_timeout_ms bounds (0: unbounded, so only the commit counts). */
+static uint64_t
+commit_deadline_ms(const struct mg_store *s, const struct mg__store_req *r)
+{
+    uint64_t ms = s->opts.commit_timeout_ms;
+
+    return r->commits ? ms + s->opts.statement_timeout_ms : ms;
+}
+
 /* A cancel request for the backend of a dropped connection. PQcancel opens
  * a connection of its own and waits for the server to close it, which a
  * host that does not answer could stretch to minutes: it runs on a thread
@@ -549,7 +569,7 @@ static bool
 commit_waiting(const struct mg__store_conn *c)
 {
     return c->step == MG__STORE_STEP_REQ && c->cur != NULL &&
-           c->cur->kind == MG__STORE_REQ_COMMIT && c->cur->sent;
+           req_commits(c->cur) && c->cur->sent;
 }
 
 /* The COMMIT on c did not answer within commit_timeout_ms. PostgreSQL
@@ -562,7 +582,7 @@ commit_waiting(const struct mg__store_conn *c)
 static void
 commit_expired(struct mg__store_conn *c)
 {
-    unsigned ms = c->s->opts.commit_timeout_ms;
+    unsigned ms = (unsigned)commit_deadline_ms(c->s, c->cur);
 
     mg_log(MG_LOG_ERROR, &c->log, "COMMIT did not answer within %u %s; its "
            "outcome is unknown (a synchronous standby that is down? see "
@@ -607,8 +627,7 @@ fail_cur(struct mg__store_conn *c, struct mg__store_reqq *failed)
         reqq_push_front(&c->s->queue, r);
         return;
     }
-    r->rc = r->kind == MG__STORE_REQ_COMMIT && r->sent ? MG_EINDOUBT
-                                                       : MG_EDBDOWN;
+    r->rc = req_commits(r) && r->sent ? MG_EINDOUBT : MG_EDBDOWN;
     mg__store_reqq_push(failed, r);
 }
 
@@ -685,7 +704,7 @@ on_notice(void *arg, const PGresult *res)
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
     /* The text may quote data: severity and SQLSTATE only. */
-    if (c->cur != NULL && c->cur->kind == MG__STORE_REQ_COMMIT && sev != NULL &&
+    if (c->cur != NULL && req_commits(c->cur) && sev != NULL &&
         strcmp(sev, "WARNING") == 0) {
         c->commit_warned = true;
         mg_log(MG_LOG_WARN, &c->log, "COMMIT answered with a warning "
@@ -836,8 +855,8 @@ conn_send_req(struct mg__store_conn *c)
         return;
     }
     r->sent = true;
-    if (r->kind == MG__STORE_REQ_COMMIT && c->s->opts.commit_timeout_ms > 0)
-        uv_timer_start(&c->timer, on_timer, c->s->opts.commit_timeout_ms, 0);
+    if (req_commits(r) && c->s->opts.commit_timeout_ms > 0)
+        uv_timer_start(&c->timer, on_timer, commit_deadline_ms(c->s, r), 0);
     if (conn_flush(c) < 0)
         conn_fail(c, PQerrorMessage(c->pg));
 }
@@ -936,10 +955,11 @@ conn_release(struct mg__store_conn *c)
 static int
 req_code(const struct mg__store_req *r, int rc, PGresult *res, bool warned)
 {
-    if (rc != MG_OK || r->kind != MG__STORE_REQ_COMMIT)
+    if (rc != MG_OK || !req_commits(r))
         return rc;
     /* COMMIT of an aborted transaction answers "ROLLBACK" without error. */
-    if (strcmp(PQcmdStatus(res), "ROLLBACK") == 0)
+    if (r->kind == MG__STORE_REQ_COMMIT &&
+        strcmp(PQcmdStatus(res), "ROLLBACK") == 0)
         return MG_EDB;
     /* A COMMIT that succeeds with a WARNING did not do all it should: the
      * one PostgreSQL sends is "canceling wait for synchronous replication"
@@ -955,7 +975,7 @@ finish_req(struct mg__store_conn *c, int rc, PGresult *res)
     struct mg__store_req *r = c->cur;
 
     c->cur = NULL;
-    if (r->kind == MG__STORE_REQ_COMMIT)
+    if (req_commits(r))
         uv_timer_stop(&c->timer); /* answered before its deadline */
     rc = req_code(r, rc, res, c->commit_warned);
     c->commit_warned = false;
@@ -1188,8 +1208,7 @@ teardown_conn(struct mg__store_conn *c, struct mg__store_reqq *done)
 
     if (r != NULL) {
         c->cur = NULL;
-        r->rc = r->kind == MG__STORE_REQ_COMMIT && r->sent ? MG_EINDOUBT
-                                                           : MG_ECANCELED;
+        r->rc = req_commits(r) && r->sent ? MG_EINDOUBT : MG_ECANCELED;
         mg__store_reqq_push(done, r);
     }
     if (c->tx != NULL)
@@ -1437,10 +1456,10 @@ mg_store_prepare(struct mg_store *s, const char *name, const char *sql,
     return MG_OK;
 }
 
-int
-mg_store_query(struct mg_store *s, const char *stmt, const char *sql,
-               int nparams, const char *const *values, const int *lengths,
-               mg_store_result_cb cb, void *ud)
+static int
+query(struct mg_store *s, const char *stmt, const char *sql, int nparams,
+      const char *const *values, const int *lengths, bool commits,
+      mg_store_result_cb cb, void *ud)
 {
     struct mg__store_stmt *st;
     struct mg__store_req *r;
@@ -1457,8 +1476,25 @@ mg_store_query(struct mg_store *s, const char *stmt, const char *sql,
         return MG_ENOMEM;
     r->cb = cb;
     r->ud = ud;
+    r->commits = commits;
     mg__store_submit(s, r);
     return MG_OK;
+}
+
+int
+mg_store_query(struct mg_store *s, const char *stmt, const char *sql,
+               int nparams, const char *const *values, const int *lengths,
+               mg_store_result_cb cb, void *ud)
+{
+    return query(s, stmt, sql, nparams, values, lengths, false, cb, ud);
+}
+
+int
+mg_store_query_commit(struct mg_store *s, const char *stmt, const char *sql,
+                      int nparams, const char *const *values,
+                      const int *lengths, mg_store_result_cb cb, void *ud)
+{
+    return query(s, stmt, sql, nparams, values, lengths, true, cb, ud);
 }
 
 int

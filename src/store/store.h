@@ -184,6 +184,21 @@ MG_MUST_CHECK int mg_store_query(struct mg_store *store, const char *stmt,
                                  const int *lengths, mg_store_result_cb cb,
                                  void *ud);
 
+/* mg_store_query for a statement that commits on its own, in the implicit
+ * transaction of one statement (a write that needs no BEGIN ... COMMIT):
+ * cb runs once the commit is done, so its MG_OK means committed. Its
+ * outcome is its commit, so it is treated as a COMMIT is: once sent, a
+ * connection lost, a WARNING with the answer (a wait for a synchronous
+ * standby cancelled: committed locally only) or no answer within
+ * statement_timeout_ms + commit_timeout_ms make it MG_EINDOUBT, never
+ * MG_EDBDOWN or MG_OK. Same returns as mg_store_query. */
+MG_MUST_CHECK int mg_store_query_commit(struct mg_store *store,
+                                        const char *stmt, const char *sql,
+                                        int nparams,
+                                        const char *const *values,
+                                        const int *lengths,
+                                        mg_store_result_cb cb, void *ud);
+
 /* Leases a connection and sends BEGIN. It waits in the same queue as
  * mg_store_query and can fail the same ways. On MG_OK the callback gets the
  * transaction handle, which the caller must end with mg_store_tx_commit or

@@ -53,6 +53,9 @@ struct mg__store_req {
     void *ud;
     int rc;                       /* code of a completion waiting in a list */
     bool sent;                    /* bytes may have reached the server */
+    bool commits;                 /* QUERY that commits on its own (an
+                                     implicit transaction): its outcome is
+                                     its commit, as for a COMMIT */
 };
 
 /* A FIFO of requests. */

@@ -992,6 +992,56 @@ test_store_commit_deadline(void **state)
     fixture_close(&f);
 }
 
+/* A statement that commits on its own (mg_store_query_commit) is a COMMIT
+ * as far as its outcome goes: held at its commit past statement_timeout_ms
+ * + commit_timeout_ms it ends in doubt (never MG_EDBDOWN), its backend is
+ * cancelled; answered, MG_OK means committed. */
+static void
+test_store_query_commit(void **state)
+{
+    struct mg_store_options o = default_options();
+    struct fixture f;
+    struct result r;
+    uint64_t t0, took_ms;
+
+    (void)state;
+    admin_exec(db_name, "DROP TABLE IF EXISTS t_qcommit");
+    admin_exec(db_name, "CREATE TABLE t_qcommit (id int)");
+    admin_exec(db_name,
+               "CREATE OR REPLACE FUNCTION hang_qcommit() RETURNS trigger "
+               "LANGUAGE plpgsql AS $$ BEGIN IF NEW.id = 1 THEN "
+               "PERFORM pg_sleep(60); END IF; RETURN NULL; END $$");
+    admin_exec(db_name, "CREATE CONSTRAINT TRIGGER t_qcommit_hang AFTER "
+                        "INSERT ON t_qcommit DEFERRABLE INITIALLY DEFERRED "
+                        "FOR EACH ROW EXECUTE FUNCTION hang_qcommit()");
+    o.commit_timeout_ms = 1000;
+    o.statement_timeout_ms = 1000;
+    fixture_open_ready(&f, &o);
+    memset(&r, 0, sizeof(r));
+    t0 = mg_clock_mono_us();
+    assert_int_equal(mg_store_query_commit(f.store, NULL,
+                                           "INSERT INTO t_qcommit VALUES (1)",
+                                           0, NULL, NULL, on_result, &r),
+                     MG_OK);
+    assert_true(run_until(&f.loop, result_done, &r, 10000));
+    took_ms = (mg_clock_mono_us() - t0) / 1000;
+    assert_int_equal(r.rc, MG_EINDOUBT);
+    if (took_ms < 1900 || took_ms > 6000)
+        fail_msg("in doubt after %llu ms, deadline 1000 + 1000 ms",
+                 (unsigned long long)took_ms);
+    assert_true(run_until(&f.loop, store_all_up, f.store, 5000));
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(mg_store_query_commit(f.store, NULL,
+                                           "INSERT INTO t_qcommit VALUES (2)",
+                                           0, NULL, NULL, on_result, &r),
+                     MG_OK);
+    assert_true(run_until(&f.loop, result_done, &r, 10000));
+    assert_int_equal(r.rc, MG_OK);
+    assert_string_equal(admin_exec(db_name, "SELECT string_agg(id::text, ',')"
+                                            " FROM t_qcommit"), "2");
+    fixture_close(&f);
+}
+
 static void
 on_prepare(uv_prepare_t *h)
 {
@@ -1671,6 +1721,7 @@ main(void)
         cmocka_unit_test(test_store_commit_warning_in_doubt),
         cmocka_unit_test(test_store_commit_warning_not_withheld),
         cmocka_unit_test(test_store_commit_deadline),
+        cmocka_unit_test(test_store_query_commit),
         cmocka_unit_test(test_store_database_refused_and_back),
         cmocka_unit_test(test_store_cluster_stop_and_start),
         cmocka_unit_test(test_store_schema_version),
