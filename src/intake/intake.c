@@ -292,6 +292,34 @@ isolate(struct mg_intake *in, struct mg__intake_item *list, size_t n, int rc)
     enqueue_front(in, list, n);
 }
 
+/* Did a concurrent batch store one of these keys first? The INSERT then
+ * met its row in the unique index once it committed, and the statement
+ * rolled back whole. */
+static bool
+key_taken(int rc, const PGresult *res)
+{
+    const char *state, *name;
+
+    if (rc != MG_EDB || res == NULL)
+        return false;
+    state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    name = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
+    return state != NULL && strcmp(state, "23505") == 0 && name != NULL &&
+           strcmp(name, "hl7_messages_idempotency_key") == 0;
+}
+
+/* Puts a batch that wrote nothing back in the queue as it was prepared:
+ * next time, the message whose key was taken is an ordinary repeat. */
+static void
+requeue(struct mg_intake *in, struct mg__intake_item *list, size_t n)
+{
+    for (struct mg__intake_item *it = list; it != NULL; it = it->next) {
+        memcpy(it->col, it->prepared, sizeof(it->col));
+        it->outcome = it->prepared_outcome;
+    }
+    enqueue_front(in, list, n);
+}
+
 /* The fixup statement's arrays: id, MSA-1, ACK, error, location of every
  * message an adapter refused. */
 enum { FIX_ID, FIX_CODE, FIX_ACK, FIX_ERROR, FIX_LOC, FIX_N };
@@ -421,6 +449,8 @@ batch_ended(struct flight *f, int rc, PGresult *res)
     land(list); /* before any answer: an answer may free its sequence */
     if (rc == MG_OK) {
         deliver(in, list);
+    } else if (key_taken(rc, res)) {
+        requeue(in, list, n);
     } else {
         in->failed_batches++;
         if (rc == MG_EDB && res != NULL)

@@ -60,6 +60,70 @@ class NotStoredStopsTheConnectionTest(unittest.TestCase):
                           ["NEXT-1", "committed"], ["NEXT-2", "committed"]])
 
 
+class ConcurrentResendTest(unittest.TestCase):
+    """A sender that gives up waiting resends on a new connection while the
+    first copy is still committing: the two are in two grouped commits at
+    once. The second statement meets the first's row in the unique index
+    once it commits; its batch wrote nothing (adapters included) and is
+    taken again, when the copy is an ordinary repeat: the original AA, one
+    message, one patient."""
+
+    GATE = 736203
+
+    def setUp(self):
+        self.db = h.create_database("icr")
+        h.migrate(self.db)
+        # Every commit of a message waits at its end for the gate.
+        h.psql(self.db, "CREATE FUNCTION gate() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+               " PERFORM pg_advisory_xact_lock_shared(%d); RETURN NULL; END $$;"
+               "CREATE CONSTRAINT TRIGGER gate AFTER INSERT ON hl7_messages"
+               " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION gate()" % self.GATE)
+        # batch_max 8: a second grouped commit starts as soon as one
+        # message waits (batch_max / 8), so the copy does not wait for the
+        # first commit to end.
+        self.gw = h.Gateway(self.db, config={"intake": {"batch_max": 8}}).start()
+
+    def tearDown(self):
+        self.gw.stop()
+
+    def waiting(self, n):
+        q = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+             " AND wait_event_type IN ('Lock', 'LWLock') AND pid <> pg_backend_pid()")
+        deadline = time.time() + 30
+        while time.time() < deadline and int(h.scalar(self.db, q)) < n:
+            time.sleep(0.05)
+        return int(h.scalar(self.db, q))
+
+    def test_a_copy_in_a_concurrent_commit_gets_the_original_ack(self):
+        gate = subprocess.Popen(["psql", "-h", h.pg_host(), "-U", "postgres", "-d", self.db, "-X",
+                                 "-q", "-At"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        gate.stdin.write("SELECT 'locked', pg_advisory_lock(%d);\n" % self.GATE)
+        gate.stdin.flush()
+        self.assertTrue(gate.stdout.readline().startswith("locked"))
+        first = socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=30)
+        second = socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=30)
+        try:
+            first.sendall(frames("CC-1"))
+            self.assertGreaterEqual(self.waiting(1), 1, "the first commit never reached the gate")
+            second.sendall(frames("CC-1"))
+            # The copy's INSERT waits on the first's uncommitted key.
+            self.assertGreaterEqual(self.waiting(2), 2, "the copy never met the first's key")
+            gate.stdin.close()  # both go on
+            gate.wait(timeout=30)
+            gate.stdout.close()
+            a1 = first.recv(65536)
+            a2 = second.recv(65536)
+        finally:
+            first.close()
+            second.close()
+        self.assertEqual(acks_of(a1), [["AA", "CC-1"]])
+        self.assertEqual(a2, a1)  # the original ACK, byte for byte
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM hl7_messages"), "1")
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients"), "1")
+        self.assertEqual(h.psql(self.db, "SELECT status FROM sync_logs ORDER BY id"),
+                         [["committed"], ["duplicate"]])
+
+
 class ReplayOnceTest(unittest.TestCase):
     """Two `medgate replay --failed` runs at once (two operators, or a
     cron job and a person) each read the message as failed. Each must
