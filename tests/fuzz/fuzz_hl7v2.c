@@ -9,18 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "core/arena.h"
 #include "core/buf.h"
 #include "core/error.h"
 #include "hl7v2/hl7v2.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(x)                                                               \
-    do {                                                                       \
-        if (!(x))                                                              \
-            __builtin_trap();                                                  \
-    } while (0)
 
 /* Reads every leaf of every segment (bounded, to keep runs fast). */
 static void

@@ -13,17 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "core/buf.h"
 #include "core/error.h"
 #include "http/http.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(x)                                                               \
-    do {                                                                       \
-        if (!(x))                                                              \
-            __builtin_trap();                                                  \
-    } while (0)
 
 /* Small limits, so that inputs of a few kB reach every one of them. */
 static const struct mg_http_limits limits = {

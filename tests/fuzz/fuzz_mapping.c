@@ -15,20 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "adapters/adapter.h"
 #include "core/arena.h"
 #include "core/diag.h"
 #include "core/error.h"
 #include "hl7v2/hl7v2.h"
 #include "mapping/mapping.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(x)                                                               \
-    do {                                                                       \
-        if (!(x))                                                              \
-            __builtin_trap();                                                  \
-    } while (0)
 
 static struct mg_mapping_set *shipped;
 

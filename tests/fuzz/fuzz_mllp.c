@@ -6,17 +6,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "core/buf.h"
 #include "core/error.h"
 #include "mllp/mllp.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(x)                                                               \
-    do {                                                                       \
-        if (!(x))                                                              \
-            __builtin_trap();                                                  \
-    } while (0)
 
 #define MAX_FRAME 4096
 
