@@ -28,9 +28,9 @@
  * back, adapters' writes included, and its messages are retried alone. The
  * result has one row per message in input order: (ord, what, ack, id,
  * err_state, err_text, err_target, batched), the err_* columns set when
- * the adapter refused the message (its ack is then NULL: the AE is built
- * from them and written by mg__intake_fail_sql), batched when a batch
- * function wrote it with others. */
+ * the adapter refused the message (its ack and MSA-1 are then NULL: the
+ * AE is built from them and written by mg__intake_fail_sql), batched when
+ * a batch function wrote it with others. */
 const char mg__intake_batch_sql[] =
     "WITH input AS MATERIALIZED ("
     " SELECT gen_random_uuid() AS new_id, t.* FROM unnest("
@@ -68,10 +68,10 @@ const char mg__intake_batch_sql[] =
     "   AND m.sending_facility = i.fac AND m.control_id = i.ctl"
     "   AND m.direction = 'inbound' AND m.status IN ('failed', 'rejected')"
     "   AND m.payload_hash = decode(i.hash, 'hex')"
-    /* Its AE is written after the commit that stored it (the adapter's
-     * refusal is located in C): a crash in between leaves none, and the
-     * repeat is then judged again. */
-    "   AND m.ack_payload IS NOT NULL"
+    /* A refusal's AE is written after the commit that stored it (the
+     * refusal is located in C), its MSA-1 with it: a crash in between
+     * leaves neither, and the repeat is then judged again. */
+    "   AND NOT (m.status = 'failed' AND m.ack_code IS NULL)"
     "  ORDER BY m.received_at LIMIT 1) m"
     " WHERE i.ctl IS NOT NULL"
     "  AND NOT EXISTS (SELECT 1 FROM holder h WHERE h.ord = i.ord)"
@@ -121,7 +121,8 @@ const char mg__intake_batch_sql[] =
     "  c.charset,"
     "  CASE WHEN c.live_id IS NOT NULL THEN 'duplicate'"
     "   WHEN a.err_state IS NOT NULL THEN 'failed' ELSE c.status END,"
-    "  CASE WHEN c.live_id IS NULL AND a.err_state IS NULL THEN c.ack_code"
+    "  CASE WHEN a.err_state IS NOT NULL THEN NULL"
+    "   WHEN c.live_id IS NULL THEN c.ack_code"
     "   WHEN c.ack_code LIKE 'C%' THEN 'CE' ELSE 'AE' END,"
     "  CASE WHEN c.live_id IS NOT NULL THEN c.dup_ack"
     "   WHEN a.err_state IS NOT NULL THEN NULL ELSE c.ack END,"
@@ -171,10 +172,13 @@ const char mg__intake_batch_sql[] =
  * error text and location, written after that commit and before the AE
  * is sent. */
 const char mg__intake_fail_sql[] =
-    "UPDATE hl7_messages m SET status = 'failed', ack_code = f.code,"
+    "UPDATE hl7_messages m SET ack_code = f.code,"
     " ack_payload = f.ack, error = f.error, error_location = f.loc"
     " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],"
-    " $5::text[]) AS f(id, code, ack, error, loc) WHERE m.id = f.id";
+    " $5::text[]) AS f(id, code, ack, error, loc) WHERE m.id = f.id"
+    /* Only a row still waiting for it: a replay may have taken the
+     * message up meanwhile, and its outcome stands. */
+    " AND m.status = 'failed' AND m.ack_code IS NULL";
 
 int
 mg__intake_array_append(struct mg_buf *b, const char *v, bool first)

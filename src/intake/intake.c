@@ -2,13 +2,15 @@
  *
  * Each submitted frame is prepared at once (parsed, checked, mapped, its
  * ACKs built, its row values rendered) and queued. A batch of the queue
- * goes to PostgreSQL as one transaction around ONE statement (intake_batch
- * in batch.c) whose parameters are arrays, one element per message: it
- * looks up duplicates, inserts the new hl7_messages rows, runs each stored
- * message's adapter, writes every sync_logs row, and returns, per message,
- * the ACK to send and any adapter error. A message its adapter refused is
- * turned into a failed one with its AE by a second statement in the same
- * transaction. Only when the COMMIT has succeeded are the ACKs handed back.
+ * goes to PostgreSQL as ONE statement that commits as it ends (intake_batch
+ * in batch.c, sent with mg_store_query_commit: one round trip) whose
+ * parameters are arrays, one element per message: it looks up duplicates,
+ * runs the adapters, stores the new hl7_messages rows with their final
+ * status, writes every sync_logs row, and returns, per message, the ACK to
+ * send and any adapter error. A message its adapter refused is stored
+ * failed; its AE, located in C, is written by a second statement right
+ * after the commit. Only when the commit has succeeded are the ACKs handed
+ * back.
  * Any other error fails the batch as a whole; the intake then retries its
  * messages one at a time, each alone in flight, so one poison message
  * never takes its neighbours down and they still commit in order. */
@@ -73,6 +75,7 @@ static const char *const outcome_names[MG__INTAKE_NOUTCOMES] = {
 static void flush(struct mg_intake *in);
 static void land(struct mg__intake_item *list);
 static bool may_start_batch(const struct mg_intake *in);
+static uint64_t key_hash(const struct mg__intake_item *it);
 static void batch_ended(struct flight *f, int rc, PGresult *res);
 
 static void
@@ -222,6 +225,7 @@ mg_intake_submit(struct mg_intake *in, const struct mg_conf_listener *li,
     }
     memcpy(it->prepared, it->col, sizeof(it->prepared));
     it->prepared_outcome = it->outcome;
+    it->key = key_hash(it);
     /* Back-pressure beyond the MLLP pause: refused, not stored, no ACK;
      * flush() answers it in queue order so it is still asynchronous. */
     it->busy = in->waiting >= (size_t)in->opts.queue_max || in->freeing;
@@ -268,7 +272,10 @@ deliver(struct mg_intake *in, struct mg__intake_item *list)
             continue;
         }
         in->batched += it->batched;
-        finish(in, it, MG_OK, it->ack, it->ack_len); /* NULL: MSH-15 NE */
+        if (it->lost)
+            finish(in, it, MG_EINDOUBT, NULL, 0);
+        else
+            finish(in, it, MG_OK, it->ack, it->ack_len); /* NULL: MSH-15 NE */
     }
     enqueue_front(in, retry, nretry);
 }
@@ -361,10 +368,12 @@ take_row(struct mg_intake *in, struct mg__intake_item *it, PGresult *res,
                                            : PQgetvalue(res, row, 6));
         if (rc == MG_OK)
             rc = append_fix(fix, *nfix == 0, PQgetvalue(res, row, 3), it);
+        if (rc != MG_OK)
+            return rc; /* its col[COL_ACK] may still be the prepared AA */
         (*nfix)++;
         it->ack = it->col[COL_ACK];
         it->ack_len = it->ack ? strlen(it->ack) : 0;
-        return rc;
+        return MG_OK;
     }
     it->ack = NULL;
     it->ack_len = 0;
@@ -372,8 +381,10 @@ take_row(struct mg_intake *in, struct mg__intake_item *it, PGresult *res,
         it->ack_len = (size_t)PQgetlength(res, row, 2);
         it->ack = mg_arena_strndup(&it->arena, PQgetvalue(res, row, 2),
                                    it->ack_len);
-        if (it->ack == NULL)
+        if (it->ack == NULL) {
+            it->ack_len = 0;
             return MG_ENOMEM;
+        }
     }
     return MG_OK;
 }
@@ -387,7 +398,7 @@ on_fixed(int rc, PGresult *res, void *ud)
     struct flight *f = ud;
 
     (void)res;
-    if (rc != MG_OK)
+    if (rc != MG_OK && f->nfix > 0)
         mg_log(MG_LOG_WARN, NULL, "intake: the AE of %zu refused message(s) "
                "was not stored (%s); they stay failed", f->nfix,
                mg_strerror(rc));
@@ -414,17 +425,23 @@ on_rows(int rc, PGresult *res, void *ud)
     }
     for (int c = 0; c < FIX_N; c++)
         mg_buf_init(&fix[c], 0);
-    /* Committed: every message gets its answer, even if one cannot be
-     * built (out of memory: then none, and the sender resends). */
+    /* Committed: every message gets its answer. One whose answer cannot
+     * be built (out of memory) gets none, as if its commit were in doubt:
+     * its connection closes and the sender's resend is judged again. */
     for (struct mg__intake_item *it = f->list; it; it = it->next)
-        if (take_row(f->in, it, res, row++, fix, &nfix) != MG_OK)
-            frc = MG_ENOMEM;
+        if (take_row(f->in, it, res, row++, fix, &nfix) != MG_OK) {
+            it->lost = true;
+            it->retry = false;
+            frc = MG_ENOMEM; /* the fixup's arrays may be ragged: none */
+        }
     for (int c = 0; c < FIX_N && frc == MG_OK && nfix > 0; c++)
         frc = mg__intake_array_close(&fix[c], &values[c]);
     f->nfix = nfix;
+    /* It commits too: a deadline, as for the batch (a standby lost in
+     * between would otherwise hold these answers for ever). */
     if (frc == MG_OK && nfix > 0)
-        frc = mg_store_query(f->in->store, "intake_fail", NULL, FIX_N, values,
-                             NULL, on_fixed, f);
+        frc = mg_store_query_commit(f->in->store, "intake_fail", NULL, FIX_N,
+                                    values, NULL, on_fixed, f);
     for (int c = 0; c < FIX_N; c++)
         mg_buf_dispose(&fix[c]);
     if (nfix > 0 && frc == MG_OK)
@@ -498,6 +515,50 @@ land(struct mg__intake_item *list)
             it->seq->flying--;
 }
 
+static bool
+same_str(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* The message's key (organization, MSH-3, MSH-4, MSH-10) hashed, 0 when
+ * it has none (no organization or no control id). */
+static uint64_t
+key_hash(const struct mg__intake_item *it)
+{
+    static const int cols[] = {COL_ORG, COL_APP, COL_FAC, COL_CONTROL_ID};
+    uint64_t h = 1469598103934665603u; /* FNV-1a */
+
+    if (it->col[COL_ORG] == NULL || it->col[COL_CONTROL_ID] == NULL)
+        return 0;
+    for (size_t i = 0; i < MG_ARRAY_LEN(cols); i++) {
+        for (const char *p = it->col[cols[i]] ? it->col[cols[i]] : ""; *p; p++)
+            h = (h ^ (unsigned char)*p) * 1099511628211u;
+        h = (h ^ 0xff) * 1099511628211u; /* between the parts */
+    }
+    return h ? h : 1;
+}
+
+/* Whether it repeats the key of a message already in the batch (list).
+ * Then the batch ends before it: the statement would hold it back for the
+ * next batch, and the messages behind it on its connection would commit
+ * before it (an A08 applied, then the A01 it updates). */
+static bool
+repeats_key(const struct mg__intake_item *list,
+            const struct mg__intake_item *it)
+{
+    if (it->key == 0)
+        return false;
+    for (; list != NULL; list = list->next)
+        if (list->key == it->key &&
+            same_str(list->col[COL_CONTROL_ID], it->col[COL_CONTROL_ID]) &&
+            same_str(list->col[COL_ORG], it->col[COL_ORG]) &&
+            same_str(list->col[COL_APP], it->col[COL_APP]) &&
+            same_str(list->col[COL_FAC], it->col[COL_FAC]))
+            return true;
+    return false;
+}
+
 /* Takes the next batch off the queue, in queue order: up to batch_max
  * messages whose turn it is (others stay queued), or one message alone --
  * one refused at submit, or one being isolated after its batch failed,
@@ -532,6 +593,8 @@ take_batch(struct mg_intake *in, struct mg__intake_item **list,
             p = &it->next;
             continue;
         }
+        if (!alone && repeats_key(*list, it))
+            break;
         *p = it->next;
         it->next = NULL;
         *tail = it;

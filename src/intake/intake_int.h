@@ -85,6 +85,8 @@ struct mg__intake_item {
     bool solo; /* retry alone (its batch failed) */
     bool batched; /* its adapter's batch function wrote it */
     bool busy; /* refused at submit: queue full */
+    bool lost; /* committed, but its answer could not be built */
+    uint64_t key; /* its key hashed (intake.c), 0 for none */
 };
 
 /* Parses and checks frame, builds its ACKs and renders its columns.

@@ -79,6 +79,26 @@ class PatientAdapterTest(GatewayTest):
         self.assertEqual(h.psql(self.db, "SELECT status FROM sync_logs WHERE external_id='EX-1' ORDER BY id"),
                          [["failed"], ["duplicate"]])
 
+    def test_repeat_of_a_failed_message_that_wanted_no_ack_is_a_repeat(self):
+        # MSH-15 NE: no accept ACK, so none is stored for the failure;
+        # the repeat is still recognised (stored once, logged duplicate).
+        bad = adt("NE-1", mrn="", ssn="").replace(b"|P|2.5.1\r", b"|P|2.5.1|||NE\r", 1)
+        with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=10) as sock:
+            sock.sendall(b"\x0b" + bad + b"\x1c\r")
+            time.sleep(0.5)  # two commits, not one
+            sock.sendall(b"\x0b" + bad + b"\x1c\r" + b"\x0b" + adt("NE-2", mrn="M2") + b"\x1c\r")
+            buf = b""
+            while b"\x1c\r" not in buf:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        self.assertEqual(segments(buf.strip(b"\x0b").split(b"\x1c")[0])["MSA"][1:3], ["AA", "NE-2"])
+        self.assertEqual(h.psql(self.db, "SELECT status FROM hl7_messages WHERE control_id='NE-1'"),
+                         [["failed"]])
+        self.assertEqual(h.psql(self.db, "SELECT status FROM sync_logs WHERE external_id='NE-1' ORDER BY id"),
+                         [["failed"], ["duplicate"]])
+
     def test_admit_creates_patient_and_identifiers(self):
         self.assertEqual(self.send(adt("P-1")), "AA")
         self.assertEqual(self.patient("MRN1"), [["Doe", "Jane", "1980-01-02", "female", "555-0100", "hl7v2"]])
@@ -637,6 +657,21 @@ class RefusedRowsTest(unittest.TestCase):
         self.assertTrue(seg["ERR"][2].startswith("PID^1^8"), seg["ERR"])
         self.assertEqual(h.scalar(self.db, "SELECT error_location FROM hl7_messages WHERE control_id='RL-1'")
                          .split("^")[:3], ["PID", "1", "8"])
+
+    def test_a_corrected_resend_commits_before_what_follows_it(self):
+        # One connection: an A01 its adapter refuses, the corrected A01
+        # under the same MSH-10, then an A08 that renames the patient. The
+        # corrected copy repeats a key of the batch, so the batch ends
+        # before it; committed after the A08, it would undo the rename.
+        frames = [adt("K-1", mrn="M9", sex="Q", name="Old^Name"),
+                  adt("K-1", mrn="M9", sex="female", name="Old^Name"),
+                  adt("K-2", ev="A08", mrn="M9", sex="female", name="New^Name")]
+        self.assertEqual(pipelined(self.gw.mllp_port, frames), ["AE", "AA", "AA"])
+        self.assertEqual(h.scalar(self.db, "SELECT last_name FROM patients"), "New")
+        # The corrected copy was not held back to a commit of its own.
+        self.assertEqual(h.psql(self.db, "SELECT m.control_id, m.status FROM hl7_messages m"
+                                         " ORDER BY m.received_at, m.control_id"),
+                         [["K-1", "failed"], ["K-1", "received"], ["K-2", "received"]])
 
     def test_bad_message_in_a_grouped_commit_spares_its_neighbours(self):
         frames = [adt("G-%d" % i, mrn="G%d" % i, sex="Q" if i == 3 else "female") for i in range(8)]
