@@ -191,7 +191,10 @@ MG_MUST_CHECK int mg_store_query(struct mg_store *store, const char *stmt,
  * connection lost, a WARNING with the answer (a wait for a synchronous
  * standby cancelled: committed locally only) or no answer within
  * statement_timeout_ms + commit_timeout_ms make it MG_EINDOUBT, never
- * MG_EDBDOWN or MG_OK. Same returns as mg_store_query. */
+ * MG_EDBDOWN or MG_OK. Any WARNING counts, also one the statement itself
+ * raised before its commit (a trigger's): the answer cannot tell them
+ * apart, and in doubt is the safe side (no ACK; the resend is a repeat).
+ * Same returns as mg_store_query. */
 MG_MUST_CHECK int mg_store_query_commit(struct mg_store *store,
                                         const char *stmt, const char *sql,
                                         int nparams,
