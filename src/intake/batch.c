@@ -71,7 +71,8 @@ const char mg__intake_batch_sql[] =
     /* A refusal's AE is written after the commit that stored it (the
      * refusal is located in C), its MSA-1 with it: a crash in between
      * leaves neither, and the repeat is then judged again. */
-    "   AND NOT (m.status = 'failed' AND m.ack_code IS NULL)"
+    "   AND NOT (m.status = 'failed' AND m.ack_code IS NULL"
+    "    AND m.message_type IS DISTINCT FROM 'ACK')" /* never answered */
     "  ORDER BY m.received_at LIMIT 1) m"
     " WHERE i.ctl IS NOT NULL"
     "  AND NOT EXISTS (SELECT 1 FROM holder h WHERE h.ord = i.ord)"

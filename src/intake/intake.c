@@ -45,6 +45,7 @@ struct mg_intake {
     unsigned long long serial; /* of the last batch taken */
     size_t nflying;      /* messages in them */
     bool freeing;
+    bool key_cut;        /* the last batch taken ended at a repeated key */
     uv_idle_t kick; /* flushes on the next loop turn: never call back
                        synchronously, and let a burst of reads gather */
     bool kick_active;
@@ -575,6 +576,7 @@ take_batch(struct mg_intake *in, struct mg__intake_item **list,
     bool alone = false;
 
     in->serial++;
+    in->key_cut = false;
     *list = *refused = NULL;
     while (!alone && (it = *p) != NULL && n < (size_t)in->opts.batch_max) {
         if (it->seq != NULL && it->seq->refused != 0) {
@@ -593,8 +595,10 @@ take_batch(struct mg_intake *in, struct mg__intake_item **list,
             p = &it->next;
             continue;
         }
-        if (!alone && repeats_key(*list, it))
+        if (!alone && repeats_key(*list, it)) {
+            in->key_cut = true;
             break;
+        }
         *p = it->next;
         it->next = NULL;
         *tail = it;
@@ -677,6 +681,11 @@ flush(struct mg_intake *in)
         in->nflying += n;
         in->batches++;
         in->batch_messages += n;
+        /* The next message repeats a key of this batch: a batch started
+         * now would meet that key uncommitted, wait on it and roll back.
+         * It goes once this one has landed, as an ordinary repeat. */
+        if (in->key_cut)
+            break;
     }
 }
 

@@ -320,13 +320,15 @@ ack_mode(const struct mg_conf_listener *li, const struct mg_hl7v2_msh *msh)
 }
 
 /* The answer for an outcome: MSA-1, the ACK (unless enhanced mode says no
- * accept ACK is wanted), and for a failure the error and its location. */
-static void
+ * accept ACK is wanted), and for a failure the error and its location.
+ * MG_ENOMEM when a wanted ACK could not be built (col[COL_ACK] is then
+ * NULL), else MG_OK. */
+static int
 answer(struct mg__intake_item *it, const struct mg_hl7v2_msh *msh,
        enum mg__intake_outcome outcome, const struct mg_diag *d)
 {
     bool enhanced = ack_mode(it->listener, msh) == MG_HL7V2_ACK_ENHANCED;
-    bool ok = outcome == MG__INTAKE_STORED;
+    bool ok = outcome == MG__INTAKE_STORED, wanted;
     enum mg_hl7v2_ack_code code;
     char loc[64];
 
@@ -338,16 +340,18 @@ answer(struct mg__intake_item *it, const struct mg_hl7v2_msh *msh,
         code = enhanced ? MG_HL7V2_CE : MG_HL7V2_AE;
     it->col[COL_ACK_CODE] = mg_hl7v2_ack_code_str(code);
     it->col[COL_ACK] = NULL;
-    if (!enhanced || mg_hl7v2_accept_ack_wanted(msh, ok))
+    wanted = !enhanced || mg_hl7v2_accept_ack_wanted(msh, ok);
+    if (wanted)
         it->col[COL_ACK] = build_ack(&it->arena, msh, code, ok ? NULL : d,
                                      NULL);
-    if (ok)
-        return;
-    it->col[COL_ERROR] = col_text(&it->arena, mg_str_from(d->text),
-                                  sizeof(d->text), true);
-    location_of(d, loc, sizeof(loc));
-    it->col[COL_ERROR_LOCATION] = col_text(&it->arena, mg_str_from(loc),
-                                           sizeof(loc), true);
+    if (!ok) {
+        it->col[COL_ERROR] = col_text(&it->arena, mg_str_from(d->text),
+                                      sizeof(d->text), true);
+        location_of(d, loc, sizeof(loc));
+        it->col[COL_ERROR_LOCATION] = col_text(&it->arena, mg_str_from(loc),
+                                               sizeof(loc), true);
+    }
+    return wanted && it->col[COL_ACK] == NULL ? MG_ENOMEM : MG_OK;
 }
 
 static void
@@ -359,7 +363,7 @@ render_acks(struct mg__intake_item *it, const struct verdict *v,
 
     if (mg_hl7v2_is_ack(msh))
         return; /* never acknowledge an acknowledgement */
-    answer(it, msh, v->outcome, &v->diag);
+    (void)answer(it, msh, v->outcome, &v->diag); /* a NULL ACK: none sent */
     mg_diag_clear(&d);
     mg_diag_at(&d, "MSH", 1, 10, 0);
     mg_diag_set(&d, MG_HL7_ERR_DUPLICATE_KEY, "control id already received "
@@ -615,6 +619,7 @@ mg__intake_adapter_failed(struct mg__intake_item *it,
     }
     if (target != NULL && target[0] != '\0')
         locate_target(it, mappings, frame, &msh, target, &d);
-    answer(it, &msh, MG__INTAKE_FAILED, &d);
-    return MG_OK;
+    /* After the commit, an AE that cannot be built must not leave the
+     * AA prepared before: the caller then gives no answer at all. */
+    return answer(it, &msh, MG__INTAKE_FAILED, &d);
 }
