@@ -242,6 +242,25 @@ write_temp(const char *text)
     return path;
 }
 
+/* Loads a configuration file holding json over the defaults into c; what
+ * the loader reports goes to out (size bytes, NUL-terminated). */
+static int
+load_text(struct mg_conf *c, const char *json, char *out, size_t size)
+{
+    char *path = write_temp(json);
+    FILE *err;
+    int rc;
+
+    memset(out, 0, size);
+    err = fmemopen(out, size - 1, "w");
+    assert_non_null(err);
+    mg_conf_defaults(c);
+    rc = mg_conf_load(c, path, err);
+    fclose(err);
+    unlink(path);
+    return rc;
+}
+
 static void
 test_conf_loads_values_and_env(void **state)
 {
@@ -348,7 +367,6 @@ test_conf_refuses_values_it_cannot_use(void **state)
     struct mg_conf c;
     char out[1024];
     FILE *err;
-    char *path;
     int rc;
 
     (void)state;
@@ -377,19 +395,15 @@ test_conf_refuses_values_it_cannot_use(void **state)
     unsetenv("MEDGATE_LOG_FORMAT");
     mg_conf_dispose(&c);
 
-    memset(out, 0, sizeof(out));
-    err = fmemopen(out, sizeof(out) - 1, "w");
-    path = write_temp("{\n  \"log\": {\n    \"format\": \"xml\"\n  },\n"
-                      "  \"security\": {\"api_key_pepper\": \"s3cret\"}\n}\n");
-    mg_conf_defaults(&c);
-    assert_int_equal(mg_conf_load(&c, path, err), MG_ECONF);
-    fclose(err);
+    assert_int_equal(load_text(&c, "{\n  \"log\": {\n    \"format\": \"xml\"\n"
+                                   "  },\n  \"security\": {\"api_key_pepper\": "
+                                   "\"s3cret\"}\n}\n", out, sizeof(out)),
+                     MG_ECONF);
     assert_non_null(strstr(out, ":3: log.format: expected kv or json\n"));
     assert_non_null(strstr(out, ":5: security.api_key_pepper: expected 64 "
                                 "hex digits\n"));
     assert_null(strstr(out, "s3cret"));
     mg_conf_dispose(&c);
-    unlink(path);
 }
 
 /* A misspelt listener or sender key was ignored without a word, and the
@@ -445,7 +459,6 @@ test_conf_commit_timeout(void **state)
     struct mg_conf c;
     char out[1024];
     FILE *err;
-    char *path;
     int rc;
 
     (void)state;
@@ -470,26 +483,21 @@ test_conf_commit_timeout(void **state)
         mg_conf_dispose(&c);
     }
 
-    memset(out, 0, sizeof(out));
-    err = fmemopen(out, sizeof(out) - 1, "w");
-    path = write_temp("{\n  \"database\": {\n    \"commit_timeout_ms\": 500"
-                      "\n  }\n}\n");
-    mg_conf_defaults(&c);
-    assert_int_equal(mg_conf_load(&c, path, err), MG_ECONF);
-    fclose(err);
+    assert_int_equal(load_text(&c, "{\n  \"database\": {\n    "
+                                   "\"commit_timeout_ms\": 500\n  }\n}\n", out,
+                               sizeof(out)),
+                     MG_ECONF);
     if (strstr(out, ":3: database.commit_timeout_ms: below 1000 ms") == NULL)
         fail_msg("got \"%s\"", out);
     if (strstr(out, "allowed") != NULL) /* a range would contradict it */
         fail_msg("got \"%s\"", out);
     mg_conf_dispose(&c);
-    unlink(path);
 
-    path = write_temp("{\"database\": {\"commit_timeout_ms\": 0}}\n");
-    mg_conf_defaults(&c);
-    assert_int_equal(mg_conf_load(&c, path, stderr), MG_OK);
+    assert_int_equal(load_text(&c, "{\"database\": {\"commit_timeout_ms\": 0}}\n",
+                               out, sizeof(out)),
+                     MG_OK);
     assert_int_equal(c.database_commit_timeout_ms, 0);
     mg_conf_dispose(&c);
-    unlink(path);
 
     /* `medgate config reference` lists it. */
     memset(ref, 0, sizeof(ref));
