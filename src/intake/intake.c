@@ -34,6 +34,11 @@
 #include "mapping/mapping.h"
 #include "store/store.h"
 
+/* Batches in flight at once. One would serialise everything behind one
+ * backend; a few let PostgreSQL use both cores while a commit is flushing.
+ * More would only split the same messages into smaller batches. */
+#define MAX_INFLIGHT 3
+
 struct mg_intake {
     uv_loop_t *loop;
     struct mg_store *store;
@@ -46,6 +51,7 @@ struct mg_intake {
     size_t nflying;      /* messages in them */
     bool freeing;
     bool key_cut;        /* the last batch taken ended at a repeated key */
+    struct flight *flying[MAX_INFLIGHT]; /* the batches in flight */
     uv_idle_t kick; /* flushes on the next loop turn: never call back
                        synchronously, and let a burst of reads gather */
     bool kick_active;
@@ -55,10 +61,6 @@ struct mg_intake {
     unsigned long long batched; /* written by a batch function, committed */
 };
 
-/* Batches in flight at once. One would serialise everything behind one
- * backend; a few let PostgreSQL use both cores while a commit is flushing.
- * More would only split the same messages into smaller batches. */
-#define MAX_INFLIGHT 3
 
 /* One batch transaction in flight. */
 struct flight {
@@ -461,6 +463,9 @@ batch_ended(struct flight *f, int rc, PGresult *res)
     struct mg__intake_item *list = f->list;
     size_t n = f->n;
 
+    for (int k = 0; k < MAX_INFLIGHT; k++)
+        if (in->flying[k] == f)
+            in->flying[k] = NULL;
     mg_free(f);
     in->inflight--;
     in->nflying -= n;
@@ -560,6 +565,20 @@ repeats_key(const struct mg__intake_item *list,
     return false;
 }
 
+/* Whether it repeats the key of a message in a batch in flight. It must
+ * wait for that batch: started alongside, its statement would not see the
+ * other's row (a failed copy stored twice) or would wait on its key and
+ * roll back with all its adapters' work (an accepted one). Once that batch
+ * has landed, it is an ordinary repeat. */
+static bool
+key_in_flight(const struct mg_intake *in, const struct mg__intake_item *it)
+{
+    for (int k = 0; k < MAX_INFLIGHT; k++)
+        if (in->flying[k] != NULL && repeats_key(in->flying[k]->list, it))
+            return true;
+    return false;
+}
+
 /* Takes the next batch off the queue, in queue order: up to batch_max
  * messages whose turn it is (others stay queued), or one message alone --
  * one refused at submit, or one being isolated after its batch failed,
@@ -595,7 +614,7 @@ take_batch(struct mg_intake *in, struct mg__intake_item **list,
             p = &it->next;
             continue;
         }
-        if (!alone && repeats_key(*list, it)) {
+        if (!alone && (repeats_key(*list, it) || key_in_flight(in, it))) {
             in->key_cut = true;
             break;
         }
@@ -677,6 +696,11 @@ flush(struct mg_intake *in)
         f->in = in;
         f->list = list;
         f->n = n;
+        for (int k = 0; k < MAX_INFLIGHT; k++)
+            if (in->flying[k] == NULL) {
+                in->flying[k] = f;
+                break;
+            }
         in->inflight++;
         in->nflying += n;
         in->batches++;

@@ -1,6 +1,7 @@
 """Intake review: one connection's messages commit in arrival order even
 when one of them cannot be stored, and what replay may and may not
 touch."""
+import re
 import socket
 import subprocess
 import time
@@ -62,11 +63,13 @@ class NotStoredStopsTheConnectionTest(unittest.TestCase):
 
 class ConcurrentResendTest(unittest.TestCase):
     """A sender that gives up waiting resends on a new connection while the
-    first copy is still committing: the two are in two grouped commits at
-    once. The second statement meets the first's row in the unique index
-    once it commits; its batch wrote nothing (adapters included) and is
-    taken again, when the copy is an ordinary repeat: the original AA, one
-    message, one patient."""
+    first copy is still committing. One gateway holds the copy until the
+    first copy's commit has landed (a batch started alongside would not see
+    a failed copy's row, or would wait on an accepted one's key and roll
+    back); then it is an ordinary repeat: the original answer, one row.
+    Two gateways on one database cannot see each other's queues: there the
+    copy's statement meets the first's key, rolls back whole and is taken
+    again, with the same result."""
 
     GATE = 736203
 
@@ -78,13 +81,13 @@ class ConcurrentResendTest(unittest.TestCase):
                " PERFORM pg_advisory_xact_lock_shared(%d); RETURN NULL; END $$;"
                "CREATE CONSTRAINT TRIGGER gate AFTER INSERT ON hl7_messages"
                " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION gate()" % self.GATE)
-        # batch_max 8: a second grouped commit starts as soon as one
-        # message waits (batch_max / 8), so the copy does not wait for the
-        # first commit to end.
-        self.gw = h.Gateway(self.db, config={"intake": {"batch_max": 8}}).start()
+        # batch_max 8: a second grouped commit may start as soon as one
+        # message waits (batch_max / 8), so only the key holds the copy.
+        self.gws = [h.Gateway(self.db, config={"intake": {"batch_max": 8}}).start()]
 
     def tearDown(self):
-        self.gw.stop()
+        for gw in self.gws:
+            gw.stop()
 
     def waiting(self, n):
         q = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
@@ -94,34 +97,64 @@ class ConcurrentResendTest(unittest.TestCase):
             time.sleep(0.05)
         return int(h.scalar(self.db, q))
 
-    def test_a_copy_in_a_concurrent_commit_gets_the_original_ack(self):
+    def race(self, frame, second_gw):
+        """Sends frame on a first connection, waits until its commit holds at
+        the gate, sends it again through second_gw, then opens the gate;
+        returns both answers."""
         gate = subprocess.Popen(["psql", "-h", h.pg_host(), "-U", "postgres", "-d", self.db, "-X",
                                  "-q", "-At"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         gate.stdin.write("SELECT 'locked', pg_advisory_lock(%d);\n" % self.GATE)
         gate.stdin.flush()
         self.assertTrue(gate.stdout.readline().startswith("locked"))
-        first = socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=30)
-        second = socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=30)
+        first = socket.create_connection(("127.0.0.1", self.gws[0].mllp_port), timeout=30)
+        second = socket.create_connection(("127.0.0.1", second_gw.mllp_port), timeout=30)
         try:
-            first.sendall(frames("CC-1"))
+            first.sendall(b"\x0b" + frame + b"\x1c\r")
             self.assertGreaterEqual(self.waiting(1), 1, "the first commit never reached the gate")
-            second.sendall(frames("CC-1"))
-            # The copy's INSERT waits on the first's uncommitted key.
-            self.assertGreaterEqual(self.waiting(2), 2, "the copy never met the first's key")
-            gate.stdin.close()  # both go on
+            second.sendall(b"\x0b" + frame + b"\x1c\r")
+            if second_gw is not self.gws[0]:
+                # The other gateway's statement waits on the first's key.
+                self.assertGreaterEqual(self.waiting(2), 2, "the copy never met the first's key")
+            else:
+                time.sleep(0.5)  # time enough for a batch to start, if one would
+            gate.stdin.close()  # the first goes on
             gate.wait(timeout=30)
             gate.stdout.close()
-            a1 = first.recv(65536)
-            a2 = second.recv(65536)
+            return first.recv(65536), second.recv(65536)
         finally:
             first.close()
             second.close()
+
+    def batches(self, gw):
+        return int(re.search(r"^medgate_intake_batches_total (\d+)", gw.get("/metrics")[2],
+                             re.M).group(1))
+
+    def test_a_copy_waits_for_the_first_and_gets_its_ack(self):
+        a1, a2 = self.race(msg("CC-1", mrn="RCC-1"), self.gws[0])
         self.assertEqual(acks_of(a1), [["AA", "CC-1"]])
         self.assertEqual(a2, a1)  # the original ACK, byte for byte
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM hl7_messages"), "1")
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients"), "1")
         self.assertEqual(h.psql(self.db, "SELECT status FROM sync_logs ORDER BY id"),
                          [["committed"], ["duplicate"]])
+        self.assertEqual(self.batches(self.gws[0]), 2)  # nothing rolled back and taken again
+
+    def test_a_failed_copy_is_stored_once(self):
+        bad = msg("CC-2", mrn="")  # no MRN: AE at PID-3
+        a1, a2 = self.race(bad, self.gws[0])
+        self.assertEqual(acks_of(a1), [["AE", "CC-2"]])
+        self.assertEqual(a2, a1)
+        self.assertEqual(h.psql(self.db, "SELECT status FROM hl7_messages"), [["failed"]])
+        self.assertEqual(h.psql(self.db, "SELECT status FROM sync_logs ORDER BY id"),
+                         [["failed"], ["duplicate"]])
+
+    def test_a_copy_through_another_gateway_gets_the_original_ack(self):
+        self.gws.append(h.Gateway(self.db, config={"intake": {"batch_max": 8}}).start())
+        a1, a2 = self.race(msg("CC-3", mrn="RCC-3"), self.gws[1])
+        self.assertEqual(acks_of(a1), [["AA", "CC-3"]])
+        self.assertEqual(a2, a1)
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM hl7_messages"), "1")
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients"), "1")
 
 
 class ReplayOnceTest(unittest.TestCase):
