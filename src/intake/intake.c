@@ -50,7 +50,6 @@ struct mg_intake {
     unsigned long long serial; /* of the last batch taken */
     size_t nflying;      /* messages in them */
     bool freeing;
-    bool key_cut;        /* the last batch taken ended at a repeated key */
     struct flight *flying[MAX_INFLIGHT]; /* the batches in flight */
     uv_idle_t kick; /* flushes on the next loop turn: never call back
                        synchronously, and let a burst of reads gather */
@@ -283,23 +282,30 @@ deliver(struct mg_intake *in, struct mg__intake_item *list)
     enqueue_front(in, retry, nretry);
 }
 
-/* A failed batch of several: retry each message alone to find the poison
- * one, as it was before the batch ran (what the batch said about it was
- * rolled back with it). A failed single message is answered "not
- * stored". */
+/* Puts the messages of a batch that wrote nothing back at the front of
+ * the queue as they were prepared (what the batch said about them was
+ * rolled back with it); with alone, each goes alone in flight next time. */
 static void
-isolate(struct mg_intake *in, struct mg__intake_item *list, size_t n, int rc)
+requeue(struct mg_intake *in, struct mg__intake_item *list, size_t n,
+        bool alone)
 {
-    if (n == 1 || rc != MG_EDB) {
-        fail_list(in, list, rc);
-        return;
-    }
     for (struct mg__intake_item *it = list; it != NULL; it = it->next) {
         memcpy(it->col, it->prepared, sizeof(it->col));
         it->outcome = it->prepared_outcome;
-        it->solo = true;
+        it->solo |= alone;
     }
     enqueue_front(in, list, n);
+}
+
+/* A failed batch of several: retry each message alone to find the poison
+ * one. A failed single message is answered "not stored". */
+static void
+isolate(struct mg_intake *in, struct mg__intake_item *list, size_t n, int rc)
+{
+    if (n == 1 || rc != MG_EDB)
+        fail_list(in, list, rc);
+    else
+        requeue(in, list, n, true);
 }
 
 /* Did a concurrent batch store one of these keys first? The INSERT then
@@ -316,18 +322,6 @@ key_taken(int rc, const PGresult *res)
     name = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
     return state != NULL && strcmp(state, "23505") == 0 && name != NULL &&
            strcmp(name, "hl7_messages_idempotency_key") == 0;
-}
-
-/* Puts a batch that wrote nothing back in the queue as it was prepared:
- * next time, the message whose key was taken is an ordinary repeat. */
-static void
-requeue(struct mg_intake *in, struct mg__intake_item *list, size_t n)
-{
-    for (struct mg__intake_item *it = list; it != NULL; it = it->next) {
-        memcpy(it->col, it->prepared, sizeof(it->col));
-        it->outcome = it->prepared_outcome;
-    }
-    enqueue_front(in, list, n);
 }
 
 /* The fixup statement's arrays: id, MSA-1, ACK, error, location of every
@@ -473,7 +467,7 @@ batch_ended(struct flight *f, int rc, PGresult *res)
     if (rc == MG_OK) {
         deliver(in, list);
     } else if (key_taken(rc, res)) {
-        requeue(in, list, n);
+        requeue(in, list, n, false); /* the copy is a repeat next time */
     } else {
         in->failed_batches++;
         if (rc == MG_EDB && res != NULL)
@@ -595,7 +589,6 @@ take_batch(struct mg_intake *in, struct mg__intake_item **list,
     bool alone = false;
 
     in->serial++;
-    in->key_cut = false;
     *list = *refused = NULL;
     while (!alone && (it = *p) != NULL && n < (size_t)in->opts.batch_max) {
         if (it->seq != NULL && it->seq->refused != 0) {
@@ -614,10 +607,10 @@ take_batch(struct mg_intake *in, struct mg__intake_item **list,
             p = &it->next;
             continue;
         }
-        if (!alone && (repeats_key(*list, it) || key_in_flight(in, it))) {
-            in->key_cut = true;
+        /* A repeated key ends the batch; key_in_flight also keeps the
+         * next batch from starting before this one has landed. */
+        if (!alone && (repeats_key(*list, it) || key_in_flight(in, it)))
             break;
-        }
         *p = it->next;
         it->next = NULL;
         *tail = it;
@@ -705,11 +698,6 @@ flush(struct mg_intake *in)
         in->nflying += n;
         in->batches++;
         in->batch_messages += n;
-        /* The next message repeats a key of this batch: a batch started
-         * now would meet that key uncommitted, wait on it and roll back.
-         * It goes once this one has landed, as an ordinary repeat. */
-        if (in->key_cut)
-            break;
     }
 }
 
