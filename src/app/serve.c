@@ -426,7 +426,8 @@ static int
 open_mllp(struct app *app)
 {
     const struct mg_conf *c = app->conf;
-    struct mg_intake_opts io = {c->intake_batch_max, c->database_queue_max};
+    struct mg_intake_opts io = {c->intake_batch_max, c->database_queue_max,
+                               c->intake_commits_in_flight};
     int rc;
 
     rc = mg_intake_new(&app->loop, app->store, &io, &app->intake);

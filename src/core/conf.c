@@ -131,8 +131,14 @@ static const struct opt options[] = {
      "MEDGATE_SECURITY_API_KEY_PEPPER rather than writing it here."},
     {"intake.batch_max", OPT_INT, O(intake_batch_max), "32", 1, 4096,
      "Most HL7 messages in one grouped commit. While a commit is in flight "
-     "another starts once batch_max/8 messages wait (up to 3 at once); "
-     "32 measured best on 2 cores (tests/bench)."},
+     "another starts once batch_max/8 messages wait (up to "
+     "commits_in_flight at once); 32 measured best on 2 cores "
+     "(tests/bench)."},
+    {"intake.commits_in_flight", OPT_INT, O(intake_commits_in_flight), "2",
+     1, 8,
+     "Most grouped commits in flight at once, each on its own database "
+     "connection. 2 measured best on 2 cores (tests/bench); a database "
+     "server with more cores may use more, up to database.pool_size."},
 };
 
 #undef O

@@ -86,6 +86,7 @@ struct mg_conf {
 
     /* intake */
     int intake_batch_max;
+    int intake_commits_in_flight;
 
     /* mllp */
     struct mg_conf_listener listeners[MG_CONF_MAX_LISTENERS];

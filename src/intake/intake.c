@@ -34,10 +34,11 @@
 #include "mapping/mapping.h"
 #include "store/store.h"
 
-/* Batches in flight at once. One would serialise everything behind one
- * backend; a few let PostgreSQL use both cores while a commit is flushing.
- * More would only split the same messages into smaller batches. */
-#define MAX_INFLIGHT 3
+/* Most batches in flight at once (intake.commits_in_flight). One would
+ * serialise everything behind one backend; a few let PostgreSQL use the
+ * cores while a commit is flushing. More only split the same messages
+ * into smaller batches, each paying the statement's fixed cost. */
+#define MAX_INFLIGHT 8
 
 struct mg_intake {
     uv_loop_t *loop;
@@ -140,6 +141,10 @@ mg_intake_new(uv_loop_t *loop, struct mg_store *store,
         in->opts.batch_max = 256;
     if (in->opts.queue_max <= 0)
         in->opts.queue_max = 8192;
+    if (in->opts.commits_in_flight <= 0)
+        in->opts.commits_in_flight = 2;
+    in->opts.commits_in_flight = MG_MIN(in->opts.commits_in_flight,
+                                        MAX_INFLIGHT);
     rc = mg_store_prepare(store, "intake_batch", mg__intake_batch_sql,
                           MG__INTAKE_NPARAMS);
     if (rc == MG_OK)
@@ -647,7 +652,7 @@ may_start_batch(const struct mg_intake *in)
 {
     if (in->inflight == 0)
         return true;
-    return in->inflight < MAX_INFLIGHT &&
+    return in->inflight < (unsigned)in->opts.commits_in_flight &&
            in->waiting >= (size_t)MG_MAX(in->opts.batch_max / 8, 1);
 }
 

@@ -52,6 +52,7 @@ typedef void (*mg_intake_done_cb)(void *arg, int rc, const char *ack,
 struct mg_intake_opts {
     int batch_max; /* most messages in one commit */
     int queue_max; /* messages waiting for a commit; more fail MG_EBUSY */
+    int commits_in_flight; /* most grouped commits at once (<= 8) */
 };
 
 MG_MUST_CHECK int mg_intake_new(struct uv_loop_s *loop, struct mg_store *store,
