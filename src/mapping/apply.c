@@ -45,6 +45,7 @@ struct run {
     const char *target;   /* rule being read, for diags */
     const char *group;    /* group name or NULL */
     size_t item_no;       /* 1-based item of the group */
+    bool keep_empty;      /* the rule keeps blank lines ("[*]" too) */
 };
 
 /* ---- reading --------------------------------------------------------- */
@@ -117,7 +118,9 @@ join(struct mg_arena *a, const struct mg_str *parts, size_t n,
     return MG_OK;
 }
 
-/* "OBX-5[*]": every valued repetition, one per line. */
+/* "OBX-5[*]": every valued repetition, one per line; with keep_empty,
+ * blank repetitions between valued ones are blank lines (in a TX OBX,
+ * "A~~B" is two paragraphs), as blank OBX are between OBX. */
 static int
 read_all_reps(struct run *r, const struct loc *l, struct mg_hl7v2_val *out)
 {
@@ -139,8 +142,12 @@ read_all_reps(struct run *r, const struct loc *l, struct mg_hl7v2_val *out)
             return rc;
         if (out->presence == MG_HL7V2_VALUED)
             parts[k++] = out->str;
+        else if (r->keep_empty && k > 0)
+            parts[k++] = mg_str_n("", 0);
         null |= out->presence == MG_HL7V2_NULL;
     }
+    while (k > 0 && parts[k - 1].len == 0)
+        k--; /* blank lines between values only */
     out->presence = k ? MG_HL7V2_VALUED : null ? MG_HL7V2_NULL
                                                : MG_HL7V2_EMPTY;
     if (k == 0)
@@ -481,7 +488,9 @@ read_from(struct run *r, const struct mg__mapping_rule *ru,
             return MG_ENOMEM;
     }
     for (size_t i = 0; i < ru->nfrom; i++) {
+        r->keep_empty = ru->keep_empty;
         rc = read_path(r, &ru->from[i], it, &v, &here);
+        r->keep_empty = false;
         if (rc != MG_OK)
             return rc;
         if (i == 0 || (l->seg == NULL && here.seg != NULL))
@@ -765,7 +774,7 @@ mg_mapping_apply_part(const struct mg_mapping_route *route,
                       struct mg_arena *arena, struct mg_mapping_result *out,
                       struct mg_diag *diag)
 {
-    struct run r = {msg, part, arena, diag, NULL, NULL, NULL, NULL, 0};
+    struct run r = {msg, part, arena, diag, NULL, NULL, NULL, NULL, 0, false};
     const struct mg__mapping_rule *ru;
     struct outv o;
     int rc;

@@ -682,6 +682,56 @@ test_results_blank_lines(void **state)
     done(&m);
 }
 
+/* Blank repetitions of a TX OBX-5 ("A~~B") are blank lines, as blank OBX
+ * are (HL7 v2.5.1 7.4.2: repetitions of a TX value are line breaks);
+ * leading and trailing blanks are dropped, as between OBX. */
+static void
+test_results_blank_repetitions(void **state)
+{
+    static const char msg[] =
+        "MSH|^~\\&|RIS|FAC|GW|GW|20240101||ORU^R01|9|P|2.5.1\r"
+        "PID|1||77^^^X^MR||Roe^Ann\r"
+        "OBR|1||F1|CT^Head||||||||||||||ACC9|||||||F\r"
+        "OBX|1|TX|59776-5^Findings^LN||~FINDINGS:~~No acute disease.~||||||F\r"
+        "OBX|2|TX|19005-8^IMPRESSION^LN||Normal.~~Follow up.||||||F\r";
+    struct mapped m;
+
+    (void)state;
+    map_text(&m, shipped, msg, sizeof(msg) - 1);
+    assert_int_equal(m.rc, MG_OK);
+    assert_string_equal(val(&m, "report.findings_text"),
+                        "FINDINGS:\n\nNo acute disease.\nNormal.\n\nFollow up.");
+    assert_string_equal(val(&m, "report.impression"), "Normal.\n\nFollow up.");
+    done(&m);
+}
+
+/* Accession of a result: OBR-18 (IHE), else ORC-3, else OBR-3, as for
+ * orders (DESIGN-NOTES section 6). OBX marked wrong (W) or deleted (D) in
+ * OBX-11 are no part of the report text. */
+static void
+test_results_accession_and_deleted_lines(void **state)
+{
+    static const char msg[] =
+        "MSH|^~\\&|RIS|FAC|GW|GW|20240101||ORU^R01|9|P|2.5.1\r"
+        "PID|1||77^^^X^MR||Roe^Ann\r"
+        "ORC|RE|PL9|ACC9\r"
+        "OBR|1|PL9|F1|CT^Head||||||||||||||||||||F\r"
+        "OBX|1|TX|59776-5^Findings^LN||Old text.||||||W\r"
+        "OBX|2|TX|59776-5^Findings^LN||Gone.||||||D\r"
+        "OBX|3|TX|59776-5^Findings^LN||New text.||||||C\r"
+        "OBX|4|TX|19005-8^IMPRESSION^LN||Old impression.||||||W\r"
+        "OBX|5|TX|19005-8^IMPRESSION^LN||Normal.||||||F\r";
+    struct mapped m;
+
+    (void)state;
+    map_text(&m, shipped, msg, sizeof(msg) - 1);
+    assert_int_equal(m.rc, MG_OK);
+    assert_string_equal(val(&m, "scan.accession_number"), "ACC9");
+    assert_string_equal(val(&m, "report.findings_text"), "New text.\nNormal.");
+    assert_string_equal(val(&m, "report.impression"), "Normal.");
+    done(&m);
+}
+
 static void
 test_required_and_type_errors(void **state)
 {
@@ -1760,6 +1810,8 @@ main(void)
         cmocka_unit_test(test_fhirpath_patients),
         cmocka_unit_test(test_set_references),
         cmocka_unit_test(test_results_blank_lines),
+        cmocka_unit_test(test_results_blank_repetitions),
+        cmocka_unit_test(test_results_accession_and_deleted_lines),
         cmocka_unit_test(test_load_allocation_failures),
         cmocka_unit_test(test_apply_arena_exhausted),
     };
