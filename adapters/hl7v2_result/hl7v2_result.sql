@@ -40,6 +40,15 @@ BEGIN
          ORDER BY t.created_at DESC LIMIT 1;
         found_by := 'scan.study_instance_uid';
     END IF;
+    -- A cancel for a study nobody here knows has nothing to cancel: a
+    -- scan made for it would be a completed study with a cancelled report.
+    IF sid IS NULL AND r->>'report_status' = 'cancelled' THEN
+        RAISE EXCEPTION 'the cancelled result names no known study'
+            USING ERRCODE = 'MG204',
+                  DETAIL = CASE WHEN acc IS NOT NULL
+                                THEN 'scan.accession_number'
+                                ELSE 'scan.study_instance_uid' END;
+    END IF;
     IF sid IS NULL THEN
         INSERT INTO scans (organization_id, patient_id, accession_number,
             study_instance_uid, placer_order_number, filler_order_number,
@@ -49,9 +58,29 @@ BEGIN
         RETURNING id INTO sid;
     ELSE
         PERFORM medgate_scan_same_patient(sid, pid, found_by);
+        -- The scan found by accession gets the message's study UID when it
+        -- has none, unless another scan holds that UID: then accession and
+        -- UID name two studies, which is for the sender to sort out.
+        IF found_by = 'scan.accession_number' AND uid IS NOT NULL
+           AND EXISTS (SELECT 1 FROM scans t
+                        WHERE t.id = sid AND t.study_instance_uid IS NULL)
+           AND EXISTS (SELECT 1 FROM scans t
+                        WHERE t.organization_id = org
+                          AND t.study_instance_uid = uid) THEN
+            RAISE EXCEPTION 'the Study Instance UID is another study''s than '
+                            'the accession number''s'
+                USING ERRCODE = 'MG204', DETAIL = 'scan.study_instance_uid';
+        END IF;
         UPDATE scans SET study_instance_uid = coalesce(study_instance_uid, uid),
                updated_at = now()
          WHERE id = sid AND study_instance_uid IS NULL AND uid IS NOT NULL;
+        -- Found by UID (a result that named only its study made it), the
+        -- scan gets the accession it lacked, so that later messages naming
+        -- only the accession find it, as an order's NW does.
+        IF found_by = 'scan.study_instance_uid' AND acc IS NOT NULL THEN
+            UPDATE scans SET accession_number = acc, updated_at = now()
+             WHERE id = sid AND accession_number IS NULL;
+        END IF;
     END IF;
     PERFORM medgate_report_upsert(org, sid,
                                   coalesce(r->>'external_id', acc, uid), r);
@@ -71,15 +100,20 @@ END $$;
 
 -- Writes the report with its external id (OBR-3, else the accession, else
 -- the Study Instance UID) for the scan sid. A new version of a known report
--- is applied like every patch: a column the message maps is replaced (null
+-- is applied as a patch: a column the message maps is replaced (null
 -- clears it), one it does not carry is kept -- so a PDF-only follow-up
--- keeps the text. It may move the report to another scan of the same
+-- keeps the text. But a version with any text is the whole report: its
+-- text sections and signer replace the old ones, and one it lacks is
+-- cleared (a correction that drops the recommendations drops them). It
+-- may move the report to another scan of the same
 -- patient (a version sent with the right accession after a wrong one), but
 -- a known report of another patient is refused (MG204), whatever the
 -- version: the external id is only the sender's number, and a reused or
 -- mistyped one must not file one person's report under another. A
--- registered or preliminary version never replaces a final, amended or
--- corrected one: it is a late or resent earlier version. The signing
+-- registered or preliminary version never replaces a final, amended,
+-- corrected or cancelled one, and a version issued (OBR-22) before the
+-- stored one never replaces it: it is a late or resent earlier version. The
+-- signing
 -- radiologist is linked when a user here has the id the sender gave
 -- (users.practitioner_id), and unlinked when a new signer's id is no
 -- user's; the name is kept either way.
@@ -90,11 +124,19 @@ DECLARE
     radiologist uuid;
     owner uuid;
     was text;
-    p jsonb := r - 'reporting_radiologist_id' - 'external_id';
+    was_issued timestamptz;
+    p jsonb;
 BEGIN
+    IF r ?| '{findings_text,impression,recommendations}' THEN
+        r := '{"findings_text": null, "impression": null,
+               "recommendations": null, "reporting_radiologist_name": null,
+               "reporting_radiologist_id": null, "signed_at": null}' || r;
+    END IF;
+    p := r - 'reporting_radiologist_id' - 'external_id';
     -- Locked, so that no concurrent version moves the report between this
     -- check and the update below (a concurrent insert comes back here).
-    SELECT o.patient_id, t.report_status INTO owner, was
+    SELECT o.patient_id, t.report_status, t.issued_at
+      INTO owner, was, was_issued
       FROM reports t JOIN scans o ON o.id = t.scan_id
      WHERE t.organization_id = org AND t.external_id = ext
        FOR UPDATE OF t;
@@ -115,7 +157,10 @@ BEGIN
     IF r ? 'report_status'
        AND coalesce(r->>'report_status', 'registered') IN ('registered',
                                                           'preliminary')
-       AND was IN ('final', 'amended', 'corrected') THEN
+       AND was IN ('final', 'amended', 'corrected', 'cancelled') THEN
+        RETURN;
+    END IF;
+    IF (r->>'issued_at')::timestamptz < was_issued THEN
         RETURN;
     END IF;
     IF NULLIF(r->>'reporting_radiologist_id', '') IS NOT NULL THEN

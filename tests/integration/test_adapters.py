@@ -425,28 +425,32 @@ class MergeTest(GatewayTest):
 PDF = b"%PDF-1.3\n% a tiny test document\n%%EOF\n"
 
 
-def result_obr(acc, status):
+def result_obr(acc, status, issued="20240102095900"):
     f = [""] * 33
     f[0], f[1], f[2], f[3] = "OBR", "1", "PL9^RIS", "FL9^RIS"
     f[4] = "71046^XR CHEST^CPT4"
     f[7] = "20240102090000"     # observation time -> effective_at
     f[18] = acc                 # accession
-    f[22] = "20240102095900"    # results reported -> issued_at
+    f[22] = issued              # results reported -> issued_at
     f[25] = status              # F final, P preliminary, C corrected
     f[32] = "ID77&Ray&Rita"     # principal result interpreter (CNN)
     return "|".join(f)
 
 
-def oru(cid, acc, status="F", text=("Lungs are clear.", "No acute disease."), pdf=None, uid=None):
+def oru(cid, acc, status="F", text=("Lungs are clear.", "No acute disease."), pdf=None, uid=None,
+        issued="20240102095900", recs=()):
     segs = ["MSH|^~\\&|RIS|RAD|MEDGATE|HOSP|20240102100000||ORU^R01^ORU_R01|%s|P|2.5.1" % cid,
             "PID|1||MRN9^^^HOSP^MR||Roe^Richard||19700101|M",
-            result_obr(acc, status)]
+            result_obr(acc, status, issued)]
     n = 0
     for line in text:
         n += 1
         segs.append("OBX|%d|TX|59776-5^Findings^LN||%s||||||%s" % (n, line, status))
     n += 1
     segs.append("OBX|%d|TX|19005-8^Impression^LN||Normal chest.||||||%s" % (n, status))
+    for line in recs:
+        n += 1
+        segs.append("OBX|%d|TX|18783-1^Recommendation^LN||%s||||||%s" % (n, line, status))
     if uid:
         n += 1
         segs.append("OBX|%d|ST|113014^DICOM Study^DCM||%s||||||%s" % (n, uid, status))
@@ -519,6 +523,66 @@ class ResultAdapterTest(GatewayTest):
         self.assertEqual(self.send(oru("L-4", "ACC9", status="C", text=("Corrected line.",))), "AA")
         self.assertEqual(h.psql(self.db, "SELECT report_status, replace(findings_text, E'\\n', '|') FROM reports"),
                          [["corrected", "Corrected line.|Normal chest."]])
+
+    def test_a_version_issued_before_the_stored_one_does_not_replace_it(self):
+        self.assertEqual(self.send(oru("V-1", "ACC9", status="F", issued="20240102095900")), "AA")
+        self.assertEqual(self.send(oru("V-2", "ACC9", status="C", text=("Corrected line.",),
+                                       issued="20240103080000")), "AA")
+        # The first final again, under a new control id (a resend by an
+        # interface engine): AA, but the correction issued later stays.
+        self.assertEqual(self.send(oru("V-3", "ACC9", status="F", issued="20240102095900")), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT report_status, replace(findings_text, E'\\n', '|') FROM reports"),
+                         [["corrected", "Corrected line.|Normal chest."]])
+        # Cancelled, then a late preliminary version: still cancelled.
+        self.assertEqual(self.send(oru("V-4", "ACC9", status="X", issued="20240104080000")), "AA")
+        self.assertEqual(self.send(oru("V-5", "ACC9", status="P", text=("Prelim.",),
+                                       issued="20240105080000")), "AA")
+        self.assertEqual(h.scalar(self.db, "SELECT report_status FROM reports"), "cancelled")
+
+    def test_a_new_version_with_text_replaces_the_whole_report(self):
+        self.assertEqual(self.send(oru("T-1", "ACC9", status="F", recs=("Follow-up CT in 6 months.",))), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT recommendations, reporting_radiologist_name FROM reports"),
+                         [["Follow-up CT in 6 months.", "Rita Ray"]])
+        # The correction has no recommendation and no signer (OBR-32): it
+        # is the whole report now, so neither stays from the final one.
+        corr = oru("T-2", "ACC9", status="C", text=("Corrected line.",)).replace(b"|ID77&Ray&Rita", b"|")
+        self.assertEqual(self.send(corr), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT report_status, replace(findings_text, E'\\n', '|'), impression, "
+                                "recommendations IS NULL, reporting_radiologist_name IS NULL FROM reports"),
+                         [["corrected", "Corrected line.|Normal chest.", "Normal chest.", "t", "t"]])
+
+    def test_a_scan_found_by_its_uid_gets_the_accession(self):
+        # A result naming only its study (no OBR-18, no OBR-3) makes the scan.
+        only_uid = oru("U-1", "", uid="1.2.3.9").replace(b"|FL9^RIS|", b"||")
+        self.assertEqual(self.send(only_uid), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT accession_number IS NULL, study_instance_uid FROM scans"),
+                         [["t", "1.2.3.9"]])
+        # The next version names both: the scan found by the UID gets ACC5.
+        self.assertEqual(self.send(oru("U-2", "ACC5", uid="1.2.3.9")), "AA")
+        # A version naming only the accession finds the same scan.
+        self.assertEqual(self.send(oru("U-3", "ACC5", status="C")), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT accession_number, study_instance_uid FROM scans"),
+                         [["ACC5", "1.2.3.9"]])
+        self.assertEqual(h.scalar(self.db, "SELECT count(DISTINCT scan_id) FROM reports"), "1")
+
+    def test_accession_and_uid_of_two_studies_is_ae_204_at_the_uid(self):
+        only_uid = oru("U-4", "", uid="1.2.3.8").replace(b"|FL9^RIS|", b"||")
+        self.assertEqual(self.send(only_uid), "AA")                      # scan 1: the UID
+        self.assertEqual(self.send(ORM.format(cid="U-5", ctl="NW").encode()), "AA")  # scan 2: ACC9
+        seg = segments(mllp_exchange(self.gw.mllp_port, oru("U-6", "ACC9", uid="1.2.3.8")))
+        self.assertEqual(seg["MSA"][1], "AE")
+        self.assertTrue(seg["ERR"][3].startswith("204^"), seg["ERR"])
+        self.assertTrue(seg["ERR"][2].startswith("OBX^4^5"), seg["ERR"])  # the UID's OBX
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM reports r JOIN scans s ON s.id = r.scan_id "
+                                  "WHERE s.accession_number = 'ACC9'"), "0")
+
+    def test_cancel_for_an_unknown_study_is_ae_204(self):
+        seg = segments(mllp_exchange(self.gw.mllp_port, oru("K-1", "ACC-NONE", status="X")))
+        self.assertEqual(seg["MSA"][1], "AE")
+        self.assertTrue(seg["ERR"][3].startswith("204^"), seg["ERR"])
+        self.assertTrue(seg["ERR"][2].startswith("OBR^1^18"), seg["ERR"])
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM scans"), "0")
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM reports"), "0")
 
     def test_a_new_signer_replaces_the_linked_radiologist(self):
         h.psql(self.db, "INSERT INTO users (organization_id, email, role, practitioner_id) "
