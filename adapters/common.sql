@@ -229,6 +229,19 @@ BEGIN
                                          how);
 END $$;
 
+-- The system of an identifier (CX.4): urn:oid:<universal id> for an ISO
+-- universal id, else the assigning authority's namespace, else
+-- urn:medgate:unqualified. An sql function, inlined where it is used.
+CREATE OR REPLACE FUNCTION medgate_identifier_system(universal_id_type text,
+                                                     universal_id text,
+                                                     namespace text)
+RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN universal_id_type = 'ISO' AND universal_id <> ''
+                THEN 'urn:oid:' || universal_id
+                ELSE coalesce(NULLIF(namespace, ''), 'urn:medgate:unqualified')
+           END
+$$;
+
 -- medgate_patient_identifiers for many patients: idents[k] are the
 -- identifiers of patient pids[k] (skipped where pids[k] is NULL); when two
 -- patients give the same identifier, the earlier element keeps it.
@@ -244,10 +257,8 @@ BEGIN
         value, type_code, assigner, assigning_facility, use, period_start,
         period_end)
     SELECT orgs[k], pids[k],
-        CASE WHEN x.universal_id_type = 'ISO' AND x.universal_id <> ''
-             THEN 'urn:oid:' || x.universal_id
-             ELSE coalesce(NULLIF(x.system, ''), 'urn:medgate:unqualified')
-        END,
+        medgate_identifier_system(x.universal_id_type, x.universal_id,
+                                  x.system),
         left(x.value, 256),
         CASE WHEN x.type_code ~ '^[A-Za-z0-9_-]{1,20}$' THEN x.type_code END,
         x.assigner, x.assigning_facility, how,

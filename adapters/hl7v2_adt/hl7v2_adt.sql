@@ -13,6 +13,18 @@ BEGIN
     IF input->'message'->>'trigger' = 'A40' THEN
         PERFORM medgate_patient_merge(org, survivor, input->'merge',
                                       input->'merge_prior_identifiers');
+        -- The merge moved the prior record's identifiers over as old ones,
+        -- among them any the prior got first that the survivor's PID-3
+        -- lists too (a duplicate record with the same SSN): those are the
+        -- survivor's current identifiers.
+        UPDATE patient_identifiers t SET use = 'usual', updated_at = now()
+          FROM jsonb_to_recordset(coalesce(input->'patient_identifiers',
+                                           '[]')) AS x(value text,
+               system text, universal_id text, universal_id_type text)
+         WHERE t.organization_id = org AND t.patient_id = survivor
+           AND t.use = 'old' AND t.value = left(x.value, 256)
+           AND t.system = medgate_identifier_system(x.universal_id_type,
+                                                    x.universal_id, x.system);
     END IF;
 END $$;
 

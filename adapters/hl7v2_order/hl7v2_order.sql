@@ -67,6 +67,11 @@ BEGIN
                         ctl, acc
             USING ERRCODE = 'MG102', DETAIL = 'order.control';
     END IF;
+    -- ORC-9 is the time of the event ORC-1 names: the order's on a NW, but
+    -- a change's or a cancel's own time otherwise, which is no order time.
+    IF ctl <> 'NW' THEN
+        s := s - 'ordered_at';
+    END IF;
     UPDATE scans t SET
         (placer_order_number, filler_order_number, requested_procedure_id,
          study_instance_uid, procedure_code, procedure_code_system,
@@ -88,7 +93,7 @@ BEGIN
     IF st = 'cancelled' THEN
         UPDATE scan_queue SET status = 'cancelled', updated_at = now()
          WHERE organization_id = org AND scan_id = sid
-           AND status IN ('waiting', 'assigned');
+           AND status IN ('waiting', 'assigned', 'in_progress');
     ELSIF st = 'completed' THEN
         UPDATE scans SET completed_at = coalesce(completed_at, now())
          WHERE id = sid;

@@ -189,6 +189,33 @@ class OrderAdapterTest(GatewayTest):
         self.assertEqual(send("S-4", "SC", b"CM"), "AA")
         self.assertEqual(h.psql(self.db, "SELECT status, completed_at IS NOT NULL FROM scans"), [["completed", "t"]])
 
+    def test_a_change_or_cancel_keeps_the_order_time(self):
+        # ORC-9 is the time of the event ORC-1 names: the order's on the NW,
+        # the status change's on the SC, which must not become the order time.
+        nw = ORM.format(cid="T-1", ctl="NW").replace("^^^20240102083000^^S", "^^^20240102083000^^S||20240101080000")
+        self.assertEqual(self.send(nw.encode()), "AA")
+        sc = ORM.format(cid="T-2", ctl="SC").replace("|FL9^RIS||", "|FL9^RIS||IP").replace(
+            "^^^20240102083000^^S", "^^^20240102083000^^S||20240105093000")
+        self.assertEqual(self.send(sc.encode()), "AA")
+        ca = ORM.format(cid="T-3", ctl="CA").replace("^^^20240102083000^^S", "^^^20240102083000^^S||20240106100000")
+        self.assertEqual(self.send(ca.encode()), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT status, to_char(ordered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') "
+                                "FROM scans"), [["cancelled", "2024-01-01 08:00"]])
+
+    def test_cancel_of_a_study_being_read_closes_its_entry(self):
+        self.assertEqual(self.send(ORM.format(cid="I-1", ctl="NW").encode()), "AA")
+        h.psql(self.db, "INSERT INTO users (organization_id, email, role) VALUES (:'p1', 'rad@example.org', "
+               "'radiologist')", h.DEMO_ORG)
+        h.psql(self.db, "UPDATE scan_queue SET status = 'in_progress', "
+               "assigned_to_user_id = (SELECT id FROM users WHERE email = 'rad@example.org')")
+        self.assertEqual(self.send(ORM.format(cid="I-2", ctl="CA").encode()), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT s.status, q.status FROM scans s JOIN scan_queue q ON q.scan_id = s.id"),
+                         [["cancelled", "cancelled"]])
+        # Ordered again: a new entry (the open one would have held the key: AE 207).
+        self.assertEqual(self.send(ORM.format(cid="I-3", ctl="NW").encode()), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT status FROM scan_queue ORDER BY queue_entered_at"),
+                         [["cancelled"], ["waiting"]])
+
     def test_change_without_a_priority_keeps_the_priority(self):
         self.assertEqual(self.send(ORM.format(cid="K-1", ctl="NW").encode()), "AA")  # ORC-7.6 S: stat
         # XO with a new procedure and no timing/priority at all (ORC-7 empty).
@@ -351,6 +378,18 @@ class MergeTest(GatewayTest):
         # The same A40 again (a new control id) changes nothing.
         self.assertEqual(self.send(a40.replace("|M-5|", "|M-8|").encode()), "AA")
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients"), "2")
+
+    def test_identifiers_the_survivor_lists_stay_current(self):
+        # The duplicate record got the SSN first; the A40's PID-3 lists it
+        # for the survivor: it moves over and is the survivor's usual one.
+        self.assertEqual(self.send(adt("D-1", mrn="DUP1", ssn="999")), "AA")
+        self.assertEqual(self.send(adt("D-2", mrn="KEEP9", ssn="777")), "AA")
+        a40 = adt("D-3", ev="A40", mrn="KEEP9", ssn="999").decode() + "MRG|DUP1^^^HOSP^MR\r"
+        self.assertEqual(self.send(a40.encode()), "AA")
+        survivor = h.scalar(self.db, "SELECT id FROM patients WHERE medical_record_number = 'KEEP9'")
+        self.assertEqual(h.psql(self.db, "SELECT value, use FROM patient_identifiers WHERE patient_id = :'p1' "
+                                "ORDER BY value", survivor),
+                         [["777", "usual"], ["999", "usual"], ["DUP1", "old"], ["KEEP9", "usual"]])
 
     def a40(self, cid, survivor, prior):
         msg = adt(cid, ev="A40", mrn=survivor, ssn="9" + survivor).decode() + "MRG|%s^^^HOSP^MR\r" % prior
