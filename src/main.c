@@ -60,6 +60,8 @@ load_conf(struct mg_conf *conf, const char *path)
 
     mg_conf_defaults(conf);
     rc = path ? mg_conf_load(conf, path, stderr) : mg_conf_apply_env(conf, stderr);
+    if (rc == MG_OK)
+        rc = mg_app_check_conf(conf, path ? path : "(environment)", stderr);
     if (rc != MG_OK)
         return rc;
     if (!mg_log_set_level(conf->log_level)) {

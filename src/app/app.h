@@ -4,6 +4,8 @@
 #ifndef MG_APP_APP_H
 #define MG_APP_APP_H
 
+#include <stdio.h>
+
 #include "core/conf.h"
 
 /* Runs the gateway until SIGINT/SIGTERM and a drain. Returns the process
@@ -25,6 +27,12 @@ int mg_app_map_dry_run(const struct mg_conf *conf, int nfiles, char **files);
  * checks and mapping files; writes each new outcome unless --dry-run.
  * Returns the process exit code. */
 int mg_app_replay(const struct mg_conf *conf, int argc, char **argv);
+
+/* The checks of conf that core cannot make (character set names the HL7
+ * codec reads), each error written to err as "where: key: ...". Returns
+ * MG_OK or MG_ECONF. */
+int mg_app_check_conf(const struct mg_conf *conf, const char *where,
+                      FILE *err);
 
 #define MG_DEMO_ORGANIZATION_ID "00000000-0000-4000-8000-000000000001"
 

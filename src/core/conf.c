@@ -202,10 +202,13 @@ static const struct opt listener_options[] = {
     {"mllp.listeners[].db_down_reply", OPT_STR, 0, "close", 0, 0,
      "When the database cannot store a message: close (no ACK) or ar."},
     {"mllp.listeners[].default_charset", OPT_STR, 0, "", 0, 0,
-     "Charset assumed when MSH-18 is empty (e.g. 8859/1); empty = UTF-8."},
+     "Charset assumed when MSH-18 is empty: an HL7 table 0211 name (8859/1 "
+     "to 8859/9, 8859/15, CP1252, UNICODE UTF-8, ASCII), checked at load; "
+     "empty = UTF-8."},
     {"mllp.listeners[].senders[]", OPT_STR, 0, "", 0, 0,
      "Accepted senders: {application, facility, organization_id, charset}; "
-     "\"*\" matches any. A message from a sender not listed gets AR."},
+     "\"*\" matches any (charset as default_charset). A message from a "
+     "sender not listed gets AR."},
 };
 
 static char **

@@ -260,7 +260,9 @@ check_ids(const struct mg_hl7v2_msh *m, struct mg_diag *diag)
 {
     struct mg_str pid, ver;
 
-    if (m->field[10].len == 0) {
+    /* Trimmed, as the header summary and the duplicate key read it: a
+     * blank control id would otherwise pass here and hold no key. */
+    if (mg_str_trim(m->field[10]).len == 0) {
         mg__hl7v2_diag(diag, MG_HL7_ERR_REQUIRED_MISSING, "MSH", 1, 10, 0,
                        "MSH-10 message control id missing");
         return MG_EPARSE;

@@ -36,24 +36,55 @@ find_sender(const struct mg_conf_listener *li, struct mg_str app,
     return NULL;
 }
 
+/* The length of the well-formed UTF-8 sequence of two to four bytes at p
+ * (no overlong forms, surrogates or code points above U+10FFFF), or 0. */
+static size_t
+utf8_seq(const unsigned char *p, size_t n)
+{
+    size_t len = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : 2;
+    uint32_t cp;
+
+    if (p[0] < 0xc2 || p[0] > 0xf4 || n < len)
+        return 0;
+    cp = p[0] & (0x3f >> (len - 1));
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return len;
+}
+
 /* A copy safe for a PostgreSQL text column: printable ASCII and valid
- * UTF-8 kept, other bytes as '?'; NULL for an empty value when
+ * UTF-8 kept (a parsed header is UTF-8: 'ÉST' and 'ÈST' are two senders,
+ * and two keys), other bytes as '?'; NULL for an empty value when
  * empty_is_null. Values from a message that failed to parse may be in any
- * charset. */
+ * charset. At most max bytes; a character cut at max becomes '?'. */
 static const char *
 col_text(struct mg_arena *a, struct mg_str s, size_t max, bool empty_is_null)
 {
+    const unsigned char *in = (const unsigned char *)s.ptr;
     char *out;
-    size_t n = s.len < max ? s.len : max;
+    size_t n = s.len < max ? s.len : max, i = 0, k;
 
     if (n == 0)
         return empty_is_null ? NULL : "";
     out = mg_arena_alloc(a, n + 1);
     if (out == NULL)
         return NULL;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s.ptr[i];
-        out[i] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+    while (i < n) {
+        if (in[i] >= 0x20 && in[i] < 0x7f) {
+            out[i] = (char)in[i];
+            i++;
+        } else if (in[i] >= 0x80 && (k = utf8_seq(in + i, n - i)) > 0) {
+            memcpy(out + i, in + i, k);
+            i += k;
+        } else {
+            out[i++] = '?';
+        }
     }
     out[n] = '\0';
     return out;

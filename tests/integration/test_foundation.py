@@ -1,6 +1,7 @@
 """Foundation: migrations, the schema catalog, configuration checks, the
 serve loop's health endpoints, metrics, drain, and riding out a database
 outage. Real binary, real PostgreSQL, real sockets."""
+import json
 import os
 import shutil
 import signal
@@ -211,6 +212,19 @@ class ConfigTest(unittest.TestCase):
             self.assertIn("`%s`" % opt, doc, "docs/configuration.md lacks " + opt)
             leaf = opt.split(".")[-1].replace("[]", "")
             self.assertIn('"%s"' % leaf, example, "example lacks " + opt)
+
+    def test_unknown_character_set_is_refused_at_load(self):
+        """A misspelt charset made every message without MSH-18 an AE
+        ("configured character set not supported") at run time."""
+        path = os.path.join(h.tempfile.mkdtemp(), "cs.json")
+        with open(path, "w") as f:
+            json.dump({"mllp": {"listeners": [{"name": "ris", "default_charset": "ISO8859-1", "senders": [
+                {"application": "A", "facility": "B", "organization_id": h.DEMO_ORG, "charset": "8859/1"},
+                {"application": "C", "facility": "D", "organization_id": h.DEMO_ORG, "charset": "CP1252"}]}]}}, f)
+        r = h.run_medgate("config", "check", path)
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertIn('mllp.listeners[0].default_charset: unknown character set "ISO8859-1"', r.stderr)
+        self.assertNotIn("senders", r.stderr)  # 8859/1 and CP1252 are HL7 table 0211 names
 
     def test_errors_name_file_line_and_key(self):
         path = os.path.join(h.tempfile.mkdtemp(), "bad.json")

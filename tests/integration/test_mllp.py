@@ -260,6 +260,26 @@ class AckRulesTest(unittest.TestCase):
         self.assertEqual(h.psql(self.db, "SELECT status FROM hl7_messages WHERE control_id='FIX-1' "
                                 "ORDER BY received_at"), [["failed"], ["received"]])
 
+    def test_blank_control_id_is_refused_like_an_empty_one(self):
+        # " " would otherwise pass the header check and hold no duplicate
+        # key (the key reads MSH-10 trimmed): a resend would run again.
+        for cid in ("", " "):
+            seg = segments(mllp_exchange(self.gw.mllp_port, msg(cid)))
+            self.assertEqual(seg["MSA"][1], "AR", repr(cid))
+            self.assertTrue(seg["ERR"][3].startswith("101^"), seg["ERR"])
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM hl7_messages WHERE status = 'received'"), "0")
+
+    def test_non_ascii_sender_names_are_kept_and_keep_keys_apart(self):
+        # UTF-8 in MSH-3 was stored as '?': two senders' messages with one
+        # MSH-10 collided as a duplicate (AE 205).
+        one = msg("U8-1").replace(b"|RIS|RAD|", "|RÏS|RAD|".encode())
+        two = msg("U8-1").replace(b"|RIS|RAD|", "|RÌS|RAD|".encode())
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, one))["MSA"][1], "AA")
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, two))["MSA"][1], "AA")
+        self.assertEqual(h.psql(self.db, "SELECT sending_application, status FROM hl7_messages "
+                                "WHERE control_id = 'U8-1' ORDER BY received_at"),
+                         [["RÏS", "received"], ["RÌS", "received"]])
+
     def test_unsupported_version_is_ar_203(self):
         seg = segments(mllp_exchange(self.gw.mllp_port, msg("VER-1").replace(b"|P|2.5.1", b"|P|9.9")))
         self.assertEqual(seg["MSA"][1], "AR")
