@@ -71,9 +71,13 @@ static const char *const select_sql =
 static const char *const superseded_sql =
     CANDIDATES_SQL " SELECT count(*) FROM c WHERE superseded AND $4 <> ''";
 
+/* The organization is the one of the sender the message is matched to
+ * today: a message rejected because its sender was not configured has
+ * none until it is. */
 static const char *const update_sql =
     "WITH upd AS (UPDATE hl7_messages SET status = $2,"
     "  error = NULLIF($3, ''), error_location = NULLIF($4, ''),"
+    "  organization_id = coalesce(NULLIF($5, '')::uuid, organization_id),"
     "  processed_at = now() WHERE id = $1::uuid RETURNING *)"
     " INSERT INTO sync_logs (organization_id, direction, protocol, listener,"
     "  sender, message_type, trigger_event, external_id, hl7_message_id,"
@@ -84,6 +88,41 @@ static const char *const update_sql =
     "  CASE WHEN $2 = 'received' THEN 'processed' ELSE $2 END,"
     "  'replayed: ' || coalesce(NULLIF($3, ''), 'accepted'), now(), now()"
     " FROM upd";
+
+/* What the message's records hold now, one row per column, for --diff:
+ * the patient of its MRN (live), that patient's identifiers, the scan of
+ * its accession (else of its study UID) and the report of its external id
+ * (else the accession, else the UID), for every part of a split message.
+ * Run before and after the adapter, in the same transaction. */
+static const char *const records_sql =
+    "WITH d AS (SELECT CASE jsonb_typeof($2::jsonb) WHEN 'array' THEN e.v"
+    "  ELSE $2::jsonb END AS doc FROM jsonb_array_elements("
+    "  CASE jsonb_typeof($2::jsonb) WHEN 'array' THEN $2::jsonb"
+    "  ELSE '[null]' END) AS e(v)),"
+    " k AS (SELECT doc->'patient'->>'medical_record_number' AS mrn,"
+    "  NULLIF(doc->'scan'->>'accession_number', '') AS acc,"
+    "  NULLIF(doc->'scan'->>'study_instance_uid', '') AS uid,"
+    "  coalesce(doc->'report'->>'external_id',"
+    "   NULLIF(doc->'scan'->>'accession_number', ''),"
+    "   NULLIF(doc->'scan'->>'study_instance_uid', '')) AS ext,"
+    "  doc ? 'report' AS reported FROM d),"
+    " p AS (SELECT t.* FROM patients t JOIN k ON t.medical_record_number ="
+    "  k.mrn WHERE t.organization_id = $1::uuid AND t.merged_into IS NULL),"
+    " r AS (SELECT 'patients[' || p.medical_record_number || ']' AS item,"
+    "  to_jsonb(p) AS j FROM p"
+    " UNION SELECT 'patient_identifiers[' || i.system || '|' || i.value"
+    "  || ']', to_jsonb(i) FROM patient_identifiers i JOIN p"
+    "  ON i.patient_id = p.id"
+    " UNION SELECT 'scans[' || coalesce(s.accession_number,"
+    "  s.study_instance_uid, s.id::text) || ']', to_jsonb(s) FROM scans s"
+    "  JOIN k ON s.accession_number = k.acc OR (k.acc IS NULL"
+    "   AND s.study_instance_uid = k.uid) WHERE s.organization_id = $1::uuid"
+    " UNION SELECT 'reports[' || t.external_id || ']', to_jsonb(t)"
+    "  FROM reports t JOIN k ON k.reported AND t.external_id = k.ext"
+    "  WHERE t.organization_id = $1::uuid)"
+    " SELECT r.item || '.' || c.key, coalesce(c.value #>> '{}', 'null')"
+    " FROM r, jsonb_each(r.j) c"
+    " WHERE c.key NOT IN ('created_at', 'updated_at') ORDER BY r.item || '.' || c.key COLLATE \"C\"";
 
 /* The message as it is now, locked until the end of its transaction: a
  * replay goes ahead only if nobody (another replay) wrote it since it was
@@ -140,6 +179,76 @@ sqlstate(const PGresult *r)
     return state ? state : "none (connection lost?)";
 }
 
+/* The organization the message is written for: that of the sender it is
+ * matched to today, else the one stored with it. */
+static const char *
+message_org(PGresult *r, int row, const struct mg_intake_verdict *v)
+{
+    return v->organization_id[0] ? v->organization_id : PQgetvalue(r, row, 2);
+}
+
+/* What records_sql gives for the message now, or NULL (said on stderr). */
+static PGresult *
+records_now(PGconn *c, PGresult *r, int row, const struct mg_intake_verdict *v)
+{
+    const char *params[2] = {message_org(r, row, v), v->input};
+    PGresult *s = PQexecParams(c, records_sql, 2, NULL, params, NULL, NULL, 0);
+
+    if (PQresultStatus(s) == PGRES_TUPLES_OK)
+        return s;
+    fprintf(stderr, "replay %s: reading its records failed: SQLSTATE %s\n",
+            PQgetvalue(r, row, 0), sqlstate(s));
+    PQclear(s);
+    return NULL;
+}
+
+/* One line of print_record_changes, after its header (once, if any). */
+static void
+record_line(const char **header, char kind, const char *key, const char *a,
+            const char *b)
+{
+    if (*header != NULL) {
+        fputs(*header, stdout);
+        *header = NULL;
+    }
+    if (b != NULL)
+        printf("  %c %s: %s -> %s\n", kind, key, a, b);
+    else
+        printf("  %c %s: %s\n", kind, key, a);
+}
+
+/* Prints, under --diff, each column of the message's records the adapter
+ * changed: "~ scans[ACC9].priority: stat -> urgent", "+ ..." for a value
+ * in a new record, "- ..." for one gone; header first, when there is a
+ * change and header is not NULL. Both results are sorted by key (bytes). */
+static void
+print_record_changes(PGresult *before, PGresult *after, const char *header)
+{
+    int i = 0, j = 0, nb = PQntuples(before), na = PQntuples(after), cmp;
+
+    while (i < nb || j < na) {
+        cmp = i == nb ? 1 : j == na ? -1
+                          : strcmp(PQgetvalue(before, i, 0),
+                                   PQgetvalue(after, j, 0));
+        if (cmp < 0) {
+            record_line(&header, '-', PQgetvalue(before, i, 0),
+                        PQgetvalue(before, i, 1), NULL);
+            i++;
+        } else if (cmp > 0) {
+            if (strcmp(PQgetvalue(after, j, 1), "null") != 0)
+                record_line(&header, '+', PQgetvalue(after, j, 0),
+                            PQgetvalue(after, j, 1), NULL);
+            j++;
+        } else {
+            if (strcmp(PQgetvalue(before, i, 1), PQgetvalue(after, j, 1)))
+                record_line(&header, '~', PQgetvalue(before, i, 0),
+                            PQgetvalue(before, i, 1), PQgetvalue(after, j, 1));
+            i++;
+            j++;
+        }
+    }
+}
+
 /* Runs the message's adapter inside the open transaction; an adapter that
  * refuses it makes the verdict failed, with the error and location the
  * intake would store. MG_OK, or MG_EDB when the call itself failed (the
@@ -149,7 +258,7 @@ run_adapter(PGconn *c, PGresult *r, int row, const struct mg_conf_listener *li,
             const struct mg_mapping_set *set, struct mg_str raw,
             struct mg_intake_verdict *v)
 {
-    const char *params[4] = {v->adapter, PQgetvalue(r, row, 2),
+    const char *params[4] = {v->adapter, message_org(r, row, v),
                              PQgetvalue(r, row, 0), v->input};
     PGresult *a = PQexecParams(c, "SELECT * FROM medgate_adapt($1, $2::uuid,"
                                " $3::uuid, $4::jsonb)", 4, NULL, params, NULL,
@@ -179,12 +288,13 @@ static int
 write_outcome(PGconn *c, const char *id, const char *status,
               const struct mg_intake_verdict *v, struct tally *t)
 {
-    const char *params[4] = {id, status, v->error, v->location};
+    const char *params[5] = {id, status, v->error, v->location,
+                             v->organization_id};
     PGresult *r;
     const char *state;
     int rc = MG_OK;
 
-    r = PQexecParams(c, update_sql, 4, NULL, params, NULL, NULL, 0);
+    r = PQexecParams(c, update_sql, 5, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
         if (state != NULL && strcmp(state, "23505") == 0) {
@@ -277,6 +387,7 @@ replay_row(PGconn *c, const struct mg_conf *conf,
     struct mg_intake_verdict v;
     const struct mg_conf_listener *li;
     unsigned char *raw;
+    PGresult *before = NULL, *after = NULL; /* records, for --diff */
     bool changed, adapted = false;
     size_t n = 0;
 
@@ -300,22 +411,49 @@ replay_row(PGconn *c, const struct mg_conf *conf,
         goto out_rollback;
     }
     if (v.input != NULL && strcmp(v.status, "received") == 0) {
+        if (!*message_org(r, row, &v)) {
+            printf("%s %s: left as it was: no organization (its sender is "
+                   "not configured on listener %s)\n", id,
+                   PQgetvalue(r, row, 7), li->name);
+            t->unchanged++;
+            goto out_rollback;
+        }
+        if (o->diff && (before = records_now(c, r, row, &v)) == NULL) {
+            t->errors++;
+            goto out_rollback;
+        }
         if (run_adapter(c, r, row, li, set, mg_str_n((const char *)raw, n),
                         &v) != MG_OK) {
             t->errors++;
             goto out_rollback;
         }
         adapted = strcmp(v.status, "received") == 0;
+        if (adapted && o->diff && (after = records_now(c, r, row, &v)) == NULL) {
+            t->errors++;
+            goto out_rollback;
+        }
     }
     /* "processed" is "received" plus later work: the same outcome. */
     changed = strcmp(v.error, PQgetvalue(r, row, 5)) != 0 ||
+              strcmp(v.location, PQgetvalue(r, row, 6)) != 0 ||
               (strcmp(v.status, was) != 0 &&
                !(strcmp(was, "processed") == 0 &&
                  strcmp(v.status, "received") == 0));
     if (changed)
         print_change(o, r, row, &v);
+    if (after != NULL) {
+        char header[200];
+
+        snprintf(header, sizeof(header), "%s %s: %s, its records would "
+                 "change:\n", id, PQgetvalue(r, row, 7), was);
+        print_record_changes(before, after, changed ? NULL : header);
+    }
+    PQclear(before);
+    PQclear(after);
+    before = after = NULL;
     if (o->dry_run || (!changed && !adapted)) {
         tally_outcome(t, changed, v.status);
+        t->reapplied += o->dry_run && adapted; /* would be */
         goto out_rollback;
     }
     /* Counted once written: a superseded message is neither accepted nor
@@ -328,6 +466,8 @@ replay_row(PGconn *c, const struct mg_conf *conf,
     PQfreemem(raw);
     return;
 out_rollback:
+    PQclear(before);
+    PQclear(after);
     PQclear(PQexec(c, "ROLLBACK"));
     free(v.input);
     PQfreemem(raw);

@@ -112,6 +112,7 @@ struct mg_intake_verdict {
     char error[256];
     char location[64];
     char adapter[64]; /* the adapter that would write it, "" if none */
+    char organization_id[40]; /* of the sender it was matched to, or "" */
     char *input;      /* its input document (malloc'd, the caller frees
                          it), NULL if none */
 };

@@ -112,6 +112,62 @@ class MappingReloadTest(unittest.TestCase):
         again = h.run_medgate("replay", "--failed", env=env)
         self.assertIn("replayed 0 message(s)", again.stdout)
 
+    def test_replay_diff_shows_what_the_new_mapping_changes_in_the_records(self):
+        self.edit_orders(fix=True)
+        self.assertTrue(self.wait_for_log("mapping files reloaded"), self.gw.read_log()[-2000:])
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, order("RD-1")))["MSA"][1], "AA")
+        # A mapping change that gives accepted orders another value.
+        path = os.path.join(self.maps, "orders.json")
+        with open(path) as f:
+            doc = json.load(f)
+        doc["fields"]["scan.clinical_indication"] = {"const": "Chest pain"}
+        with open(path, "w") as f:
+            json.dump(doc, f, indent=2)
+        env = {"MEDGATE_DATABASE_URL": h.conninfo(self.db), "MEDGATE_PATHS_MAPPINGS": self.maps}
+
+        dry = h.run_medgate("replay", "--all", "--dry-run", "--diff", env=env)
+        self.assertEqual(dry.returncode, 0, dry.stderr)
+        self.assertIn("RD-1: received, its records would change:", dry.stdout)
+        self.assertIn("  ~ scans[PL1].clinical_indication: null -> Chest pain\n", dry.stdout)
+        self.assertNotIn("scans[PL1].accession_number", dry.stdout)  # unchanged columns are not listed
+        self.assertIn("1 unchanged, 0 superseded, 0 errors; 1 written again", dry.stdout)
+        self.assertEqual(h.scalar(self.db, "SELECT clinical_indication IS NULL FROM scans"), "t")
+
+        real = h.run_medgate("replay", "--all", env=env)
+        self.assertEqual(real.returncode, 0, real.stderr)
+        self.assertEqual(h.scalar(self.db, "SELECT clinical_indication FROM scans"), "Chest pain")
+
+    def test_replay_accepts_a_rejected_sender_once_it_is_configured(self):
+        """A message rejected for an unknown sender is stored without an
+        organization. Replayed after the sender is added, it must be
+        written for the sender's organization (it failed SQLSTATE 22P02)."""
+        self.edit_orders(fix=True)
+        self.assertTrue(self.wait_for_log("mapping files reloaded"), self.gw.read_log()[-2000:])
+        port = h.free_port()
+        only_rad = {"name": "strict", "port": port, "senders": [
+            {"application": "RIS", "facility": "RAD", "organization_id": h.DEMO_ORG}]}
+        gw = h.Gateway(self.db, config={"paths": {"mappings": self.maps},
+                                        "mllp": {"listeners": [only_rad]}}).start()
+        try:
+            other = order("RS-1").replace(b"|RIS|RAD|", b"|RIS|OTHER|")
+            self.assertEqual(segments(mllp_exchange(port, other))["MSA"][1], "AR")
+        finally:
+            gw.stop()
+        self.assertEqual(h.psql(self.db, "SELECT status, organization_id IS NULL FROM hl7_messages "
+                                "WHERE control_id = 'RS-1'"), [["rejected", "t"]])
+        conf = dict(gw.conf)
+        conf["mllp"] = {"listeners": [dict(only_rad, senders=only_rad["senders"] + [
+            {"application": "RIS", "facility": "OTHER", "organization_id": h.DEMO_ORG}])]}
+        path = os.path.join(tempfile.mkdtemp(), "replay.json")
+        with open(path, "w") as f:
+            json.dump(conf, f)
+        real = h.run_medgate("replay", "--config", path, "--all")
+        self.assertEqual(real.returncode, 0, real.stdout + real.stderr)
+        self.assertIn("RS-1: rejected -> received", real.stdout)
+        self.assertEqual(h.psql(self.db, "SELECT m.status, m.organization_id, s.organization_id FROM hl7_messages m, "
+                                "scans s WHERE m.control_id = 'RS-1' AND s.accession_number = 'PL1'"),
+                         [["received", h.DEMO_ORG, h.DEMO_ORG]])
+
     def test_replay_takes_the_latest_of_two_failed_messages_with_one_control_id(self):
         # The sender resends RP-7 with a corrected name; both fail today.
         self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, order("RP-7")))["MSA"][1], "AE")
