@@ -89,11 +89,13 @@ MG_MUST_CHECK int mg_intake_submit(struct mg_intake *in,
                                    struct mg_str frame, mg_intake_done_cb done,
                                    void *arg);
 
-/* Builds an AR (HL7 error 207 with text) for a frame that is refused
- * before the intake sees it (too large), from whatever of its MSH can be
- * read in head. MG_OK, or MG_EPARSE when head has no usable MSH-10 (send
- * nothing then). */
-MG_MUST_CHECK int mg_intake_reject_ack(struct mg_str head, const char *text,
+/* Builds an AR (HL7 error 207 with text; CR in enhanced mode) for a frame
+ * that listener li refuses before the intake sees it (too large), from
+ * whatever of its MSH can be read in head. MG_OK; MG_EPARSE when head has
+ * no usable MSH-10, MG_ENOTFOUND when the sender asked for no such ACK
+ * (MSH-15 NE or SU): send nothing then. */
+MG_MUST_CHECK int mg_intake_reject_ack(const struct mg_conf_listener *li,
+                                       struct mg_str head, const char *text,
                                        struct mg_buf *out);
 
 /* Uses set (borrowed; NULL = none) for the mapping stage of messages

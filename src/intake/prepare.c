@@ -392,6 +392,10 @@ answer(struct mg__intake_item *it, const struct mg_hl7v2_msh *msh,
     return wanted && it->col[COL_ACK] == NULL ? MG_ENOMEM : MG_OK;
 }
 
+/* The answers prepared besides the verdict's: the AE/CE 205 of a
+ * duplicate key with another payload, and the AR/CR of a database that
+ * cannot store it. Both are failures: in enhanced mode, only when MSH-15
+ * asks for them (AL or ER), as for any other failure. */
 static void
 render_acks(struct mg__intake_item *it, const struct verdict *v,
             const struct mg_hl7v2_msh *msh)
@@ -402,6 +406,8 @@ render_acks(struct mg__intake_item *it, const struct verdict *v,
     if (mg_hl7v2_is_ack(msh))
         return; /* never acknowledge an acknowledgement */
     (void)answer(it, msh, v->outcome, &v->diag); /* a NULL ACK: none sent */
+    if (enhanced && !mg_hl7v2_accept_ack_wanted(msh, false))
+        return; /* COL_DUP_ACK NULL, down_ack empty: none sent */
     mg_diag_clear(&d);
     mg_diag_at(&d, "MSH", 1, 10, 0);
     mg_diag_set(&d, MG_HL7_ERR_DUPLICATE_KEY, "control id already received "
@@ -458,23 +464,26 @@ mg__intake_prepare(struct mg__intake_item *it,
 }
 
 int
-mg_intake_reject_ack(struct mg_str head, const char *text, struct mg_buf *out)
+mg_intake_reject_ack(const struct mg_conf_listener *li, struct mg_str head,
+                     const char *text, struct mg_buf *out)
 {
     struct mg_hl7v2_msh msh;
     struct mg_arena a;
     struct mg_diag d;
     const char *ack;
     size_t len = 0;
+    bool enhanced;
     int rc;
 
     if (mg_hl7v2_msh_peek(head, &msh) != MG_OK || msh.nfield < 10)
         return MG_EPARSE;
+    enhanced = ack_mode(li, &msh) == MG_HL7V2_ACK_ENHANCED;
+    if (enhanced && !mg_hl7v2_accept_ack_wanted(&msh, false))
+        return MG_ENOTFOUND;
     mg_diag_clear(&d);
     mg_diag_set(&d, MG_HL7_ERR_INTERNAL, "%s", text);
     mg_arena_init(&a, 4096, 0);
-    ack = build_ack(&a, &msh, mg_hl7v2_ack_mode(&msh) == MG_HL7V2_ACK_ENHANCED
-                                  ? MG_HL7V2_CR : MG_HL7V2_AR,
-                    &d, &len);
+    ack = build_ack(&a, &msh, enhanced ? MG_HL7V2_CR : MG_HL7V2_AR, &d, &len);
     rc = ack ? mg_buf_append(out, ack, len) : MG_ENOMEM;
     mg_arena_dispose(&a);
     return rc;

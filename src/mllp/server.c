@@ -245,8 +245,8 @@ refuse_oversize(struct mllp_conn *mc, struct mg_str head)
         return;
     }
     mg_buf_init(&ack, 0);
-    if (mg_intake_reject_ack(head, "frame exceeds the listener's "
-                             "max_frame_bytes", &ack) == MG_OK)
+    if (mg_intake_reject_ack(mc->srv->conf, head, "frame exceeds the "
+                             "listener's max_frame_bytes", &ack) == MG_OK)
         slot_fill(s, SLOT_SEND_CLOSE, ack.ptr, ack.len);
     else
         slot_fill(s, SLOT_CLOSE, NULL, 0);

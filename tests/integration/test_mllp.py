@@ -295,6 +295,17 @@ class AckRulesTest(unittest.TestCase):
         self.assertEqual(seg["MSA"][1], "CA")
         self.assertEqual(seg["MSA"][2], "ENH-1")
 
+    def test_enhanced_mode_ne_gets_no_ack_for_a_duplicate_key(self):
+        # MSH-15 NE: no accept ACK at all, also not the CE 205 of a control
+        # id already used with another payload (it was sent before).
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, msg("ENH-D", mrn="1")))["MSA"][1], "AA")
+        with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=1) as s:
+            s.sendall(b"\x0b" + msg("ENH-D", mrn="2", extra="|||NE|NE") + b"\x1c\r")
+            with self.assertRaises(socket.timeout):
+                s.recv(100)
+        self.assertEqual(h.wait_for_scalar(self.db, "SELECT status FROM hl7_messages WHERE control_id = 'ENH-D' "
+                                           "AND status = 'duplicate'"), "duplicate")
+
     def test_enhanced_mode_ne_stores_without_ack(self):
         with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=1) as s:
             s.sendall(b"\x0b" + msg("ENH-NE", extra="|||NE|NE") + b"\x1c\r")
@@ -365,11 +376,11 @@ class AckRulesTest(unittest.TestCase):
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM hl7_messages WHERE control_id LIKE 'HOLD-%'"),
                          "100")
 
-    def restart_with_small_frames(self):
+    def restart_with_small_frames(self, **listener):
         self.gw.stop()
-        self.gw = h.Gateway(self.db, config={"mllp": {"listeners": [
+        self.gw = h.Gateway(self.db, config={"mllp": {"listeners": [dict(
             {"name": "small", "port": h.free_port(), "max_frame_bytes": 1024,
-             "senders": [{"organization_id": h.DEMO_ORG}]}]}})
+             "senders": [{"organization_id": h.DEMO_ORG}]}, **listener)]}})
         self.gw.mllp_port = self.gw.conf["mllp"]["listeners"][0]["port"]
         self.gw.start()
 
@@ -381,6 +392,21 @@ class AckRulesTest(unittest.TestCase):
             buf = read_until_eof(s)
         self.assertIn(b"MSA|AR|BIG-1", buf)
         self.assertIn(b"max_frame_bytes", buf)
+
+    def test_oversize_refusal_follows_the_listeners_ack_mode(self):
+        # ack_mode original: AR whatever MSH-15 says (it said CR before).
+        self.restart_with_small_frames(ack_mode="original")
+        big = msg("BIG-2", extra="|||AL|NE") + b"OBX|1|TX|||" + b"x" * 5000 + b"\r"
+        with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=10) as s:
+            s.sendall(b"\x0b" + big + b"\x1c\r")
+            buf = read_until_eof(s)
+        self.assertIn(b"MSA|AR|BIG-2", buf)
+        # Enhanced, MSH-15 NE: no accept ACK wanted, so none; closed.
+        self.restart_with_small_frames()
+        big = msg("BIG-3", extra="|||NE|NE") + b"OBX|1|TX|||" + b"x" * 5000 + b"\r"
+        with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=10) as s:
+            s.sendall(b"\x0b" + big + b"\x1c\r")
+            self.assertEqual(read_until_eof(s), b"")
 
     def test_frames_behind_an_oversize_one_are_not_taken(self):
         # The refusal closes the connection after BEFORE-1's ACK: AFTER-1,
