@@ -254,8 +254,16 @@ judge(struct mg__intake_item *it, const struct mg_conf_listener *li,
 
     mg_diag_clear(&v->diag);
     v->outcome = MG__INTAKE_STORED;
-    if (mg_hl7v2_check(frame, msh, &v->diag) != MG_OK)
+    if (mg_hl7v2_check(frame, msh, &v->diag) != MG_OK) {
+        /* A header refused (say, MSH-12 9.9) still names its sender when
+         * MSH-3/4 can be read: the row is stored for that organization,
+         * so that the same bytes again are a repeat (the original AR, not
+         * a second row and a new AR). The outcome stays the refusal. */
+        if (mg_hl7v2_msh_peek(frame, msh) == MG_OK)
+            v->sender = find_sender(li, mg_hl7v2_msh_comp(msh, 3, 1),
+                                    mg_hl7v2_msh_comp(msh, 4, 1));
         goto out_bad;
+    }
     v->sender = find_sender(li, mg_hl7v2_msh_comp(msh, 3, 1),
                             mg_hl7v2_msh_comp(msh, 4, 1));
     if (v->sender == NULL) {

@@ -285,6 +285,18 @@ class AckRulesTest(unittest.TestCase):
         self.assertEqual(seg["MSA"][1], "AR")
         self.assertTrue(seg["ERR"][3].startswith("203^"))
 
+    def test_a_refused_header_resent_gets_the_original_ar(self):
+        # The sender is known (MSH-3/4) though the header is refused: the
+        # same bytes again are a repeat, not a second row with a new AR.
+        bad = msg("VER-2").replace(b"|P|2.5.1", b"|P|9.9")
+        first = mllp_exchange(self.gw.mllp_port, bad)
+        self.assertEqual(segments(first)["MSA"][1], "AR")
+        self.assertEqual(mllp_exchange(self.gw.mllp_port, bad), first)  # byte for byte
+        self.assertEqual(h.psql(self.db, "SELECT status, organization_id FROM hl7_messages WHERE control_id = 'VER-2'"),
+                         [["rejected", h.DEMO_ORG]])
+        self.assertEqual(h.psql(self.db, "SELECT status FROM sync_logs WHERE external_id = 'VER-2' ORDER BY id"),
+                         [["rejected"], ["duplicate"]])
+
     def test_no_msh_is_rejected(self):
         ack = mllp_exchange(self.gw.mllp_port, b"PID|1||123\r")
         self.assertIn(b"MSA|AR", ack)
