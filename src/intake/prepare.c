@@ -356,6 +356,11 @@ render_header(struct mg__intake_item *it, const struct verdict *v,
     it->col[COL_ACCEPT_ACK] = col_text(a, header_value(v, msh, 15, 1), 4, true);
     it->col[COL_APP_ACK] = col_text(a, header_value(v, msh, 16, 1), 4, true);
     it->col[COL_CHARSET] = col_text(a, header_value(v, msh, 18, 1), 40, true);
+    /* Without MSH-18, the set the bytes were read in: the sender's or
+     * the listener's default (NULL: ASCII, or UTF-8). */
+    if (it->col[COL_CHARSET] == NULL && v->sender != NULL)
+        it->col[COL_CHARSET] = v->sender->charset ? v->sender->charset
+                                                  : it->listener->default_charset;
 }
 
 static enum mg_hl7v2_ack_mode

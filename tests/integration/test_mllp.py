@@ -405,6 +405,17 @@ class AckRulesTest(unittest.TestCase):
         self.assertIn(b"MSA|AR|BIG-1", buf)
         self.assertIn(b"max_frame_bytes", buf)
 
+    def test_a_senders_charset_reads_latin1_and_is_recorded(self):
+        # No MSH-18: the sender's configured 8859/1 decodes the bytes, and
+        # the row says which set that was (it said nothing before).
+        self.restart_with_small_frames(senders=[
+            {"application": "RIS", "facility": "RAD", "organization_id": h.DEMO_ORG, "charset": "8859/1"}])
+        latin1 = msg("CS-1", mrn="CS1").replace(b"Doe^Jane", "Müller^Jürgen".encode("latin-1"))
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, latin1))["MSA"][1], "AA")
+        self.assertEqual(h.psql(self.db, "SELECT m.charset, p.last_name, p.first_name FROM hl7_messages m, patients p "
+                                "WHERE m.control_id = 'CS-1' AND p.medical_record_number = 'CS1'"),
+                         [["8859/1", "Müller", "Jürgen"]])
+
     def test_oversize_refusal_follows_the_listeners_ack_mode(self):
         # ack_mode original: AR whatever MSH-15 says (it said CR before).
         self.restart_with_small_frames(ack_mode="original")
