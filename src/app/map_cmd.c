@@ -16,6 +16,7 @@
 #include "core/diag.h"
 #include "core/error.h"
 #include "hl7v2/hl7v2.h"
+#include "intake/intake.h"
 #include "mapping/mapping.h"
 #include "mllp/client.h"
 
@@ -23,12 +24,14 @@ static const char usage[] =
     "usage: medgate map --dry-run [--listener NAME] FILE...\n"
     "  --listener NAME  route as if the messages came in on the MLLP\n"
     "                   listener NAME (mllp.listeners[].name), so routes\n"
-    "                   that match on a listener can be tried\n";
+    "                   that match on a listener can be tried (and, when\n"
+    "                   the configuration has it, its senders' charsets)\n";
 
 /* The options of one dry run. */
 struct dry_run {
     const struct mg_mapping_set *set;
     const char *listener; /* NULL: not from a listener */
+    const struct mg_conf_listener *li; /* configured as listener, or NULL */
 };
 
 /* The FHIR resources the mapped rows would be: the outbound adapters run on
@@ -94,6 +97,7 @@ print_fhir(const struct dry_run *dr, const struct mg_hl7v2_msg *msg,
 static int
 dry_run_file(const struct dry_run *dr, const char *path)
 {
+    struct mg_hl7v2_parse_opts opts = {0};
     struct mg_mllp_split split;
     struct mg_hl7v2_msg *msg;
     struct mg_arena arena;
@@ -116,7 +120,11 @@ dry_run_file(const struct dry_run *dr, const char *path)
     for (size_t i = 0; i < split.nmsg; i++) {
         printf("== %s message %zu\n", path, i + 1);
         mg_diag_clear(&diag);
-        if (mg_hl7v2_parse(split.msg[i], NULL, &arena, &msg, &diag) != MG_OK) {
+        /* Read as the intake reads it: without MSH-18, in the charset the
+         * listener's configuration gives its sender. */
+        opts.default_charset = dr->li != NULL
+            ? mg_intake_default_charset(dr->li, split.msg[i]) : NULL;
+        if (mg_hl7v2_parse(split.msg[i], &opts, &arena, &msg, &diag) != MG_OK) {
             printf("parse error at %s-%d.%d: %s\n", diag.segment, diag.field,
                    diag.comp, diag.text);
             failed++;
@@ -159,7 +167,7 @@ int
 mg_app_map_dry_run(const struct mg_conf *conf, int nfiles, char **files)
 {
     struct mg_mapping_set *set;
-    struct dry_run dr = {NULL, NULL};
+    struct dry_run dr = {NULL, NULL, NULL};
     int failed = 0;
 
     if (!take_listener(&nfiles, files, &dr.listener)) {
@@ -172,6 +180,9 @@ mg_app_map_dry_run(const struct mg_conf *conf, int nfiles, char **files)
         return 1;
     }
     dr.set = set;
+    for (int i = 0; dr.listener != NULL && i < conf->nlisteners; i++)
+        if (strcmp(conf->listeners[i].name, dr.listener) == 0)
+            dr.li = &conf->listeners[i];
     for (int i = 0; i < nfiles; i++)
         failed += dry_run_file(&dr, files[i]);
     mg_mapping_set_free(set);

@@ -119,6 +119,13 @@ struct mg_intake_verdict {
                          it), NULL if none */
 };
 
+/* The character set listener li reads frame in when its MSH-18 is empty:
+ * the charset of the sender MSH-3/4 name, else the listener's
+ * default_charset; NULL for ASCII/UTF-8 (or no readable MSH). For `medgate
+ * map --dry-run`, which must read a message as the intake would. */
+const char *mg_intake_default_charset(const struct mg_conf_listener *li,
+                                      struct mg_str frame);
+
 MG_MUST_CHECK int mg_intake_judge(const struct mg_conf_listener *li,
                                   const struct mg_mapping_set *set,
                                   struct mg_str raw,

@@ -476,6 +476,20 @@ mg__intake_prepare(struct mg__intake_item *it,
     return MG_OK;
 }
 
+const char *
+mg_intake_default_charset(const struct mg_conf_listener *li,
+                          struct mg_str frame)
+{
+    const struct mg_conf_sender *s;
+    struct mg_hl7v2_msh msh;
+
+    if (mg_hl7v2_msh_peek(frame, &msh) != MG_OK)
+        return NULL;
+    s = find_sender(li, mg_hl7v2_msh_comp(&msh, 3, 1),
+                    mg_hl7v2_msh_comp(&msh, 4, 1));
+    return s != NULL && s->charset != NULL ? s->charset : li->default_charset;
+}
+
 int
 mg_intake_reject_ack(const struct mg_conf_listener *li, struct mg_str head,
                      const char *text, struct mg_buf *out)

@@ -31,6 +31,26 @@ class DryRunTest(unittest.TestCase):
         self.assertEqual(study["modality"][0]["code"], "CT")
         self.assertNotIn("fhir diagnostic_report", fhir)  # an order has no report
 
+    def test_listener_option_reads_a_message_in_its_senders_charset(self):
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d)
+        conf = os.path.join(d, "medgate.json")
+        with open(conf, "w") as f:
+            json.dump({"mllp": {"listeners": [{"name": "ris", "senders": [
+                {"application": "RIS", "facility": "RAD", "organization_id": h.DEMO_ORG,
+                 "charset": "8859/1"}]}]}}, f)
+        path = os.path.join(d, "latin1.hl7")
+        with open(path, "wb") as f:  # no MSH-18: the sender's 8859/1 applies
+            f.write("MSH|^~\\&|RIS|RAD|MEDGATE|HOSP|20240101120000||ADT^A01^ADT_A01|L-1|P|2.5.1\r"
+                    "PID|1||M1^^^HOSP^MR||Müller^Jürgen||19800101|M\r".encode("latin-1"))
+        r = h.run_medgate("map", "--config", conf, "--dry-run", "--listener", "ris", path)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn('patient.last_name = "Müller"', r.stdout)
+        # Not from that listener: read as ASCII/UTF-8, so not readable.
+        r = h.run_medgate("map", "--config", conf, "--dry-run", path)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("parse error at PID-5", r.stdout)
+
     def test_broken_mapping_set_is_refused_with_file_and_line(self):
         d = tempfile.mkdtemp()
         with open(os.path.join(d, "bad.json"), "w") as f:
