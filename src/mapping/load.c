@@ -49,6 +49,22 @@ pop(struct loader *l)
     l->nkey--;
 }
 
+static char *dup(struct loader *l, const char *s);
+
+/* Item i of a list, as "[i]" in the key path: report() finds that item's
+ * line, not the first item's. */
+static void
+push_index(struct loader *l, size_t i)
+{
+    char idx[24];
+    const char *k;
+
+    snprintf(idx, sizeof(idx), "[%zu]", i);
+    k = dup(l, idx); /* NULL when out of memory (l->oom) */
+
+    push(l, k != NULL ? k : "[?]");
+}
+
 MG_PRINTF(2, 3)
 static void
 report(struct loader *l, const char *fmt, ...)
@@ -65,7 +81,8 @@ report(struct loader *l, const char *fmt, ...)
         fprintf(l->err, "%s:%d: ", l->file,
                 n ? mg_jsonpos_line(l->text, l->key, n) : 1);
     for (size_t i = 0; i < n; i++)
-        fprintf(l->err, "%s%s", i ? "/" : "", l->key[i]);
+        fprintf(l->err, "%s%s", i && l->key[i][0] != '[' ? "/" : "",
+                l->key[i]);
     fputs(n ? ": " : "", l->err);
     va_start(ap, fmt);
     vfprintf(l->err, fmt, ap);
@@ -132,7 +149,9 @@ str_list(struct loader *l, json_t *v, struct mg_str **out, size_t *n)
     json_array_foreach(v, i, e)
     {
         if (!json_is_string(e)) {
+            push_index(l, i);
             report(l, "expected a list of strings");
+            pop(l);
             return false;
         }
         if (*out)
@@ -339,7 +358,11 @@ load_when(struct loader *l, json_t *v, enum mg__mapping_path_kind rel,
     *out = alloc(l, *n * sizeof(**out));
     if (*out == NULL)
         return;
-    json_array_foreach(v, i, e) load_cond(l, &(*out)[i], e, rel);
+    json_array_foreach(v, i, e) {
+        push_index(l, i);
+        load_cond(l, &(*out)[i], e, rel);
+        pop(l);
+    }
 }
 
 static const struct {
@@ -490,8 +513,13 @@ load_from(struct loader *l, struct mg__mapping_rule *r, json_t *v,
                                         &why);
         if (rc == MG_ENOMEM)
             l->oom = true;
-        else if (rc != MG_OK)
+        else if (rc != MG_OK) {
+            if (json_is_array(v))
+                push_index(l, i);
             report(l, "bad path \"%s\": %s", texts[i].ptr, why);
+            if (json_is_array(v))
+                pop(l);
+        }
     }
 }
 

@@ -1113,6 +1113,23 @@ test_load_errors_name_file_line_key(void **state)
              "    \"report.y\": { \"from\": \"OBX-5\", \"keep_empty\": true }\n"
              "  }\n"
              "}\n",
+             "e_lists.json",
+             "{\n"
+             "  \"route\": \"e\",\n"
+             "  \"match\": { \"message_type\": [\"ORU^R01\"] },\n"
+             "  \"adapter\": \"hl7v2.result\",\n"
+             "  \"fields\": {\n"
+             "    \"report.x\": { \"each\": \"OBX\", \"from\": \"-5\", "
+             "\"when\": [\n"
+             "      { \"path\": \"-2\", \"in\": [\"TX\"] },\n"
+             "      { \"path\": \"-3\", \"in\": [\"X\"], \"exists\": true }\n"
+             "    ] },\n"
+             "    \"report.y\": { \"from\": [\n"
+             "      \"OBX-5\",\n"
+             "      \"OBX5\"\n"
+             "    ] }\n"
+             "  }\n"
+             "}\n",
              "tables/broken.json", "{ \"values\": { \"A\": 1 } }\n",
              NULL);
     out = load_errors(dir);
@@ -1141,6 +1158,11 @@ test_load_errors_name_file_line_key(void **state)
                                 "condition needs exactly one test"));
     assert_non_null(strstr(out, "/d_each.json:9: fields/report.y: "
                                 "\"keep_empty\" needs \"join\""));
+    /* Items of a list: the line of the item, its index in the path. */
+    assert_non_null(strstr(out, "/e_lists.json:8: fields/report.x/when[1]: "
+                                "a condition needs exactly one test"));
+    assert_non_null(strstr(out, "/e_lists.json:12: fields/report.y/from[1]: "
+                                "bad path \"OBX5\""));
     assert_non_null(strstr(out, "tables/broken.json:1: values/A: expected a "
                                 "string or null"));
     free(out);
@@ -1551,14 +1573,33 @@ test_jsonpos_lines(void **state)
     const char *k1[] = {"a", "d"}, *k2[] = {"d"}, *k3[] = {"a", "b.c"},
                *k4[] = {"zz"};
 
+    static const char list[] =
+        "{\n \"note\": \"when in\",\n \"when\": [\n"
+        "  {\"path\": \"-2\", \"in\": [\"TX\"]},\n"
+        "  {\"path\": \"-3\",\n   \"in\": \"X\"}\n ],\n"
+        " \"in\": 1,\n \"l\": [{\"k\": [\"{\", 1]}, {\"k\": 2}]\n}\n";
+    const char *w1[] = {"when", "[1]", "in"}, *w0[] = {"when", "[0]", "in"},
+               *top[] = {"in"}, *deep[] = {"l", "[1]", "k"},
+               *gone[] = {"when", "[5]", "in"};
+
     (void)state;
     assert_int_equal(mg_jsonpos_line(text, k1, 2), 4);
-    assert_int_equal(mg_jsonpos_line(text, k2, 1), 4); /* first one */
+    /* The top-level d, not the a's d that comes first in the text. */
+    assert_int_equal(mg_jsonpos_line(text, k2, 1), 6);
     assert_int_equal(mg_jsonpos_line(text, k3, 2), 3);
     assert_int_equal(mg_jsonpos_line(text, k4, 1), 1);
     assert_int_equal(mg_jsonpos_line(NULL, k4, 1), 0);
     assert_int_equal(mg_jsonpos_line_dotted(text, "a.d"), 4);
+    /* An index on an object: the rest found in the text after a. */
     assert_int_equal(mg_jsonpos_line_dotted(text, "a[0].d"), 4);
+    /* List items: the second condition's "in", not the first's. */
+    assert_int_equal(mg_jsonpos_line(list, w1, 3), 6);
+    assert_int_equal(mg_jsonpos_line(list, w0, 3), 4);
+    assert_int_equal(mg_jsonpos_line(list, top, 1), 8);
+    assert_int_equal(mg_jsonpos_line(list, deep, 3), 9);
+    /* No such item: the text after "when" (the first "in" there). */
+    assert_int_equal(mg_jsonpos_line(list, gone, 3), 4);
+    assert_int_equal(mg_jsonpos_line_dotted(list, "l[1].k"), 9);
 }
 
 /* ---- FHIRPath -------------------------------------------------------- */
