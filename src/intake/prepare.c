@@ -250,6 +250,7 @@ judge(struct mg__intake_item *it, const struct mg_conf_listener *li,
       struct mg_hl7v2_msh *msh, struct verdict *v)
 {
     struct mg_hl7v2_parse_opts opts = {0};
+    struct mg_str type, trigger;
     int code = 0;
 
     mg_diag_clear(&v->diag);
@@ -273,24 +274,29 @@ judge(struct mg__intake_item *it, const struct mg_conf_listener *li,
         v->outcome = MG__INTAKE_REJECTED;
         return;
     }
-    opts.default_charset = v->sender->charset ? v->sender->charset
-                                              : li->default_charset;
-    if (mg_hl7v2_parse(frame, &opts, &it->arena, &v->msg, &v->diag) != MG_OK) {
-        v->msg = NULL;
-        goto out_bad;
-    }
-    if (mg_adapter_for_type(v->msg->hdr.type, v->msg->hdr.trigger) == NULL) {
-        code = mg_adapter_for_type(v->msg->hdr.type, MG_STR_NULL) != NULL
+    /* The type before the content (HL7 v2.5 2.9.2.1: MSH-9, -11, -12 are
+     * checked before the message is processed): a type nobody takes is AR
+     * 200/201 even when its content would not parse. MSH-9.1/.2 are three
+     * letters or digits (mg_hl7v2_check), so escaping cannot hide them. */
+    type = mg_hl7v2_msh_comp(msh, 9, 1);
+    trigger = mg_hl7v2_msh_comp(msh, 9, 2);
+    if (mg_adapter_for_type(type, trigger) == NULL) {
+        code = mg_adapter_for_type(type, MG_STR_NULL) != NULL
                    ? MG_HL7_ERR_UNSUPPORTED_EVENT
                    : MG_HL7_ERR_UNSUPPORTED_TYPE;
         mg_diag_at(&v->diag, "MSH", 1, 9, code == MG_HL7_ERR_UNSUPPORTED_TYPE
                                                ? 1 : 2);
         mg_diag_set(&v->diag, code, "message type %.*s^%.*s is not supported",
-                    (int)MG_MIN(v->msg->hdr.type.len, 3), v->msg->hdr.type.ptr,
-                    (int)MG_MIN(v->msg->hdr.trigger.len, 3),
-                    v->msg->hdr.trigger.ptr);
+                    (int)MG_MIN(type.len, 3), type.ptr,
+                    (int)MG_MIN(trigger.len, 3), trigger.ptr);
         v->outcome = MG__INTAKE_REJECTED;
         return;
+    }
+    opts.default_charset = v->sender->charset ? v->sender->charset
+                                              : li->default_charset;
+    if (mg_hl7v2_parse(frame, &opts, &it->arena, &v->msg, &v->diag) != MG_OK) {
+        v->msg = NULL;
+        goto out_bad;
     }
     map_stage(it, li, mappings, v);
     return;

@@ -285,6 +285,15 @@ class AckRulesTest(unittest.TestCase):
         self.assertEqual(seg["MSA"][1], "AR")
         self.assertTrue(seg["ERR"][3].startswith("203^"))
 
+    def test_unsupported_type_is_ar_even_when_its_content_is_bad(self):
+        # MSH-9 is judged before the content: AR 200, not AE 102 for a byte
+        # of a message nobody here would have processed anyway.
+        bad = msg("TYP-1").replace(b"ADT^A01^ADT_A01", b"ZZZ^Z01").replace(b"Doe^Jane", b"Doe^J\xffne")
+        seg = segments(mllp_exchange(self.gw.mllp_port, bad))
+        self.assertEqual(seg["MSA"][1], "AR")
+        self.assertTrue(seg["ERR"][3].startswith("200^"), seg["ERR"])
+        self.assertTrue(seg["ERR"][2].startswith("MSH^1^9"), seg["ERR"])
+
     def test_a_refused_header_resent_gets_the_original_ar(self):
         # The sender is known (MSH-3/4) though the header is refused: the
         # same bytes again are a repeat, not a second row with a new AR.
