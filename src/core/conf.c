@@ -400,6 +400,14 @@ check_unknown_keys(struct loader *l, json_t *root)
     }
 }
 
+/* "where.name" in buf. */
+static const char *
+dotted_key(char *buf, size_t size, const char *where, const char *name)
+{
+    snprintf(buf, size, "%s.%s", where, name);
+    return buf;
+}
+
 /* Keys of a listener, as listener_options names them. */
 static bool
 listener_key(const char *key)
@@ -468,6 +476,7 @@ is_uuid(const char *s)
     return s[36] == '\0';
 }
 
+/* key: where the sender is, "mllp.listeners[0].senders[1]". */
 static void
 load_sender(struct loader *l, struct mg_conf_sender *s, json_t *v,
             const char *key)
@@ -511,13 +520,18 @@ obj_num(struct loader *l, json_t *obj, const char *key, long def, long min,
     return n;
 }
 
+/* Listener number k of the file: its keys are reported as
+ * "mllp.listeners[k].key", which also finds their line. */
 static void
-load_listener(struct loader *l, struct mg_conf_listener *li, json_t *v)
+load_listener(struct loader *l, struct mg_conf_listener *li, json_t *v,
+              size_t k)
 {
-    const char *where = "mllp.listeners";
+    char where[48], key[96];
     const char *mode, *down;
     json_t *senders, *s;
     size_t i;
+
+    snprintf(where, sizeof(where), "mllp.listeners[%zu]", k);
 
     check_keys(l, v, where, listener_key);
     li->name = mg_strdup(obj_str(v, "name", "mllp"));
@@ -535,29 +549,32 @@ load_listener(struct loader *l, struct mg_conf_listener *li, json_t *v)
     else if (strcmp(mode, "original") == 0)
         li->ack_mode = MG_ACK_ORIGINAL;
     else
-        report(l, "mllp.listeners.ack_mode", "expected auto or original");
+        report(l, dotted_key(key, sizeof(key), where, "ack_mode"),
+               "expected auto or original");
     down = obj_str(v, "db_down_reply", "close");
     if (strcmp(down, "close") == 0)
         li->db_down_reply = MG_DB_DOWN_CLOSE;
     else if (strcmp(down, "ar") == 0)
         li->db_down_reply = MG_DB_DOWN_AR;
     else
-        report(l, "mllp.listeners.db_down_reply", "expected close or ar");
+        report(l, dotted_key(key, sizeof(key), where, "db_down_reply"),
+               "expected close or ar");
     li->default_charset = dup_or_null(obj_str(v, "default_charset", NULL));
     senders = json_object_get(v, "senders");
     if (senders != NULL && !json_is_array(senders)) {
-        report(l, "mllp.listeners.senders", "expected an array");
+        report(l, dotted_key(key, sizeof(key), where, "senders"),
+               "expected an array");
         return;
     }
     json_array_foreach(senders, i, s)
     {
         if (li->nsenders == MG_CONF_MAX_SENDERS) {
-            report(l, "mllp.listeners.senders", "more than %d senders",
-                   MG_CONF_MAX_SENDERS);
+            report(l, dotted_key(key, sizeof(key), where, "senders"),
+                   "more than %d senders", MG_CONF_MAX_SENDERS);
             return;
         }
-        load_sender(l, &li->senders[li->nsenders++], s,
-                    "mllp.listeners.senders");
+        snprintf(key, sizeof(key), "%s.senders[%zu]", where, i);
+        load_sender(l, &li->senders[li->nsenders++], s, key);
     }
 }
 
@@ -584,7 +601,7 @@ load_listeners(struct loader *l, struct mg_conf *c, json_t *root)
             report(l, "mllp.listeners", "expected an object");
             continue;
         }
-        load_listener(l, &c->listeners[c->nlisteners++], v);
+        load_listener(l, &c->listeners[c->nlisteners++], v, i);
     }
 }
 

@@ -335,7 +335,7 @@ test_conf_refuses_organization_id_not_uuid(void **state)
         mg_conf_defaults(&c);
         assert_int_equal(mg_conf_load(&c, path, err), MG_ECONF);
         fclose(err);
-        assert_non_null(strstr(out, ":3: mllp.listeners.senders: "
+        assert_non_null(strstr(out, ":3: mllp.listeners[0].senders[0]: "
                                     "organization_id must be a UUID"));
         mg_conf_dispose(&c);
         unlink(path);
@@ -406,6 +406,38 @@ test_conf_refuses_values_it_cannot_use(void **state)
     mg_conf_dispose(&c);
 }
 
+/* An error in the second listener or sender names it and its own line;
+ * it was reported at the first one's line, as "mllp.listeners.ack_mode". */
+static void
+test_conf_errors_name_the_listener_and_sender(void **state)
+{
+    struct mg_conf c;
+    char out[1024] = "";
+    char *path = write_temp(
+        "{\n  \"mllp\": {\"listeners\": [\n"
+        "    {\"name\": \"a\", \"port\": 2600, \"ack_mode\": \"auto\",\n"
+        "     \"senders\": [{\"organization_id\": "
+        "\"00000000-0000-4000-8000-0000000000a1\"}]},\n"
+        "    {\"name\": \"b\", \"port\": 2601,\n"
+        "     \"ack_mode\": \"sometimes\",\n"
+        "     \"senders\": [{\"organization_id\": "
+        "\"00000000-0000-4000-8000-0000000000a1\"},\n"
+        "                 {\"organization_id\": \"nope\"}]}]}\n}\n");
+    FILE *err = fmemopen(out, sizeof(out) - 1, "w");
+
+    (void)state;
+    mg_conf_defaults(&c);
+    assert_int_equal(mg_conf_load(&c, path, err), MG_ECONF);
+    fclose(err);
+    if (strstr(out, ":6: mllp.listeners[1].ack_mode: expected auto or "
+                    "original\n") == NULL ||
+        strstr(out, ":8: mllp.listeners[1].senders[1]: organization_id "
+                    "must be a UUID") == NULL)
+        fail_msg("got \"%s\"", out);
+    mg_conf_dispose(&c);
+    unlink(path);
+}
+
 /* A misspelt listener or sender key was ignored without a word, and the
  * default silently used (a sender's "charest" decodes 8859/1 as UTF-8). */
 static void
@@ -425,9 +457,10 @@ test_conf_refuses_unknown_listener_keys(void **state)
     mg_conf_defaults(&c);
     assert_int_equal(mg_conf_load(&c, path, err), MG_ECONF);
     fclose(err);
-    if (strstr(out, ":3: mllp.listeners.idle_timeout: unknown option\n") ==
+    if (strstr(out, ":3: mllp.listeners[0].idle_timeout: unknown option\n") ==
             NULL ||
-        strstr(out, ":5: mllp.listeners.senders.charest: unknown option\n") ==
+        strstr(out, ":5: mllp.listeners[0].senders[0].charest: "
+               "unknown option\n") ==
             NULL)
         fail_msg("got \"%s\"", out);
     assert_null(strstr(out, "note"));
@@ -603,6 +636,7 @@ main(void)
         cmocka_unit_test(test_conf_syntax_error_has_line),
         cmocka_unit_test(test_conf_refuses_values_it_cannot_use),
         cmocka_unit_test(test_conf_refuses_unknown_listener_keys),
+        cmocka_unit_test(test_conf_errors_name_the_listener_and_sender),
         cmocka_unit_test(test_conf_warns_of_unknown_env_variables),
         cmocka_unit_test(test_conf_commit_timeout),
     };
