@@ -78,6 +78,10 @@ static const char *const update_sql =
     "WITH upd AS (UPDATE hl7_messages SET status = $2,"
     "  error = NULLIF($3, ''), error_location = NULLIF($4, ''),"
     "  organization_id = coalesce(NULLIF($5, '')::uuid, organization_id),"
+    /* A changed outcome changes the answer a repeat of the same bytes
+     * gets: the AA of a message now accepted, not the AE it had. */
+    "  ack_code = CASE WHEN $6 THEN NULLIF($7, '') ELSE ack_code END,"
+    "  ack_payload = CASE WHEN $6 THEN $8 ELSE ack_payload END,"
     "  processed_at = now() WHERE id = $1::uuid RETURNING *)"
     " INSERT INTO sync_logs (organization_id, direction, protocol, listener,"
     "  sender, message_type, trigger_event, external_id, hl7_message_id,"
@@ -285,16 +289,17 @@ run_adapter(PGconn *c, PGresult *r, int row, const struct mg_conf_listener *li,
  * same key was accepted meanwhile (rolled back, counted as superseded);
  * MG_EDB. */
 static int
-write_outcome(PGconn *c, const char *id, const char *status,
+write_outcome(PGconn *c, const char *id, const char *status, bool changed,
               const struct mg_intake_verdict *v, struct tally *t)
 {
-    const char *params[5] = {id, status, v->error, v->location,
-                             v->organization_id};
+    const char *params[8] = {id, status, v->error, v->location,
+                             v->organization_id, changed ? "t" : "f",
+                             v->ack_code, v->ack};
     PGresult *r;
     const char *state;
     int rc = MG_OK;
 
-    r = PQexecParams(c, update_sql, 5, NULL, params, NULL, NULL, 0);
+    r = PQexecParams(c, update_sql, 8, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
         if (state != NULL && strcmp(state, "23505") == 0) {
@@ -395,11 +400,14 @@ replay_row(PGconn *c, const struct mg_conf *conf,
     li = listener_for(conf, PQgetvalue(r, row, 1), PQgetvalue(r, row, 2),
                       &scratch);
     raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, 3), &n);
+    memset(&v, 0, sizeof(v));
     if (raw == NULL ||
         mg_intake_judge(li, set, mg_str_n((const char *)raw, n), &v) !=
             MG_OK) {
         fprintf(stderr, "replay %s: out of memory\n", id);
         t->errors++;
+        free(v.input);
+        free(v.ack);
         PQfreemem(raw);
         return;
     }
@@ -458,11 +466,13 @@ replay_row(PGconn *c, const struct mg_conf *conf,
     }
     /* Counted once written: a superseded message is neither accepted nor
      * written again. */
-    if (write_outcome(c, id, changed ? v.status : was, &v, t) == MG_OK) {
+    if (write_outcome(c, id, changed ? v.status : was, changed, &v, t) ==
+        MG_OK) {
         tally_outcome(t, changed, v.status);
         t->reapplied += adapted;
     }
     free(v.input);
+    free(v.ack);
     PQfreemem(raw);
     return;
 out_rollback:
@@ -470,6 +480,7 @@ out_rollback:
     PQclear(after);
     PQclear(PQexec(c, "ROLLBACK"));
     free(v.input);
+    free(v.ack);
     PQfreemem(raw);
 }
 

@@ -115,6 +115,9 @@ struct mg_intake_verdict {
     char location[64];
     char adapter[64]; /* the adapter that would write it, "" if none */
     char organization_id[40]; /* of the sender it was matched to, or "" */
+    char ack_code[4]; /* MSA-1 of its answer today, "" for none (an ACK) */
+    char *ack;        /* that answer (malloc'd, the caller frees it), NULL
+                         when none is sent (MSH-15 NE, or an ACK) */
     char *input;      /* its input document (malloc'd, the caller frees
                          it), NULL if none */
 };

@@ -522,15 +522,21 @@ mg_intake_reject_ack(const struct mg_conf_listener *li, struct mg_str head,
     return rc;
 }
 
-/* Copies the verdict part of a prepared item into out. */
-static void
+/* Copies the verdict part of a prepared item into out (replacing an
+ * answer out held). MG_OK or MG_ENOMEM. */
+static int
 copy_verdict(const struct mg__intake_item *it, struct mg_intake_verdict *out)
 {
+    free(out->ack);
+    out->ack = it->col[COL_ACK] != NULL ? strdup(it->col[COL_ACK]) : NULL;
+    snprintf(out->ack_code, sizeof(out->ack_code), "%s",
+             it->col[COL_ACK_CODE] ? it->col[COL_ACK_CODE] : "");
     snprintf(out->status, sizeof(out->status), "%s", it->col[COL_STATUS]);
     snprintf(out->error, sizeof(out->error), "%s",
              it->col[COL_ERROR] ? it->col[COL_ERROR] : "");
     snprintf(out->location, sizeof(out->location), "%s",
              it->col[COL_ERROR_LOCATION] ? it->col[COL_ERROR_LOCATION] : "");
+    return it->col[COL_ACK] != NULL && out->ack == NULL ? MG_ENOMEM : MG_OK;
 }
 
 int
@@ -548,7 +554,7 @@ mg_intake_refusal(const struct mg_conf_listener *li,
     if (rc == MG_OK)
         rc = mg__intake_adapter_failed(&it, set, state, text, target);
     if (rc == MG_OK)
-        copy_verdict(&it, out);
+        rc = copy_verdict(&it, out);
     mg_arena_dispose(&it.arena);
     return rc;
 }
@@ -565,8 +571,9 @@ mg_intake_judge(const struct mg_conf_listener *li,
     memset(out, 0, sizeof(*out));
     mg_arena_init(&it.arena, raw.len + 4096, 0);
     rc = mg__intake_prepare(&it, li, set, raw);
+    if (rc == MG_OK)
+        rc = copy_verdict(&it, out);
     if (rc == MG_OK) {
-        copy_verdict(&it, out);
         snprintf(out->adapter, sizeof(out->adapter), "%s",
                  it.col[COL_ADAPTER] ? it.col[COL_ADAPTER] : "");
         snprintf(out->organization_id, sizeof(out->organization_id), "%s",

@@ -111,6 +111,12 @@ class MappingReloadTest(unittest.TestCase):
                                          "JOIN patients p ON p.id = s.patient_id"), [["PL1", "555"]])
         again = h.run_medgate("replay", "--failed", env=env)
         self.assertIn("replayed 0 message(s)", again.stdout)
+        # The sender resends the same bytes: the message is accepted now,
+        # so the answer is AA (it was the AE it got before the replay).
+        seg = segments(mllp_exchange(self.gw.mllp_port, order("RP-1")))
+        self.assertEqual(seg["MSA"][1:3], ["AA", "RP-1"])
+        self.assertEqual(h.psql(self.db, "SELECT status, ack_code FROM hl7_messages WHERE control_id='RP-1'"),
+                         [["received", "AA"]])
 
     def test_replay_diff_shows_what_the_new_mapping_changes_in_the_records(self):
         self.edit_orders(fix=True)

@@ -121,6 +121,7 @@ test_judge_padded_msh_values(void **state)
             bad++;
         }
         free(v.input);
+        free(v.ack);
     }
     assert_int_equal(bad, 0);
     /* Still refused once trimmed: not P, D or T. */
@@ -129,7 +130,11 @@ test_judge_padded_msh_values(void **state)
         &v), MG_OK);
     assert_string_equal(v.status, "rejected");
     assert_string_equal(v.location, "MSH^1^11^0^1^0");
+    /* The answer replay would record: the AR with its ERR. */
+    assert_string_equal(v.ack_code, "AR");
+    assert_non_null(strstr(v.ack, "MSA|AR|C1"));
     free(v.input);
+    free(v.ack);
 }
 
 /* A message that passed the header check but did not parse (bad UTF-8 in
