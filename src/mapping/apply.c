@@ -46,6 +46,10 @@ struct run {
     const char *group;    /* group name or NULL */
     size_t item_no;       /* 1-based item of the group */
     bool keep_empty;      /* the rule keeps blank lines ("[*]" too) */
+    const struct mg_mapping_route *route;
+    int *source_at;       /* per route rule: the "from" position its value
+                             (or explicit null) came from, -1 for none */
+    int last_from;        /* that position, for the rule just read */
 };
 
 /* ---- reading --------------------------------------------------------- */
@@ -467,8 +471,27 @@ finish(struct run *r, const struct mg__mapping_rule *ru, const struct loc *l,
     return MG_OK;
 }
 
+/* For a "same_source" rule: the position the named earlier rule of the
+ * route read, as [*first, *last); an empty range when it read none. */
+static void
+same_source_range(const struct run *r, const struct mg__mapping_rule *ru,
+                  size_t *first, size_t *last)
+{
+    int at = -1;
+
+    for (size_t k = 0; r->source_at != NULL && k < r->route->nrule; k++) {
+        if (r->route->rule[k] == ru)
+            break;
+        if (strcmp(r->route->rule[k]->target, ru->same_source) == 0)
+            at = r->source_at[k];
+    }
+    *first = at < 0 ? 0 : (size_t)at;
+    *last = at < 0 ? 0 : MG_MIN((size_t)at + 1, ru->nfrom);
+}
+
 /* The "from" paths: the first valued one (fallbacks), or all valued ones
- * joined (concat). No value but an explicit null somewhere: null. */
+ * joined (concat). No value but an explicit null somewhere: null. With
+ * "same_source", only the position the named rule read. */
 static int
 read_from(struct run *r, const struct mg__mapping_rule *ru,
           const struct item *it, struct outv *o, struct loc *l)
@@ -476,28 +499,33 @@ read_from(struct run *r, const struct mg__mapping_rule *ru,
     struct mg_hl7v2_val v;
     struct mg_str *parts = NULL;
     struct loc here, null_at;
-    size_t k = 0;
+    size_t k = 0, first = 0, last = ru->nfrom;
+    int null_pos = -1;
     bool null = false;
     int rc;
 
     o->kind = ABSENT;
     o->str = mg_str_n("", 0);
+    r->last_from = -1;
+    if (ru->same_source != NULL)
+        same_source_range(r, ru, &first, &last);
     if (ru->concat) {
         parts = mg_arena_alloc(r->arena, ru->nfrom * sizeof(*parts));
         if (parts == NULL)
             return MG_ENOMEM;
     }
-    for (size_t i = 0; i < ru->nfrom; i++) {
+    for (size_t i = first; i < last; i++) {
         r->keep_empty = ru->keep_empty;
         rc = read_path(r, &ru->from[i], it, &v, &here);
         r->keep_empty = false;
         if (rc != MG_OK)
             return rc;
-        if (i == 0 || (l->seg == NULL && here.seg != NULL))
+        if (i == first || (l->seg == NULL && here.seg != NULL))
             *l = here; /* diags point at a segment the message has */
         if (v.presence == MG_HL7V2_NULL && !null) {
             null = true;
             null_at = here;
+            null_pos = (int)i;
         }
         if (v.presence != MG_HL7V2_VALUED)
             continue;
@@ -506,6 +534,7 @@ read_from(struct run *r, const struct mg__mapping_rule *ru,
         if (!ru->concat) {
             o->kind = VAL;
             o->str = v.str;
+            r->last_from = (int)i;
             return MG_OK;
         }
         parts[k++] = v.str;
@@ -517,6 +546,7 @@ read_from(struct run *r, const struct mg__mapping_rule *ru,
     if (null) {
         o->kind = NUL;
         *l = null_at;
+        r->last_from = null_pos;
     }
     return MG_OK;
 }
@@ -774,7 +804,8 @@ mg_mapping_apply_part(const struct mg_mapping_route *route,
                       struct mg_arena *arena, struct mg_mapping_result *out,
                       struct mg_diag *diag)
 {
-    struct run r = {msg, part, arena, diag, NULL, NULL, NULL, NULL, 0, false};
+    struct run r = {msg, part, arena, diag, NULL, NULL, NULL, NULL, 0, false,
+                    route, NULL, -1};
     const struct mg__mapping_rule *ru;
     struct outv o;
     int rc;
@@ -788,16 +819,21 @@ mg_mapping_apply_part(const struct mg_mapping_route *route,
                                            sizeof(*out->value));
     out->group = mg_arena_calloc(arena, (route->ngroup ? route->ngroup : 1) *
                                             sizeof(*out->group));
-    if (out->value == NULL || out->group == NULL)
+    r.source_at = mg_arena_alloc(arena, (route->nrule ? route->nrule : 1) *
+                                            sizeof(*r.source_at));
+    if (out->value == NULL || out->group == NULL || r.source_at == NULL)
         return MG_ENOMEM;
     for (size_t i = 0; i < route->nrule; i++) {
         ru = route->rule[i];
+        r.source_at[i] = -1;
         if (ru->group) {
             rc = eval_group(&r, ru, &out->group[out->ngroup++]);
         } else {
+            r.last_from = -1;
             rc = eval_rule(&r, ru, NULL, &o);
             if (rc == MG_OK && o.kind != ABSENT)
                 set_value(&out->value[out->nvalue++], ru, &o);
+            r.source_at[i] = r.last_from;
         }
         if (rc != MG_OK)
             return rc;

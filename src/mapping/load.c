@@ -620,6 +620,11 @@ load_rule_key(struct loader *l, struct mg__mapping_rule *r, const char *key,
         if (!json_is_boolean(v))
             report(l, "expected true or false");
         r->keep_empty = json_is_true(v);
+    } else if (strcmp(key, "same_source") == 0) {
+        if (!json_is_string(v))
+            report(l, "expected a target name");
+        else
+            r->same_source = dup(l, json_string_value(v));
     } else if (strcmp(key, "when") == 0) {
         load_when(l, v, rel, &r->when, &r->nwhen);
     } else if (strcmp(key, "fields") == 0) {
@@ -630,7 +635,7 @@ load_rule_key(struct loader *l, struct mg__mapping_rule *r, const char *key,
     } else if (strcmp(key, "each") != 0) {
         report(l, "unknown key (a rule has note, from, const, table, "
                   "default, required, transform, separator, when, each, "
-                  "join, keep_empty, fields)");
+                  "join, keep_empty, same_source, fields)");
     }
 }
 
@@ -673,6 +678,35 @@ check_rule(struct loader *l, struct mg__mapping_rule *r, json_t *v)
     if (r->has_const && (r->required || r->has_default))
         report(l, "a constant is never missing: it takes no \"required\" "
                   "or \"default\"");
+    if (r->same_source != NULL &&
+        (!has_from || r->each != MG__EACH_NONE || r->concat))
+        report(l, "\"same_source\" needs \"from\" (a list of fallbacks), "
+                  "without each or concat");
+}
+
+/* The rule a "same_source" names: an earlier scalar rule of the route,
+ * reading fallbacks (no each, concat or const), with as many paths. */
+static void
+check_same_source(struct loader *l, const struct mg_mapping_route *r,
+                  size_t i)
+{
+    const struct mg__mapping_rule *ru = r->rule[i], *src = NULL;
+
+    for (size_t k = 0; k < i; k++)
+        if (strcmp(r->rule[k]->target, ru->same_source) == 0)
+            src = r->rule[k];
+    push(l, "fields");
+    push(l, ru->target);
+    push(l, "same_source");
+    if (src == NULL)
+        report(l, "no rule above this one maps \"%s\"", ru->same_source);
+    else if (src->group || src->has_const || src->each != MG__EACH_NONE ||
+             src->concat || src->nfrom != ru->nfrom)
+        report(l, "\"%s\" must read from as many paths (%zu), by "
+                  "fallback, as this rule", ru->same_source, ru->nfrom);
+    pop(l);
+    pop(l);
+    pop(l);
 }
 
 static void
@@ -739,6 +773,8 @@ load_rule(struct loader *l, struct mg__mapping_rule *r, const char *target,
         load_rule_key(l, r, key, e, ctx.rel);
         pop(l);
     }
+    if (!ctx.top && r->same_source != NULL)
+        report(l, "same_source is only for route-level targets");
     check_rule(l, r, v);
 }
 
@@ -1067,6 +1103,8 @@ resolve(struct loader *l, struct mg_mapping_route *r)
             r->ngroup++;
         else
             r->nscalar++;
+        if (r->rule[i]->same_source != NULL)
+            check_same_source(l, r, i);
     }
     r->weight = (r->listeners.n ? 4 : 0) + (r->facs.n ? 2 : 0) +
                 (r->apps.n ? 1 : 0);

@@ -132,6 +132,11 @@ struct mg__mapping_rule {
                       * lines) */
     struct mg__mapping_rule *sub; /* group fields */
     size_t nsub;
+    /* "same_source": the target of an earlier rule of the route whose
+     * "from" list is parallel to this one: this rule reads only the
+     * position that rule took its value from (a code, its coding system
+     * and its text from the same field), NULL for none. */
+    const char *same_source;
 };
 
 /* A list of match values; set is false when the key was absent (inherit

@@ -705,6 +705,37 @@ test_results_blank_repetitions(void **state)
     done(&m);
 }
 
+/* A code, its coding system and its text come from one field: OBR-4's
+ * code never gets OBR-44's system ("same_source" in orders.json); with no
+ * code in OBR-4, all three come from OBR-44. */
+static void
+test_orders_procedure_from_one_field(void **state)
+{
+    static const char one[] = MSH_ADT("ORM^O01") "PID|1||M1^^^X^MR\r"
+        "ORC|NW|P1\r"
+        "OBR|1|P1||71046^XR CHEST 2V||||||||||||||ACC1||||||||||||||||||||"
+        "||||||RP1^Requested^L\r"; /* OBR-44 */
+    static const char two[] = MSH_ADT("ORM^O01") "PID|1||M1^^^X^MR\r"
+        "ORC|NW|P1\r"
+        "OBR|1|P1||^Chest||||||||||||||ACC1||||||||||||||||||||"
+        "||||||RP1^Requested^L\r"; /* OBR-44 */
+    struct mapped m;
+
+    (void)state;
+    map_text(&m, shipped, one, sizeof(one) - 1);
+    assert_int_equal(m.rc, MG_OK);
+    assert_string_equal(val(&m, "scan.procedure_code"), "71046");
+    assert_string_equal(val(&m, "scan.procedure_description"), "XR CHEST 2V");
+    assert_string_equal(val(&m, "scan.procedure_code_system"), "(absent)");
+    done(&m);
+    map_text(&m, shipped, two, sizeof(two) - 1);
+    assert_int_equal(m.rc, MG_OK);
+    assert_string_equal(val(&m, "scan.procedure_code"), "RP1");
+    assert_string_equal(val(&m, "scan.procedure_description"), "Requested");
+    assert_string_equal(val(&m, "scan.procedure_code_system"), "L");
+    done(&m);
+}
+
 /* Accession of a result: OBR-18 (IHE), else ORC-3, else OBR-3, as for
  * orders (DESIGN-NOTES section 6). OBX marked wrong (W) or deleted (D) in
  * OBX-11 are no part of the report text. */
@@ -1130,6 +1161,19 @@ test_load_errors_name_file_line_key(void **state)
              "    ] }\n"
              "  }\n"
              "}\n",
+             "f_same.json",
+             "{\n"
+             "  \"route\": \"f\",\n"
+             "  \"match\": { \"message_type\": [\"ORM^O02\"] },\n"
+             "  \"adapter\": \"hl7v2.order\",\n"
+             "  \"fields\": {\n"
+             "    \"scan.procedure_description\": { \"from\": [\"OBR-4.2\"],\n"
+             "      \"same_source\": \"scan.procedure_code\" },\n"
+             "    \"scan.procedure_code\": { \"from\": [\"OBR-4.1\", \"OBR-44.1\"] },\n"
+             "    \"scan.procedure_code_system\": { \"from\": [\"OBR-4.3\"],\n"
+             "      \"same_source\": \"scan.procedure_code\" }\n"
+             "  }\n"
+             "}\n",
              "tables/broken.json", "{ \"values\": { \"A\": 1 } }\n",
              NULL);
     out = load_errors(dir);
@@ -1163,6 +1207,14 @@ test_load_errors_name_file_line_key(void **state)
                                 "a condition needs exactly one test"));
     assert_non_null(strstr(out, "/e_lists.json:12: fields/report.y/from[1]: "
                                 "bad path \"OBX5\""));
+    assert_non_null(strstr(out, "/f_same.json:7: fields/"
+                                "scan.procedure_description/same_source: no "
+                                "rule above this one maps "
+                                "\"scan.procedure_code\""));
+    assert_non_null(strstr(out, "/f_same.json:10: fields/"
+                                "scan.procedure_code_system/same_source: "
+                                "\"scan.procedure_code\" must read from as "
+                                "many paths (1), by fallback"));
     assert_non_null(strstr(out, "tables/broken.json:1: values/A: expected a "
                                 "string or null"));
     free(out);
@@ -1853,6 +1905,7 @@ main(void)
         cmocka_unit_test(test_results_blank_lines),
         cmocka_unit_test(test_results_blank_repetitions),
         cmocka_unit_test(test_results_accession_and_deleted_lines),
+        cmocka_unit_test(test_orders_procedure_from_one_field),
         cmocka_unit_test(test_load_allocation_failures),
         cmocka_unit_test(test_apply_arena_exhausted),
     };
