@@ -261,20 +261,50 @@ mg_adapter_get(const json_t *record, const char *object, const char *key)
                : NULL;
 }
 
-const char *
-mg_adapter_mrn_system(const json_t *record)
+bool
+mg_adapter_identifier_retired(const json_t *id)
+{
+    const char *use = json_string_value(json_object_get(id, "use"));
+
+    return use != NULL && strcmp(use, "old") == 0;
+}
+
+/* How well identifiers row id fits as the MRN's: 0 not at all (another
+ * value); more for typed MR, more for not retired. */
+static int
+mrn_fit(const json_t *id, const char *mrn)
+{
+    const char *v = json_string_value(json_object_get(id, "value"));
+    const char *t = json_string_value(json_object_get(id, "type_code"));
+
+    if (mrn == NULL || v == NULL || strcmp(v, mrn) != 0)
+        return 0;
+    return 1 + (t != NULL && strcmp(t, "MR") == 0) +
+           2 * !mg_adapter_identifier_retired(id);
+}
+
+const json_t *
+mg_adapter_mrn_identifier(const json_t *record)
 {
     const char *mrn = mg_adapter_get(record, "patient",
                                      "medical_record_number");
-    const json_t *id;
+    const json_t *id, *best = NULL;
+    int fit = 0, f;
     size_t i;
 
-    json_array_foreach(json_object_get(record, "identifiers"), i, id) {
-        const char *v = json_string_value(json_object_get(id, "value"));
-        if (mrn != NULL && v != NULL && strcmp(v, mrn) == 0)
-            return json_string_value(json_object_get(id, "system"));
-    }
-    return NULL;
+    json_array_foreach(json_object_get(record, "identifiers"), i, id)
+        if ((f = mrn_fit(id, mrn)) > fit) {
+            fit = f;
+            best = id;
+        }
+    return best;
+}
+
+const char *
+mg_adapter_mrn_system(const json_t *record)
+{
+    return json_string_value(json_object_get(mg_adapter_mrn_identifier(record),
+                                             "system"));
 }
 
 static bool

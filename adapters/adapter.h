@@ -121,10 +121,18 @@ int mg_adapter_refuse(struct mg_diag *diag, const char *what);
 const char *mg_adapter_get(const json_t *record, const char *object,
                            const char *key);
 
-/* The system of the patient's medical record number: that of the first
- * record["identifiers"] row holding its value (patient_identifiers.system:
- * urn:oid:<oid>, a namespace, or urn:medgate:unqualified), or NULL. */
+/* The record["identifiers"] row of the patient's medical record number:
+ * one holding its value, preferably typed MR and not retired (use old:
+ * an A40 moves the merged record's MRN over as old), or NULL. */
+const json_t *mg_adapter_mrn_identifier(const json_t *record);
+
+/* The system of that row (patient_identifiers.system: urn:oid:<oid>, a
+ * namespace, or urn:medgate:unqualified), or NULL. */
 const char *mg_adapter_mrn_system(const json_t *record);
+
+/* Whether an identifiers row is retired (use "old", set by a merge): not
+ * the patient's to send as current in an HL7 v2 PID-3. */
+bool mg_adapter_identifier_retired(const json_t *id);
 
 /* An ISO 8601 date or date-time as row_to_json writes it ("1970-01-02",
  * "2024-01-02T09:30:00+01:00", fractions dropped) as an HL7 DTM

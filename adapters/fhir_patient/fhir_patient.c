@@ -45,6 +45,7 @@ static json_t *
 identifiers(const json_t *r)
 {
     const char *mrn = mg_adapter_get(r, "patient", "medical_record_number");
+    const json_t *mrn_id = mg_adapter_mrn_identifier(r);
     json_t *list = json_array(), *id;
     size_t i;
 
@@ -53,11 +54,18 @@ identifiers(const json_t *r)
             mg_adapter_mrn_system(r), mrn, "MR"));
     json_array_foreach(json_object_get(r, "identifiers"), i, id) {
         const char *v = json_string_value(json_object_get(id, "value"));
-        if (v == NULL || (mrn != NULL && strcmp(v, mrn) == 0))
+        const char *use = json_string_value(json_object_get(id, "use"));
+        json_t *out;
+        if (v == NULL || id == mrn_id)
             continue;
-        json_array_append_new(list, typed_identifier(
+        out = typed_identifier(
             json_string_value(json_object_get(id, "system")), v,
-            json_string_value(json_object_get(id, "type_code"))));
+            json_string_value(json_object_get(id, "type_code")));
+        /* patient_identifiers.use holds FHIR's codes; old marks what a
+         * merge retired ("no longer valid", R4 identifier-use). */
+        if (use != NULL && strcmp(use, "usual") != 0)
+            json_object_set_new(out, "use", json_string(use));
+        json_array_append_new(list, out);
     }
     return list;
 }

@@ -124,12 +124,15 @@ put_authority(struct mg_buf *b, const char *system)
     return rc == MG_OK ? mg_buf_appendz(b, type) : rc;
 }
 
-/* PID-3: the MRN typed MR, then the other identifiers with their type,
- * each with its assigning authority. */
+/* PID-3: the MRN typed MR, then the other current identifiers with their
+ * type, each with its assigning authority. Retired ones (a merged
+ * record's, use old) are left out: a RIS matching any MR repetition would
+ * file the report under the retired patient. */
 static int
 put_pid(struct mg_buf *b, const json_t *r)
 {
     const json_t *ids = json_object_get(r, "identifiers"), *id;
+    const json_t *mrn_id = mg_adapter_mrn_identifier(r);
     const char *mrn = mg_adapter_get(r, "patient", "medical_record_number");
     size_t i;
     int rc = mg_buf_appendz(b, "PID|1||");
@@ -141,7 +144,8 @@ put_pid(struct mg_buf *b, const json_t *r)
     json_array_foreach(ids, i, id) {
         const char *v = json_string_value(json_object_get(id, "value"));
         const char *t = json_string_value(json_object_get(id, "type_code"));
-        if (rc != MG_OK || v == NULL || (mrn && strcmp(v, mrn) == 0))
+        if (rc != MG_OK || v == NULL || id == mrn_id ||
+            mg_adapter_identifier_retired(id))
             continue;
         rc = mg_buf_appendc(b, '~');
         if (rc == MG_OK) rc = put(b, v);
@@ -200,6 +204,17 @@ put_service(struct mg_buf *b, const json_t *r)
     return rc == MG_OK ? put(b, sys) : rc;
 }
 
+/* The first of three report columns that has a value, or NULL. */
+static const char *
+first_of(const json_t *r, const char *a, const char *b, const char *c)
+{
+    const char *v = mg_adapter_get(r, "report", a);
+
+    if (v == NULL)
+        v = mg_adapter_get(r, "report", b);
+    return v != NULL ? v : mg_adapter_get(r, "report", c);
+}
+
 /* OBR: 2 placer, 3 filler, 4 procedure, 7 observation time, 18 accession,
  * 22 results reported, 25 status, 32 principal result interpreter (an
  * NDL: the name goes in the family name of its CNN, NDL.1.2, and the
@@ -216,7 +231,10 @@ put_obr(struct mg_buf *b, const json_t *r, const char *status)
     if (rc == MG_OK) rc = mg_buf_appendc(b, '|');
     if (rc == MG_OK) rc = put_service(b, r);
     if (rc == MG_OK) rc = mg_buf_appendz(b, "|||");
-    if (rc == MG_OK) rc = put_time(b, mg_adapter_get(r, "report", "effective_at"));
+    /* OBR-7 must be valued in a report (v2.5.1 4.5.3.7): the observation
+     * time, else when the report was issued or signed. */
+    if (rc == MG_OK) rc = put_time(b, first_of(r, "effective_at", "issued_at",
+                                               "signed_at"));
     if (rc == MG_OK) rc = mg_buf_appendz(b, "|||||||||||");
     if (rc == MG_OK) rc = put(b, mg_adapter_get(r, "scan", "accession_number"));
     if (rc == MG_OK) rc = mg_buf_appendz(b, "||||");
@@ -380,7 +398,10 @@ put_body(struct mg_buf *b, const json_t *r)
 
     rc = put_pid(b, r);
     if (rc == MG_OK) rc = put_obr(b, r, status);
-    if (rc == MG_OK && uid != NULL) {
+    /* A cancelled result (OBR-25 X) goes without observations. */
+    if (rc != MG_OK || strcmp(status, "X") == 0)
+        return rc;
+    if (uid != NULL) {
         rc = mg_buf_appendz(b, "OBX|1|ST|113014^DICOM Study^DCM||");
         if (rc == MG_OK) rc = put(b, uid);
         if (rc == MG_OK) rc = mg_buf_appendz(b, "||||||");

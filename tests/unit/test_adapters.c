@@ -498,6 +498,73 @@ test_oru_identifier_authorities(void **state)
     json_decref(r);
 }
 
+/* The identifiers of a merged patient: the survivor's MRN is the row
+ * typed MR that is not retired; another authority's identifier with the
+ * same value is kept; a retired one (use old, moved by an A40) is not
+ * sent in PID-3, and is marked old in FHIR. */
+static json_t *
+merged_record(void)
+{
+    json_t *r = record(), *ids = json_array();
+
+    json_array_append_new(ids, json_pack("{s:s,s:s,s:s}", "system",
+                                         "urn:oid:9.9", "value", "MRN9",
+                                         "type_code", "PI"));
+    json_array_append_new(ids, json_pack("{s:s,s:s,s:s,s:s}", "system", "HOSP",
+                                         "value", "MRN9", "type_code", "MR",
+                                         "use", "usual"));
+    json_array_append_new(ids, json_pack("{s:s,s:s,s:s,s:s}", "system", "HOSP",
+                                         "value", "100", "type_code", "MR",
+                                         "use", "old"));
+    json_object_set_new(r, "identifiers", ids);
+    return r;
+}
+
+static void
+test_oru_leaves_out_retired_identifiers(void **state)
+{
+    json_t *r = merged_record();
+    struct readback rb;
+
+    (void)state;
+    read_back(&rb, r);
+    assert_non_null(strstr(mg_buf_str(&rb.oru).ptr,
+                           "PID|1||MRN9^^^HOSP^MR~MRN9^^^&9.9&ISO^PI||"));
+    read_back_done(&rb);
+    json_decref(r);
+}
+
+/* OBR-7 is required in a report: without an observation time, when it
+ * was issued. A cancelled report (X) goes without observations. */
+static void
+test_oru_obr7_and_cancelled(void **state)
+{
+    json_t *r = record();
+    json_t *rep = json_object_get(r, "report");
+    struct mg_buf b;
+    const char *obr;
+
+    (void)state;
+    json_object_del(rep, "effective_at");
+    mg_buf_init(&b, 0);
+    assert_int_equal(mg_adapter_find("hl7v2.result")->to_outbound(r, &b, NULL),
+                     MG_OK);
+    obr = strstr(mg_buf_str(&b).ptr, "\rOBR|");
+    assert_non_null(obr);
+    if (strstr(obr, "^XR CHEST 2 VIEWS^CPT4|||20240102095900+0100|") == NULL)
+        fail_msg("OBR: %.200s", obr + 1);
+    assert_non_null(strstr(mg_buf_str(&b).ptr, "\rOBX|"));
+    mg_buf_dispose(&b);
+    json_object_set_new(rep, "report_status", json_string("cancelled"));
+    mg_buf_init(&b, 0);
+    assert_int_equal(mg_adapter_find("hl7v2.result")->to_outbound(r, &b, NULL),
+                     MG_OK);
+    assert_non_null(strstr(mg_buf_str(&b).ptr, "\rOBR|"));
+    assert_null(strstr(mg_buf_str(&b).ptr, "\rOBX|"));
+    mg_buf_dispose(&b);
+    json_decref(r);
+}
+
 /* Text that is not ASCII is declared UTF-8 in MSH-18: without it, v2.5.1
  * says ASCII and a RIS reads the bytes in its own default set. */
 static void
@@ -617,6 +684,24 @@ test_fhir_patient(void **state)
     assert_string_equal(str_at(p, "link/0/type"), "replaced-by");
     assert_string_equal(str_at(p, "link/0/other/reference"),
                         "Patient/7d1f0c5e-0000-4000-8000-000000000009");
+    json_decref(p);
+    json_decref(r);
+}
+
+static void
+test_fhir_patient_marks_retired_identifiers(void **state)
+{
+    json_t *r = merged_record(), *p;
+
+    (void)state;
+    p = fhir("fhir.patient", r);
+    assert_string_equal(str_at(p, "identifier/0/value"), "MRN9");
+    assert_string_equal(str_at(p, "identifier/0/assigner/display"), "HOSP");
+    assert_string_equal(str_at(p, "identifier/1/system"), "urn:oid:9.9");
+    assert_string_equal(str_at(p, "identifier/1/value"), "MRN9");
+    assert_string_equal(str_at(p, "identifier/2/value"), "100");
+    assert_string_equal(str_at(p, "identifier/2/use"), "old");
+    assert_null(json_array_get(json_object_get(p, "identifier"), 3));
     json_decref(p);
     json_decref(r);
 }
@@ -803,6 +888,9 @@ main(void)
         cmocka_unit_test(test_oru_obr4_never_empty),
         cmocka_unit_test(test_oru_declares_utf8),
         cmocka_unit_test(test_oru_identifier_authorities),
+        cmocka_unit_test(test_oru_leaves_out_retired_identifiers),
+        cmocka_unit_test(test_fhir_patient_marks_retired_identifiers),
+        cmocka_unit_test(test_oru_obr7_and_cancelled),
         cmocka_unit_test(test_oru_needs_control_id_and_time),
         cmocka_unit_test(test_fhir_patient),
         cmocka_unit_test(test_fhir_imaging_study),
