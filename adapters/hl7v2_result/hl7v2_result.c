@@ -300,13 +300,13 @@ put_line(struct mg_buf *b, int *n, const char *code, struct mg_str line,
     return rc == MG_OK ? mg_buf_appendc(b, '\r') : rc;
 }
 
-/* One OBX per line of the first size bytes of text (none for NULL), blank
- * lines included, then blanks more blank lines; numbered from *n. */
+/* One OBX per line of text (none for NULL), blank lines included,
+ * numbered from *n. */
 static int
 put_text(struct mg_buf *b, int *n, const char *code, const char *text,
-         size_t size, int blanks, const char *status)
+         const char *status)
 {
-    const char *p = text, *end = text ? text + size : NULL;
+    const char *p = text, *end = text ? text + strlen(text) : NULL;
     size_t len;
     int rc = MG_OK;
 
@@ -316,72 +316,96 @@ put_text(struct mg_buf *b, int *n, const char *code, const char *text,
         rc = put_line(b, n, code, mg_str_n(p, len), status);
         p = next;
     }
-    for (; rc == MG_OK && blanks > 0; blanks--)
-        rc = put_line(b, n, code, mg_str_n("", 0), status);
     return rc;
 }
 
-/* text[0..n) without its last lines when they are tail's lines (whole
- * lines: a findings line that merely ends like the impression is kept
- * whole), looking past blank lines after them: *blanks is how many there
- * were, for the tail's OBX to carry so the receiver loses none. n, and
- * *blanks untouched, when they are not there. */
-static size_t
-strip_lines(const char *text, size_t n, const char *tail, int *blanks)
+/* Whether tail's lines are text's lines from offset s on, each a whole
+ * line; *end is then the offset past the last one's line end. */
+static bool
+lines_match(const char *text, size_t n, size_t s, const char *tail,
+            size_t *end)
 {
-    size_t at = n, t = tail ? strlen(tail) : 0, ts, fs, tl, fl;
-    int skipped = 0;
+    const char *p = text + s, *e = text + n, *q = tail, *qe = tail + strlen(tail);
+    size_t pl, ql;
 
-    if (t == 0)
-        return n;
-    while (at > 0 && (fs = last_line(text, at, &fl), fl == 0)) {
-        at = fs;
-        skipped++;
+    while (q < qe) {
+        const char *qn = line_at(q, qe, &ql), *pn;
+
+        if (p >= e)
+            return false;
+        pn = line_at(p, e, &pl);
+        if (pl != ql || memcmp(p, q, pl) != 0)
+            return false;
+        p = pn;
+        q = qn;
     }
-    while (t > 0) {
-        if (at == 0)
-            return n;
-        ts = last_line(tail, t, &tl);
-        fs = last_line(text, at, &fl);
-        if (tl != fl || memcmp(tail + ts, text + fs, tl) != 0)
-            return n;
-        t = ts;
-        at = fs;
-    }
-    *blanks = skipped;
-    return at;
+    *end = (size_t)(p - text);
+    return true;
 }
 
-/* How the stored findings are sent: inbound, they are every text OBX, the
- * impression's and the recommendations' among them, in the sender's
- * order; so their last lines are left out when they are those two, and
- * the blank lines that followed each go out with it. */
-struct sections {
-    size_t findings; /* bytes of findings_text sent as findings */
-    int imp_blanks;  /* blank lines after the impression in the findings */
-    int rec_blanks;  /* blank lines after the recommendations */
-};
-
-static void
-findings_only(const char *findings, const char *impression,
-              const char *recommendations, struct sections *s)
+/* Where tail (the impression, or the recommendations) stands in the
+ * stored findings text[0..n) as whole consecutive lines, the last time:
+ * [*start, *end). False when it is not there. */
+static bool
+find_block(const char *text, size_t n, const char *tail, size_t *start,
+           size_t *end)
 {
-    size_t n = findings ? strlen(findings) : 0, k;
-    bool imp = false, rec = false;
+    size_t s, len;
 
-    memset(s, 0, sizeof(*s));
+    if (text == NULL || tail == NULL || *tail == '\0' || n == 0)
+        return false;
+    s = last_line(text, n, &len);
     for (;;) {
-        if (!rec && (k = strip_lines(findings, n, recommendations,
-                                     &s->rec_blanks)) != n)
-            rec = true;
-        else if (!imp && (k = strip_lines(findings, n, impression,
-                                          &s->imp_blanks)) != n)
-            imp = true;
-        else
-            break;
-        n = k;
+        if (lines_match(text, n, s, tail, end)) {
+            *start = s;
+            return true;
+        }
+        if (s == 0)
+            return false;
+        s = last_line(text, s, &len);
     }
-    s->findings = n;
+}
+
+/* The report's text OBX, from *n on. Inbound, the stored findings are
+ * every text OBX of the report, the impression's and the recommendations'
+ * among them, in the sender's order: so the findings go out line by line
+ * in that order, each line with the code of the section it belongs to
+ * (the impression's or recommendations' lines where they stand, a blank
+ * line after a section with it), and nothing twice. A section that the
+ * findings do not hold goes out after them. */
+static int
+put_sections(struct mg_buf *b, int *n, const char *findings,
+             const char *impression, const char *advice, const char *status)
+{
+    static const char find_code[] = "59776-5^Findings^LN",
+                      imp_code[] = "19005-8^Impression^LN",
+                      rec_code[] = "18783-1^Recommendation^LN";
+    size_t fn = findings ? strlen(findings) : 0, is = 0, ie = 0, rs = 0,
+           re = 0, len;
+    bool imp = find_block(findings, fn, impression, &is, &ie);
+    bool rec = find_block(findings, fn, advice, &rs, &re);
+    const char *p = findings, *code, *prev = find_code;
+    int rc = MG_OK;
+
+    if (imp && rec && is < re && rs < ie)
+        imp = false; /* one inside the other: the impression goes after */
+    while (rc == MG_OK && p != NULL && p < findings + fn) {
+        size_t off = (size_t)(p - findings);
+        const char *next = line_at(p, findings + fn, &len);
+
+        code = imp && off >= is && off < ie   ? imp_code
+               : rec && off >= rs && off < re ? rec_code
+               : len == 0                     ? prev
+                                              : find_code;
+        rc = put_line(b, n, code, mg_str_n(p, len), status);
+        prev = code;
+        p = next;
+    }
+    if (rc == MG_OK && !imp)
+        rc = put_text(b, n, imp_code, impression, status);
+    if (rc == MG_OK && !rec)
+        rc = put_text(b, n, rec_code, advice, status);
+    return rc;
 }
 
 /* The ORU from PID on, into b. */
@@ -393,7 +417,6 @@ put_body(struct mg_buf *b, const json_t *r)
     const char *impression = mg_adapter_get(r, "report", "impression");
     const char *advice = mg_adapter_get(r, "report", "recommendations");
     const char *uid = mg_adapter_get(r, "scan", "study_instance_uid");
-    struct sections s;
     int n = 0, rc;
 
     rc = put_pid(b, r);
@@ -409,18 +432,7 @@ put_body(struct mg_buf *b, const json_t *r)
         if (rc == MG_OK) rc = mg_buf_appendc(b, '\r');
         n = 1;
     }
-    findings_only(findings, impression, advice, &s);
-    if (rc == MG_OK)
-        rc = put_text(b, &n, "59776-5^Findings^LN", findings, s.findings, 0,
-                      status);
-    if (rc == MG_OK)
-        rc = put_text(b, &n, "19005-8^Impression^LN", impression,
-                      impression ? strlen(impression) : 0, s.imp_blanks,
-                      status);
-    if (rc == MG_OK)
-        rc = put_text(b, &n, "18783-1^Recommendation^LN", advice,
-                      advice ? strlen(advice) : 0, s.rec_blanks, status);
-    return rc;
+    return put_sections(b, &n, findings, impression, advice, status);
 }
 
 static int

@@ -388,6 +388,13 @@ test_oru_blank_lines_kept(void **state)
         {"\nLungs clear.\n\n\n", "Two\n\nlines", NULL,
          "59776-5:\n59776-5:Lungs clear.\n59776-5:\n59776-5:\n"
          "19005-8:Two\n19005-8:\n19005-8:lines"},
+        /* Sections that are not at the end (dcm4che ORU_R01-SR: text OBX
+         * after the recommendation): each line once, where it stands,
+         * with its section's code. They went out twice. */
+        {"Kidney enlarged.\nFollow-up CT.\n\nRequest: urology.",
+         "Kidney enlarged.", "Follow-up CT.",
+         "19005-8:Kidney enlarged.\n18783-1:Follow-up CT.\n18783-1:\n"
+         "59776-5:Request: urology."},
     };
     int bad = 0;
 
