@@ -54,6 +54,7 @@ to_outbound(const json_t *r, struct mg_buf *out, struct mg_diag *diag)
     const char *acc = mg_adapter_get(r, "scan", "accession_number");
     const char *mod = mg_adapter_get(r, "scan", "scan_type");
     const char *code = mg_adapter_get(r, "scan", "procedure_code");
+    const char *desc;
     json_t *res, *ids, *coding;
     char buf[160];
 
@@ -96,9 +97,13 @@ to_outbound(const json_t *r, struct mg_buf *out, struct mg_diag *diag)
         json_object_set_new(res, "procedureCode",
                             json_pack("[{s:[o]}]", "coding", coding));
     }
+    /* The study's own description (DICOM (0008,1030), which R4 maps to
+     * ImagingStudy.description), else what was ordered. */
+    desc = mg_adapter_get(r, "scan", "study_description");
     mg_adapter_json_set(res, "description",
-                              mg_adapter_get(r, "scan",
-                                             "procedure_description"));
+                        desc ? desc
+                             : mg_adapter_get(r, "scan",
+                                              "procedure_description"));
     return mg_adapter_json_out(res, out);
 }
 

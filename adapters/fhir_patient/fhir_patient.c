@@ -30,6 +30,28 @@ typed_identifier(const char *system, const char *value, const char *type)
     return id;
 }
 
+/* What an identifiers row adds beyond system, value and type: the
+ * assigner's name when the system is a URI (HOSP for urn:oid:1.2.3, as
+ * CX.4.1 gave it), and the period it is valid in. */
+static void
+identifier_details(json_t *out, const json_t *row)
+{
+    const char *ns = json_string_value(json_object_get(row, "assigner"));
+    const char *from = json_string_value(json_object_get(row, "period_start"));
+    const char *to = json_string_value(json_object_get(row, "period_end"));
+
+    if (ns != NULL && *ns && json_object_get(out, "system") != NULL &&
+        json_object_get(out, "assigner") == NULL)
+        json_object_set_new(out, "assigner", json_pack("{s:s}", "display",
+                                                       ns));
+    if ((from != NULL && *from) || (to != NULL && *to)) {
+        json_t *period = json_object();
+        mg_adapter_json_set(period, "start", from);
+        mg_adapter_json_set(period, "end", to);
+        json_object_set_new(out, "period", period);
+    }
+}
+
 /* Sets obj[key] = [item] when item has something (FHIR forbids empty
  * objects and arrays); frees item otherwise. */
 static void
@@ -49,9 +71,12 @@ identifiers(const json_t *r)
     json_t *list = json_array(), *id;
     size_t i;
 
-    if (mrn != NULL)
-        json_array_append_new(list, typed_identifier(
-            mg_adapter_mrn_system(r), mrn, "MR"));
+    if (mrn != NULL) {
+        json_t *out = typed_identifier(mg_adapter_mrn_system(r), mrn, "MR");
+        if (mrn_id != NULL)
+            identifier_details(out, mrn_id);
+        json_array_append_new(list, out);
+    }
     json_array_foreach(json_object_get(r, "identifiers"), i, id) {
         const char *v = json_string_value(json_object_get(id, "value"));
         const char *use = json_string_value(json_object_get(id, "use"));
@@ -65,6 +90,7 @@ identifiers(const json_t *r)
          * merge retired ("no longer valid", R4 identifier-use). */
         if (use != NULL && strcmp(use, "usual") != 0)
             json_object_set_new(out, "use", json_string(use));
+        identifier_details(out, id);
         json_array_append_new(list, out);
     }
     return list;
@@ -76,6 +102,8 @@ name(const json_t *r)
     json_t *n = json_object(), *given = json_array();
     const char *first = mg_adapter_get(r, "patient", "first_name");
     const char *middle = mg_adapter_get(r, "patient", "middle_name");
+    const char *prefix = mg_adapter_get(r, "patient", "name_prefix");
+    const char *suffix = mg_adapter_get(r, "patient", "name_suffix");
 
     mg_adapter_json_set(n, "family", mg_adapter_get(r, "patient",
                                                           "last_name"));
@@ -86,6 +114,10 @@ name(const json_t *r)
     if (json_array_size(given) > 0)
         json_object_set(n, "given", given);
     json_decref(given);
+    if (prefix != NULL)
+        json_object_set_new(n, "prefix", json_pack("[s]", prefix));
+    if (suffix != NULL)
+        json_object_set_new(n, "suffix", json_pack("[s]", suffix));
     return n;
 }
 

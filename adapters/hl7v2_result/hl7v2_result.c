@@ -99,15 +99,18 @@ put_msh(struct mg_buf *b, const json_t *r, bool utf8)
     return rc == MG_OK ? mg_buf_appendc(b, '\r') : rc;
 }
 
-/* CX.4 for a patient_identifiers.system, the way the adapters read one
- * in (common.sql): urn:oid:<oid> as the HD's ISO universal id, another URI
- * as a URI universal id, a namespace as it is; nothing for
- * urn:medgate:unqualified, which stands for no authority. */
+/* CX.4 for a patient_identifiers row, the way the adapters read one in
+ * (common.sql): its system urn:oid:<oid> as the HD's ISO universal id,
+ * another URI as a URI universal id, each after the namespace (HD.1, the
+ * row's assigner) many receivers match on; a namespace as it is; nothing
+ * for urn:medgate:unqualified, which stands for no authority. */
 static int
-put_authority(struct mg_buf *b, const char *system)
+put_authority(struct mg_buf *b, const json_t *id)
 {
+    const char *system = json_string_value(json_object_get(id, "system"));
+    const char *ns = json_string_value(json_object_get(id, "assigner"));
     const char *type = NULL;
-    int rc;
+    int rc = MG_OK;
 
     if (system == NULL || strcmp(system, "urn:medgate:unqualified") == 0)
         return MG_OK;
@@ -119,9 +122,33 @@ put_authority(struct mg_buf *b, const char *system)
     }
     if (type == NULL)
         return put(b, system);
-    rc = mg_buf_appendc(b, '&');
+    if (ns != NULL && *ns)
+        rc = put(b, ns);
+    if (rc == MG_OK) rc = mg_buf_appendc(b, '&');
     if (rc == MG_OK) rc = put(b, system);
     return rc == MG_OK ? mg_buf_appendz(b, type) : rc;
+}
+
+/* CX.6 to CX.8 of a patient_identifiers row: assigning facility, and the
+ * period it is valid in; nothing when it has none of them. */
+static int
+put_cx_tail(struct mg_buf *b, const json_t *id)
+{
+    const char *fac = json_string_value(json_object_get(id,
+                                                        "assigning_facility"));
+    const char *from = json_string_value(json_object_get(id, "period_start"));
+    const char *to = json_string_value(json_object_get(id, "period_end"));
+    int rc = MG_OK;
+
+    if (fac == NULL && from == NULL && to == NULL)
+        return MG_OK;
+    rc = mg_buf_appendc(b, '^');
+    if (rc == MG_OK) rc = put(b, fac);
+    if (rc == MG_OK && (from != NULL || to != NULL))
+        rc = mg_buf_appendc(b, '^');
+    if (rc == MG_OK) rc = put_time(b, from);
+    if (rc == MG_OK && to != NULL) rc = mg_buf_appendc(b, '^');
+    return rc == MG_OK ? put_time(b, to) : rc;
 }
 
 /* PID-3: the MRN typed MR, then the other current identifiers with their
@@ -134,13 +161,16 @@ put_pid(struct mg_buf *b, const json_t *r)
     const json_t *ids = json_object_get(r, "identifiers"), *id;
     const json_t *mrn_id = mg_adapter_mrn_identifier(r);
     const char *mrn = mg_adapter_get(r, "patient", "medical_record_number");
+    const char *suffix = mg_adapter_get(r, "patient", "name_suffix");
+    const char *prefix = mg_adapter_get(r, "patient", "name_prefix");
     size_t i;
     int rc = mg_buf_appendz(b, "PID|1||");
 
     if (rc == MG_OK) rc = put(b, mrn);
     if (rc == MG_OK) rc = mg_buf_appendz(b, "^^^");
-    if (rc == MG_OK) rc = put_authority(b, mg_adapter_mrn_system(r));
+    if (rc == MG_OK) rc = put_authority(b, mrn_id);
     if (rc == MG_OK) rc = mg_buf_appendz(b, "^MR");
+    if (rc == MG_OK) rc = put_cx_tail(b, mrn_id);
     json_array_foreach(ids, i, id) {
         const char *v = json_string_value(json_object_get(id, "value"));
         const char *t = json_string_value(json_object_get(id, "type_code"));
@@ -150,11 +180,10 @@ put_pid(struct mg_buf *b, const json_t *r)
         rc = mg_buf_appendc(b, '~');
         if (rc == MG_OK) rc = put(b, v);
         if (rc == MG_OK) rc = mg_buf_appendz(b, "^^^");
-        if (rc == MG_OK)
-            rc = put_authority(b, json_string_value(json_object_get(id,
-                                                                    "system")));
+        if (rc == MG_OK) rc = put_authority(b, id);
         if (rc == MG_OK) rc = mg_buf_appendc(b, '^');
         if (rc == MG_OK) rc = put(b, t);
+        if (rc == MG_OK) rc = put_cx_tail(b, id);
     }
     if (rc == MG_OK) rc = mg_buf_appendz(b, "||");
     if (rc == MG_OK) rc = put(b, mg_adapter_get(r, "patient", "last_name"));
@@ -162,6 +191,12 @@ put_pid(struct mg_buf *b, const json_t *r)
     if (rc == MG_OK) rc = put(b, mg_adapter_get(r, "patient", "first_name"));
     if (rc == MG_OK) rc = mg_buf_appendc(b, '^');
     if (rc == MG_OK) rc = put(b, mg_adapter_get(r, "patient", "middle_name"));
+    /* XPN.4 suffix, XPN.5 prefix (as adt.json reads them in) */
+    if (rc == MG_OK && (suffix != NULL || prefix != NULL))
+        rc = mg_buf_appendc(b, '^');
+    if (rc == MG_OK) rc = put(b, suffix);
+    if (rc == MG_OK && prefix != NULL) rc = mg_buf_appendc(b, '^');
+    if (rc == MG_OK) rc = put(b, prefix);
     if (rc == MG_OK) rc = mg_buf_appendz(b, "||");
     if (rc == MG_OK) rc = put_time(b, mg_adapter_get(r, "patient", "date_of_birth"));
     if (rc == MG_OK) rc = mg_buf_appendc(b, '|');

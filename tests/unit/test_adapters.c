@@ -541,6 +541,43 @@ test_oru_leaves_out_retired_identifiers(void **state)
     json_decref(r);
 }
 
+/* What an identifier and a name carry beyond their value: HD.1, the
+ * namespace many RIS match on, before an ISO universal id; the assigning
+ * facility and the period (CX.6-8); the name's suffix and prefix (XPN.4,
+ * XPN.5). They were dropped. */
+static json_t *
+detailed_record(void)
+{
+    json_t *r = record();
+
+    json_array_append_new(json_object_get(r, "identifiers"), json_pack(
+        "{s:s,s:s,s:s,s:s,s:s,s:s}", "system", "urn:oid:1.2.3", "assigner",
+        "HOSP", "value", "55", "type_code", "PI", "assigning_facility", "FAC",
+        "period_start", "2020-01-01"));
+    json_object_set_new(json_object_get(r, "patient"), "name_prefix",
+                        json_string("Dr"));
+    json_object_set_new(json_object_get(r, "patient"), "name_suffix",
+                        json_string("Jr"));
+    return r;
+}
+
+static void
+test_oru_identifier_and_name_details(void **state)
+{
+    json_t *r = detailed_record();
+    struct mg_buf b;
+
+    (void)state;
+    mg_buf_init(&b, 0);
+    assert_int_equal(mg_adapter_find("hl7v2.result")->to_outbound(r, &b, NULL),
+                     MG_OK);
+    if (strstr(mg_buf_str(&b).ptr, "~55^^^HOSP&1.2.3&ISO^PI^FAC^20200101||"
+                                   "O'Brien^Ann^B^Jr^Dr||") == NULL)
+        fail_msg("ORU: %s", mg_buf_str(&b).ptr);
+    mg_buf_dispose(&b);
+    json_decref(r);
+}
+
 /* OBR-7 is required in a report: without an observation time, when it
  * was issued. A cancelled report (X) goes without observations. */
 static void
@@ -709,6 +746,29 @@ test_fhir_patient_marks_retired_identifiers(void **state)
     assert_string_equal(str_at(p, "identifier/2/value"), "100");
     assert_string_equal(str_at(p, "identifier/2/use"), "old");
     assert_null(json_array_get(json_object_get(p, "identifier"), 3));
+    json_decref(p);
+    json_decref(r);
+}
+
+static void
+test_fhir_patient_identifier_and_name_details(void **state)
+{
+    json_t *r = detailed_record(), *p;
+
+    (void)state;
+    p = fhir("fhir.patient", r);
+    assert_string_equal(str_at(p, "identifier/2/system"), "urn:oid:1.2.3");
+    assert_string_equal(str_at(p, "identifier/2/assigner/display"), "HOSP");
+    assert_string_equal(str_at(p, "identifier/2/period/start"), "2020-01-01");
+    assert_string_equal(str_at(p, "name/0/prefix/0"), "Dr");
+    assert_string_equal(str_at(p, "name/0/suffix/0"), "Jr");
+    json_decref(p);
+    /* ImagingStudy.description is the study's own (DICOM (0008,1030)),
+     * else what was ordered. */
+    json_object_set_new(json_object_get(r, "scan"), "study_description",
+                        json_string("CT HEAD W/O"));
+    p = fhir("fhir.imaging_study", r);
+    assert_string_equal(str_at(p, "description"), "CT HEAD W/O");
     json_decref(p);
     json_decref(r);
 }
@@ -898,6 +958,8 @@ main(void)
         cmocka_unit_test(test_oru_leaves_out_retired_identifiers),
         cmocka_unit_test(test_fhir_patient_marks_retired_identifiers),
         cmocka_unit_test(test_oru_obr7_and_cancelled),
+        cmocka_unit_test(test_oru_identifier_and_name_details),
+        cmocka_unit_test(test_fhir_patient_identifier_and_name_details),
         cmocka_unit_test(test_oru_needs_control_id_and_time),
         cmocka_unit_test(test_fhir_patient),
         cmocka_unit_test(test_fhir_imaging_study),
