@@ -262,6 +262,25 @@ mg_adapter_get(const json_t *record, const char *object, const char *key)
 }
 
 bool
+mg_adapter_dicom_modality(const char *code)
+{
+    static const char terms[] =
+        " ANN AR ASMT AU BDUS BI BMD CFM CR CT CTPROTOCOL DG DMS DOC DX ECG"
+        " EEG EMG EOG EPS ES FID GM HC HD IO IOL IVOCT IVUS KER KO LEN LS M3D"
+        " MG MR NM OAM OCT OP OPM OPT OPTBSV OPTENF OPV OSS OT PLAN POS PR PT"
+        " PX REG RESP RF RG RTDOSE RTIMAGE RTINTENT RTPLAN RTRAD RTRECORD"
+        " RTSEGANN RTSTRUCT RWV SEG SM SMR SR SRF STAIN TEXTUREMAP TG US VA XA"
+        " XAPROTOCOL XC ";
+    char word[24];
+
+    if (code == NULL || strlen(code) == 0 || strlen(code) > 20 ||
+        strchr(code, ' ') != NULL)
+        return false;
+    snprintf(word, sizeof(word), " %s ", code);
+    return strstr(terms, word) != NULL;
+}
+
+bool
 mg_adapter_identifier_retired(const json_t *id)
 {
     const char *use = json_string_value(json_object_get(id, "use"));

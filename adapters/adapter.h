@@ -130,6 +130,12 @@ const json_t *mg_adapter_mrn_identifier(const json_t *record);
  * namespace, or urn:medgate:unqualified), or NULL. */
 const char *mg_adapter_mrn_system(const json_t *record);
 
+/* Whether code is a DICOM modality (defined terms of (0008,0060), PS3.3
+ * C.7.3.1.1.1): only those may be sent as codes of the DCM system; a
+ * sender's own code (the modality table passes unknown ones through) may
+ * not. */
+bool mg_adapter_dicom_modality(const char *code);
+
 /* Whether an identifiers row is retired (use "old", set by a merge): not
  * the patient's to send as current in an HL7 v2 PID-3. */
 bool mg_adapter_identifier_retired(const json_t *id);

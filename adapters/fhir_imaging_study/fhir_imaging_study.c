@@ -80,10 +80,13 @@ to_outbound(const json_t *r, struct mg_buf *out, struct mg_diag *diag)
     if (json_array_size(ids) > 0) /* FHIR forbids an empty array */
         json_object_set(res, "identifier", ids);
     json_decref(ids);
-    if (mod != NULL)
+    if (mod != NULL && mg_adapter_dicom_modality(mod))
         json_object_set_new(res, "modality", json_pack(
             "[{s:s,s:s}]", "system",
             "http://dicom.nema.org/resources/ontology/DCM", "code", mod));
+    else if (mod != NULL) /* a sender's own code: no system claimed */
+        json_object_set_new(res, "modality", json_pack("[{s:s}]", "code",
+                                                       mod));
     mg_adapter_json_time(res, "started",
                          mg_adapter_get(r, "scan", "acquisition_date"), false);
     if (code != NULL) {

@@ -224,8 +224,10 @@ put_service(struct mg_buf *b, const json_t *r)
             text = mg_adapter_get(r, "scan", "study_description");
     }
     if (code == NULL && text == NULL &&
-        (code = mg_adapter_get(r, "scan", "scan_type")) != NULL)
+        mg_adapter_dicom_modality(mg_adapter_get(r, "scan", "scan_type"))) {
+        code = mg_adapter_get(r, "scan", "scan_type");
         sys = "DCM";
+    }
     if (code == NULL && text == NULL) {
         code = "18748-4";
         text = "Diagnostic imaging study";

@@ -450,6 +450,11 @@ test_oru_obr4_never_empty(void **state)
         {{"procedure_code", "procedure_code_system", "procedure_description",
           "study_description", "scan_type", NULL},
          "18748-4^Diagnostic imaging study^LN"},
+        /* A sender's own modality code (the modality table passes unknown
+         * ones through) is no DICOM code: it was sent as ECHO^^DCM. */
+        {{"procedure_code", "procedure_code_system", "procedure_description",
+          "study_description", "scan_type=ECHO", NULL},
+         "18748-4^Diagnostic imaging study^LN"},
     };
     int bad = 0;
 
@@ -465,7 +470,10 @@ test_oru_obr4_never_empty(void **state)
         json_object_set_new(scan, "study_description",
                             json_string("CT CHEST W/O & ABD"));
         for (size_t k = 0; cases[i].drop[k] != NULL; k++)
-            json_object_set_new(scan, cases[i].drop[k], json_null());
+            if (strcmp(cases[i].drop[k], "scan_type=ECHO") == 0)
+                json_object_set_new(scan, "scan_type", json_string("ECHO"));
+            else
+                json_object_set_new(scan, cases[i].drop[k], json_null());
         read_back(&rb, r);
         assert_int_equal(mg_hl7v2_parse(mg_buf_str(&rb.oru), &opts,
                                         &rb.arena, &msg, &d), MG_OK);
@@ -769,6 +777,16 @@ test_fhir_patient_identifier_and_name_details(void **state)
                         json_string("CT HEAD W/O"));
     p = fhir("fhir.imaging_study", r);
     assert_string_equal(str_at(p, "description"), "CT HEAD W/O");
+    assert_string_equal(str_at(p, "modality/0/system"),
+                        "http://dicom.nema.org/resources/ontology/DCM");
+    json_decref(p);
+    /* A sender's own modality code is sent without claiming DICOM's. */
+    json_object_set_new(json_object_get(r, "scan"), "scan_type",
+                        json_string("ECHO"));
+    p = fhir("fhir.imaging_study", r);
+    assert_string_equal(str_at(p, "modality/0/code"), "ECHO");
+    assert_null(json_object_get(json_array_get(json_object_get(p, "modality"),
+                                               0), "system"));
     json_decref(p);
     json_decref(r);
 }
