@@ -65,6 +65,41 @@ BEGIN
     RETURN pid;
 END $$;
 
+-- Whether the message's MRN is one of its identifiers typed MR (PID-3
+-- with CX.5 MR). When it is not, the MRN is only PID-3.1 of some other
+-- type (an SSN, a visit number), and the patient may be found by that
+-- identifier instead (medgate_patient_by_identifiers).
+-- (A jsonpath, not a subquery: an sql function holding a subquery is
+-- never inlined, and the set-based choice calls this for every message.)
+CREATE OR REPLACE FUNCTION medgate_mrn_typed(mrn text, ids jsonb)
+RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+    SELECT jsonb_path_exists(coalesce(ids, '[]'),
+        '$[*] ? (@.value == $m && @.type_code like_regex "^[Mm][Rr]$")',
+        jsonb_build_object('m', mrn))
+$$;
+
+-- The live patient that holds one of the identifiers ids (same system and
+-- value), when exactly one does; NULL when none or several do (then the
+-- message makes its own patient, as before: a guess between two people
+-- would file one person's data under another).
+CREATE OR REPLACE FUNCTION medgate_patient_by_identifiers(org uuid,
+                                                          ids jsonb)
+RETURNS uuid LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    found uuid[];
+BEGIN
+    SELECT array_agg(DISTINCT p.id) INTO found
+      FROM jsonb_to_recordset(coalesce(ids, '[]')) AS x(value text,
+           system text, universal_id text, universal_id_type text)
+      JOIN patient_identifiers i
+        ON i.organization_id = org AND i.value = left(x.value, 256)
+       AND i.system = medgate_identifier_system(x.universal_id_type,
+                                                x.universal_id, x.system)
+      JOIN patients p ON p.id = i.patient_id AND p.merged_into IS NULL
+     WHERE coalesce(x.value, '') <> '';
+    RETURN CASE WHEN cardinality(found) = 1 THEN found[1] END;
+END $$;
+
 -- Applies a patient patch (the mapped patient.* targets: a key that is
 -- absent keeps the column, a null clears it) to the patient with its
 -- medical record number, creating the patient when there is none, and adds
@@ -87,6 +122,12 @@ BEGIN
                   DETAIL = 'patient.medical_record_number';
     END IF;
     pid := medgate_patient_find(org, mrn);
+    -- Matched by identifier: no patient has the MRN, which is no MR-typed
+    -- identifier (an SSN in PID-3.1, say), but one patient holds one of
+    -- the message's identifiers. That patient is updated; its MRN stays.
+    IF pid IS NULL AND NOT medgate_mrn_typed(mrn, ids) THEN
+        pid := medgate_patient_by_identifiers(org, ids);
+    END IF;
     IF pid IS NULL THEN
         INSERT INTO patients (organization_id, medical_record_number,
             first_name, middle_name, last_name, name_prefix, name_suffix,
@@ -304,8 +345,13 @@ END $$;
 -- record (which medgate_patient_find redirects) goes one by one; so does
 -- the survivor's own MRN: the intake sees no shared record between a
 -- message for the retired MRN and one for the survivor's, and written
--- together the survivor's would go first, whatever their order.
-CREATE OR REPLACE FUNCTION medgate_patient_plain(org uuid, mrn text)
+-- together the survivor's would go first, whatever their order. A new MRN
+-- that is no MR-typed identifier and whose message names a known
+-- patient's identifier goes one by one too (medgate_patient_upsert finds
+-- that patient; the set-based insert would make a new one).
+DROP FUNCTION IF EXISTS medgate_patient_plain(uuid, text);
+CREATE OR REPLACE FUNCTION medgate_patient_plain(org uuid, mrn text,
+                                                 ids jsonb)
 RETURNS boolean LANGUAGE plpgsql STABLE AS $$
 DECLARE
     pid uuid;
@@ -322,10 +368,14 @@ BEGIN
                             WHERE t.organization_id = org
                               AND t.merged_into = pid);
     END IF;
-    RETURN NOT EXISTS (SELECT 1 FROM patients t
-                        WHERE t.organization_id = org
-                          AND t.medical_record_number = mrn
-                          AND t.merged_into IS NOT NULL);
+    IF EXISTS (SELECT 1 FROM patients t
+                WHERE t.organization_id = org
+                  AND t.medical_record_number = mrn
+                  AND t.merged_into IS NOT NULL) THEN
+        RETURN false;
+    END IF;
+    RETURN medgate_mrn_typed(mrn, ids)
+           OR medgate_patient_by_identifiers(org, ids) IS NULL;
 END $$;
 
 -- Refuses a message that names a study of another patient: a result or an

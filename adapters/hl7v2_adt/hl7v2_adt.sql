@@ -110,7 +110,8 @@ BEGIN
       FROM generate_subscripts(inputs, 1) AS k
      WHERE inputs[k]->'message'->>'trigger' IS DISTINCT FROM 'A40'
        AND medgate_patient_plain(orgs[k],
-                                 inputs[k]->'patient'->>'medical_record_number');
+                                 inputs[k]->'patient'->>'medical_record_number',
+                                 inputs[k]->'patient_identifiers');
     IF sel IS NULL THEN
         RETURN '{}';
     END IF;

@@ -205,7 +205,8 @@ BEGIN
      WHERE upper(inputs[k]->'order'->>'control') = 'NW'
        AND coalesce(a.acc, '') <> ''
        AND medgate_patient_plain(orgs[k],
-                                 inputs[k]->'patient'->>'medical_record_number')
+                                 inputs[k]->'patient'->>'medical_record_number',
+                                 inputs[k]->'patient_identifiers')
        AND NOT EXISTS (SELECT 1 FROM scans t
                         WHERE t.organization_id = orgs[k]
                           AND t.accession_number = a.acc)

@@ -339,6 +339,54 @@ def order_for(cid, mrn, acc, name="Roe^Richard"):
             "ORC|NW|P-%s^RIS\r" % (cid, mrn, name, acc) + order_obr(acc) + "\r").encode()
 
 
+def order_by_pid3(cid, pid3, acc):
+    """An order whose PID-3 is given whole (no MR-typed identifier, say)."""
+    return ("MSH|^~\\&|RIS|RAD|MEDGATE|HOSP|20240101120000||ORM^O01^ORM_O01|%s|P|2.5.1\r"
+            "PID|1||%s||Roe^Richard||19700101|M\r"
+            "ORC|NW|P-%s^RIS\r" % (cid, pid3, acc) + order_obr(acc) + "\r").encode()
+
+
+class IdentifierMatchTest(GatewayTest):
+    """Issue 4: the order's patient is "created or matched by identifier".
+    An order that names the patient only by another identifier (an SSN in
+    PID-3, no MR) files under the patient holding it; an MR-typed MRN that
+    is new makes a new patient, whatever else it shares."""
+
+    prefix = "idmatch"
+
+    def patient_of(self, acc):
+        return h.scalar(self.db, "SELECT p.medical_record_number FROM scans s JOIN patients p "
+                        "ON p.id = s.patient_id WHERE s.accession_number = :'p1'", acc)
+
+    def test_order_matched_by_another_identifier(self):
+        self.assertEqual(self.send(adt("IM-1", mrn="PAT1", ssn="555")), "AA")
+        self.assertEqual(self.send(order_by_pid3("IM-2", "555^^^USSSA^SS", "ACC-S1")), "AA")
+        self.assertEqual(self.patient_of("ACC-S1"), "PAT1")
+        # The same in a grouped commit with another order (the set-based
+        # path must leave it to the one-by-one path, which finds PAT1).
+        frames = [order_by_pid3("IM-3", "555^^^USSSA^SS", "ACC-S2"),
+                  order_for("IM-4", "OTHER1", "ACC-O1")]
+        self.assertEqual(pipelined(self.gw.mllp_port, frames), ["AA", "AA"])
+        self.assertEqual(self.patient_of("ACC-S2"), "PAT1")
+        self.assertEqual(self.patient_of("ACC-O1"), "OTHER1")
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients"), "2")
+
+    def test_a_new_mr_typed_mrn_is_a_new_patient(self):
+        self.assertEqual(self.send(adt("IM-5", mrn="PAT2", ssn="556")), "AA")
+        # A new MRN typed MR with PAT2's SSN: another record, not PAT2.
+        self.assertEqual(self.send(order_for("IM-6", "NEW2", "ACC-N2")), "AA")
+        self.assertEqual(self.send(order_by_pid3("IM-7", "NEW3^^^HOSP^MR~556^^^USSSA^SS", "ACC-N3")), "AA")
+        self.assertEqual(self.patient_of("ACC-N3"), "NEW3")
+        self.assertEqual(h.scalar(self.db, "SELECT p.medical_record_number FROM patient_identifiers i "
+                                  "JOIN patients p ON p.id = i.patient_id WHERE i.value = '556'"), "PAT2")
+
+    def test_identifiers_of_two_patients_match_neither(self):
+        self.assertEqual(self.send(adt("IM-8", mrn="PAT3", ssn="557")), "AA")
+        self.assertEqual(self.send(adt("IM-9", mrn="PAT4", ssn="558")), "AA")
+        self.assertEqual(self.send(order_by_pid3("IM-10", "557^^^USSSA^SS~558^^^USSSA^SS", "ACC-A")), "AA")
+        self.assertEqual(self.patient_of("ACC-A"), "557")  # its own record, as before
+
+
 class MergeTest(GatewayTest):
     """A01 for two MRNs, an order for each, A40 merging them: the survivor
     holds both scans and later messages for the old MRN land on it."""
