@@ -72,7 +72,7 @@ END $$;
 -- (A jsonpath, not a subquery: an sql function holding a subquery is
 -- never inlined, and the set-based choice calls this for every message.)
 CREATE OR REPLACE FUNCTION medgate_mrn_typed(mrn text, ids jsonb)
-RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+RETURNS boolean LANGUAGE sql STABLE AS $$
     SELECT jsonb_path_exists(coalesce(ids, '[]'),
         '$[*] ? (@.value == $m && @.type_code like_regex "^[Mm][Rr]$")',
         jsonb_build_object('m', mrn))
@@ -81,7 +81,9 @@ $$;
 -- The live patient that holds one of the identifiers ids (same system and
 -- value), when exactly one does; NULL when none or several do (then the
 -- message makes its own patient, as before: a guess between two people
--- would file one person's data under another).
+-- would file one person's data under another). Only identifiers with an
+-- assigning authority count, and not account or visit numbers (AN, VN):
+-- a bare number, or an encounter's, is no proof of who the person is.
 CREATE OR REPLACE FUNCTION medgate_patient_by_identifiers(org uuid,
                                                           ids jsonb)
 RETURNS uuid LANGUAGE plpgsql STABLE AS $$
@@ -96,7 +98,9 @@ BEGIN
        AND i.system = medgate_identifier_system(x.universal_id_type,
                                                 x.universal_id, x.system)
       JOIN patients p ON p.id = i.patient_id AND p.merged_into IS NULL
-     WHERE coalesce(x.value, '') <> '';
+     WHERE coalesce(x.value, '') <> ''
+       AND i.system <> 'urn:medgate:unqualified'
+       AND upper(coalesce(i.type_code, '')) NOT IN ('AN', 'VN');
     RETURN CASE WHEN cardinality(found) = 1 THEN found[1] END;
 END $$;
 

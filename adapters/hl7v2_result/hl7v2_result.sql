@@ -82,11 +82,13 @@ BEGIN
              WHERE id = sid AND accession_number IS NULL;
         END IF;
     END IF;
-    PERFORM medgate_report_upsert(org, sid,
-                                  coalesce(r->>'external_id', acc, uid), r);
+    -- A version that was not applied (a late one) closes nothing: the
+    -- stored version (cancelled, say) stands for the study too.
+    done := medgate_report_upsert(org, sid,
+                                  coalesce(r->>'external_id', acc, uid), r)
+            AND coalesce(r->>'report_status', '') IN ('final', 'amended',
+                                                      'corrected');
     PERFORM medgate_report_files(org, sid, input->'scan_files');
-    done := coalesce(r->>'report_status', '') IN ('final', 'amended',
-                                                   'corrected');
     IF done THEN
         UPDATE scans SET status = 'reported', updated_at = now()
          WHERE id = sid AND status NOT IN ('reported', 'cancelled',
@@ -117,9 +119,12 @@ END $$;
 -- radiologist is linked when a user here has the id the sender gave
 -- (users.practitioner_id), and unlinked when a new signer's id is no
 -- user's; the name is kept either way.
+-- Returns whether the version was applied (false: a late one, ignored).
+-- (It returned nothing before: that version goes first.)
+DROP FUNCTION IF EXISTS medgate_report_upsert(uuid, uuid, text, jsonb);
 CREATE OR REPLACE FUNCTION medgate_report_upsert(org uuid, sid uuid,
                                                  ext text, r jsonb)
-RETURNS void LANGUAGE plpgsql AS $$
+RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
     radiologist uuid;
     owner uuid;
@@ -158,10 +163,10 @@ BEGIN
        AND coalesce(r->>'report_status', 'registered') IN ('registered',
                                                           'preliminary')
        AND was IN ('final', 'amended', 'corrected', 'cancelled') THEN
-        RETURN;
+        RETURN false;
     END IF;
     IF (r->>'issued_at')::timestamptz < was_issued THEN
-        RETURN;
+        RETURN false;
     END IF;
     IF NULLIF(r->>'reporting_radiologist_id', '') IS NOT NULL THEN
         SELECT u.id INTO radiologist FROM users u
@@ -183,7 +188,7 @@ BEGIN
            FROM jsonb_populate_record(t, p) x)
      WHERE t.organization_id = org AND t.external_id = ext;
     IF FOUND THEN
-        RETURN;
+        RETURN true;
     END IF;
     INSERT INTO reports (organization_id, scan_id, external_id, report_type,
         findings_text, impression, recommendations, report_status,
@@ -198,8 +203,9 @@ BEGIN
     ON CONFLICT (organization_id, external_id) DO NOTHING;
     IF NOT FOUND THEN
         -- A concurrent transaction wrote it first: update that one.
-        PERFORM medgate_report_upsert(org, sid, ext, r);
+        RETURN medgate_report_upsert(org, sid, ext, r);
     END IF;
+    RETURN true;
 END $$;
 
 -- The MIME type for an HL7 ED/RP type of data (table 0191) and subtype

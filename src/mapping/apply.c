@@ -472,7 +472,8 @@ finish(struct run *r, const struct mg__mapping_rule *ru, const struct loc *l,
 }
 
 /* For a "same_source" rule: the position the named earlier rule of the
- * route read, as [*first, *last); an empty range when it read none. */
+ * route read, as [*first, *last); all of them when it read none (no code:
+ * the description is still wanted, from wherever it is). */
 static void
 same_source_range(const struct run *r, const struct mg__mapping_rule *ru,
                   size_t *first, size_t *last)
@@ -486,7 +487,7 @@ same_source_range(const struct run *r, const struct mg__mapping_rule *ru,
             at = r->source_at[k];
     }
     *first = at < 0 ? 0 : (size_t)at;
-    *last = at < 0 ? 0 : MG_MIN((size_t)at + 1, ru->nfrom);
+    *last = at < 0 ? ru->nfrom : MG_MIN((size_t)at + 1, ru->nfrom);
 }
 
 /* The "from" paths: the first valued one (fallbacks), or all valued ones

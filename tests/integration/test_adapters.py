@@ -380,6 +380,18 @@ class IdentifierMatchTest(GatewayTest):
         self.assertEqual(h.scalar(self.db, "SELECT p.medical_record_number FROM patient_identifiers i "
                                   "JOIN patients p ON p.id = i.patient_id WHERE i.value = '556'"), "PAT2")
 
+    def test_a_bare_number_or_account_number_matches_nobody(self):
+        # No authority (CX.4 empty), or an account number: no proof of who
+        # the person is, so no match (A's record was overwritten).
+        a = adt("IM-11", mrn="PAT5").decode().replace("~111^^^USSSA^SS", "~12345^^^^PI~888^^^HOSP^AN")
+        self.assertEqual(self.send(a.encode()), "AA")
+        self.assertEqual(self.send(order_by_pid3("IM-12", "999^^^^SS~12345^^^^PI", "ACC-B1")), "AA")
+        self.assertEqual(self.patient_of("ACC-B1"), "999")
+        self.assertEqual(self.send(order_by_pid3("IM-13", "998^^^^SS~888^^^HOSP^AN", "ACC-B2")), "AA")
+        self.assertEqual(self.patient_of("ACC-B2"), "998")
+        self.assertEqual(h.scalar(self.db, "SELECT first_name FROM patients WHERE medical_record_number = 'PAT5'"),
+                         "Jane")
+
     def test_identifiers_of_two_patients_match_neither(self):
         self.assertEqual(self.send(adt("IM-8", mrn="PAT3", ssn="557")), "AA")
         self.assertEqual(self.send(adt("IM-9", mrn="PAT4", ssn="558")), "AA")
@@ -625,6 +637,16 @@ class ResultAdapterTest(GatewayTest):
         self.assertEqual(self.send(oru("V-5", "ACC9", status="P", text=("Prelim.",),
                                        issued="20240105080000")), "AA")
         self.assertEqual(h.scalar(self.db, "SELECT report_status FROM reports"), "cancelled")
+
+    def test_a_late_final_neither_replaces_a_cancel_nor_closes_the_study(self):
+        self.assertEqual(self.send(ORM.format(cid="Z-1", ctl="NW").encode()), "AA")
+        self.assertEqual(self.send(oru("Z-2", "ACC9", status="X", issued="20240104080000")), "AA")
+        # A final issued before the cancel arrives late: ignored, and the
+        # study is not marked reported nor its worklist entry completed.
+        self.assertEqual(self.send(oru("Z-3", "ACC9", status="F", issued="20240102095900")), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT r.report_status, s.status, q.status FROM reports r "
+                                "JOIN scans s ON s.id = r.scan_id JOIN scan_queue q ON q.scan_id = s.id"),
+                         [["cancelled", "ordered", "waiting"]])
 
     def test_a_new_version_with_text_replaces_the_whole_report(self):
         self.assertEqual(self.send(oru("T-1", "ACC9", status="F", recs=("Follow-up CT in 6 months.",))), "AA")

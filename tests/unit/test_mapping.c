@@ -715,6 +715,9 @@ test_orders_procedure_from_one_field(void **state)
         "ORC|NW|P1\r"
         "OBR|1|P1||71046^XR CHEST 2V||||||||||||||ACC1||||||||||||||||||||"
         "||||||RP1^Requested^L\r"; /* OBR-44 */
+    static const char three[] = MSH_ADT("ORM^O01") "PID|1||M1^^^X^MR\r"
+        "ORC|NW|P1\r"
+        "OBR|1|P1||^CT HEAD W/O CONTRAST||||||||||||||ACC1\r";
     static const char two[] = MSH_ADT("ORM^O01") "PID|1||M1^^^X^MR\r"
         "ORC|NW|P1\r"
         "OBR|1|P1||^Chest||||||||||||||ACC1||||||||||||||||||||"
@@ -733,6 +736,13 @@ test_orders_procedure_from_one_field(void **state)
     assert_string_equal(val(&m, "scan.procedure_code"), "RP1");
     assert_string_equal(val(&m, "scan.procedure_description"), "Requested");
     assert_string_equal(val(&m, "scan.procedure_code_system"), "L");
+    done(&m);
+    /* No code anywhere: the description is still read (fallbacks). */
+    map_text(&m, shipped, three, sizeof(three) - 1);
+    assert_int_equal(m.rc, MG_OK);
+    assert_string_equal(val(&m, "scan.procedure_code"), "(absent)");
+    assert_string_equal(val(&m, "scan.procedure_description"),
+                        "CT HEAD W/O CONTRAST");
     done(&m);
 }
 
