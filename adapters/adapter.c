@@ -196,12 +196,7 @@ mg_adapter_map(const struct mg_adapter *ad,
 static uint64_t
 key_fingerprint(char kind, const char *v)
 {
-    uint64_t h = 14695981039346656037ULL;
-
-    h = (h ^ (unsigned char)kind) * 1099511628211ULL;
-    for (; *v; v++)
-        h = (h ^ (unsigned char)*v) * 1099511628211ULL;
-    return h;
+    return mg_fnv1a(mg_fnv1a(MG_FNV1A_BASIS, &kind, 1), v, strlen(v));
 }
 
 static void

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 struct mg_str {
@@ -47,5 +48,23 @@ bool mg_str_has_prefix(struct mg_str s, struct mg_str prefix);
 struct mg_str mg_str_trim(struct mg_str s);
 /* Parse a non-negative decimal number that fills all of s. */
 bool mg_str_to_u64(struct mg_str s, unsigned long long *out);
+
+/* The length of the well-formed UTF-8 character at p (1 for ASCII, 2-4
+ * otherwise; no overlong forms, surrogates or code points above
+ * U+10FFFF), reading at most n > 0 bytes; 0 when there is none. */
+size_t mg_utf8_char_len(const char *p, size_t n);
+
+/* FNV-1a (64 bits) of n bytes at p, continuing from h: MG_FNV1A_BASIS to
+ * start. For in-memory keys, not for anything stored. */
+#define MG_FNV1A_BASIS 14695981039346656037ULL
+static inline uint64_t
+mg_fnv1a(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = (const unsigned char *)p;
+
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ULL;
+    return h;
+}
 
 #endif

@@ -71,38 +71,6 @@ mg_hl7v2_charset_lookup(struct mg_str name, enum mg_hl7v2_charset *cs,
     return MG_EUNSUPPORTED;
 }
 
-/* Length of the valid UTF-8 sequence at p (at most n bytes), or 0. */
-static size_t
-utf8_seq_len(const unsigned char *p, size_t n)
-{
-    unsigned char c = p[0];
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        return n >= 2 && (p[1] & 0xC0) == 0x80 ? 2 : 0;
-    if (c >= 0xE0 && c <= 0xEF) {
-        if (n < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80)
-            return 0;
-        if (c == 0xE0 && p[1] < 0xA0)
-            return 0; /* overlong */
-        if (c == 0xED && p[1] >= 0xA0)
-            return 0; /* surrogate */
-        return 3;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        if (n < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 ||
-            (p[3] & 0xC0) != 0x80)
-            return 0;
-        if (c == 0xF0 && p[1] < 0x90)
-            return 0; /* overlong */
-        if (c == 0xF4 && p[1] >= 0x90)
-            return 0; /* past U+10FFFF */
-        return 4;
-    }
-    return 0;
-}
-
 bool
 mg__hl7v2_utf8_valid(const char *s, size_t n, size_t *bad)
 {
@@ -119,7 +87,7 @@ mg__hl7v2_utf8_valid(const char *s, size_t n, size_t *bad)
                 continue;
             }
         }
-        k = utf8_seq_len(p + i, n - i);
+        k = mg_utf8_char_len((const char *)p + i, n - i);
         if (k == 0) {
             if (bad != NULL)
                 *bad = i;

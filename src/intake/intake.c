@@ -532,14 +532,15 @@ static uint64_t
 key_hash(const struct mg__intake_item *it)
 {
     static const int cols[] = {COL_ORG, COL_APP, COL_FAC, COL_CONTROL_ID};
-    uint64_t h = 1469598103934665603u; /* FNV-1a */
+    uint64_t h = MG_FNV1A_BASIS;
 
     if (it->col[COL_ORG] == NULL || it->col[COL_CONTROL_ID] == NULL)
         return 0;
     for (size_t i = 0; i < MG_ARRAY_LEN(cols); i++) {
-        for (const char *p = it->col[cols[i]] ? it->col[cols[i]] : ""; *p; p++)
-            h = (h ^ (unsigned char)*p) * 1099511628211u;
-        h = (h ^ 0xff) * 1099511628211u; /* between the parts */
+        const char *v = it->col[cols[i]] ? it->col[cols[i]] : "";
+
+        /* 0xff between the parts: no byte of UTF-8 text */
+        h = mg_fnv1a(mg_fnv1a(h, v, strlen(v)), "\xff", 1);
     }
     return h ? h : 1;
 }

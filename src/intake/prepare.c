@@ -36,26 +36,14 @@ find_sender(const struct mg_conf_listener *li, struct mg_str app,
     return NULL;
 }
 
-/* The length of the well-formed UTF-8 sequence of two to four bytes at p
- * (no overlong forms, surrogates or code points above U+10FFFF), or 0. */
-static size_t
-utf8_seq(const unsigned char *p, size_t n)
+/* The character set a message from sender s (NULL: none matched) on li
+ * is read in when its MSH-18 is empty: the sender's, else the listener's
+ * default (NULL: ASCII, or UTF-8). */
+static const char *
+assumed_charset(const struct mg_conf_listener *li,
+                const struct mg_conf_sender *s)
 {
-    size_t len = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : 2;
-    uint32_t cp;
-
-    if (p[0] < 0xc2 || p[0] > 0xf4 || n < len)
-        return 0;
-    cp = p[0] & (0x3f >> (len - 1));
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (p[i] & 0x3f);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-        return 0;
-    return len;
+    return s != NULL && s->charset != NULL ? s->charset : li->default_charset;
 }
 
 /* A copy safe for a PostgreSQL text column: printable ASCII and valid
@@ -79,7 +67,8 @@ col_text(struct mg_arena *a, struct mg_str s, size_t max, bool empty_is_null)
         if (in[i] >= 0x20 && in[i] < 0x7f) {
             out[i] = (char)in[i];
             i++;
-        } else if (in[i] >= 0x80 && (k = utf8_seq(in + i, n - i)) > 0) {
+        } else if (in[i] >= 0x80 &&
+                   (k = mg_utf8_char_len(s.ptr + i, n - i)) > 0) {
             memcpy(out + i, in + i, k);
             i += k;
         } else {
@@ -292,8 +281,7 @@ judge(struct mg__intake_item *it, const struct mg_conf_listener *li,
         v->outcome = MG__INTAKE_REJECTED;
         return;
     }
-    opts.default_charset = v->sender->charset ? v->sender->charset
-                                              : li->default_charset;
+    opts.default_charset = assumed_charset(li, v->sender);
     if (mg_hl7v2_parse(frame, &opts, &it->arena, &v->msg, &v->diag) != MG_OK) {
         v->msg = NULL;
         goto out_bad;
@@ -365,8 +353,7 @@ render_header(struct mg__intake_item *it, const struct verdict *v,
     /* Without MSH-18, the set the bytes were read in: the sender's or
      * the listener's default (NULL: ASCII, or UTF-8). */
     if (it->col[COL_CHARSET] == NULL && v->sender != NULL)
-        it->col[COL_CHARSET] = v->sender->charset ? v->sender->charset
-                                                  : it->listener->default_charset;
+        it->col[COL_CHARSET] = assumed_charset(it->listener, v->sender);
 }
 
 static enum mg_hl7v2_ack_mode
@@ -493,7 +480,7 @@ mg_intake_default_charset(const struct mg_conf_listener *li,
         return NULL;
     s = find_sender(li, mg_hl7v2_msh_comp(&msh, 3, 1),
                     mg_hl7v2_msh_comp(&msh, 4, 1));
-    return s != NULL && s->charset != NULL ? s->charset : li->default_charset;
+    return assumed_charset(li, s);
 }
 
 int
@@ -654,8 +641,7 @@ locate_target(struct mg__intake_item *it, const struct mg_mapping_set *set,
         target += used;
     sender = find_sender(li, mg_hl7v2_msh_comp(msh, 3, 1),
                          mg_hl7v2_msh_comp(msh, 4, 1));
-    opts.default_charset = sender && sender->charset ? sender->charset
-                                                     : li->default_charset;
+    opts.default_charset = assumed_charset(li, sender);
     if (set == NULL ||
         mg_hl7v2_parse(frame, &opts, &it->arena, &msg, &ignored) != MG_OK ||
         mg_mapping_route_find(set, &msg->hdr, li->name, &route) != MG_OK ||
