@@ -94,10 +94,14 @@ static const char *const update_sql =
     " FROM upd";
 
 /* What the message's records hold now, one row per column, for --diff:
- * the patient of its MRN (live), that patient's identifiers, the scan of
- * its accession (else of its study UID) and the report of its external id
- * (else the accession, else the UID), for every part of a split message.
- * Run before and after the adapter, in the same transaction. */
+ * the patient its MRN leads to (the live holder, or the survivor of a
+ * merge), the one its other identifiers match (as the adapters find it
+ * when the MRN is not typed MR), their identifiers, the scans of its
+ * accession or its study UID and the report of its external id (else the
+ * accession, else the UID), for every part of a split message. Run before
+ * and after the adapter, in the same transaction. A scan is keyed by the
+ * message's accession when it holds that one or none yet, so a scan that
+ * was found by its UID and gets the accession shows as changed, not new. */
 static const char *const records_sql =
     "WITH d AS (SELECT CASE jsonb_typeof($2::jsonb) WHEN 'array' THEN e.v"
     "  ELSE $2::jsonb END AS doc FROM jsonb_array_elements("
@@ -109,18 +113,22 @@ static const char *const records_sql =
     "  coalesce(doc->'report'->>'external_id',"
     "   NULLIF(doc->'scan'->>'accession_number', ''),"
     "   NULLIF(doc->'scan'->>'study_instance_uid', '')) AS ext,"
-    "  doc ? 'report' AS reported FROM d),"
-    " p AS (SELECT t.* FROM patients t JOIN k ON t.medical_record_number ="
-    "  k.mrn WHERE t.organization_id = $1::uuid AND t.merged_into IS NULL),"
+    "  doc->'patient_identifiers' AS ids, doc ? 'report' AS reported FROM d),"
+    " p AS (SELECT t.* FROM patients t WHERE t.organization_id = $1::uuid"
+    "  AND t.id IN (SELECT medgate_patient_find($1::uuid, k.mrn) FROM k"
+    "   UNION SELECT medgate_patient_by_identifiers($1::uuid, k.ids)"
+    "   FROM k)),"
     " r AS (SELECT 'patients[' || p.medical_record_number || ']' AS item,"
     "  to_jsonb(p) AS j FROM p"
     " UNION SELECT 'patient_identifiers[' || i.system || '|' || i.value"
     "  || ']', to_jsonb(i) FROM patient_identifiers i JOIN p"
     "  ON i.patient_id = p.id"
-    " UNION SELECT 'scans[' || coalesce(s.accession_number,"
-    "  s.study_instance_uid, s.id::text) || ']', to_jsonb(s) FROM scans s"
-    "  JOIN k ON s.accession_number = k.acc OR (k.acc IS NULL"
-    "   AND s.study_instance_uid = k.uid) WHERE s.organization_id = $1::uuid"
+    " UNION SELECT 'scans[' || CASE WHEN k.acc IS NOT NULL AND"
+    "  coalesce(s.accession_number, k.acc) = k.acc THEN k.acc"
+    "  ELSE coalesce(s.accession_number, s.study_instance_uid) END || ']',"
+    "  to_jsonb(s) FROM scans s"
+    "  JOIN k ON s.accession_number = k.acc OR s.study_instance_uid = k.uid"
+    "  WHERE s.organization_id = $1::uuid"
     " UNION SELECT 'reports[' || t.external_id || ']', to_jsonb(t)"
     "  FROM reports t JOIN k ON k.reported AND t.external_id = k.ext"
     "  WHERE t.organization_id = $1::uuid)"

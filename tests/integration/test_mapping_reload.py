@@ -143,6 +143,56 @@ class MappingReloadTest(unittest.TestCase):
         self.assertEqual(real.returncode, 0, real.stderr)
         self.assertEqual(h.scalar(self.db, "SELECT clinical_indication FROM scans"), "Chest pain")
 
+    def replay_env(self):
+        return {"MEDGATE_DATABASE_URL": h.conninfo(self.db), "MEDGATE_PATHS_MAPPINGS": self.maps}
+
+    def test_replay_diff_shows_the_patient_found_by_another_identifier(self):
+        adt = ("MSH|^~\\&|RIS|RAD|MEDGATE|HOSP|20240101120000||ADT^A01^ADT_A01|PI-1|P|2.5.1\r"
+               "PID|1||PAT7^^^HOSP^MR~777^^^USSSA^SS||Roe^Richard||19700101|M\r"
+               "PV1|1|O\r").encode()
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, adt))["MSA"][1], "AA")
+        # An order naming the patient by SSN only, with another first name;
+        # it fails under the running mapping (no accession).
+        by_ssn = order("PI-2").replace(b"555^^^HOSP^MR||Roe^Richard", b"777^^^USSSA^SS||Roe^Rick")
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, by_ssn))["MSA"][1], "AE")
+        self.edit_orders(fix=True)
+
+        dry = h.run_medgate("replay", "--failed", "--dry-run", "--diff", env=self.replay_env())
+        self.assertEqual(dry.returncode, 0, dry.stderr)
+        # The adapter updates PAT7 (matched by the SSN): the diff says so.
+        self.assertIn("  ~ patients[PAT7].first_name: Richard -> Rick\n", dry.stdout)
+        self.assertNotIn("patients[777]", dry.stdout)
+        self.assertEqual(h.scalar(self.db, "SELECT first_name FROM patients"), "Richard")
+
+    def test_replay_diff_shows_a_scan_found_by_its_uid_as_changed(self):
+        def result(cid, obr):
+            return ("MSH|^~\\&|RIS|RAD|MEDGATE|HOSP|20240102100000||ORU^R01^ORU_R01|%s|P|2.5.1\r"
+                    "PID|1||555^^^HOSP^MR||Roe^Richard||19700101|M\r"
+                    "OBR|1|||71046^XR CHEST 2 VIEWS^CPT4|||20240102090000|||||||||||%s||||"
+                    "20240102095900|||F\r"
+                    "OBX|1|TX|59776-5^Findings^LN||Clear.||||||F\r"
+                    "OBX|2|ST|113014^DICOM Study^DCM||1.2.3.77||||||F\r" % (cid, obr)).encode()
+        # A result naming only its study UID makes a scan without accession.
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, result("UD-1", "")))["MSA"][1], "AA")
+        path = os.path.join(self.maps, "results.json")
+        with open(path) as f:
+            shipped = f.read()
+        doc = json.loads(shipped)
+        doc["fields"]["report.report_status"] = {"from": "ZZZ-1", "required": True}
+        with open(path, "w") as f:
+            json.dump(doc, f)
+        self.assertTrue(self.wait_for_log("mapping files reloaded"), self.gw.read_log()[-2000:])
+        # The next version names the accession too, and fails.
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, result("UD-2", "ACC77")))["MSA"][1], "AE")
+        with open(path, "w") as f:
+            f.write(shipped)
+
+        dry = h.run_medgate("replay", "--failed", "--dry-run", "--diff", env=self.replay_env())
+        self.assertEqual(dry.returncode, 0, dry.stderr)
+        self.assertIn("  ~ scans[ACC77].accession_number: null -> ACC77\n", dry.stdout)
+        self.assertNotIn("  + scans[", dry.stdout)
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM scans WHERE accession_number IS NULL"), "1")
+
     def test_replay_accepts_a_rejected_sender_once_it_is_configured(self):
         """A message rejected for an unknown sender is stored without an
         organization. Replayed after the sender is added, it must be
