@@ -2,6 +2,7 @@
 #include "adapters/adapter.h"
 #include "adapters/registry.h"
 
+#include <ctype.h>
 #include <libpq-fe.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -273,6 +274,60 @@ mg_adapter_dicom_modality(const char *code)
         return false;
     snprintf(word, sizeof(word), " %s ", code);
     return strstr(terms, word) != NULL;
+}
+
+/* Whether a DICOM modality is an acquisition modality (DICOM PS3.16 CID
+ * 29), which is all R4 lets ImagingStudy.modality hold: documents, key
+ * objects, presentation states, structured reports, plans and other
+ * derived objects (CID 32 and the like) are not. */
+bool
+mg_adapter_acquisition_modality(const char *code)
+{
+    static const char derived[] =
+        " ANN ASMT AU CTPROTOCOL DOC FID HC KO M3D OT PLAN POS PR REG RTDOSE"
+        " RTINTENT RTPLAN RTRAD RTRECORD RTSEGANN RTSTRUCT RWV SEG SMR SR"
+        " STAIN TEXTUREMAP XAPROTOCOL ";
+    char word[24];
+
+    if (!mg_adapter_dicom_modality(code))
+        return false;
+    snprintf(word, sizeof(word), " %s ", code);
+    return strstr(derived, word) == NULL;
+}
+
+const char *
+mg_adapter_identifier_type(const char *code, char *buf, size_t size)
+{
+    /* HL7 table 0203 (v2.5.1, and the v2.7 additions ACSN, CZ, DC, MRT). */
+    static const char table[] =
+        " ACSN AM AN ANC AND ANON ANT APRN BA BC BR BRN CC CY CZ DC DDS DEA"
+        " DFN DI DL DN DO DP DPM DR DS EI EN FI GI GL GN HC IND JHN LI LN LR"
+        " MA MB MC MCD MCN MCR MCT MD MI MR MRT MS NE NH NI NII NIIP NP NPI"
+        " OD PE PEN PI PN PNT PPIN PPN PRC PRN PT QA RI RN RPH RR RRI SL SN"
+        " SR SS TAX TN U UPIN VN VS WC WCN XX ";
+    size_t n = code != NULL ? strlen(code) : 0;
+
+    if (n == 0 || n + 3 > size || strchr(code, ' ') != NULL)
+        return NULL;
+    buf[0] = ' ';
+    for (size_t i = 0; i < n; i++)
+        buf[i + 1] = (char)toupper((unsigned char)code[i]);
+    buf[n + 1] = ' ';
+    buf[n + 2] = '\0';
+    if (strstr(table, buf) == NULL)
+        return NULL;
+    memmove(buf, buf + 1, n);
+    buf[n] = '\0';
+    return buf;
+}
+
+const char *
+mg_adapter_mrn_type(const json_t *record)
+{
+    const char *t = json_string_value(json_object_get(
+        mg_adapter_mrn_identifier(record), "type_code"));
+
+    return t != NULL && *t ? t : "MR";
 }
 
 bool

@@ -136,6 +136,23 @@ const char *mg_adapter_mrn_system(const json_t *record);
  * not. */
 bool mg_adapter_dicom_modality(const char *code);
 
+/* Whether code is a DICOM acquisition modality (CID 29): a DICOM modality
+ * that is no derived object (SR, KO, PR, DOC, OT...). Only those go into
+ * ImagingStudy.modality. */
+bool mg_adapter_acquisition_modality(const char *code);
+
+/* code as an HL7 table 0203 identifier type (FHIR's v2-0203 code system,
+ * case-sensitive, upper case), written into buf; NULL when it is none
+ * ("MRN", a site's own code): such a type is no code of that system. */
+const char *mg_adapter_identifier_type(const char *code, char *buf,
+                                       size_t size);
+
+/* The identifier type of the patient's medical record number: its row's
+ * type_code (SS when the MRN came from an SSN, as PID-3.1 of a PID-3
+ * without an MR repetition does), MR when the row has none or there is
+ * no row. */
+const char *mg_adapter_mrn_type(const json_t *record);
+
 /* Whether an identifiers row is retired (use "old", set by a merge): not
  * the patient's to send as current in an HL7 v2 PID-3. */
 bool mg_adapter_identifier_retired(const json_t *id);

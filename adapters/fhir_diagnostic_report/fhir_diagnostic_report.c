@@ -39,6 +39,7 @@ to_outbound(const json_t *r, struct mg_buf *out, struct mg_diag *diag)
     const char *who = mg_adapter_get(r, "report", "reporting_radiologist_name");
     const char *text = mg_adapter_get(r, "report", "findings_text");
     const char *status = mg_adapter_get(r, "report", "report_status");
+    const char *issued = mg_adapter_get(r, "report", "issued_at");
     json_t *res;
     char ref[80];
     int rc = MG_OK;
@@ -60,8 +61,11 @@ to_outbound(const json_t *r, struct mg_buf *out, struct mg_diag *diag)
                                                          ext));
     mg_adapter_json_time(res, "effectiveDateTime",
                          mg_adapter_get(r, "report", "effective_at"), false);
+    /* when this version was issued (OBR-22), else when it was signed */
     mg_adapter_json_time(res, "issued",
-                         mg_adapter_get(r, "report", "issued_at"), true);
+                         issued ? issued
+                                : mg_adapter_get(r, "report", "signed_at"),
+                         true);
     if (who != NULL)
         json_object_set_new(res, "resultsInterpreter",
                             json_pack("[{s:s}]", "display", who));

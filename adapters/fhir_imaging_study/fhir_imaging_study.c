@@ -80,11 +80,13 @@ to_outbound(const json_t *r, struct mg_buf *out, struct mg_diag *diag)
     if (json_array_size(ids) > 0) /* FHIR forbids an empty array */
         json_object_set(res, "identifier", ids);
     json_decref(ids);
-    if (mod != NULL && mg_adapter_dicom_modality(mod))
+    if (mod != NULL && mg_adapter_acquisition_modality(mod))
         json_object_set_new(res, "modality", json_pack(
             "[{s:s,s:s}]", "system",
             "http://dicom.nema.org/resources/ontology/DCM", "code", mod));
-    else if (mod != NULL) /* a sender's own code: no system claimed */
+    else if (mod != NULL && !mg_adapter_dicom_modality(mod))
+        /* a sender's own code: no system claimed. A derived object's
+         * (SR, KO, OT...) is no acquisition modality: left out. */
         json_object_set_new(res, "modality", json_pack("[{s:s}]", "code",
                                                        mod));
     mg_adapter_json_time(res, "started",
@@ -94,11 +96,14 @@ to_outbound(const json_t *r, struct mg_buf *out, struct mg_diag *diag)
         mg_adapter_json_set(coding, "system",
                             code_system(mg_adapter_get(
                                 r, "scan", "procedure_code_system")));
-        mg_adapter_json_set(coding, "display",
-                                  mg_adapter_get(r, "scan",
-                                                 "procedure_description"));
-        json_object_set_new(res, "procedureCode",
-                            json_pack("[{s:[o]}]", "coding", coding));
+        json_t *concept = json_pack("{s:[o]}", "coding", coding);
+        /* What the order said the procedure is: the concept's text, as
+         * docs/schema.md maps it (Coding.display is the code system's own
+         * name for the code, which a local system does not give us). */
+        mg_adapter_json_set(concept, "text",
+                            mg_adapter_get(r, "scan",
+                                           "procedure_description"));
+        json_object_set_new(res, "procedureCode", json_pack("[o]", concept));
     }
     /* The study's own description (DICOM (0008,1030), which R4 maps to
      * ImagingStudy.description), else what was ordered. */

@@ -14,11 +14,16 @@ static json_t *
 typed_identifier(const char *system, const char *value, const char *type)
 {
     json_t *id = json_object();
+    char code[16];
 
-    if (type != NULL)
+    /* A code of table 0203 is a v2-0203 coding; a site's own type ("MRN")
+     * is no code of that system, so it goes as text only. */
+    if (mg_adapter_identifier_type(type, code, sizeof(code)) != NULL)
         json_object_set_new(id, "type", json_pack("{s:[{s:s,s:s}]}", "coding",
                                                   "system", V2_0203, "code",
-                                                  type));
+                                                  code));
+    else if (type != NULL && *type)
+        json_object_set_new(id, "type", json_pack("{s:s}", "text", type));
     if (system != NULL && strcmp(system, "urn:medgate:unqualified") == 0)
         system = NULL; /* no authority: a shared system would merge them */
     if (system != NULL && strchr(system, ':') != NULL)
@@ -72,7 +77,8 @@ identifiers(const json_t *r)
     size_t i;
 
     if (mrn != NULL) {
-        json_t *out = typed_identifier(mg_adapter_mrn_system(r), mrn, "MR");
+        json_t *out = typed_identifier(mg_adapter_mrn_system(r), mrn,
+                                       mg_adapter_mrn_type(r));
         if (mrn_id != NULL)
             identifier_details(out, mrn_id);
         json_array_append_new(list, out);
@@ -152,6 +158,7 @@ to_outbound(const json_t *r, struct mg_buf *out, struct mg_diag *diag)
     const char *email = mg_adapter_get(r, "patient", "email");
     const char *merged = mg_adapter_get(r, "patient", "merged_into");
     const char *died = mg_adapter_get(r, "patient", "deceased_at");
+    const char *dead_flag = mg_adapter_get(r, "patient", "deceased");
     json_t *res, *ids, *telecom;
     char ref[80];
 
@@ -183,7 +190,10 @@ to_outbound(const json_t *r, struct mg_buf *out, struct mg_diag *diag)
                               mg_adapter_get(r, "patient", "date_of_birth"));
     if (died != NULL)
         mg_adapter_json_time(res, "deceasedDateTime", died, false);
-    else if (json_is_true(json_object_get(p, "deceased")))
+    else if (json_is_true(json_object_get(p, "deceased")) ||
+             (dead_flag != NULL && strcmp(dead_flag, "true") == 0))
+        /* a boolean from the database; "true" from a mapping's table (the
+         * dry run shows the mapped values before PostgreSQL casts them) */
         json_object_set_new(res, "deceasedBoolean", json_true());
     set_one(res, "address", address(r));
     if (merged != NULL) {

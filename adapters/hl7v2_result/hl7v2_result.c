@@ -151,7 +151,8 @@ put_cx_tail(struct mg_buf *b, const json_t *id)
     return rc == MG_OK ? put_time(b, to) : rc;
 }
 
-/* PID-3: the MRN typed MR, then the other current identifiers with their
+/* PID-3: the MRN with its type (MR, or the type of the identifier it
+ * came from), then the other current identifiers with their
  * type, each with its assigning authority. Retired ones (a merged
  * record's, use old) are left out: a RIS matching any MR repetition would
  * file the report under the retired patient. */
@@ -169,7 +170,8 @@ put_pid(struct mg_buf *b, const json_t *r)
     if (rc == MG_OK) rc = put(b, mrn);
     if (rc == MG_OK) rc = mg_buf_appendz(b, "^^^");
     if (rc == MG_OK) rc = put_authority(b, mrn_id);
-    if (rc == MG_OK) rc = mg_buf_appendz(b, "^MR");
+    if (rc == MG_OK) rc = mg_buf_appendc(b, '^');
+    if (rc == MG_OK) rc = put(b, mg_adapter_mrn_type(r));
     if (rc == MG_OK) rc = put_cx_tail(b, mrn_id);
     json_array_foreach(ids, i, id) {
         const char *v = json_string_value(json_object_get(id, "value"));

@@ -894,6 +894,119 @@ test_fhir_imaging_study_code_system(void **state)
     json_decref(r);
 }
 
+/* A patient whose MRN came from an identifier that is not typed MR (PID-3
+ * "555^^^USSSA^SS" alone): the MRN goes out with that identifier's type,
+ * in FHIR and in PID-3, not as a medical record number. */
+static void
+test_mrn_keeps_its_identifier_type(void **state)
+{
+    json_t *r = record(), *p;
+    struct readback rb;
+
+    (void)state;
+    json_object_set_new(json_object_get(r, "patient"), "medical_record_number",
+                        json_string("555"));
+    json_object_set_new(r, "identifiers", json_pack(
+        "[{s:s,s:s,s:s}]", "system", "USSSA", "value", "555", "type_code",
+        "SS"));
+    p = fhir("fhir.patient", r);
+    assert_string_equal(str_at(p, "identifier/0/value"), "555");
+    assert_string_equal(str_at(p, "identifier/0/type/coding/0/code"), "SS");
+    assert_null(json_array_get(json_object_get(p, "identifier"), 1));
+    json_decref(p);
+    read_back(&rb, r);
+    assert_non_null(strstr(mg_buf_str(&rb.oru).ptr, "PID|1||555^^^USSSA^SS||"));
+    read_back_done(&rb);
+    json_decref(r);
+}
+
+/* Identifier types: a table 0203 code is a v2-0203 coding, in upper case
+ * (the code system is case-sensitive); a site's own type is text only. */
+static void
+test_fhir_identifier_types(void **state)
+{
+    json_t *r = record(), *p;
+
+    (void)state;
+    json_object_set_new(r, "identifiers", json_pack(
+        "[{s:s,s:s,s:s},{s:s,s:s,s:s},{s:s,s:s,s:s}]",
+        "system", "HOSP", "value", "MRN9", "type_code", "MR",
+        "system", "HOSP", "value", "A1", "type_code", "pi",
+        "system", "HOSP", "value", "A2", "type_code", "MRN"));
+    p = fhir("fhir.patient", r);
+    assert_string_equal(str_at(p, "identifier/1/type/coding/0/code"), "PI");
+    assert_string_equal(str_at(p, "identifier/1/type/coding/0/system"),
+                        "http://terminology.hl7.org/CodeSystem/v2-0203");
+    assert_null(str_at(p, "identifier/2/type/coding/0/code"));
+    assert_string_equal(str_at(p, "identifier/2/type/text"), "MRN");
+    json_decref(p);
+    json_decref(r);
+}
+
+/* ImagingStudy.modality holds acquisition modalities only (R4, DICOM CID
+ * 29): a study whose scan_type is a derived object's (SR, OT) has none. */
+static void
+test_fhir_imaging_study_modality_is_acquisition(void **state)
+{
+    static const char *const derived[] = {"SR", "OT", "KO", "DOC"};
+    json_t *r = record(), *s;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(derived) / sizeof(derived[0]); i++) {
+        json_object_set_new(json_object_get(r, "scan"), "scan_type",
+                            json_string(derived[i]));
+        s = fhir("fhir.imaging_study", r);
+        assert_null(json_object_get(s, "modality"));
+        json_decref(s);
+    }
+    json_object_set_new(json_object_get(r, "scan"), "scan_type",
+                        json_string("MG"));
+    s = fhir("fhir.imaging_study", r);
+    assert_string_equal(str_at(s, "modality/0/code"), "MG");
+    json_decref(s);
+    json_decref(r);
+}
+
+/* The ordered procedure's description is the concept's text (docs/
+ * schema.md), not a Coding.display no code system stands behind. */
+static void
+test_fhir_imaging_study_procedure_text(void **state)
+{
+    json_t *r = record(), *s;
+
+    (void)state;
+    s = fhir("fhir.imaging_study", r);
+    assert_string_equal(str_at(s, "procedureCode/0/text"), "XR CHEST 2 VIEWS");
+    assert_null(str_at(s, "procedureCode/0/coding/0/display"));
+    json_decref(s);
+    json_decref(r);
+}
+
+/* DiagnosticReport.issued: the version's OBR-22, else when it was signed;
+ * Patient.deceasedBoolean from a boolean or a mapped "true". */
+static void
+test_fhir_issued_and_deceased_fallbacks(void **state)
+{
+    json_t *r = record(), *d;
+
+    (void)state;
+    json_object_del(json_object_get(r, "report"), "issued_at");
+    d = fhir("fhir.diagnostic_report", r);
+    assert_string_equal(str_at(d, "issued"), "2024-01-02T10:01:00+00:00");
+    json_decref(d);
+    json_object_set_new(json_object_get(r, "patient"), "deceased",
+                        json_string("true"));
+    d = fhir("fhir.patient", r);
+    assert_true(json_is_true(json_object_get(d, "deceasedBoolean")));
+    json_decref(d);
+    json_object_set_new(json_object_get(r, "patient"), "deceased",
+                        json_true());
+    d = fhir("fhir.patient", r);
+    assert_true(json_is_true(json_object_get(d, "deceasedBoolean")));
+    json_decref(d);
+    json_decref(r);
+}
+
 /* FHIR has no empty strings: an empty column is left out like a null. */
 static void
 test_fhir_leaves_out_empty_strings(void **state)
@@ -985,6 +1098,11 @@ main(void)
         cmocka_unit_test(test_fhir_imaging_study_without_identifiers),
         cmocka_unit_test(test_fhir_imaging_study_code_system),
         cmocka_unit_test(test_fhir_leaves_out_empty_strings),
+        cmocka_unit_test(test_mrn_keeps_its_identifier_type),
+        cmocka_unit_test(test_fhir_identifier_types),
+        cmocka_unit_test(test_fhir_imaging_study_modality_is_acquisition),
+        cmocka_unit_test(test_fhir_imaging_study_procedure_text),
+        cmocka_unit_test(test_fhir_issued_and_deceased_fallbacks),
     };
 
     if (sodium_init() < 0)
