@@ -276,6 +276,39 @@ coll_alloc(struct mg_arena *a, size_t n, struct mg_fhirpath_coll *c)
     return c->item ? MG_OK : MG_ENOMEM;
 }
 
+/* obj's element name. A choice element (deceased[x]) is written in FHIR
+ * JSON with its type appended (deceasedBoolean), and FHIRPath names it
+ * without (R4 FHIRPath 2.9.1.1, "Patient.deceased"): when obj has no key
+ * name, the key name + a FHIR type name is taken. */
+static json_t *
+member(const json_t *obj, const char *name)
+{
+    static const char *const types[] = {
+        "Boolean", "Integer", "String", "DateTime", "Date", "Time",
+        "Instant", "Decimal", "Uri", "Url", "Canonical", "Code", "Oid",
+        "Id", "Uuid", "Base64Binary", "Markdown", "PositiveInt",
+        "UnsignedInt", "Period", "Quantity", "CodeableConcept", "Coding",
+        "Reference", "Range", "Ratio", "Attachment", "Identifier",
+        "HumanName", "Address", "ContactPoint", "Timing", "Age", "Duration",
+        "Count", "Distance", "Money", "SampledData", "Signature",
+        "Annotation"};
+    json_t *v = json_object_get(obj, name);
+    size_t len = strlen(name);
+    const char *key;
+    json_t *val;
+
+    if (v != NULL || !json_is_object(obj))
+        return v;
+    json_object_foreach((json_t *)obj, key, val) {
+        if (strncmp(key, name, len) != 0)
+            continue;
+        for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++)
+            if (strcmp(key + len, types[t]) == 0)
+                return val;
+    }
+    return NULL;
+}
+
 static int
 step_member(const struct step *st, const struct mg_fhirpath_coll *in,
              struct mg_arena *a, struct mg_fhirpath_coll *out)
@@ -285,12 +318,12 @@ step_member(const struct step *st, const struct mg_fhirpath_coll *in,
     int rc;
 
     for (i = 0; i < in->n; i++) {
-        v = json_object_get(in->item[i], st->name);
+        v = member(in->item[i], st->name);
         n += json_is_array(v) ? json_array_size(v) : v != NULL;
     }
     rc = coll_alloc(a, n, out);
     for (size_t k = 0; rc == MG_OK && k < in->n; k++) {
-        v = json_object_get(in->item[k], st->name);
+        v = member(in->item[k], st->name);
         if (json_is_array(v)) {
             json_array_foreach(v, i, e) {
                 if (!json_is_null(e)) /* a null adds nothing (FHIR JSON
@@ -424,6 +457,19 @@ mg_fhirpath_eval(const struct mg_fhirpath *fp, json_t *resource,
     return eval(fp, resource, true, arena, out);
 }
 
+/* The shortest decimal that reads back as d: 1.1, not the 17 digits
+ * "1.1000000000000001" that %.17g gives. (A JSON number's trailing zeros,
+ * FHIR's precision, are gone once jansson has read it as a double.) */
+static void
+shortest_decimal(double d, char *buf, size_t size)
+{
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, size, "%.*g", prec, d);
+        if (strtod(buf, NULL) == d)
+            return;
+    }
+}
+
 int
 mg_fhirpath_string(const char *expr, json_t *resource,
                    struct mg_arena *arena, struct mg_str *out)
@@ -451,7 +497,7 @@ mg_fhirpath_string(const char *expr, json_t *resource,
         snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT,
                  json_integer_value(v));
     else if (json_is_real(v))
-        snprintf(buf, sizeof(buf), "%.17g", json_real_value(v));
+        shortest_decimal(json_real_value(v), buf, sizeof(buf));
     else if (json_is_boolean(v))
         snprintf(buf, sizeof(buf), "%s", json_is_true(v) ? "true" : "false");
     else

@@ -1691,6 +1691,32 @@ fp(json_t *res, const char *expr, struct mg_arena *a)
     return buf;
 }
 
+/* Choice elements are named without their type (Patient.deceased finds
+ * deceasedBoolean); a decimal is written as the shortest number that is
+ * the same double (1.1, not 1.1000000000000001). */
+static void
+test_fhirpath_choice_elements_and_decimals(void **state)
+{
+    json_t *p = json_loads("{\"resourceType\": \"Patient\","
+                           " \"deceasedDateTime\": \"2020-01-02\","
+                           " \"identifier\": [{\"value\": \"X\"}]}", 0, NULL);
+    json_t *o = json_loads("{\"resourceType\": \"Observation\","
+                           " \"valueQuantity\": {\"value\": 1.1},"
+                           " \"codeFilter\": \"not a choice\"}", 0, NULL);
+    struct mg_arena a;
+
+    (void)state;
+    mg_arena_init(&a, 4096, 0);
+    assert_string_equal(fp(p, "Patient.deceased", &a), "2020-01-02");
+    assert_string_equal(fp(p, "Patient.deceased.exists()", &a), "true");
+    assert_string_equal(fp(p, "Patient.id", &a), "(empty)"); /* not identifier */
+    assert_string_equal(fp(o, "Observation.value.value", &a), "1.1");
+    assert_string_equal(fp(o, "Observation.code", &a), "(empty)");
+    mg_arena_dispose(&a);
+    json_decref(p);
+    json_decref(o);
+}
+
 static void
 test_fhirpath_patients(void **state)
 {
@@ -1911,6 +1937,7 @@ main(void)
         cmocka_unit_test(test_apply_repeatable),
         cmocka_unit_test(test_jsonpos_lines),
         cmocka_unit_test(test_fhirpath_patients),
+        cmocka_unit_test(test_fhirpath_choice_elements_and_decimals),
         cmocka_unit_test(test_set_references),
         cmocka_unit_test(test_results_blank_lines),
         cmocka_unit_test(test_results_blank_repetitions),
