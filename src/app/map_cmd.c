@@ -34,6 +34,39 @@ struct dry_run {
     const struct mg_conf_listener *li; /* configured as listener, or NULL */
 };
 
+/* The patient_identifiers rows the mapped identifiers would be: the
+ * system as medgate_identifier_system (adapters/common.sql) stores it --
+ * urn:oid:<CX.4.2> for an ISO authority, else the namespace (CX.4.1),
+ * else urn:medgate:unqualified -- so the dry run's FHIR shows the system
+ * the database would send, not the mapped namespace. */
+static json_t *
+stored_identifiers(const json_t *ids)
+{
+    json_t *rows = json_array(), *id;
+    size_t i;
+
+    json_array_foreach(ids, i, id) {
+        json_t *row = json_deep_copy(id);
+        const char *type = json_string_value(json_object_get(id,
+                                                 "universal_id_type"));
+        const char *uid = json_string_value(json_object_get(id,
+                                                "universal_id"));
+        const char *ns = json_string_value(json_object_get(id, "system"));
+        if (row == NULL)
+            continue;
+        if (type != NULL && strcmp(type, "ISO") == 0 && uid != NULL && *uid) {
+            json_t *sys = json_sprintf("urn:oid:%s", uid);
+            if (sys != NULL)
+                json_object_set_new(row, "system", sys);
+        } else if (ns == NULL || *ns == '\0') {
+            json_object_set_new(row, "system",
+                                json_string("urn:medgate:unqualified"));
+        }
+        json_array_append_new(rows, row);
+    }
+    return rows;
+}
+
 /* The FHIR resources the mapped rows would be: the outbound adapters run on
  * the adapter input, with "new-patient", "new-scan" and "new-report" where
  * the database would assign an id (valid FHIR ids, so the output can go to
@@ -49,7 +82,7 @@ print_fhir_of(json_t *in)
     struct mg_buf out;
 
     if (ids != NULL)
-        json_object_set(in, "identifiers", ids);
+        json_object_set_new(in, "identifiers", stored_identifiers(ids));
     mg_buf_init(&out, 0);
     for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
         json_t *row = json_object_get(in, kinds[i][0]);

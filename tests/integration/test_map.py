@@ -31,6 +31,26 @@ class DryRunTest(unittest.TestCase):
         self.assertEqual(study["modality"][0]["code"], "CT")
         self.assertNotIn("fhir diagnostic_report", fhir)  # an order has no report
 
+    def test_identifier_systems_are_the_ones_the_database_would_store(self):
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d)
+        path = os.path.join(d, "iso.hl7")
+        with open(path, "wb") as f:
+            f.write(b"MSH|^~\\&|RIS|RAD|MEDGATE|HOSP|20240101120000||ADT^A01^ADT_A01|I-1|P|2.5.1\r"
+                    b"PID|1||M1^^^HOSP&2.16.840.1.113883.19.5&ISO^MR~77^^^^PI||Roe^Ann||19800101|F\r")
+        r = h.run_medgate("map", "--dry-run", path,
+                          env={"MEDGATE_DATABASE_URL": "host=/nonexistent dbname=none"})
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        patient = [json.loads(line.split(": ", 1)[1]) for line in r.stdout.splitlines()
+                   if line.startswith("fhir patient: ")][0]
+        # An ISO authority is stored as urn:oid:<CX.4.2> (and sent as the
+        # system, with the namespace as assigner); none at all is no system.
+        self.assertEqual(patient["identifier"][0]["system"], "urn:oid:2.16.840.1.113883.19.5")
+        self.assertEqual(patient["identifier"][0]["assigner"], {"display": "HOSP"})
+        self.assertEqual(patient["identifier"][1]["value"], "77")
+        self.assertNotIn("system", patient["identifier"][1])
+        self.assertNotIn("assigner", patient["identifier"][1])
+
     def test_listener_option_reads_a_message_in_its_senders_charset(self):
         d = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, d)
