@@ -307,10 +307,13 @@ BEGIN
         left(x.value, 256),
         CASE WHEN x.type_code ~ '^[A-Za-z0-9_-]{1,20}$' THEN x.type_code END,
         x.assigner, x.assigning_facility, how,
-        CASE WHEN x.period_start ~ '^\d{4}-\d{2}-\d{2}$'
-             THEN x.period_start::date END,
-        CASE WHEN x.period_end ~ '^\d{4}-\d{2}-\d{2}$'
-             THEN x.period_end::date END
+        -- CX.7 and CX.8 (hl7_ts: a partial date such as "2020" stays as
+        -- it was sent, and a time may follow the day): the day, when the
+        -- sender gave one; no period otherwise, never a refused message.
+        CASE WHEN x.period_start ~ '^\d{4}-\d{2}-\d{2}'
+             THEN left(x.period_start, 10)::date END,
+        CASE WHEN x.period_end ~ '^\d{4}-\d{2}-\d{2}'
+             THEN left(x.period_end, 10)::date END
       FROM generate_subscripts(orgs, 1) AS k,
            jsonb_to_recordset(coalesce(idents[k], '[]')) AS x(value text,
            system text, universal_id text, universal_id_type text,

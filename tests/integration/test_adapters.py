@@ -106,6 +106,17 @@ class PatientAdapterTest(GatewayTest):
                      "ORDER BY value")
         self.assertEqual(ids, [["USSSA", "111", "SS"], ["HOSP", "MRN1", "MR"]])
 
+    def test_identifier_periods_of_any_precision_are_no_refusal(self):
+        # CX.7/CX.8 are dates; a year alone (DT allows it) or a time after
+        # the day must not refuse the registration. The day is stored when
+        # there is one; a year alone gives no period.
+        msg = adt("P-20").decode().replace("MRN1^^^HOSP^MR", "MRN1^^^HOSP^MR^^2020") \
+                                  .replace("111^^^USSSA^SS", "111^^^USSSA^SS^^20200315^20210101120000")
+        self.assertEqual(self.send(msg.encode()), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT value, coalesce(period_start::text, '-'), "
+                                "coalesce(period_end::text, '-') FROM patient_identifiers ORDER BY value"),
+                         [["111", "2020-03-15", "2021-01-01"], ["MRN1", "-", "-"]])
+
     def test_update_changes_clears_and_keeps(self):
         self.assertEqual(self.send(adt("P-2")), "AA")
         # A08: new family name, phone explicitly cleared (""), DOB left empty (keep).
