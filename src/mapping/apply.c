@@ -451,6 +451,12 @@ finish(struct run *r, const struct mg__mapping_rule *ru, const struct loc *l,
         if (rc != MG_OK)
             return rc;
     }
+    if (o->str.len == 0 && ru->nxf > 0 && !ru->keep_empty) {
+        /* nothing left ("   " trimmed): no value, so the default and
+         * required apply as to an empty field */
+        o->kind = ABSENT;
+        return MG_OK;
+    }
     if (t == NULL)
         return MG_OK;
     for (int pass = 0; pass < 2; pass++) /* exact, then ignoring case */

@@ -810,6 +810,42 @@ test_required_and_type_errors(void **state)
     done(&m);
 }
 
+/* A value that a transform leaves empty ("   " trimmed) is no value: the
+ * default applies, and "required" refuses it, as for an empty field. */
+static void
+test_transform_leaving_nothing_is_no_value(void **state)
+{
+    static const char route[] =
+        "{ \"route\": \"t\", \"adapter\": \"x\",\n"
+        "  \"match\": { \"message_type\": \"ADT^A01\" },\n"
+        "  \"fields\": {\n"
+        "    \"patient.last_name\": { \"from\": \"PID-5.1\", \"transform\": \"trim\","
+        " \"default\": \"UNKNOWN\" },\n"
+        "    \"patient.first_name\": { \"from\": \"PID-5.2\", \"transform\": \"trim\","
+        " \"required\": true } } }\n";
+    static const char blank_family[] = MSH_ADT("ADT^A01") "PID|1||A1||   ^Jo\r";
+    static const char blank_given[] = MSH_ADT("ADT^A01") "PID|1||A1||Doe^  \r";
+    struct mg_mapping_set *set;
+    char dir[64];
+    struct mapped m;
+
+    (void)state;
+    make_dir(dir, sizeof(dir), "t.json", route, NULL);
+    assert_int_equal(mg_mapping_set_load(dir, &set, stderr), MG_OK);
+    map_text(&m, set, blank_family, sizeof(blank_family) - 1);
+    assert_int_equal(m.rc, MG_OK);
+    assert_string_equal(val(&m, "patient.last_name"), "UNKNOWN");
+    assert_string_equal(val(&m, "patient.first_name"), "Jo");
+    done(&m);
+    map_text(&m, set, blank_given, sizeof(blank_given) - 1);
+    assert_int_equal(m.rc, MG_EMAPPING);
+    assert_int_equal(m.diag.code, 101);
+    assert_string_equal(m.diag.path, "patient.first_name");
+    done(&m);
+    mg_mapping_set_free(set);
+    remove_dir(dir);
+}
+
 /* An empty repetition (PID-3 "~", "^^^") is as if it were not sent: it
  * gives no item, so a required or defaulted sub-field neither refuses the
  * message nor makes an item of defaults. A repetition with some content
@@ -1922,6 +1958,7 @@ main(void)
         cmocka_unit_test(test_fallbacks_and_conditions),
         cmocka_unit_test(test_results_text_lines),
         cmocka_unit_test(test_required_and_type_errors),
+        cmocka_unit_test(test_transform_leaving_nothing_is_no_value),
         cmocka_unit_test(test_group_skips_empty_repetitions),
         cmocka_unit_test(test_split_into_order_groups),
         cmocka_unit_test(test_transforms_table),
