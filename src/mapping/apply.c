@@ -159,13 +159,45 @@ read_all_reps(struct run *r, const struct loc *l, struct mg_hl7v2_val *out)
     return join(r->arena, parts, (size_t)k, mg_str_n("\n", 1), &out->str);
 }
 
+/* A [comp=value] condition: the first repetition it matches that has
+ * something (a value or an explicit null) at the position read, else the
+ * first one it matches (l->rep 0 when none does). PID-3 "^^^X^MR~M2^^^X^MR"
+ * gives M2: a typed repetition without an id is no reason to refuse the
+ * one after it. */
+static int
+read_matching_rep(struct run *r, const struct mg__mapping_path *p,
+                  struct loc *l, struct mg_hl7v2_val *v)
+{
+    int n = mg_hl7v2_rep_count(r->msg, l->seg, l->field), first = 0, rc;
+    struct mg_hl7v2_val c;
+
+    for (int k = 1; k <= n; k++) {
+        rc = mg_hl7v2_seg_get(r->msg, l->seg, l->field, k, p->match_comp, 1,
+                              &c);
+        if (rc != MG_OK)
+            return rc;
+        if (c.presence != MG_HL7V2_VALUED || !mg_str_eq(c.str, p->match_value))
+            continue;
+        rc = mg_hl7v2_seg_get(r->msg, l->seg, l->field, k, l->comp, l->sub,
+                              v);
+        if (rc != MG_OK)
+            return rc;
+        if (first == 0)
+            first = k;
+        if (v->presence != MG_HL7V2_EMPTY) {
+            l->rep = k;
+            return MG_OK;
+        }
+    }
+    l->rep = first; /* v is empty: nothing, or an empty match */
+    return MG_OK;
+}
+
 /* Reads path p (in item it for a relative path) into *v; *l is where. */
 static int
 read_path(struct run *r, const struct mg__mapping_path *p,
           const struct item *it, struct mg_hl7v2_val *v, struct loc *l)
 {
-    int rc;
-
     memset(l, 0, sizeof(*l));
     l->path = p;
     l->comp = p->comp;
@@ -194,16 +226,8 @@ read_path(struct run *r, const struct mg__mapping_path *p,
         l->rep = 1;
         return read_all_reps(r, l, v);
     }
-    if (p->rsel == MG__REP_MATCH) {
-        rc = mg_hl7v2_find_rep(r->msg, l->seg, l->field, p->match_comp,
-                               p->match_value, &l->rep);
-        if (rc == MG_ENOTFOUND) {
-            l->rep = 0;
-            return MG_OK;
-        }
-        if (rc != MG_OK)
-            return rc;
-    }
+    if (p->rsel == MG__REP_MATCH)
+        return read_matching_rep(r, p, l, v);
     return mg_hl7v2_seg_get(r->msg, l->seg, l->field, l->rep, l->comp,
                             l->sub, v);
 }

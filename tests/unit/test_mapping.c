@@ -810,6 +810,22 @@ test_required_and_type_errors(void **state)
     done(&m);
 }
 
+/* A condition takes the first repetition it matches that has the value:
+ * an MR repetition without an id does not hide the MR one after it. */
+static void
+test_condition_skips_a_matching_repetition_without_the_value(void **state)
+{
+    static const char msg[] = MSH_ADT("ADT^A01")
+        "PID|1||^^^X^MR~M2^^^X^MR~P3^^^X^PI||Doe\r";
+    struct mapped m;
+
+    (void)state;
+    map_text(&m, shipped, msg, sizeof(msg) - 1);
+    assert_int_equal(m.rc, MG_OK);
+    assert_string_equal(val(&m, "patient.medical_record_number"), "M2");
+    done(&m);
+}
+
 /* A value that a transform leaves empty ("   " trimmed) is no value: the
  * default applies, and "required" refuses it, as for an empty field. */
 static void
@@ -1959,6 +1975,7 @@ main(void)
         cmocka_unit_test(test_results_text_lines),
         cmocka_unit_test(test_required_and_type_errors),
         cmocka_unit_test(test_transform_leaving_nothing_is_no_value),
+        cmocka_unit_test(test_condition_skips_a_matching_repetition_without_the_value),
         cmocka_unit_test(test_group_skips_empty_repetitions),
         cmocka_unit_test(test_split_into_order_groups),
         cmocka_unit_test(test_transforms_table),
