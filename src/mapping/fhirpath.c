@@ -430,6 +430,8 @@ eval(const struct mg_fhirpath *fp, json_t *root, bool top,
         if (!json_is_string(type) ||
             strcmp(json_string_value(type), fp->step[0].name) != 0)
             cur.n = 0;
+        if (fp->step[0].index > 0) /* Patient[1]: past the one resource */
+            cur.n = 0;
         i = 1;
     }
     for (; i < fp->nstep; i++) {

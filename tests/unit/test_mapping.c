@@ -1762,6 +1762,8 @@ test_fhirpath_choice_elements_and_decimals(void **state)
     assert_string_equal(fp(p, "Patient.deceased", &a), "2020-01-02");
     assert_string_equal(fp(p, "Patient.deceased.exists()", &a), "true");
     assert_string_equal(fp(p, "Patient.id", &a), "(empty)"); /* not identifier */
+    assert_string_equal(fp(p, "Patient[0].identifier.value", &a), "X");
+    assert_string_equal(fp(p, "Patient[1].identifier.value", &a), "(empty)");
     assert_string_equal(fp(o, "Observation.value.value", &a), "1.1");
     assert_string_equal(fp(o, "Observation.code", &a), "(empty)");
     mg_arena_dispose(&a);
