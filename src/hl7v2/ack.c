@@ -133,11 +133,24 @@ struct writer {
     int rc;     /* first error; later writes are skipped */
 };
 
+/* Appends s, leaving out NUL bytes: an echoed field (MSH-10 into MSA-2)
+ * may hold one, which a NUL-terminated reader of the ACK, or the ACK's
+ * text column, would cut it at (the message was refused for it). */
 static void
 put(struct writer *w, struct mg_str s)
 {
-    if (w->rc == MG_OK)
-        w->rc = mg_buf_append_str(w->out, s);
+    const char *nul;
+
+    while (w->rc == MG_OK && s.len > 0) {
+        nul = memchr(s.ptr, '\0', s.len);
+        if (nul == NULL) {
+            w->rc = mg_buf_append_str(w->out, s);
+            return;
+        }
+        w->rc = mg_buf_append_str(w->out, mg_str_n(s.ptr, (size_t)(nul - s.ptr)));
+        s.len -= (size_t)(nul - s.ptr) + 1;
+        s.ptr = nul + 1;
+    }
 }
 
 static void

@@ -150,22 +150,35 @@ put_seq(struct out *o, struct mg_str s, const struct mg_hl7v2_delims *d,
     return put_format(o, s);
 }
 
-/* Replaces bytes that are not UTF-8 with U+FFFD (hex escapes can hold
- * anything; the rest of the text was validated at parse time). */
+/* The length of the valid UTF-8 text at p that holds no NUL byte; all
+ * of n when it is all valid. */
+static size_t
+text_prefix(const char *p, size_t n)
+{
+    const char *nul = memchr(p, '\0', n);
+    size_t bad;
+
+    if (nul != NULL)
+        n = (size_t)(nul - p);
+    return mg__hl7v2_utf8_valid(p, n, &bad) ? n : bad;
+}
+
+/* Replaces bytes that are not UTF-8, and NUL bytes (which no text column
+ * can store), with U+FFFD: hex escapes (\X00\) can hold anything; the
+ * rest of the text was validated at parse time. */
 static int
 repair_utf8(struct mg_str *v, struct mg_arena *arena)
 {
     size_t bad, j = 0, i = 0;
     char *o;
 
-    if (mg__hl7v2_utf8_valid(v->ptr, v->len, &bad))
+    if (text_prefix(v->ptr, v->len) == v->len)
         return MG_OK;
     o = mg_arena_alloc(arena, v->len * 3 + 1);
     if (o == NULL)
         return MG_ENOMEM;
     while (i < v->len) {
-        if (mg__hl7v2_utf8_valid(v->ptr + i, v->len - i, &bad))
-            bad = v->len - i;
+        bad = text_prefix(v->ptr + i, v->len - i);
         memcpy(o + j, v->ptr + i, bad);
         j += bad;
         i += bad;

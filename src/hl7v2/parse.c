@@ -302,6 +302,25 @@ parse_segments(struct parser *ps)
     return MG_OK;
 }
 
+/* Refuses the message for the bad byte at offset bad of segment i, named
+ * by segment, occurrence and field: "<what> in PID-5". MG_EPARSE. */
+static int
+refuse_byte(const struct mg_hl7v2_msg *msg, size_t i, size_t bad,
+            const char *what, struct mg_diag *diag)
+{
+    const struct mg_hl7v2_seg *seg = &msg->seg[i];
+    int seq = 0, field;
+
+    for (size_t j = 0; j <= i; j++)
+        seq += strcmp(msg->seg[j].id, seg->id) == 0;
+    field = (int)count_byte(seg->raw.ptr, bad, msg->delims.field);
+    if (mg__hl7v2_is_header_id(seg->id) && field >= 1)
+        field++;
+    mg__hl7v2_diag(diag, MG_HL7_ERR_DATA_TYPE, seg->id, seq, field, 0,
+                   "%s in %s-%d", what, seg->id, field);
+    return MG_EPARSE;
+}
+
 /* ASCII and UTF-8 messages must be valid UTF-8 (see mg_hl7v2_parse()). A
  * message without high bytes is checked in one fast pass; otherwise the
  * first bad byte is named by segment, occurrence and field. */
@@ -310,22 +329,33 @@ check_utf8(const struct mg_hl7v2_msg *msg, struct mg_diag *diag)
 {
     const struct mg_hl7v2_seg *seg;
     size_t bad;
-    int seq = 0, field;
 
     if (msg->transcoded || !has_high_bytes(msg->text.ptr, msg->text.len))
         return MG_OK;
     for (size_t i = 0; i < msg->nseg; i++) {
         seg = &msg->seg[i];
-        if (mg__hl7v2_utf8_valid(seg->raw.ptr, seg->raw.len, &bad))
-            continue;
-        for (size_t j = 0; j <= i; j++)
-            seq += strcmp(msg->seg[j].id, seg->id) == 0;
-        field = (int)count_byte(seg->raw.ptr, bad, msg->delims.field);
-        if (mg__hl7v2_is_header_id(seg->id) && field >= 1)
-            field++;
-        mg__hl7v2_diag(diag, MG_HL7_ERR_DATA_TYPE, seg->id, seq, field, 0,
-                       "invalid UTF-8 in %s-%d", seg->id, field);
-        return MG_EPARSE;
+        if (!mg__hl7v2_utf8_valid(seg->raw.ptr, seg->raw.len, &bad))
+            return refuse_byte(msg, i, bad, "invalid UTF-8", diag);
+    }
+    return MG_OK;
+}
+
+/* No text may hold a NUL byte (in any character set): PostgreSQL's text
+ * and jsonb cannot store one, so a message holding one would fail every
+ * statement it is in, with nothing stored and no answer, and its sender
+ * would resend it for ever. Refused here, it is stored and answered. */
+static int
+check_nul(const struct mg_hl7v2_msg *msg, struct mg_diag *diag)
+{
+    const char *nul;
+
+    if (memchr(msg->text.ptr, '\0', msg->text.len) == NULL)
+        return MG_OK;
+    for (size_t i = 0; i < msg->nseg; i++) {
+        nul = memchr(msg->seg[i].raw.ptr, '\0', msg->seg[i].raw.len);
+        if (nul != NULL)
+            return refuse_byte(msg, i, (size_t)(nul - msg->seg[i].raw.ptr),
+                               "a NUL byte", diag);
     }
     return MG_OK;
 }
@@ -406,6 +436,8 @@ mg_hl7v2_parse(struct mg_str in, const struct mg_hl7v2_parse_opts *opts,
     rc = parse_segments(&ps);
     if (rc == MG_OK)
         rc = check_utf8(msg, diag);
+    if (rc == MG_OK)
+        rc = check_nul(msg, diag);
     if (rc == MG_OK)
         rc = fill_header(msg);
     if (rc == MG_ENOMEM)

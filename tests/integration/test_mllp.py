@@ -251,6 +251,43 @@ class AckRulesTest(unittest.TestCase):
         self.assertEqual(row[0], "failed")
         self.assertTrue(row[1].startswith("PID^1^5"))
 
+    def test_nul_bytes_are_answered_and_stored_not_a_poison_message(self):
+        """PostgreSQL text cannot hold a NUL: a message carrying one (a raw
+        0x00 byte, or a hex escape \\X00\\) failed every grouped commit it
+        was in and was never answered, so its sender resent it for ever."""
+        frames = [msg("NUL-1", mrn="N1"),
+                  msg("NUL-2", mrn="N2").replace(b"Doe^Jane", b"Doe^Ja\x00ne"),
+                  msg("NUL-3", mrn="N3").replace(b"Doe^Jane", b"Doe^Ja\\X00\\ne"),
+                  msg("NUL-4", mrn="N4"),
+                  msg("NUL-\x005", mrn="N5")]
+        with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=10) as s:
+            s.sendall(b"".join(b"\x0b" + f + b"\x1c\r" for f in frames))
+            buf = b""
+            while buf.count(b"\x1c\r") < len(frames):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        acks = [segments(a.strip(b"\x0b")) for a in buf.split(b"\x1c\r") if a]
+        self.assertEqual([a["MSA"][1:3] for a in acks],
+                         [["AA", "NUL-1"], ["AE", "NUL-2"], ["AA", "NUL-3"], ["AA", "NUL-4"],
+                          ["AE", "NUL-5"]])
+        # An echoed MSH-10 leaves the NUL out: the ACK stays whole.
+        self.assertTrue(acks[4]["ERR"][2].startswith("MSH^1^10"), acks[4]["ERR"])
+        self.assertNotIn(b"\x00", buf)
+        # The raw NUL is refused at its field; the escaped one is text that
+        # cannot be shown, as any other undecodable escape (U+FFFD).
+        self.assertTrue(acks[1]["ERR"][2].startswith("PID^1^5"), acks[1]["ERR"])
+        self.assertTrue(acks[1]["ERR"][3].startswith("102^"), acks[1]["ERR"])
+        self.assertEqual(h.psql(self.db, "SELECT control_id, status FROM hl7_messages WHERE control_id "
+                                "LIKE 'NUL-%' ORDER BY control_id"),
+                         [["NUL-1", "received"], ["NUL-2", "failed"], ["NUL-3", "received"],
+                          ["NUL-4", "received"], ["NUL-?5", "failed"]])
+        self.assertEqual(h.scalar(self.db, "SELECT first_name FROM patients WHERE medical_record_number = 'N3'"),
+                         "Ja\ufffdne")
+        self.assertEqual(h.scalar(self.db, "SELECT position('\\x00'::bytea IN raw) > 0 FROM hl7_messages "
+                                  "WHERE control_id = 'NUL-2'"), "t")  # kept as it came
+
     def test_failed_message_repeated_then_corrected(self):
         bad = msg("FIX-1").replace(b"Doe^Jane", b"Doe^J\xffne")
         first = mllp_exchange(self.gw.mllp_port, bad)

@@ -494,6 +494,9 @@ test_escape_unescape_cases(void **state)
         {"OPERA\\XC7\\\\XC3\\O", MG_HL7V2_CS_LATIN1,
          "OPERA\xC3\x87\xC3\x83O"},
         {"bad\\XFF\\", MG_HL7V2_CS_UTF8, "bad\xEF\xBF\xBD"},
+        /* a NUL, which no text column can hold, is no text either */
+        {"a\\X00\\b", MG_HL7V2_CS_ASCII, "a\xEF\xBF\xBD" "b"},
+        {"\\X410042\\", MG_HL7V2_CS_UTF8, "A\xEF\xBF\xBD" "B"},
         {"\\X4\\", MG_HL7V2_CS_ASCII, "\\X4\\"},      /* odd digits */
         {"\\XZZ\\", MG_HL7V2_CS_ASCII, "\\XZZ\\"},    /* not hex */
         {"\\Zlocal\\", MG_HL7V2_CS_ASCII, "\\Zlocal\\"}, /* kept */
