@@ -216,6 +216,7 @@ static const struct code sex_codes[] = {
 static const struct code priority_codes[] = {
     {"S", "stat"},      {"A", "asap"},       {"R", "routine"},
     {"P", "routine"},   {"C", "routine"},    {"T", "urgent"},
+    {"PRN", "routine"}, /* as needed: table 0027 (v2.5.1), and 0485 (TQ1-9) */
     {"stat", "stat"},   {"asap", "asap"},    {"routine", "routine"},
     {"urgent", "urgent"},
 };

@@ -1119,6 +1119,7 @@ test_transforms_table(void **state)
         {"priority", "R", "routine"},
         {"priority", "P", "routine"},
         {"priority", "T", "urgent"},
+        {"priority", "prn", "routine"}, /* table 0027 as needed */
         {"priority", "Q", NULL},
         {"trim", "  a b \t", "a b"},
         {"upper", "abc-é", "ABC-é"},
