@@ -1,5 +1,6 @@
 /* Diagnostics helpers. */
 #include "core/diag.h"
+#include "core/str.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -19,6 +20,7 @@ mg_diag_set(struct mg_diag *d, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(d->text, sizeof(d->text), fmt, ap);
     va_end(ap);
+    mg_utf8_cut_partial(d->text);
 }
 
 void

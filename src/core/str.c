@@ -85,3 +85,17 @@ mg_utf8_char_len(const char *s, size_t n)
     }
     return 0;
 }
+
+void
+mg_utf8_cut_partial(char *s)
+{
+    size_t n = strlen(s), back = 0;
+
+    /* a character is at most 4 bytes: look at the last lead byte */
+    while (back < n && back < 4 &&
+           ((unsigned char)s[n - 1 - back] & 0xC0) == 0x80)
+        back++;
+    if (back < n && (unsigned char)s[n - 1 - back] >= 0xC0 &&
+        mg_utf8_char_len(s + n - 1 - back, back + 1) == 0)
+        s[n - 1 - back] = '\0';
+}

@@ -54,6 +54,11 @@ bool mg_str_to_u64(struct mg_str s, unsigned long long *out);
  * U+10FFFF), reading at most n > 0 bytes; 0 when there is none. */
 size_t mg_utf8_char_len(const char *p, size_t n);
 
+/* Ends the NUL-terminated s before a UTF-8 character that a cut (snprintf
+ * into a fixed buffer) left incomplete, so the text stays valid UTF-8
+ * wherever it goes (an ERR segment, a text column). */
+void mg_utf8_cut_partial(char *s);
+
 /* FNV-1a (64 bits) of n bytes at p, continuing from h: MG_FNV1A_BASIS to
  * start. For in-memory keys, not for anything stored. */
 #define MG_FNV1A_BASIS 14695981039346656037ULL

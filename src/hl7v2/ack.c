@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/str.h"
 #include "hl7v2/hl7v2_int.h"
 
 static const char *const ack_codes[] = {"AA", "AE", "AR", "CA", "CE", "CR"};
@@ -133,23 +134,54 @@ struct writer {
     int rc;     /* first error; later writes are skipped */
 };
 
-/* Appends s, leaving out NUL bytes: an echoed field (MSH-10 into MSA-2)
- * may hold one, which a NUL-terminated reader of the ACK, or the ACK's
- * text column, would cut it at (the message was refused for it). */
+/* The most of one echoed field an ACK carries: enough for any real
+ * control id or application name, and an ACK of a few of them stays far
+ * below the ACK buffer's limit (a 70 kB MSH-10 made no ACK at all). */
+#define ECHO_MAX 512
+
+/* Appends a field of the message (MSH-3 to MSH-6, MSH-10 into MSA-2...)
+ * so that the ACK is text in the sender's character set and in UTF-8
+ * alike, since it is also stored in a text column: a non-ASCII byte is
+ * kept only as part of valid UTF-8 when the peer reads UTF-8, and goes
+ * as a hex escape (\XDC\) otherwise, which the sender decodes in its
+ * own set (an 8859/1 MSH-4 with a raw 0xDC failed the whole grouped
+ * commit it was in, for ever). NUL bytes are left out. */
 static void
 put(struct writer *w, struct mg_str s)
 {
-    const char *nul;
+    static const char hex[] = "0123456789ABCDEF";
+    size_t i = 0, run, n = MG_MIN(s.len, ECHO_MAX), len;
+    char esc[5];
 
-    while (w->rc == MG_OK && s.len > 0) {
-        nul = memchr(s.ptr, '\0', s.len);
-        if (nul == NULL) {
-            w->rc = mg_buf_append_str(w->out, s);
-            return;
+    while (w->rc == MG_OK && i < n) {
+        for (run = 0; i + run < n && (unsigned char)s.ptr[i + run] < 0x80 &&
+                      s.ptr[i + run] != '\0'; run++)
+            ;
+        if (run > 0) {
+            w->rc = mg_buf_append(w->out, s.ptr + i, run);
+            i += run;
+            continue;
         }
-        w->rc = mg_buf_append_str(w->out, mg_str_n(s.ptr, (size_t)(nul - s.ptr)));
-        s.len -= (size_t)(nul - s.ptr) + 1;
-        s.ptr = nul + 1;
+        if (s.ptr[i] == '\0') {
+            i++;
+            continue;
+        }
+        len = w->utf8 ? mg_utf8_char_len(s.ptr + i, n - i) : 0;
+        if (len > 0) {
+            w->rc = mg_buf_append(w->out, s.ptr + i, len);
+            i += len;
+        } else if (w->d->esc != '\0') {
+            esc[0] = w->d->esc;
+            esc[1] = 'X';
+            esc[2] = hex[(unsigned char)s.ptr[i] >> 4];
+            esc[3] = hex[(unsigned char)s.ptr[i] & 0x0F];
+            esc[4] = w->d->esc;
+            w->rc = mg_buf_append(w->out, esc, 5);
+            i++;
+        } else {
+            w->rc = mg_buf_appendc(w->out, '?');
+            i++;
+        }
     }
 }
 
@@ -184,9 +216,12 @@ put_text(struct writer *w, struct mg_str s)
     while (w->rc == MG_OK && s.len > 0) {
         n = MG_MIN(s.len, sizeof(tmp));
         memcpy(tmp, s.ptr, n);
-        for (size_t i = 0; i < n && !w->utf8; i++)
-            if ((unsigned char)tmp[i] >= 0x80)
-                tmp[i] = '?';
+        for (size_t i = 0, len; i < n; i += len ? len : 1) {
+            len = (unsigned char)tmp[i] < 0x80 ? 1
+                  : w->utf8 ? mg_utf8_char_len(tmp + i, n - i) : 0;
+            if (len == 0)
+                tmp[i] = '?'; /* not for the peer, or not UTF-8 at all */
+        }
         w->rc = mg_hl7v2_escape(w->out, w->d, mg_str_n(tmp, n));
         s.ptr += n;
         s.len -= n;

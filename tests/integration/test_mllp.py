@@ -288,6 +288,39 @@ class AckRulesTest(unittest.TestCase):
         self.assertEqual(h.scalar(self.db, "SELECT position('\\x00'::bytea IN raw) > 0 FROM hl7_messages "
                                   "WHERE control_id = 'NUL-2'"), "t")  # kept as it came
 
+    def test_header_bytes_that_are_not_utf8_are_escaped_in_the_ack(self):
+        """The ACK echoes MSH-3 to MSH-6 and MSH-10, and is stored as text:
+        an 8859/1 sender's facility name (0xDC) or a stray byte made it
+        invalid UTF-8, which failed every grouped commit it was in, its
+        neighbours' too, and was never answered. A 70 kB MSH-10 made no
+        ACK at all."""
+        latin1 = msg("HB-2").replace(b"2.5.1\r", b"2.5.1||||||8859/1\r") \
+                            .replace(b"|MEDGATE|HOSP|", b"|MEDGATE|H\xdcSP|")
+        stray = msg("HB-3").replace(b"|RIS|RAD|", b"|R\xffS|RAD|")
+        huge = msg("HB-4" + "x" * 70000)
+        frames = [msg("HB-1"), latin1, stray, huge, msg("HB-5")]
+        with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=10) as s:
+            s.sendall(b"".join(b"\x0b" + f + b"\x1c\r" for f in frames))
+            buf = b""
+            while buf.count(b"\x1c\r") < len(frames):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        raw = [a.strip(b"\x0b") for a in buf.split(b"\x1c\r") if a]
+        acks = [segments(a) for a in raw]
+        self.assertEqual([a["MSA"][1] for a in acks], ["AA", "AA", "AE", "AA", "AA"])
+        # The 8859/1 facility goes back as a hex escape the sender decodes
+        # in its own character set.
+        self.assertEqual(acks[1]["MSH"][3], "H\\XDC\\SP")
+        self.assertTrue(acks[2]["ERR"][2].startswith("MSH^1^3"), acks[2]["ERR"])
+        self.assertEqual(acks[2]["MSH"][4], "R\\XFF\\S")
+        self.assertTrue(acks[3]["MSA"][2].startswith("HB-4xxx"))
+        for a in raw:
+            a.decode("ascii")  # every ACK is plain ASCII here
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM hl7_messages WHERE control_id LIKE 'HB-%' "
+                                  "AND ack_payload IS NOT NULL"), "5")
+
     def test_failed_message_repeated_then_corrected(self):
         bad = msg("FIX-1").replace(b"Doe^Jane", b"Doe^J\xffne")
         first = mllp_exchange(self.gw.mllp_port, bad)

@@ -15,6 +15,7 @@
 #include "core/arena.h"
 #include "core/buf.h"
 #include "core/conf.h"
+#include "core/diag.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/str.h"
@@ -216,6 +217,33 @@ test_str_helpers(void **state)
     assert_int_equal(v, 12345);
     assert_false(mg_str_to_u64(MG_STR("12a"), &v));
     assert_false(mg_str_to_u64(MG_STR(""), &v));
+}
+
+/* A diagnostic cut by its fixed buffer in the middle of a UTF-8
+ * character ends before it: an AE's ERR text and the error column must be
+ * valid UTF-8 (the stored AE failed its statement, SQLSTATE 22021). */
+static void
+test_diag_text_is_cut_on_a_character(void **state)
+{
+    struct mg_diag d;
+    char s[16], text[400];
+
+    (void)state;
+    memset(text, 'a', sizeof(text));
+    memcpy(text + sizeof(d.text) - 2, "\xC3\xA9\xC3\xA9", 4); /* é across the end */
+    text[sizeof(text) - 1] = '\0';
+    mg_diag_clear(&d);
+    mg_diag_set(&d, 102, "%s", text);
+    assert_int_equal(strlen(d.text), sizeof(d.text) - 2);
+    snprintf(s, sizeof(s), "ab\xE2\x82\xAC"); /* a whole euro sign stays */
+    mg_utf8_cut_partial(s);
+    assert_string_equal(s, "ab\xE2\x82\xAC");
+    snprintf(s, sizeof(s), "ab\xE2\x82"); /* its first two bytes go */
+    mg_utf8_cut_partial(s);
+    assert_string_equal(s, "ab");
+    snprintf(s, sizeof(s), "ab\xF0\x9F\x98");
+    mg_utf8_cut_partial(s);
+    assert_string_equal(s, "ab");
 }
 
 static void
@@ -629,6 +657,7 @@ main(void)
         cmocka_unit_test(test_buf_reserve_near_size_max),
         cmocka_unit_test(test_log_long_values_keep_line_well_formed),
         cmocka_unit_test(test_str_helpers),
+        cmocka_unit_test(test_diag_text_is_cut_on_a_character),
         cmocka_unit_test(test_strerror_names_codes),
         cmocka_unit_test(test_conf_loads_values_and_env),
         cmocka_unit_test(test_conf_errors_name_line_and_key),
