@@ -26,6 +26,7 @@
 
 #include <arpa/inet.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -516,6 +517,15 @@ struct cancel_job {
     struct mg_log_ctx log; /* the connection's, by value: literals only */
 };
 
+/* Cancel threads not yet ended (they may outlive the store). */
+static atomic_int cancels_running;
+
+int
+mg_store_cancels_running(void)
+{
+    return atomic_load(&cancels_running);
+}
+
 static void *
 cancel_thread(void *arg)
 {
@@ -531,6 +541,7 @@ cancel_thread(void *arg)
     }
     PQfreeCancel(j->cancel);
     mg_free(j);
+    atomic_fetch_sub(&cancels_running, 1);
     return NULL;
 }
 
@@ -549,11 +560,14 @@ cancel_backend(struct mg__store_conn *c)
         j->cancel = PQgetCancel(c->pg);
     if (j != NULL && j->cancel != NULL) {
         j->log = c->log;
+        atomic_fetch_add(&cancels_running, 1);
         if (pthread_attr_init(&attr) == 0) {
             (void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
             rc = pthread_create(&t, &attr, cancel_thread, j);
             pthread_attr_destroy(&attr);
         }
+        if (rc != 0)
+            atomic_fetch_sub(&cancels_running, 1);
     }
     if (rc == 0)
         return;
