@@ -150,6 +150,9 @@ struct mg_hl7v2_seg {
     struct mg_str raw;    /* the whole segment, no terminator */
     struct mg_str *field; /* in the arena; nfield entries */
     int nfield;           /* highest field number present + 1 */
+    int seq;              /* its occurrence among the message's segments of
+                             the same id: 1 for the first OBX, 2 for the
+                             second (PID[1], OBX[2] in locations) */
 };
 
 struct mg_hl7v2_msg {

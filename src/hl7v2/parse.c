@@ -274,6 +274,40 @@ scan_segment(struct parser *ps, const char *p, const char *end,
     return add_segment(ps, mg_str_n(p, (size_t)(q - p)), nsep);
 }
 
+/* Numbers each segment among those of its id (seg->seq), in one pass
+ * with a small hash table of the ids seen: a location needs it for every
+ * segment of a message that may hold a million. */
+static int
+number_segments(struct parser *ps)
+{
+    struct mg_hl7v2_msg *msg = ps->msg;
+    struct slot {
+        char id[4];
+        int count;
+    } *t;
+    size_t size = 16, h;
+
+    while (size < 2 * msg->nseg && size < 131072) /* ids: at most 36^3 */
+        size *= 2;
+    t = mg_arena_calloc(ps->arena, size * sizeof(*t));
+    if (t == NULL) {
+        mg__hl7v2_diag(ps->diag, MG_HL7_ERR_INTERNAL, "", 0, 0, 0,
+                       "out of memory");
+        return MG_ENOMEM;
+    }
+    for (size_t i = 0; i < msg->nseg; i++) {
+        const char *id = msg->seg[i].id;
+        h = ((size_t)(unsigned char)id[0] * 31 * 31 +
+             (size_t)(unsigned char)id[1] * 31 + (unsigned char)id[2]) &
+            (size - 1);
+        while (t[h].id[0] != '\0' && memcmp(t[h].id, id, 4) != 0)
+            h = (h + 1) & (size - 1);
+        memcpy(t[h].id, id, 4);
+        msg->seg[i].seq = ++t[h].count;
+    }
+    return MG_OK;
+}
+
 static int
 parse_segments(struct parser *ps)
 {
@@ -299,7 +333,7 @@ parse_segments(struct parser *ps)
         if (ps->term == '\r' && p < end && *p == '\n')
             p++;
     }
-    return MG_OK;
+    return number_segments(ps);
 }
 
 /* Refuses the message for the bad byte at offset bad of segment i, named
@@ -309,10 +343,8 @@ refuse_byte(const struct mg_hl7v2_msg *msg, size_t i, size_t bad,
             const char *what, struct mg_diag *diag)
 {
     const struct mg_hl7v2_seg *seg = &msg->seg[i];
-    int seq = 0, field;
+    int seq = seg->seq, field;
 
-    for (size_t j = 0; j <= i; j++)
-        seq += strcmp(msg->seg[j].id, seg->id) == 0;
     field = (int)count_byte(seg->raw.ptr, bad, msg->delims.field);
     if (mg__hl7v2_is_header_id(seg->id) && field >= 1)
         field++;

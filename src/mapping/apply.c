@@ -54,13 +54,34 @@ struct run {
 
 /* ---- reading --------------------------------------------------------- */
 
-/* Whether segment i is in what the run reads: the part and the head. */
-static bool
-visible(const struct run *r, size_t i)
+/* The segments the run reads, in message order: the head and the part, or
+ * the whole message without a part. Sets from[]/to[] and returns how many
+ * ranges (1 or 2). Every walk over segments keeps to them, so a message
+ * cut into many parts costs each part its own size, not the message's. */
+static int
+ranges(const struct run *r, size_t from[2], size_t to[2])
 {
     const struct mg_mapping_part *p = r->part;
 
-    return p == NULL || i < p->head_end || (i >= p->begin && i < p->end);
+    from[0] = 0;
+    if (p == NULL) {
+        to[0] = r->msg->nseg;
+        return 1;
+    }
+    to[0] = p->head_end;
+    from[1] = p->begin > p->head_end ? p->begin : p->head_end;
+    to[1] = p->end;
+    return 2;
+}
+
+/* Where segment i (one the run reads) is in the run's own numbering:
+ * the head first, then the part. */
+static size_t
+visible_pos(const struct run *r, size_t i)
+{
+    const struct mg_mapping_part *p = r->part;
+
+    return p == NULL || i < p->head_end ? i : p->head_end + (i - p->begin);
 }
 
 /* The seq-th segment id the run sees, and in *global its occurrence in
@@ -69,24 +90,22 @@ visible(const struct run *r, size_t i)
 static const struct mg_hl7v2_seg *
 find_seg(const struct run *r, const char *id, int seq, int *global)
 {
-    int all = 0;
+    size_t from[2], to[2];
+    int n = ranges(r, from, to);
 
-    for (size_t i = 0; i < r->msg->nseg; i++) {
-        if (memcmp(r->msg->seg[i].id, id, 4) != 0)
-            continue;
-        all++;
-        if (visible(r, i) && --seq == 0) {
-            *global = all;
-            return &r->msg->seg[i];
-        }
-    }
+    for (int k = 0; k < n; k++)
+        for (size_t i = from[k]; i < to[k]; i++)
+            if (memcmp(r->msg->seg[i].id, id, 4) == 0 && --seq == 0) {
+                *global = r->msg->seg[i].seq;
+                return &r->msg->seg[i];
+            }
     return NULL;
 }
 
 static void
 mark_used(struct run *r, const struct mg_hl7v2_seg *seg, int field)
 {
-    size_t i = (size_t)(seg - r->msg->seg);
+    size_t i = visible_pos(r, (size_t)(seg - r->msg->seg));
 
     if (field > 0 && field < seg->nfield)
         r->used[r->used_at[i] + (size_t)field] = 1;
@@ -385,19 +404,20 @@ list_items(struct run *r, const struct mg__mapping_rule *ru,
 
     *n = 0;
     if (ru->each == MG__EACH_SEG) {
-        for (size_t i = 0; i < r->msg->nseg; i++)
-            k += memcmp(r->msg->seg[i].id, p->seg, 4) == 0 && visible(r, i);
+        size_t from[2], to[2];
+        int nr = ranges(r, from, to);
+
+        for (int g = 0; g < nr; g++)
+            for (size_t i = from[g]; i < to[g]; i++)
+                k += memcmp(r->msg->seg[i].id, p->seg, 4) == 0;
         *out = mg_arena_alloc(r->arena, (k ? k : 1) * sizeof(**out));
         if (*out == NULL)
             return MG_ENOMEM;
-        for (size_t i = 0, all = 0; i < r->msg->nseg; i++) {
-            if (memcmp(r->msg->seg[i].id, p->seg, 4) != 0)
-                continue;
-            all++;
-            if (visible(r, i))
-                (*out)[(*n)++] = (struct item){&r->msg->seg[i], (int)all, 0,
-                                               0};
-        }
+        for (int g = 0; g < nr; g++)
+            for (size_t i = from[g]; i < to[g]; i++)
+                if (memcmp(r->msg->seg[i].id, p->seg, 4) == 0)
+                    (*out)[(*n)++] = (struct item){&r->msg->seg[i],
+                                                   r->msg->seg[i].seq, 0, 0};
         return MG_OK;
     }
     seq = p->seq;
@@ -760,61 +780,61 @@ init_used(struct run *r)
 {
     const struct mg_hl7v2_msg *msg = r->msg;
     static const int msh_used[] = {1, 2, 3, 4, 9, 10, 11, 12};
-    size_t total = 0;
+    size_t total = 0, from[2], to[2], nvis = 0;
+    int n = ranges(r, from, to);
 
-    r->used_at = mg_arena_alloc(r->arena,
-                                (msg->nseg ? msg->nseg : 1) * sizeof(size_t));
+    for (int k = 0; k < n; k++)
+        nvis += to[k] - from[k];
+    r->used_at = mg_arena_alloc(r->arena, (nvis ? nvis : 1) * sizeof(size_t));
     if (r->used_at == NULL)
         return MG_ENOMEM;
-    for (size_t i = 0; i < msg->nseg; i++) {
-        r->used_at[i] = total;
-        total += (size_t)msg->seg[i].nfield + 1;
-    }
+    for (int k = 0; k < n; k++)
+        for (size_t i = from[k]; i < to[k]; i++) {
+            r->used_at[visible_pos(r, i)] = total;
+            total += (size_t)msg->seg[i].nfield + 1;
+        }
     r->used = mg_arena_calloc(r->arena, total ? total : 1);
     if (r->used == NULL)
         return MG_ENOMEM;
-    for (size_t i = 0; i < msg->nseg; i++)
-        if (memcmp(msg->seg[i].id, "MSH", 4) == 0)
-            for (size_t k = 0; k < MG_ARRAY_LEN(msh_used); k++)
-                mark_used(r, &msg->seg[i], msh_used[k]);
+    for (int k = 0; k < n; k++)
+        for (size_t i = from[k]; i < to[k]; i++)
+            if (memcmp(msg->seg[i].id, "MSH", 4) == 0)
+                for (size_t m = 0; m < MG_ARRAY_LEN(msh_used); m++)
+                    mark_used(r, &msg->seg[i], msh_used[m]);
     return MG_OK;
 }
 
 static bool
 is_unused(const struct run *r, size_t i, int f)
 {
-    const struct mg_hl7v2_seg *seg = &r->msg->seg[i];
-
-    return visible(r, i) && seg->field[f].len > 0 &&
-           !r->used[r->used_at[i] + (size_t)f];
+    return r->msg->seg[i].field[f].len > 0 &&
+           !r->used[r->used_at[visible_pos(r, i)] + (size_t)f];
 }
 
 static int
 collect_unused(struct run *r, struct mg_mapping_result *out)
 {
     const struct mg_hl7v2_msg *msg = r->msg;
-    size_t n = 0;
-    int seq;
+    size_t n = 0, from[2], to[2];
+    int nr = ranges(r, from, to);
 
-    for (size_t i = 0; i < msg->nseg; i++)
-        for (int f = 1; f < msg->seg[i].nfield; f++)
-            n += is_unused(r, i, f);
+    for (int k = 0; k < nr; k++)
+        for (size_t i = from[k]; i < to[k]; i++)
+            for (int f = 1; f < msg->seg[i].nfield; f++)
+                n += is_unused(r, i, f);
     out->unused = mg_arena_alloc(r->arena, (n ? n : 1) * sizeof(*out->unused));
     if (out->unused == NULL)
         return MG_ENOMEM;
-    for (size_t i = 0; i < msg->nseg; i++) {
-        seq = 0;
-        for (int f = 1; f < msg->seg[i].nfield; f++) {
-            if (!is_unused(r, i, f))
-                continue;
-            if (seq == 0) /* occurrence, counted only when needed */
-                seq = mg__mapping_occurrence(msg, i);
-            memcpy(out->unused[out->nunused].segment, msg->seg[i].id, 4);
-            out->unused[out->nunused].seq = seq;
-            out->unused[out->nunused].field = f;
-            out->nunused++;
-        }
-    }
+    for (int k = 0; k < nr; k++)
+        for (size_t i = from[k]; i < to[k]; i++)
+            for (int f = 1; f < msg->seg[i].nfield; f++) {
+                if (!is_unused(r, i, f))
+                    continue;
+                memcpy(out->unused[out->nunused].segment, msg->seg[i].id, 4);
+                out->unused[out->nunused].seq = msg->seg[i].seq;
+                out->unused[out->nunused].field = f;
+                out->nunused++;
+            }
     return MG_OK;
 }
 

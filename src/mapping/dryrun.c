@@ -132,7 +132,7 @@ mg_mapping_dry_run_print(const struct mg_mapping_set *set,
         if (nparts > 1)
             fprintf(out, "part %zu of %zu (%s[%d]):\n", k + 1, nparts,
                     msg->seg[parts[k].begin].id,
-                    mg__mapping_occurrence(msg, parts[k].begin));
+                    msg->seg[parts[k].begin].seq);
         mg_arena_reset(&scratch);
         rc = mg_mapping_apply_part(route, msg, &parts[k], &scratch, &res,
                                    &diag);

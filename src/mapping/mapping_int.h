@@ -187,8 +187,5 @@ struct mg_mapping_set {
  * when dir cannot be read. */
 int mg__mapping_dir_stamp(const char *dir, uint64_t *out);
 
-/* Which occurrence of its segment id segment i of msg is: 2 for the
- * second OBR (split.c). */
-int mg__mapping_occurrence(const struct mg_hl7v2_msg *msg, size_t i);
 
 #endif

@@ -8,16 +8,6 @@
 #include "core/error.h"
 #include "mapping/mapping_int.h"
 
-int
-mg__mapping_occurrence(const struct mg_hl7v2_msg *msg, size_t i)
-{
-    int seq = 0;
-
-    for (size_t j = 0; j <= i; j++)
-        seq += memcmp(msg->seg[j].id, msg->seg[i].id, 4) == 0;
-    return seq;
-}
-
 /* Position of segment id in the route's split list, or -1. */
 static int
 split_rank(const struct mg_mapping_route *route, const char *id)
@@ -49,7 +39,7 @@ refuse_second_patient(const struct mg_hl7v2_msg *msg, size_t head_end,
             continue;
         if (diag != NULL) {
             mg_diag_clear(diag);
-            mg_diag_at(diag, "PID", mg__mapping_occurrence(msg, i), 0, 0);
+            mg_diag_at(diag, "PID", msg->seg[i].seq, 0, 0);
             mg_diag_set(diag, MG_HL7_ERR_SEGMENT_SEQUENCE, "a second patient "
                         "(PID) after the first order group: send one "
                         "patient per message");
@@ -87,6 +77,39 @@ part_starts(const struct mg_mapping_route *route,
     return n;
 }
 
+/* A message is mapped once for each of its parts, and each part reads the
+ * head too: a real order or result carries a few order groups behind a
+ * head of tens of segments, and these bounds keep a crafted one (20,000
+ * "OBR" segments in 120 kB took 20 s of the event loop) to a few
+ * million segment visits. */
+#define MAX_PARTS 1000
+#define MAX_SHARED_HEAD 1000
+
+/* Refuses a split that would cost too much; MG_OK when it would not. */
+static int
+refuse_oversplit(const struct mg_hl7v2_msg *msg, const size_t *starts,
+                 size_t count, struct mg_diag *diag)
+{
+    size_t at;
+
+    if (count <= 1 || (count <= MAX_PARTS && starts[0] <= MAX_SHARED_HEAD))
+        return MG_OK;
+    at = count > MAX_PARTS ? starts[MAX_PARTS] : starts[0];
+    if (diag != NULL) {
+        mg_diag_clear(diag);
+        mg_diag_at(diag, msg->seg[at].id, msg->seg[at].seq, 0, 0);
+        if (count > MAX_PARTS)
+            mg_diag_set(diag, MG_HL7_ERR_SEGMENT_SEQUENCE, "more than %d "
+                        "order groups in one message: send at most %d",
+                        MAX_PARTS, MAX_PARTS);
+        else
+            mg_diag_set(diag, MG_HL7_ERR_SEGMENT_SEQUENCE, "more than %d "
+                        "segments before the first order group of a "
+                        "message with several", MAX_SHARED_HEAD);
+    }
+    return MG_EMAPPING;
+}
+
 int
 mg_mapping_split(const struct mg_mapping_route *route,
                  const struct mg_hl7v2_msg *msg, struct mg_arena *arena,
@@ -109,6 +132,8 @@ mg_mapping_split(const struct mg_mapping_route *route,
     if (starts == NULL || *parts == NULL)
         return MG_ENOMEM;
     part_starts(route, msg, starts);
+    if (refuse_oversplit(msg, starts, count, diag) != MG_OK)
+        return MG_EMAPPING;
     for (size_t k = 0; k < count; k++)
         (*parts)[k] = (struct mg_mapping_part){
             starts[0], starts[k], k + 1 < count ? starts[k + 1] : msg->nseg};

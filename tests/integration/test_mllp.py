@@ -321,6 +321,25 @@ class AckRulesTest(unittest.TestCase):
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM hl7_messages WHERE control_id LIKE 'HB-%' "
                                   "AND ack_payload IS NOT NULL"), "5")
 
+    def test_a_message_cut_into_too_many_parts_is_ae_100(self):
+        # 20,000 bare OBR in 120 kB took 20 s of the event loop to map (each
+        # part walked the whole message); more than 1000 order groups is
+        # now refused at the 1001st, and the connection goes on.
+        oru = ("MSH|^~\\&|RIS|RAD|MEDGATE|HOSP|20240102100000||ORU^R01^ORU_R01|SP-1|P|2.5.1\r"
+               "PID|1||MRN9^^^HOSP^MR||Roe^Richard||19700101|M\r" + "OBR|1\r" * 20000).encode()
+        with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=30) as s:
+            s.sendall(b"".join(b"\x0b" + f + b"\x1c\r" for f in [oru, msg("SP-2")]))
+            buf = b""
+            while buf.count(b"\x1c\r") < 2:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        acks = [segments(a.strip(b"\x0b")) for a in buf.split(b"\x1c\r") if a]
+        self.assertEqual([a["MSA"][1:3] for a in acks], [["AE", "SP-1"], ["AA", "SP-2"]])
+        self.assertTrue(acks[0]["ERR"][2].startswith("OBR^1001"), acks[0]["ERR"])
+        self.assertTrue(acks[0]["ERR"][3].startswith("100^"), acks[0]["ERR"])
+
     def test_failed_message_repeated_then_corrected(self):
         bad = msg("FIX-1").replace(b"Doe^Jane", b"Doe^J\xffne")
         first = mllp_exchange(self.gw.mllp_port, bad)

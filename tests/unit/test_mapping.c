@@ -21,6 +21,7 @@
 #include "testutil.h"
 #include "core/alloc.h"
 #include "core/arena.h"
+#include "core/buf.h"
 #include "core/error.h"
 #include "core/jsonpos.h"
 #include "mapping/mapping.h"
@@ -935,6 +936,36 @@ map_split(struct mapped *m, const struct mg_mapping_set *set, const char *text,
 {
     map_text(m, set, text, strlen(text));
     return mg_mapping_split(m->route, m->msg, &m->arena, parts, n, &m->diag);
+}
+
+/* A split is bounded: 1000 order groups, behind a head of at most 1000
+ * segments when there are several (each part reads the head). A crafted
+ * message of 20,000 bare OBR took 20 s of the event loop to map. */
+static void
+test_split_refuses_too_many_parts(void **state)
+{
+    struct mg_buf b;
+    struct mg_mapping_part *parts;
+    struct mapped m;
+    size_t n;
+
+    (void)state;
+    mg_buf_init(&b, 0);
+    assert_int_equal(mg_buf_appendz(&b, MSH_ADT("ORU^R01") "PID|1||M1\r"), MG_OK);
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(mg_buf_appendz(&b, "OBR|1\r"), MG_OK);
+    assert_int_equal(map_split(&m, shipped, mg_buf_str(&b).ptr, &parts, &n),
+                     MG_OK);
+    assert_int_equal(n, 1000);
+    done(&m);
+    assert_int_equal(mg_buf_appendz(&b, "OBR|1\r"), MG_OK);
+    assert_int_equal(map_split(&m, shipped, mg_buf_str(&b).ptr, &parts, &n),
+                     MG_EMAPPING);
+    assert_int_equal(m.diag.code, 100);
+    assert_string_equal(m.diag.segment, "OBR");
+    assert_int_equal(m.diag.seq, 1001);
+    done(&m);
+    mg_buf_dispose(&b);
 }
 
 /* "split": one part per ORC/OBR group. Each part sees the head (MSH, PID)
@@ -1981,6 +2012,7 @@ main(void)
         cmocka_unit_test(test_condition_skips_a_matching_repetition_without_the_value),
         cmocka_unit_test(test_group_skips_empty_repetitions),
         cmocka_unit_test(test_split_into_order_groups),
+        cmocka_unit_test(test_split_refuses_too_many_parts),
         cmocka_unit_test(test_transforms_table),
         cmocka_unit_test(test_load_errors_name_file_line_key),
         cmocka_unit_test(test_load_errors_routes),
