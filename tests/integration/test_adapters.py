@@ -18,7 +18,7 @@ import time
 import unittest
 
 import harness as h
-from test_mllp import mllp_exchange, segments
+from test_mllp import exchange_all, mllp_exchange, segments
 
 ADT = ("MSH|^~\\&|RIS|RAD|MEDGATE|HOSP|20240101120000||ADT^{ev}^ADT_A01|{cid}|P|2.5.1\r"
        "EVN|{ev}|20240101120000\r"
@@ -35,15 +35,7 @@ def adt(cid, ev="A01", mrn="MRN1", ssn="111", name="Doe^Jane", dob="19800102", s
 def pipelined(port, frames):
     """Writes all frames at once on one connection (so they share grouped
     commits) and returns the MSA-1 of each ACK, in order."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b"".join(b"\x0b" + f + b"\x1c\r" for f in frames))
-        buf = b""
-        while buf.count(b"\x1c\r") < len(frames):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    return [segments(a.strip(b"\x0b"))["MSA"][1] for a in buf.split(b"\x1c\r") if a]
+    return [segments(a)["MSA"][1] for a in exchange_all(port, frames)]
 
 
 class GatewayTest(unittest.TestCase):

@@ -146,6 +146,12 @@ class MappingReloadTest(unittest.TestCase):
     def replay_env(self):
         return {"MEDGATE_DATABASE_URL": h.conninfo(self.db), "MEDGATE_PATHS_MAPPINGS": self.maps}
 
+    def dry_diff(self, which="--failed"):
+        """What `replay <which> --dry-run --diff` prints (it must succeed)."""
+        dry = h.run_medgate("replay", which, "--dry-run", "--diff", env=self.replay_env())
+        self.assertEqual(dry.returncode, 0, dry.stderr)
+        return dry.stdout
+
     def test_replay_diff_shows_the_patient_found_by_another_identifier(self):
         adt = ("MSH|^~\\&|RIS|RAD|MEDGATE|HOSP|20240101120000||ADT^A01^ADT_A01|PI-1|P|2.5.1\r"
                "PID|1||PAT7^^^HOSP^MR~777^^^USSSA^SS||Roe^Richard||19700101|M\r"
@@ -157,11 +163,10 @@ class MappingReloadTest(unittest.TestCase):
         self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, by_ssn))["MSA"][1], "AE")
         self.edit_orders(fix=True)
 
-        dry = h.run_medgate("replay", "--failed", "--dry-run", "--diff", env=self.replay_env())
-        self.assertEqual(dry.returncode, 0, dry.stderr)
+        out = self.dry_diff()
         # The adapter updates PAT7 (matched by the SSN): the diff says so.
-        self.assertIn("  ~ patients[PAT7].first_name: Richard -> Rick\n", dry.stdout)
-        self.assertNotIn("patients[777]", dry.stdout)
+        self.assertIn("  ~ patients[PAT7].first_name: Richard -> Rick\n", out)
+        self.assertNotIn("patients[777]", out)
         self.assertEqual(h.scalar(self.db, "SELECT first_name FROM patients"), "Richard")
 
     def test_replay_diff_shows_a_scan_found_by_its_uid_as_changed(self):
@@ -187,10 +192,9 @@ class MappingReloadTest(unittest.TestCase):
         with open(path, "w") as f:
             f.write(shipped)
 
-        dry = h.run_medgate("replay", "--failed", "--dry-run", "--diff", env=self.replay_env())
-        self.assertEqual(dry.returncode, 0, dry.stderr)
-        self.assertIn("  ~ scans[ACC77].accession_number: null -> ACC77\n", dry.stdout)
-        self.assertNotIn("  + scans[", dry.stdout)
+        out = self.dry_diff()
+        self.assertIn("  ~ scans[ACC77].accession_number: null -> ACC77\n", out)
+        self.assertNotIn("  + scans[", out)
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM scans WHERE accession_number IS NULL"), "1")
 
     def test_replay_accepts_a_rejected_sender_once_it_is_configured(self):

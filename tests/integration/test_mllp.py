@@ -90,6 +90,20 @@ def segments(ack):
             for seg in ack.split(b"\r") if seg}
 
 
+def exchange_all(port, frames, timeout=10):
+    """Writes all frames at once on one connection (so they share grouped
+    commits) and returns the ACK of each, in order, without its framing."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(b"".join(b"\x0b" + f + b"\x1c\r" for f in frames))
+        buf = b""
+        while buf.count(b"\x1c\r") < len(frames):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    return [a.strip(b"\x0b") for a in buf.split(b"\x1c\r") if a]
+
+
 class CorpusTest(unittest.TestCase):
     def setUp(self):
         self.db = h.create_database("mllp")
@@ -260,21 +274,14 @@ class AckRulesTest(unittest.TestCase):
                   msg("NUL-3", mrn="N3").replace(b"Doe^Jane", b"Doe^Ja\\X00\\ne"),
                   msg("NUL-4", mrn="N4"),
                   msg("NUL-\x005", mrn="N5")]
-        with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=10) as s:
-            s.sendall(b"".join(b"\x0b" + f + b"\x1c\r" for f in frames))
-            buf = b""
-            while buf.count(b"\x1c\r") < len(frames):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
-        acks = [segments(a.strip(b"\x0b")) for a in buf.split(b"\x1c\r") if a]
+        raw = exchange_all(self.gw.mllp_port, frames, timeout=10)
+        acks = [segments(a) for a in raw]
         self.assertEqual([a["MSA"][1:3] for a in acks],
                          [["AA", "NUL-1"], ["AE", "NUL-2"], ["AA", "NUL-3"], ["AA", "NUL-4"],
                           ["AE", "NUL-5"]])
         # An echoed MSH-10 leaves the NUL out: the ACK stays whole.
         self.assertTrue(acks[4]["ERR"][2].startswith("MSH^1^10"), acks[4]["ERR"])
-        self.assertNotIn(b"\x00", buf)
+        self.assertNotIn(b"\x00", b"".join(raw))
         # The raw NUL is refused at its field; the escaped one is text that
         # cannot be shown, as any other undecodable escape (U+FFFD).
         self.assertTrue(acks[1]["ERR"][2].startswith("PID^1^5"), acks[1]["ERR"])
@@ -299,15 +306,7 @@ class AckRulesTest(unittest.TestCase):
         stray = msg("HB-3").replace(b"|RIS|RAD|", b"|R\xffS|RAD|")
         huge = msg("HB-4" + "x" * 70000)
         frames = [msg("HB-1"), latin1, stray, huge, msg("HB-5")]
-        with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=10) as s:
-            s.sendall(b"".join(b"\x0b" + f + b"\x1c\r" for f in frames))
-            buf = b""
-            while buf.count(b"\x1c\r") < len(frames):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
-        raw = [a.strip(b"\x0b") for a in buf.split(b"\x1c\r") if a]
+        raw = exchange_all(self.gw.mllp_port, frames, timeout=10)
         acks = [segments(a) for a in raw]
         self.assertEqual([a["MSA"][1] for a in acks], ["AA", "AA", "AE", "AA", "AA"])
         # The 8859/1 facility goes back as a hex escape the sender decodes
@@ -327,15 +326,8 @@ class AckRulesTest(unittest.TestCase):
         # now refused at the 1001st, and the connection goes on.
         oru = ("MSH|^~\\&|RIS|RAD|MEDGATE|HOSP|20240102100000||ORU^R01^ORU_R01|SP-1|P|2.5.1\r"
                "PID|1||MRN9^^^HOSP^MR||Roe^Richard||19700101|M\r" + "OBR|1\r" * 20000).encode()
-        with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=30) as s:
-            s.sendall(b"".join(b"\x0b" + f + b"\x1c\r" for f in [oru, msg("SP-2")]))
-            buf = b""
-            while buf.count(b"\x1c\r") < 2:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
-        acks = [segments(a.strip(b"\x0b")) for a in buf.split(b"\x1c\r") if a]
+        raw = exchange_all(self.gw.mllp_port, [oru, msg("SP-2")], timeout=30)
+        acks = [segments(a) for a in raw]
         self.assertEqual([a["MSA"][1:3] for a in acks], [["AE", "SP-1"], ["AA", "SP-2"]])
         self.assertTrue(acks[0]["ERR"][2].startswith("OBR^1001"), acks[0]["ERR"])
         self.assertTrue(acks[0]["ERR"][3].startswith("100^"), acks[0]["ERR"])
