@@ -90,26 +90,24 @@ is_verbatim(const struct mg_hl7v2_seg *seg, int field)
 }
 
 int
-mg_hl7v2_seg_get(const struct mg_hl7v2_msg *msg,
-                 const struct mg_hl7v2_seg *seg, int field, int rep, int comp,
-                 int sub, struct mg_hl7v2_val *out)
+mg_hl7v2_rep_get(const struct mg_hl7v2_msg *msg,
+                 const struct mg_hl7v2_seg *seg, int field, struct mg_str rep,
+                 int comp, int sub, struct mg_hl7v2_val *out)
 {
     const struct mg_hl7v2_delims *d = &msg->delims;
-    struct mg_str v;
+    struct mg_str v = rep;
     int rc;
 
     out->str = mg_str_n("", 0);
     out->presence = MG_HL7V2_EMPTY;
-    if (field < 1 || rep < 1 || comp < 1 || sub < 1)
+    if (comp < 1 || sub < 1)
         return MG_EINVAL;
-    v = mg_hl7v2_seg_field(seg, field);
     if (seg != NULL && is_verbatim(seg, field)) {
-        if (rep > 1 || comp > 1 || sub > 1 || v.len == 0)
+        if (comp > 1 || sub > 1 || v.len == 0)
             return MG_OK;
     } else {
         /* "" nulls everything below it: a field sent as "" deletes the
          * whole field, each of its components included. */
-        v = mg__hl7v2_piece(v, d->rep, rep);
         if (!is_null_value(v)) {
             v = mg__hl7v2_piece(v, d->comp, comp);
             if (!is_null_value(v))
@@ -129,6 +127,55 @@ mg_hl7v2_seg_get(const struct mg_hl7v2_msg *msg,
     out->str = v;
     out->presence = MG_HL7V2_VALUED;
     return MG_OK;
+}
+
+int
+mg_hl7v2_seg_get(const struct mg_hl7v2_msg *msg,
+                 const struct mg_hl7v2_seg *seg, int field, int rep, int comp,
+                 int sub, struct mg_hl7v2_val *out)
+{
+    struct mg_str v;
+
+    out->str = mg_str_n("", 0);
+    out->presence = MG_HL7V2_EMPTY;
+    if (field < 1 || rep < 1 || comp < 1 || sub < 1)
+        return MG_EINVAL;
+    v = mg_hl7v2_seg_field(seg, field);
+    if (seg != NULL && is_verbatim(seg, field)) {
+        if (rep > 1)
+            return MG_OK;
+    } else {
+        v = mg__hl7v2_piece(v, msg->delims.rep, rep);
+    }
+    return mg_hl7v2_rep_get(msg, seg, field, v, comp, sub, out);
+}
+
+bool
+mg_hl7v2_rep_next(const struct mg_hl7v2_msg *msg,
+                  const struct mg_hl7v2_seg *seg, int field,
+                  struct mg_hl7v2_rep_iter *it, struct mg_str *rep)
+{
+    const char *q;
+
+    if (!it->started) {
+        it->started = true;
+        it->rest = mg_hl7v2_seg_field(seg, field);
+        it->n = 0;
+        it->more = it->rest.len > 0;
+        it->whole = seg != NULL && is_verbatim(seg, field);
+    }
+    if (!it->more)
+        return false;
+    q = it->whole ? NULL : memchr(it->rest.ptr, msg->delims.rep, it->rest.len);
+    if (q == NULL) {
+        *rep = it->rest;
+        it->more = false;
+    } else {
+        *rep = mg_str_n(it->rest.ptr, (size_t)(q - it->rest.ptr));
+        it->rest = mg_str_n(q + 1, it->rest.len - (size_t)(q - it->rest.ptr) - 1);
+    }
+    it->n++;
+    return true;
 }
 
 int
@@ -213,24 +260,3 @@ mg_hl7v2_comp_count(const struct mg_hl7v2_msg *msg,
     return mg__hl7v2_piece_count(v, msg->delims.comp);
 }
 
-int
-mg_hl7v2_find_rep(const struct mg_hl7v2_msg *msg,
-                  const struct mg_hl7v2_seg *seg, int field, int comp,
-                  struct mg_str value, int *rep)
-{
-    struct mg_hl7v2_val v;
-    int n = mg_hl7v2_rep_count(msg, seg, field), rc;
-
-    if (field < 1 || comp < 1)
-        return MG_EINVAL;
-    for (int r = 1; r <= n; r++) {
-        rc = mg_hl7v2_seg_get(msg, seg, field, r, comp, 1, &v);
-        if (rc != MG_OK)
-            return rc;
-        if (v.presence == MG_HL7V2_VALUED && mg_str_eq(v.str, value)) {
-            *rep = r;
-            return MG_OK;
-        }
-    }
-    return MG_ENOTFOUND;
-}

@@ -268,6 +268,29 @@ MG_MUST_CHECK int mg_hl7v2_seg_get(const struct mg_hl7v2_msg *msg,
                                    int rep, int comp, int sub,
                                    struct mg_hl7v2_val *out);
 
+/* A walk over the repetitions of one field, in one pass (reading the
+ * k-th with mg_hl7v2_seg_get() finds it from the field's start, which
+ * for every k of a 200 kB field is some 10^10 steps). Zero it to start. */
+struct mg_hl7v2_rep_iter {
+    struct mg_str rest; /* what follows the repetitions given so far */
+    int n;              /* the number of the one given last (1-based) */
+    bool started, more, whole;
+};
+
+/* The next repetition of field n of seg as a raw slice for
+ * mg_hl7v2_rep_get(); false when there is none left (none at all for an
+ * empty field, as mg_hl7v2_rep_count() counts them). */
+bool mg_hl7v2_rep_next(const struct mg_hl7v2_msg *msg,
+                       const struct mg_hl7v2_seg *seg, int field,
+                       struct mg_hl7v2_rep_iter *it, struct mg_str *rep);
+
+/* mg_hl7v2_seg_get() of component comp, sub-component sub of rep, a
+ * repetition of field n of seg that mg_hl7v2_rep_next() gave. */
+MG_MUST_CHECK int mg_hl7v2_rep_get(const struct mg_hl7v2_msg *msg,
+                                   const struct mg_hl7v2_seg *seg, int field,
+                                   struct mg_str rep, int comp, int sub,
+                                   struct mg_hl7v2_val *out);
+
 /* mg_hl7v2_seg_get() at a parsed path. A segment that does not occur, or
  * does not occur seq times, reads as EMPTY. */
 MG_MUST_CHECK int mg_hl7v2_get_path(const struct mg_hl7v2_msg *msg,
@@ -300,14 +323,6 @@ int mg_hl7v2_rep_count(const struct mg_hl7v2_msg *msg,
 /* Components in repetition rep of field n (0 when empty). */
 int mg_hl7v2_comp_count(const struct mg_hl7v2_msg *msg,
                         const struct mg_hl7v2_seg *seg, int field, int rep);
-
-/* Finds the first repetition of field n of seg whose component comp
- * (sub-component 1), unescaped, equals value: e.g. the PID-3 identifier
- * with CX.5 == "MR" is mg_hl7v2_find_rep(msg, pid, 3, 5, MG_STR("MR"),
- * &rep). MG_OK with *rep (1-based), MG_ENOTFOUND, MG_EINVAL, MG_ENOMEM. */
-MG_MUST_CHECK int mg_hl7v2_find_rep(const struct mg_hl7v2_msg *msg,
-                                    const struct mg_hl7v2_seg *seg, int field,
-                                    int comp, struct mg_str value, int *rep);
 
 /* ---- Escapes -------------------------------------------------------- */
 

@@ -31,9 +31,19 @@ struct loc {
 struct item {
     const struct mg_hl7v2_seg *seg;
     int seq;
-    int field; /* EACH_REP */
-    int rep;   /* EACH_REP */
+    int field;         /* EACH_REP */
+    int rep;           /* EACH_REP */
+    struct mg_str raw; /* EACH_REP: the repetition itself */
 };
+
+/* The most items one "each" rule takes from a message. Each may become
+ * a row (an identifier, a file): 40,000 PID-3 repetitions took 55 s of
+ * the database and 40,000 attachments outlasted the statement timeout,
+ * which fails the message's grouped commit, so it was never answered.
+ * Real messages hold a handful; a long report some hundreds of lines.
+ * The repetitions of one field read at once ("OBX-5[*]") are bounded the
+ * same way. */
+#define MAX_ITEMS 5000
 
 struct run {
     const struct mg_hl7v2_msg *msg;
@@ -51,6 +61,9 @@ struct run {
                              (or explicit null) came from, -1 for none */
     int last_from;        /* that position, for the rule just read */
 };
+
+static int fail(struct run *r, const struct loc *l, int code, const char *fmt,
+                ...) MG_PRINTF(4, 5);
 
 /* ---- reading --------------------------------------------------------- */
 
@@ -148,18 +161,22 @@ static int
 read_all_reps(struct run *r, const struct loc *l, struct mg_hl7v2_val *out)
 {
     int n = mg_hl7v2_rep_count(r->msg, l->seg, l->field), k = 0, rc;
-    struct mg_str *parts;
+    struct mg_hl7v2_rep_iter it = {0};
+    struct mg_str *parts, rep;
     bool null = false;
 
     out->presence = MG_HL7V2_EMPTY;
     out->str = mg_str_n("", 0);
     if (n == 0)
         return MG_OK;
+    if (n > MAX_ITEMS)
+        return fail(r, l, MG_HL7_ERR_SEGMENT_SEQUENCE, "%s: more than %d "
+                    "repetitions in one field", r->target, MAX_ITEMS);
     parts = mg_arena_alloc(r->arena, (size_t)n * sizeof(*parts));
     if (parts == NULL)
         return MG_ENOMEM;
-    for (int rep = 1; rep <= n; rep++) {
-        rc = mg_hl7v2_seg_get(r->msg, l->seg, l->field, rep, l->comp, l->sub,
+    while (mg_hl7v2_rep_next(r->msg, l->seg, l->field, &it, &rep)) {
+        rc = mg_hl7v2_rep_get(r->msg, l->seg, l->field, rep, l->comp, l->sub,
                               out);
         if (rc != MG_OK)
             return rc;
@@ -187,24 +204,26 @@ static int
 read_matching_rep(struct run *r, const struct mg__mapping_path *p,
                   struct loc *l, struct mg_hl7v2_val *v)
 {
-    int n = mg_hl7v2_rep_count(r->msg, l->seg, l->field), first = 0, rc;
+    struct mg_hl7v2_rep_iter it = {0};
     struct mg_hl7v2_val c;
+    struct mg_str rep;
+    int first = 0, rc;
 
-    for (int k = 1; k <= n; k++) {
-        rc = mg_hl7v2_seg_get(r->msg, l->seg, l->field, k, p->match_comp, 1,
+    while (mg_hl7v2_rep_next(r->msg, l->seg, l->field, &it, &rep)) {
+        rc = mg_hl7v2_rep_get(r->msg, l->seg, l->field, rep, p->match_comp, 1,
                               &c);
         if (rc != MG_OK)
             return rc;
         if (c.presence != MG_HL7V2_VALUED || !mg_str_eq(c.str, p->match_value))
             continue;
-        rc = mg_hl7v2_seg_get(r->msg, l->seg, l->field, k, l->comp, l->sub,
+        rc = mg_hl7v2_rep_get(r->msg, l->seg, l->field, rep, l->comp, l->sub,
                               v);
         if (rc != MG_OK)
             return rc;
         if (first == 0)
-            first = k;
+            first = it.n;
         if (v->presence != MG_HL7V2_EMPTY) {
-            l->rep = k;
+            l->rep = it.n;
             return MG_OK;
         }
     }
@@ -247,6 +266,9 @@ read_path(struct run *r, const struct mg__mapping_path *p,
     }
     if (p->rsel == MG__REP_MATCH)
         return read_matching_rep(r, p, l, v);
+    if (p->kind == MG__PATH_REL_REP && it->raw.ptr != NULL)
+        return mg_hl7v2_rep_get(r->msg, l->seg, l->field, it->raw, l->comp,
+                                l->sub, v); /* not found again: see item */
     return mg_hl7v2_seg_get(r->msg, l->seg, l->field, l->rep, l->comp,
                             l->sub, v);
 }
@@ -374,19 +396,13 @@ cond_all(struct run *r, const struct mg__mapping_cond *c, size_t n,
  * sub-component separators (nothing at all, "^^^", "^&^"): every component
  * is empty, so it says nothing. The explicit null "" is content. */
 static bool
-rep_is_empty(const struct mg_hl7v2_msg *msg, const struct mg_hl7v2_seg *seg,
-             int field, int rep)
+rep_is_empty(const struct mg_hl7v2_msg *msg, struct mg_str rep)
 {
     const struct mg_hl7v2_delims *d = &msg->delims;
-    struct mg_str f = mg_hl7v2_seg_field(seg, field);
-    int at = 1;
 
-    for (size_t i = 0; i < f.len && at <= rep; i++) {
-        if (f.ptr[i] == d->rep)
-            at++;
-        else if (at == rep && f.ptr[i] != d->comp && f.ptr[i] != d->sub)
+    for (size_t i = 0; i < rep.len; i++)
+        if (rep.ptr[i] != d->comp && rep.ptr[i] != d->sub)
             return false;
-    }
     return true;
 }
 
@@ -399,9 +415,12 @@ list_all_items(struct run *r, const struct mg__mapping_rule *ru,
 {
     const struct mg__mapping_path *p = &ru->each_path;
     const struct mg_hl7v2_seg *seg;
+    struct mg_hl7v2_rep_iter it = {0};
+    struct mg_str rep;
     size_t k = 0;
-    int nrep, seq;
+    int seq;
 
+    /* One more than MAX_ITEMS is enough to refuse the message. */
     *n = 0;
     if (ru->each == MG__EACH_SEG) {
         size_t from[2], to[2];
@@ -410,36 +429,33 @@ list_all_items(struct run *r, const struct mg__mapping_rule *ru,
         for (int g = 0; g < nr; g++)
             for (size_t i = from[g]; i < to[g]; i++)
                 k += memcmp(r->msg->seg[i].id, p->seg, 4) == 0;
+        k = MG_MIN(k, (size_t)MAX_ITEMS + 1);
         *out = mg_arena_alloc(r->arena, (k ? k : 1) * sizeof(**out));
         if (*out == NULL)
             return MG_ENOMEM;
         for (int g = 0; g < nr; g++)
-            for (size_t i = from[g]; i < to[g]; i++)
+            for (size_t i = from[g]; i < to[g] && *n < k; i++)
                 if (memcmp(r->msg->seg[i].id, p->seg, 4) == 0)
                     (*out)[(*n)++] = (struct item){&r->msg->seg[i],
-                                                   r->msg->seg[i].seq, 0, 0};
+                                                   r->msg->seg[i].seq, 0, 0,
+                                                   {NULL, 0}};
         return MG_OK;
     }
     seq = p->seq;
     seg = find_seg(r, p->seg, p->seq, &seq);
-    nrep = seg ? mg_hl7v2_rep_count(r->msg, seg, p->field) : 0;
+    k = seg ? (size_t)mg_hl7v2_rep_count(r->msg, seg, p->field) : 0;
+    k = MG_MIN(k, (size_t)MAX_ITEMS + 1);
     if (seg != NULL)
         mark_used(r, seg, p->field);
-    *out = mg_arena_alloc(r->arena, (size_t)(nrep ? nrep : 1) * sizeof(**out));
+    *out = mg_arena_alloc(r->arena, (k ? k : 1) * sizeof(**out));
     if (*out == NULL)
         return MG_ENOMEM;
-    for (int rep = 1; rep <= nrep; rep++)
-        if (!rep_is_empty(r->msg, seg, p->field, rep))
-            (*out)[(*n)++] = (struct item){seg, seq, p->field, rep};
+    while (*n < k && seg != NULL &&
+           mg_hl7v2_rep_next(r->msg, seg, p->field, &it, &rep))
+        if (!rep_is_empty(r->msg, rep))
+            (*out)[(*n)++] = (struct item){seg, seq, p->field, it.n, rep};
     return MG_OK;
 }
-
-/* The most items one "each" rule takes from a message. Each may become
- * a row (an identifier, a file): 40,000 PID-3 repetitions took 55 s of
- * the database and 40,000 attachments outlasted the statement timeout,
- * which fails the message's grouped commit, so it was never answered.
- * Real messages hold a handful; a long report some hundreds of lines. */
-#define MAX_ITEMS 5000
 
 /* Refuses the message at extra, rule ru's first item past MAX_ITEMS. */
 static int

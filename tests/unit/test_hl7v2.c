@@ -383,6 +383,8 @@ test_access_iteration_and_find(void **state)
     struct mg_arena a;
     struct mg_hl7v2_msg *m;
     struct mg_hl7v2_val v;
+    struct mg_hl7v2_rep_iter it = {0};
+    struct mg_str raw;
     int rep = 0;
 
     (void)state;
@@ -402,16 +404,25 @@ test_access_iteration_and_find(void **state)
     assert_int_equal(mg_hl7v2_rep_count(m, pid, 3), 3);
     assert_int_equal(mg_hl7v2_rep_count(m, pid, 2), 0);
     assert_int_equal(mg_hl7v2_comp_count(m, pid, 3, 1), 5);
-    assert_int_equal(mg_hl7v2_find_rep(m, pid, 3, 5, MG_STR("MR"), &rep),
-                     MG_OK);
-    assert_int_equal(rep, 2);
-    assert_int_equal(mg_hl7v2_seg_get(m, pid, 3, rep, 1, 1, &v), MG_OK);
-    assert_str(v.str, "222");
-    assert_int_equal(mg_hl7v2_find_rep(m, pid, 3, 5, MG_STR("SS"), &rep),
-                     MG_OK);
+    /* the repetitions in one walk read as mg_hl7v2_seg_get() reads them */
+    while (mg_hl7v2_rep_next(m, pid, 3, &it, &raw)) {
+        struct mg_hl7v2_val w;
+        rep = it.n;
+        for (int comp = 1; comp <= 5; comp++) {
+            assert_int_equal(mg_hl7v2_rep_get(m, pid, 3, raw, comp, 1, &v),
+                             MG_OK);
+            assert_int_equal(mg_hl7v2_seg_get(m, pid, 3, rep, comp, 1, &w),
+                             MG_OK);
+            assert_int_equal(v.presence, w.presence);
+            assert_true(mg_str_eq(v.str, w.str));
+        }
+    }
     assert_int_equal(rep, 3);
-    assert_int_equal(mg_hl7v2_find_rep(m, pid, 3, 5, MG_STR("AN"), &rep),
-                     MG_ENOTFOUND);
+    assert_int_equal(mg_hl7v2_seg_get(m, pid, 3, 2, 1, 1, &v), MG_OK);
+    assert_str(v.str, "222");
+    assert_int_equal(obx->seq, 3); /* the third OBX */
+    memset(&it, 0, sizeof(it));
+    assert_false(mg_hl7v2_rep_next(m, pid, 2, &it, &raw)); /* empty field */
     assert_str(mg_hl7v2_seg_field(pid, 8), "M");
     assert_str(mg_hl7v2_seg_field(pid, 99), "");
     assert_int_equal(mg_hl7v2_seg_get(m, pid, 0, 1, 1, 1, &v), MG_EINVAL);

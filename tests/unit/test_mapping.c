@@ -969,6 +969,33 @@ test_each_rule_refuses_too_many_items(void **state)
     mg_buf_dispose(&b);
 }
 
+/* Repetitions are walked once, not found again from the field's start
+ * for each (a 200 kB PID-3 of empty repetitions before its MR one took
+ * more than 100 s of the event loop): the MR identifier after 200,000
+ * empty repetitions is read, and empty ones are no items. */
+static void
+test_repetitions_are_walked_once(void **state)
+{
+    struct mg_buf b;
+    struct mapped m;
+
+    (void)state;
+    mg_buf_init(&b, 0);
+    assert_int_equal(mg_buf_appendz(&b, MSH_ADT("ADT^A01") "PID|1||"), MG_OK);
+    for (int i = 0; i < 200000; i++)
+        assert_int_equal(mg_buf_appendc(&b, '~'), MG_OK);
+    assert_int_equal(mg_buf_appendz(&b, "M1^^^X^MR||Doe\r"), MG_OK);
+    map_text(&m, shipped, mg_buf_str(&b).ptr, mg_buf_str(&b).len);
+    assert_int_equal(m.rc, MG_OK);
+    assert_string_equal(val(&m, "patient.medical_record_number"), "M1");
+    assert_int_equal(mg_mapping_result_group(&m.res, "patient_identifiers")
+                         ->nitem, 1);
+    assert_int_equal(mg_mapping_result_group(&m.res, "patient_identifiers")
+                         ->item[0].rep, 200001);
+    done(&m);
+    mg_buf_dispose(&b);
+}
+
 /* A split is bounded: 1000 order groups, behind a head of at most 1000
  * segments when there are several (each part reads the head). A crafted
  * message of 20,000 bare OBR took 20 s of the event loop to map. */
@@ -2045,6 +2072,7 @@ main(void)
         cmocka_unit_test(test_split_into_order_groups),
         cmocka_unit_test(test_split_refuses_too_many_parts),
         cmocka_unit_test(test_each_rule_refuses_too_many_items),
+        cmocka_unit_test(test_repetitions_are_walked_once),
         cmocka_unit_test(test_transforms_table),
         cmocka_unit_test(test_load_errors_name_file_line_key),
         cmocka_unit_test(test_load_errors_routes),
