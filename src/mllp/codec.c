@@ -164,6 +164,22 @@ step_idle(struct mg_mllp_decoder *d, const char *p, size_t *i, size_t n)
     }
 }
 
+/* Frees the storage of a frame that was handed out, when it is big: kept
+ * for the connection's life, 256 connections that each once got a 16 MB
+ * frame would hold 8 GB (the buffer doubles past it, to 32 MB). */
+static void
+release_frame(struct mg_mllp_decoder *d)
+{
+    size_t max = d->buf.max;
+
+    if (d->buf.cap <= MG_MLLP_KEEP_BYTES) {
+        mg_buf_reset(&d->buf);
+        return;
+    }
+    mg_buf_dispose(&d->buf);
+    mg_buf_init(&d->buf, max);
+}
+
 int
 mg_mllp_decoder_feed(struct mg_mllp_decoder *d, const char *p, size_t n,
                      size_t *used, struct mg_str *frame)
@@ -172,7 +188,7 @@ mg_mllp_decoder_feed(struct mg_mllp_decoder *d, const char *p, size_t n,
     int rc;
 
     if (d->held) {
-        mg_buf_reset(&d->buf);
+        release_frame(d);
         d->held = false;
     }
     *frame = mg_str_n("", 0);

@@ -43,6 +43,10 @@
 #define MG_MLLP_EB '\x1c'
 #define MG_MLLP_CR '\r'
 
+/* A decoder keeps up to this much storage between frames; a bigger
+ * frame's is freed once the next read comes. */
+#define MG_MLLP_KEEP_BYTES (256u * 1024)
+
 /* Frame size limit when the caller gives 0: base64 PDFs in OBX-5 are big. */
 #define MG_MLLP_DEFAULT_MAX_FRAME (16u * 1024 * 1024)
 

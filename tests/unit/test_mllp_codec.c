@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -154,6 +155,42 @@ test_decoder_zero_copy_within_chunk(void **state)
     assert_int_equal(used, 1 + frame.len + 2);
     assert_null(d.buf.ptr); /* nothing was buffered */
     mg_mllp_decoder_dispose(&d);
+}
+
+/* A big frame that had to be buffered (it came in pieces) gives its
+ * storage back once the next read comes; a small one's is kept. */
+static void
+test_decoder_frees_a_big_frames_buffer(void **state)
+{
+    static const char small[] = "\x0bMSH|^~\\&|A\x1c\r";
+    size_t n = 1 << 20, used, at = 0;
+    char *big = malloc(n + 3);
+    struct mg_mllp_decoder d;
+    struct mg_str frame;
+
+    (void)state;
+    assert_non_null(big);
+    big[0] = MG_MLLP_SB;
+    memset(big + 1, 'x', n);
+    big[n + 1] = MG_MLLP_EB;
+    big[n + 2] = MG_MLLP_CR;
+    mg_mllp_decoder_init(&d, 0);
+    /* in 64 kB reads, as a socket gives it */
+    frame.len = 0;
+    while (frame.len == 0) {
+        size_t chunk = n + 3 - at < 65536 ? n + 3 - at : 65536;
+        assert_int_equal(mg_mllp_decoder_feed(&d, big + at, chunk, &used,
+                                              &frame),
+                         at + chunk == n + 3 ? MG_OK : MG_AGAIN);
+        at += used;
+    }
+    assert_int_equal(frame.len, n);
+    assert_true(d.buf.cap >= n);
+    assert_int_equal(mg_mllp_decoder_feed(&d, small, 2, &used, &frame),
+                     MG_AGAIN);
+    assert_true(d.buf.cap <= MG_MLLP_KEEP_BYTES);
+    mg_mllp_decoder_dispose(&d);
+    free(big);
 }
 
 static void
@@ -380,6 +417,7 @@ main(void)
         cmocka_unit_test(test_decoder_every_split_point),
         cmocka_unit_test(test_decoder_every_two_split_points),
         cmocka_unit_test(test_decoder_zero_copy_within_chunk),
+        cmocka_unit_test(test_decoder_frees_a_big_frames_buffer),
         cmocka_unit_test(test_decoder_junk_before_start_block),
         cmocka_unit_test(test_decoder_missing_cr),
         cmocka_unit_test(test_decoder_oversize_then_good),
