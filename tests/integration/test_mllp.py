@@ -332,6 +332,18 @@ class AckRulesTest(unittest.TestCase):
         self.assertTrue(acks[0]["ERR"][2].startswith("OBR^1001"), acks[0]["ERR"])
         self.assertTrue(acks[0]["ERR"][3].startswith("100^"), acks[0]["ERR"])
 
+    def test_big_frames_pipelined_are_all_stored_and_answered(self):
+        # A grouped statement carries at most 64 MB of raw message: 32
+        # frames of 16 MB in one made a parameter over PostgreSQL's 1 GB,
+        # failing the batch. Five 12 MB frames go in several batches.
+        big = [msg("BIG-%d" % i).replace(b"PV1|1|O\r", b"PV1|1|O\rNTE|1||" + b"x" * (12 << 20) + b"\r")
+               for i in range(5)]
+        raw = exchange_all(self.gw.mllp_port, big + [msg("BIG-5")], timeout=120)
+        self.assertEqual([segments(a)["MSA"][1:3] for a in raw],
+                         [["AA", "BIG-%d" % i] for i in range(6)])
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM hl7_messages WHERE control_id LIKE 'BIG-%' "
+                                  "AND octet_length(raw) > 12 * 1024 * 1024"), "5")
+
     def test_failed_message_repeated_then_corrected(self):
         bad = msg("FIX-1").replace(b"Doe^Jane", b"Doe^J\xffne")
         first = mllp_exchange(self.gw.mllp_port, bad)
