@@ -218,14 +218,22 @@ mg_intake_submit(struct mg_intake *in, const struct mg_conf_listener *li,
     it = mg_calloc(1, sizeof(*it));
     if (it == NULL)
         return MG_ENOMEM;
-    mg_arena_init(&it->arena, frame.len + 4096, 0);
+    /* Back-pressure beyond the MLLP pause: refused, not stored, answered
+     * "resend later" (or not at all); flush() answers it in queue order so
+     * it is still asynchronous. Nothing more of it is read. */
+    it->busy = in->waiting >= (size_t)in->opts.queue_max || in->freeing;
+    mg_arena_init(&it->arena, it->busy ? 4096 : frame.len + 4096, 0);
     it->done = done;
     it->arg = arg;
     it->seq = seq;
-    /* Its adapter's refusal is located with the set it was mapped with,
-     * even when a reload replaced that set before the commit. */
-    it->mappings = mg_mapping_set_ref(in->mappings);
-    rc = mg__intake_prepare(it, li, it->mappings, frame);
+    if (it->busy) {
+        rc = mg__intake_prepare_busy(it, li, frame);
+    } else {
+        /* Its adapter's refusal is located with the set it was mapped
+         * with, even when a reload replaced that set before the commit. */
+        it->mappings = mg_mapping_set_ref(in->mappings);
+        rc = mg__intake_prepare(it, li, it->mappings, frame);
+    }
     if (rc != MG_OK) {
         item_free(it);
         return rc;
@@ -233,9 +241,6 @@ mg_intake_submit(struct mg_intake *in, const struct mg_conf_listener *li,
     memcpy(it->prepared, it->col, sizeof(it->prepared));
     it->prepared_outcome = it->outcome;
     it->key = key_hash(it);
-    /* Back-pressure beyond the MLLP pause: refused, not stored, no ACK;
-     * flush() answers it in queue order so it is still asynchronous. */
-    it->busy = in->waiting >= (size_t)in->opts.queue_max || in->freeing;
     it->next = NULL;
     if (in->tail)
         in->tail->next = it;

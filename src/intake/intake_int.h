@@ -97,6 +97,14 @@ int mg__intake_prepare(struct mg__intake_item *it,
                        const struct mg_mapping_set *mappings,
                        struct mg_str frame);
 
+/* For a message refused unread because the queue is full: only its
+ * "resend later" AR/CR (down_ack), from its MSH, none when it wants none.
+ * Preparing it whole (parse, mapping, hex) would let a flood against a
+ * slow database grow memory without bound. MG_OK. */
+int mg__intake_prepare_busy(struct mg__intake_item *it,
+                            const struct mg_conf_listener *li,
+                            struct mg_str frame);
+
 /* The adapter refused the stored message (SQLSTATE state, message text,
  * the mapping target that carried the value or NULL): turns it into a
  * failed message with an AE whose ERR names the field, re-reading the

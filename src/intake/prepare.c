@@ -398,6 +398,24 @@ answer(struct mg__intake_item *it, const struct mg_hl7v2_msh *msh,
     return wanted && it->col[COL_ACK] == NULL ? MG_ENOMEM : MG_OK;
 }
 
+/* The AR/CR of a database that cannot store the message (down, or the
+ * queue full): "resend later". */
+static void
+render_down_ack(struct mg__intake_item *it, const struct mg_hl7v2_msh *msh,
+                bool enhanced)
+{
+    struct mg_diag d;
+
+    mg_diag_clear(&d);
+    mg_diag_set(&d, MG_HL7_ERR_INTERNAL, "receiver could not store the "
+                "message; resend later");
+    it->down_ack.ptr = build_ack(&it->arena, msh,
+                                 enhanced ? MG_HL7V2_CR : MG_HL7V2_AR, &d,
+                                 &it->down_ack.len);
+    if (it->down_ack.ptr == NULL)
+        it->down_ack.len = 0;
+}
+
 /* The answers prepared besides the verdict's: the AE/CE 205 of a
  * duplicate key with another payload, and the AR/CR of a database that
  * cannot store it. Both are failures: in enhanced mode, only when MSH-15
@@ -421,14 +439,23 @@ render_acks(struct mg__intake_item *it, const struct verdict *v,
     it->col[COL_DUP_ACK] = build_ack(&it->arena, msh,
                                      enhanced ? MG_HL7V2_CE : MG_HL7V2_AE, &d,
                                      NULL);
-    mg_diag_clear(&d);
-    mg_diag_set(&d, MG_HL7_ERR_INTERNAL, "receiver could not store the "
-                "message; resend later");
-    it->down_ack.ptr = build_ack(&it->arena, msh,
-                                 enhanced ? MG_HL7V2_CR : MG_HL7V2_AR, &d,
-                                 &it->down_ack.len);
-    if (it->down_ack.ptr == NULL)
-        it->down_ack.len = 0;
+    render_down_ack(it, msh, enhanced);
+}
+
+int
+mg__intake_prepare_busy(struct mg__intake_item *it,
+                        const struct mg_conf_listener *li, struct mg_str frame)
+{
+    struct mg_hl7v2_msh msh;
+
+    it->listener = li;
+    if (mg_hl7v2_msh_peek(frame, &msh) != MG_OK || mg_hl7v2_is_ack(&msh))
+        return MG_OK; /* no answer to build: closed without one */
+    if (ack_mode(li, &msh) == MG_HL7V2_ACK_ENHANCED &&
+        !mg_hl7v2_accept_ack_wanted(&msh, false))
+        return MG_OK;
+    render_down_ack(it, &msh, ack_mode(li, &msh) == MG_HL7V2_ACK_ENHANCED);
+    return MG_OK;
 }
 
 int
