@@ -1007,6 +1007,53 @@ test_fhir_issued_and_deceased_fallbacks(void **state)
     json_decref(r);
 }
 
+/* The parts of one message give at most 20,000 group items together:
+ * each part repeats the head's identifiers, and 1000 parts of a long
+ * PID-3 made millions of rows for one message. */
+static void
+test_map_bounds_the_items_of_all_parts(void **state)
+{
+    struct mg_hl7v2_parse_opts opts = {0};
+    const struct mg_mapping_route *route;
+    struct mg_mapping_set *set;
+    struct mg_hl7v2_msg *msg;
+    struct mg_arena a;
+    struct mg_buf b;
+    struct mg_diag d;
+    json_t *in = NULL;
+
+    (void)state;
+    mg_arena_init(&a, 64 * 1024, 0);
+    mg_buf_init(&b, 0);
+    assert_int_equal(mg_mapping_set_load(MAPPINGS, &set, stderr), MG_OK);
+    for (int ids = 20; ids <= 21; ids++) {
+        b.len = 0;
+        assert_int_equal(mg_buf_appendz(&b, "MSH|^~\\&|RIS|RAD|MEDGATE|HOSP|"
+                                        "20240101120000||ORM^O01^ORM_O01|B-1|"
+                                        "P|2.5.1\rPID|1||M0^^^X^MR"), MG_OK);
+        for (int i = 1; i < ids; i++)
+            assert_int_equal(mg_buf_appendf(&b, "~%d^^^X^PI", i), MG_OK);
+        assert_int_equal(mg_buf_appendz(&b, "||Doe\r"), MG_OK);
+        for (int g = 0; g < 1000; g++)
+            assert_int_equal(mg_buf_appendf(&b, "ORC|NW|P%d|A%d\r", g, g),
+                             MG_OK);
+        assert_int_equal(mg_hl7v2_parse(mg_buf_str(&b), &opts, &a, &msg, &d),
+                         MG_OK);
+        assert_int_equal(mg_mapping_route_find(set, &msg->hdr, "any", &route),
+                         MG_OK);
+        /* 20 identifiers in each of 1000 parts: 20,000, taken */
+        assert_int_equal(mg_adapter_map(mg_adapter_find("hl7v2.order"), route,
+                                        msg, &a, &in, &d),
+                         ids == 20 ? MG_OK : MG_EMAPPING);
+        json_decref(in);
+        in = NULL;
+    }
+    assert_int_equal(d.code, 100);
+    mg_mapping_set_free(set);
+    mg_buf_dispose(&b);
+    mg_arena_dispose(&a);
+}
+
 /* FHIR has no empty strings: an empty column is left out like a null. */
 static void
 test_fhir_leaves_out_empty_strings(void **state)
@@ -1098,6 +1145,7 @@ main(void)
         cmocka_unit_test(test_fhir_imaging_study_without_identifiers),
         cmocka_unit_test(test_fhir_imaging_study_code_system),
         cmocka_unit_test(test_fhir_leaves_out_empty_strings),
+        cmocka_unit_test(test_map_bounds_the_items_of_all_parts),
         cmocka_unit_test(test_mrn_keeps_its_identifier_type),
         cmocka_unit_test(test_fhir_identifier_types),
         cmocka_unit_test(test_fhir_imaging_study_modality_is_acquisition),
