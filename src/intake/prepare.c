@@ -162,6 +162,11 @@ struct verdict {
     enum mg__intake_outcome outcome; /* STORED, FAILED or REJECTED */
     struct mg_diag diag;
     const struct mg_conf_sender *sender;
+    /* The parsed message and its mapping, freed once the columns and the
+     * answers are rendered (copies in the item's arena): a message waits
+     * for its commit with those only, not with parse tables that can be
+     * 16 times its size (a field table entry for every '|'). */
+    struct mg_arena work;
     struct mg_hl7v2_msg *msg; /* parsed, when it parsed */
     const char *adapter;      /* the route's adapter, when one runs */
     const char *input;        /* its input document */
@@ -218,7 +223,7 @@ map_stage(struct mg__intake_item *it, const struct mg_conf_listener *li,
         v->outcome = MG__INTAKE_FAILED;
         return;
     }
-    if (mg_adapter_map(ad, route, v->msg, &it->arena, &in, &v->diag) !=
+    if (mg_adapter_map(ad, route, v->msg, &v->work, &in, &v->diag) !=
         MG_OK) {
         if (v->diag.code == 0)
             mg_diag_set(&v->diag, MG_HL7_ERR_INTERNAL, "mapping failed");
@@ -282,7 +287,7 @@ judge(struct mg__intake_item *it, const struct mg_conf_listener *li,
         return;
     }
     opts.default_charset = assumed_charset(li, v->sender);
-    if (mg_hl7v2_parse(frame, &opts, &it->arena, &v->msg, &v->diag) != MG_OK) {
+    if (mg_hl7v2_parse(frame, &opts, &v->work, &v->msg, &v->diag) != MG_OK) {
         v->msg = NULL;
         goto out_bad;
     }
@@ -483,6 +488,7 @@ mg__intake_prepare(struct mg__intake_item *it,
     it->col[COL_LISTENER] = li->name;
     it->listener = li;
 
+    mg_arena_init(&v.work, frame.len + 4096, 0);
     judge(it, li, mappings, frame, &msh, &v);
     it->outcome = v.outcome;
     it->col[COL_STATUS] = status[v.outcome];
@@ -493,6 +499,7 @@ mg__intake_prepare(struct mg__intake_item *it,
     }
     render_header(it, &v, &msh);
     render_acks(it, &v, &msh);
+    mg_arena_dispose(&v.work);
     return MG_OK;
 }
 
