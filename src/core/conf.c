@@ -196,7 +196,8 @@ static const struct opt listener_options[] = {
      1073741824, "Largest MLLP frame; a larger one is refused and the "
      "connection closed."},
     {"mllp.listeners[].idle_timeout_ms", OPT_INT, 0, "600000", 100, 86400000,
-     "A connection silent this long is closed."},
+     "A connection that starts or ends no frame this long is closed "
+     "(never one waiting for its ACK): a frame must come whole within it."},
     {"mllp.listeners[].ack_mode", OPT_STR, 0, "auto", 0, 0,
      "auto (enhanced when MSH-15/16 are valued) or original."},
     {"mllp.listeners[].db_down_reply", OPT_STR, 0, "close", 0, 0,

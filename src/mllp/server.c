@@ -325,6 +325,8 @@ static void
 on_read(struct mg_net_conn *c, int status, const char *data, size_t n)
 {
     struct mllp_conn *mc = mg_net_conn_data(c);
+    uint64_t frames;
+    bool in_frame;
     size_t used;
 
     if (status == MG_NET_EOF && mc->head != NULL) {
@@ -338,9 +340,17 @@ on_read(struct mg_net_conn *c, int status, const char *data, size_t n)
         mg_net_conn_close(c); /* EOF or error: ACKs already queued still go */
         return;
     }
-    mg_net_conn_set_timeout(c, (unsigned)mc->srv->conf->idle_timeout_ms,
-                            on_idle);
+    frames = mc->dec.stats.frames;
+    in_frame = mg_mllp_decoder_in_frame(&mc->dec);
     used = feed(mc, data, n);
+    /* Only a frame that starts or ends is activity: bytes of one frame, or
+     * junk between frames, a byte now and then, kept a connection open
+     * for ever (slowloris). A frame must come whole within
+     * idle_timeout_ms of its start. */
+    if (mc->dec.stats.frames != frames ||
+        (!in_frame && mg_mllp_decoder_in_frame(&mc->dec)))
+        mg_net_conn_set_timeout(c, (unsigned)mc->srv->conf->idle_timeout_ms,
+                                on_idle);
     if (used < n && !mg_net_conn_closing(c)) {
         /* Over MAX_PENDING within one read: keep the rest for later (the
          * read buffer is the listener's, reused by the next read). */

@@ -5,9 +5,11 @@ reason, malformed ones AE/AR with an ERR that points at the fault, and each
 is in hl7_messages and sync_logs exactly once."""
 import glob
 import os
+import select
 import socket
 import subprocess
 import tempfile
+import time
 import unittest
 
 import harness as h
@@ -497,6 +499,28 @@ class AckRulesTest(unittest.TestCase):
              "senders": [{"organization_id": h.DEMO_ORG}]}, **listener)]}})
         self.gw.mllp_port = self.gw.conf["mllp"]["listeners"][0]["port"]
         self.gw.start()
+
+    def test_a_frame_must_come_whole_within_the_idle_timeout(self):
+        """Bytes of one frame, or junk, a few at a time, kept a connection
+        open for ever (slowloris): only a frame's start or end is activity
+        now, so a frame must arrive whole within idle_timeout_ms (1 s
+        here; the bytes come for 5 s)."""
+        self.restart_with_small_frames(idle_timeout_ms=1000)
+        frame = b"\x0b" + msg("SLOW-1")
+        closed = False
+        with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=10) as s:
+            for i in range(50):  # one byte every 0.1 s for 5 s, unless closed
+                try:
+                    s.sendall(frame[i:i + 1])
+                    if select.select([s], [], [], 0.1)[0]:
+                        closed = s.recv(1) == b""
+                except OSError:
+                    closed = True
+                if closed:
+                    break
+        self.assertTrue(closed, "the connection stayed open while the frame trickled in")
+        # And a frame that comes whole is answered, of course.
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, msg("SLOW-2")))["MSA"][1], "AA")
 
     def test_oversize_frame_is_refused_and_connection_closed(self):
         self.restart_with_small_frames()
