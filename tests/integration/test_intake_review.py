@@ -19,6 +19,56 @@ def acks_of(buf):
     return [segments(a.strip(b"\x0b"))["MSA"][1:3] for a in buf.split(b"\x1c\r") if a.strip(b"\x0b")]
 
 
+def install_gate(db, key):
+    """Every commit of a message waits at its end for advisory lock key."""
+    h.psql(db, "CREATE FUNCTION gate() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+           " PERFORM pg_advisory_xact_lock_shared(%d); RETURN NULL; END $$;"
+           "CREATE CONSTRAINT TRIGGER gate AFTER INSERT ON hl7_messages"
+           " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION gate()" % key)
+
+
+def close_gate(db, key):
+    """Holds lock key in a psql session (commits wait) until open_gate."""
+    gate = subprocess.Popen(["psql", "-h", h.pg_host(), "-U", "postgres", "-d", db, "-X",
+                             "-q", "-At"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    gate.stdin.write("SELECT 'locked', pg_advisory_lock(%d);\n" % key)
+    gate.stdin.flush()
+    if not gate.stdout.readline().startswith("locked"):
+        raise AssertionError("the gate did not close")
+    return gate
+
+
+def open_gate(gate):
+    gate.stdin.close()
+    gate.wait(timeout=30)
+    gate.stdout.close()
+
+
+def flood_behind_a_held_commit(test, gate_key, first_cid, flood, settle):
+    """Holds the commit of message first_cid at the gate, sends the flood
+    frames on a second connection, lets them settle for settle seconds and
+    opens the gate. Returns how much the gateway's peak memory grew while
+    the flood waited (kB) and the flood's answers, in order."""
+    from test_order_groups import peak_kb
+    gate = close_gate(test.db, gate_key)
+    first = socket.create_connection(("127.0.0.1", test.gw.mllp_port), timeout=60)
+    other = socket.create_connection(("127.0.0.1", test.gw.mllp_port), timeout=60)
+    try:
+        first.sendall(frames(first_cid))  # its commit waits at the gate
+        time.sleep(0.5)
+        before = peak_kb(test.gw.proc.pid)
+        other.sendall(b"".join(b"\x0b" + f + b"\x1c\r" for f in flood))
+        time.sleep(settle)
+        grown = peak_kb(test.gw.proc.pid) - before
+        open_gate(gate)
+        test.assertEqual(acks_of(first.recv(65536)), [["AA", first_cid]])
+        other.shutdown(socket.SHUT_WR)
+        return grown, acks_of(read_until_eof(other))
+    finally:
+        first.close()
+        other.close()
+
+
 class NotStoredStopsTheConnectionTest(unittest.TestCase):
     """A message the database refuses (a trigger raises for POISON-1 while
     the table "fails") is answered with no ACK and its connection closes.
@@ -72,10 +122,7 @@ class QueueFullTest(unittest.TestCase):
     def setUp(self):
         self.db = h.create_database("iqf")
         h.migrate(self.db)
-        h.psql(self.db, "CREATE FUNCTION gate() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-               " PERFORM pg_advisory_xact_lock_shared(%d); RETURN NULL; END $$;"
-               "CREATE CONSTRAINT TRIGGER gate AFTER INSERT ON hl7_messages"
-               " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION gate()" % self.GATE)
+        install_gate(self.db, self.GATE)
         self.gw = h.Gateway(self.db, config={"database": {"queue_max": 2},
                                              "intake": {"commits_in_flight": 1}}).start()
 
@@ -83,32 +130,11 @@ class QueueFullTest(unittest.TestCase):
         self.gw.stop()
 
     def test_a_full_queue_refuses_unread_and_costs_no_memory(self):
-        from test_order_groups import peak_kb, under_asan
-        gate = subprocess.Popen(["psql", "-h", h.pg_host(), "-U", "postgres", "-d", self.db, "-X",
-                                 "-q", "-At"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        gate.stdin.write("SELECT 'locked', pg_advisory_lock(%d);\n" % self.GATE)
-        gate.stdin.flush()
-        self.assertTrue(gate.stdout.readline().startswith("locked"))
-        first = socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=60)
-        flood = socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=60)
-        try:
-            first.sendall(frames("QF-1"))  # its commit waits at the gate
-            time.sleep(0.5)
-            before = peak_kb(self.gw.proc.pid)
-            big = [msg("QF-B%d" % i).replace(b"PV1|1|O\r", b"PV1|1|O\rNTE|1||" + b"x" * (8 << 20) + b"\r")
-                   for i in range(2, 12)]
-            flood.sendall(b"".join(b"\x0b" + f + b"\x1c\r" for f in big))
-            time.sleep(2)  # all ten taken: two wait in the queue, eight are refused
-            grown = peak_kb(self.gw.proc.pid) - before
-            gate.stdin.close()
-            gate.wait(timeout=30)
-            gate.stdout.close()
-            self.assertEqual(acks_of(first.recv(65536)), [["AA", "QF-1"]])
-            flood.shutdown(socket.SHUT_WR)
-            got = acks_of(read_until_eof(flood))
-        finally:
-            first.close()
-            flood.close()
+        from test_order_groups import under_asan
+        big = [msg("QF-B%d" % i).replace(b"PV1|1|O\r", b"PV1|1|O\rNTE|1||" + b"x" * (8 << 20) + b"\r")
+               for i in range(2, 12)]
+        # all ten taken: two wait in the queue, eight are refused
+        grown, got = flood_behind_a_held_commit(self, self.GATE, "QF-1", big, 2)
         self.assertEqual(got[:2], [["AA", "QF-B2"], ["AA", "QF-B3"]])
         self.assertEqual(got[2:], [["AR", "QF-B%d" % i] for i in range(4, 4 + len(got) - 2)])
         self.assertEqual(h.psql(self.db, "SELECT control_id FROM hl7_messages ORDER BY control_id"),
@@ -129,44 +155,20 @@ class WaitingMessagesHoldLittleTest(unittest.TestCase):
     def setUp(self):
         self.db = h.create_database("iwh")
         h.migrate(self.db)
-        h.psql(self.db, "CREATE FUNCTION gate() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-               " PERFORM pg_advisory_xact_lock_shared(%d); RETURN NULL; END $$;"
-               "CREATE CONSTRAINT TRIGGER gate AFTER INSERT ON hl7_messages"
-               " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION gate()" % self.GATE)
+        install_gate(self.db, self.GATE)
         self.gw = h.Gateway(self.db, config={"intake": {"commits_in_flight": 1}}).start()
 
     def tearDown(self):
         self.gw.stop()
 
     def test_six_wide_messages_waiting(self):
-        from test_order_groups import peak_kb, under_asan
+        from test_order_groups import under_asan
         if under_asan():
             self.skipTest("peak memory under ASan is its quarantine")
-        gate = subprocess.Popen(["psql", "-h", h.pg_host(), "-U", "postgres", "-d", self.db, "-X",
-                                 "-q", "-At"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        gate.stdin.write("SELECT 'locked', pg_advisory_lock(%d);\n" % self.GATE)
-        gate.stdin.flush()
-        self.assertTrue(gate.stdout.readline().startswith("locked"))
-        first = socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=60)
-        wide = socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=60)
-        try:
-            first.sendall(frames("WW-1"))  # its commit waits at the gate
-            time.sleep(0.5)
-            before = peak_kb(self.gw.proc.pid)
-            zzz = (b"ZZZ" + b"|" * 999 + b"\r") * 4000  # 4 MB, 4 million empty fields
-            wide.sendall(b"".join(b"\x0b" + msg("WW-%d" % i).replace(b"PV1|1|O\r", b"PV1|1|O\r" + zzz)
-                                  + b"\x1c\r" for i in range(2, 8)))
-            time.sleep(3)  # all six prepared, waiting behind the gate
-            grown = peak_kb(self.gw.proc.pid) - before
-            gate.stdin.close()
-            gate.wait(timeout=30)
-            gate.stdout.close()
-            self.assertEqual(acks_of(first.recv(65536)), [["AA", "WW-1"]])
-            wide.shutdown(socket.SHUT_WR)
-            got = acks_of(read_until_eof(wide))
-        finally:
-            first.close()
-            wide.close()
+        zzz = (b"ZZZ" + b"|" * 999 + b"\r") * 4000  # 4 MB, 4 million empty fields
+        wide = [msg("WW-%d" % i).replace(b"PV1|1|O\r", b"PV1|1|O\r" + zzz) for i in range(2, 8)]
+        # all six prepared, waiting behind the gate
+        grown, got = flood_behind_a_held_commit(self, self.GATE, "WW-1", wide, 3)
         self.assertEqual(got, [["AA", "WW-%d" % i] for i in range(2, 8)])
         # one message's tables at a time: 133 MB here, 451 MB when each kept its own
         self.assertLess(grown, 250 * 1024, "the gateway grew by %d kB" % grown)
@@ -187,11 +189,7 @@ class ConcurrentResendTest(unittest.TestCase):
     def setUp(self):
         self.db = h.create_database("icr")
         h.migrate(self.db)
-        # Every commit of a message waits at its end for the gate.
-        h.psql(self.db, "CREATE FUNCTION gate() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-               " PERFORM pg_advisory_xact_lock_shared(%d); RETURN NULL; END $$;"
-               "CREATE CONSTRAINT TRIGGER gate AFTER INSERT ON hl7_messages"
-               " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION gate()" % self.GATE)
+        install_gate(self.db, self.GATE)
         # batch_max 8: a second grouped commit may start as soon as one
         # message waits (batch_max / 8), so only the key holds the copy.
         self.gws = [h.Gateway(self.db, config={"intake": {"batch_max": 8}}).start()]
@@ -212,11 +210,7 @@ class ConcurrentResendTest(unittest.TestCase):
         """Sends frame on a first connection, waits until its commit holds at
         the gate, sends it again through second_gw, then opens the gate;
         returns both answers."""
-        gate = subprocess.Popen(["psql", "-h", h.pg_host(), "-U", "postgres", "-d", self.db, "-X",
-                                 "-q", "-At"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        gate.stdin.write("SELECT 'locked', pg_advisory_lock(%d);\n" % self.GATE)
-        gate.stdin.flush()
-        self.assertTrue(gate.stdout.readline().startswith("locked"))
+        gate = close_gate(self.db, self.GATE)
         first = socket.create_connection(("127.0.0.1", self.gws[0].mllp_port), timeout=30)
         second = socket.create_connection(("127.0.0.1", second_gw.mllp_port), timeout=30)
         try:
@@ -228,9 +222,7 @@ class ConcurrentResendTest(unittest.TestCase):
                 self.assertGreaterEqual(self.waiting(2), 2, "the copy never met the first's key")
             else:
                 time.sleep(0.5)  # time enough for a batch to start, if one would
-            gate.stdin.close()  # the first goes on
-            gate.wait(timeout=30)
-            gate.stdout.close()
+            open_gate(gate)  # the first goes on
             return first.recv(65536), second.recv(65536)
         finally:
             first.close()
