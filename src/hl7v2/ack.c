@@ -108,7 +108,7 @@ header_unreadable(const struct mg_diag *diag)
     case MG_HL7_ERR_REQUIRED_MISSING:
         return diag->field == 2 || (diag->field >= 9 && diag->field <= 12);
     case MG_HL7_ERR_DATA_TYPE:
-        return diag->field == 2;
+        return diag->field == 1 || diag->field == 2; /* the delimiters */
     default:
         return false;
     }
@@ -431,7 +431,11 @@ mg_hl7v2_ack_build(const struct mg_hl7v2_msh *in,
     struct mg_str ver = mg_hl7v2_msh_comp(in, 12, 1);
     /* The set the parser reads: MSH-18's first repetition, any name. */
     struct mg_str cs_name = mg__hl7v2_piece(in->field[18], in->delims.rep, 1);
-    struct writer w = {out, &in->delims, false, MG_OK};
+    static const struct mg_hl7v2_delims std = {'|', '^', '~', '\\', '&', '\0'};
+    /* The sender's delimiters, unless they are not usable (a field
+     * separator outside printable ASCII: the ACK would not be text). */
+    struct writer w = {out, in->delims_ok || in->delims.field == '|'
+                                ? &in->delims : &std, false, MG_OK};
     const struct mg_diag *first = NULL;
     enum mg_hl7v2_charset cs;
     bool old_msa, old_err;

@@ -117,11 +117,12 @@ is_delim_char(char c)
 
 /* MSH-2 is well formed when it has 2 to 5 distinct delimiter characters
  * (component and repetition at least), none equal to the field
- * separator. */
+ * separator, which must be one too (printable ASCII: the ACK uses the
+ * sender's delimiters, and is stored as text). */
 static bool
 delims_valid(char fs, struct mg_str enc)
 {
-    if (enc.len < 2 || enc.len > 5)
+    if (!is_delim_char(fs) || enc.len < 2 || enc.len > 5)
         return false;
     for (size_t i = 0; i < enc.len; i++) {
         if (!is_delim_char(enc.ptr[i]) || enc.ptr[i] == fs)
@@ -233,6 +234,12 @@ check_delims_and_type(const struct mg_hl7v2_msh *m, struct mg_diag *diag)
     if (m->field[2].len == 0) {
         mg__hl7v2_diag(diag, MG_HL7_ERR_REQUIRED_MISSING, "MSH", 1, 2, 0,
                        "MSH-2 encoding characters missing");
+        return MG_EPARSE;
+    }
+    if (!m->delims_ok && !is_delim_char(m->delims.field)) {
+        mg__hl7v2_diag(diag, MG_HL7_ERR_DATA_TYPE, "MSH", 1, 1, 0,
+                       "MSH-1 field separator is not printable ASCII "
+                       "punctuation");
         return MG_EPARSE;
     }
     if (!m->delims_ok) {

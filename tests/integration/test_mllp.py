@@ -307,10 +307,15 @@ class AckRulesTest(unittest.TestCase):
                             .replace(b"|MEDGATE|HOSP|", b"|MEDGATE|H\xdcSP|")
         stray = msg("HB-3").replace(b"|RIS|RAD|", b"|R\xffS|RAD|")
         huge = msg("HB-4" + "x" * 70000)
-        frames = [msg("HB-1"), latin1, stray, huge, msg("HB-5")]
+        # A field separator outside ASCII (0xA6) would be written into the
+        # ACK as it came: the ACK goes with the standard delimiters, AR.
+        broken_bar = msg("HB-6").replace(b"|", b"\xa6")
+        frames = [msg("HB-1"), latin1, stray, huge, msg("HB-5"), broken_bar, msg("HB-7")]
         raw = exchange_all(self.gw.mllp_port, frames, timeout=10)
         acks = [segments(a) for a in raw]
-        self.assertEqual([a["MSA"][1] for a in acks], ["AA", "AA", "AE", "AA", "AA"])
+        self.assertEqual([a["MSA"][1] for a in acks], ["AA", "AA", "AE", "AA", "AA", "AR", "AA"])
+        self.assertEqual(acks[5]["MSA"][2], "HB-6")
+        self.assertTrue(acks[5]["ERR"][2].startswith("MSH^1^1"), acks[5]["ERR"])
         # The 8859/1 facility goes back as a hex escape the sender decodes
         # in its own character set.
         self.assertEqual(acks[1]["MSH"][3], "H\\XDC\\SP")
@@ -320,7 +325,7 @@ class AckRulesTest(unittest.TestCase):
         for a in raw:
             a.decode("ascii")  # every ACK is plain ASCII here
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM hl7_messages WHERE control_id LIKE 'HB-%' "
-                                  "AND ack_payload IS NOT NULL"), "5")
+                                  "AND ack_payload IS NOT NULL"), "7")
 
     def test_a_message_cut_into_too_many_parts_is_ae_100(self):
         # 20,000 bare OBR in 120 kB took 20 s of the event loop to map (each
