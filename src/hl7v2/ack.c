@@ -149,9 +149,7 @@ struct writer {
 static void
 put(struct writer *w, struct mg_str s)
 {
-    static const char hex[] = "0123456789ABCDEF";
     size_t i = 0, run, n = MG_MIN(s.len, ECHO_MAX), len;
-    char esc[5];
 
     while (w->rc == MG_OK && i < n) {
         for (run = 0; i + run < n && (unsigned char)s.ptr[i + run] < 0x80 &&
@@ -171,12 +169,8 @@ put(struct writer *w, struct mg_str s)
             w->rc = mg_buf_append(w->out, s.ptr + i, len);
             i += len;
         } else if (w->d->esc != '\0') {
-            esc[0] = w->d->esc;
-            esc[1] = 'X';
-            esc[2] = hex[(unsigned char)s.ptr[i] >> 4];
-            esc[3] = hex[(unsigned char)s.ptr[i] & 0x0F];
-            esc[4] = w->d->esc;
-            w->rc = mg_buf_append(w->out, esc, 5);
+            w->rc = mg__hl7v2_put_hex_escape(w->out, w->d->esc,
+                                             (unsigned char)s.ptr[i]);
             i++;
         } else {
             w->rc = mg_buf_appendc(w->out, '?');
@@ -431,11 +425,11 @@ mg_hl7v2_ack_build(const struct mg_hl7v2_msh *in,
     struct mg_str ver = mg_hl7v2_msh_comp(in, 12, 1);
     /* The set the parser reads: MSH-18's first repetition, any name. */
     struct mg_str cs_name = mg__hl7v2_piece(in->field[18], in->delims.rep, 1);
-    static const struct mg_hl7v2_delims std = {'|', '^', '~', '\\', '&', '\0'};
     /* The sender's delimiters, unless they are not usable (a field
      * separator outside printable ASCII: the ACK would not be text). */
     struct writer w = {out, in->delims_ok || in->delims.field == '|'
-                                ? &in->delims : &std, false, MG_OK};
+                                ? &in->delims : &mg__hl7v2_std_delims,
+                       false, MG_OK};
     const struct mg_diag *first = NULL;
     enum mg_hl7v2_charset cs;
     bool old_msa, old_err;

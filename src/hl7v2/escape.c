@@ -281,12 +281,20 @@ is_control(char c)
 }
 
 int
+mg__hl7v2_put_hex_escape(struct mg_buf *out, char esc, unsigned char b)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const char seq[5] = {esc, 'X', hex[b >> 4], hex[b & 0x0F], esc};
+
+    return mg_buf_append(out, seq, sizeof(seq));
+}
+
+int
 mg_hl7v2_escape(struct mg_buf *out, const struct mg_hl7v2_delims *d,
                 struct mg_str text)
 {
-    static const char hex[] = "0123456789ABCDEF";
     size_t start = 0;
-    char seq[6], l;
+    char seq[3], l;
     int rc;
 
     for (size_t i = 0; i < text.len; i++) {
@@ -307,12 +315,7 @@ mg_hl7v2_escape(struct mg_buf *out, const struct mg_hl7v2_delims *d,
             seq[2] = d->esc;
             rc = mg_buf_append(out, seq, 3);
         } else {
-            seq[0] = d->esc;
-            seq[1] = 'X';
-            seq[2] = hex[(unsigned char)c >> 4];
-            seq[3] = hex[(unsigned char)c & 0x0F];
-            seq[4] = d->esc;
-            rc = mg_buf_append(out, seq, 5);
+            rc = mg__hl7v2_put_hex_escape(out, d->esc, (unsigned char)c);
         }
         if (rc != MG_OK)
             return rc;

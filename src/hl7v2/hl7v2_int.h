@@ -41,6 +41,12 @@ int mg__hl7v2_to_utf8(struct mg_str in, enum mg_hl7v2_charset cs,
 int mg__hl7v2_from_utf8(struct mg_buf *out, struct mg_str in,
                         enum mg_hl7v2_charset cs, const char *iconv_name);
 
+/* The standard delimiters |^~\& (no truncation character). */
+extern const struct mg_hl7v2_delims mg__hl7v2_std_delims;
+
+/* Appends byte b as the hex escape \Xhh\ with escape character esc. */
+int mg__hl7v2_put_hex_escape(struct mg_buf *out, char esc, unsigned char b);
+
 /* mg_hl7v2_unescape() with the iconv name of a MG_HL7V2_CS_ICONV set. */
 int mg__hl7v2_unescape(struct mg_str raw, const struct mg_hl7v2_delims *d,
                        enum mg_hl7v2_charset cs, const char *iconv_name,

@@ -8,8 +8,8 @@
 #include "core/error.h"
 #include "hl7v2/hl7v2_int.h"
 
-static const struct mg_hl7v2_delims std_delims = {'|', '^', '~', '\\', '&',
-                                                  '\0'};
+const struct mg_hl7v2_delims mg__hl7v2_std_delims = {'|', '^', '~', '\\',
+                                                     '&', '\0'};
 
 /* Versions this codec reads (MSH-12.1), DESIGN.md section 6. */
 static const char *const versions[] = {"2.3", "2.3.1", "2.4", "2.5", "2.5.1",
@@ -141,7 +141,7 @@ read_delims(struct mg_hl7v2_msh *m)
     struct mg_hl7v2_delims *d = &m->delims;
 
     m->delims_ok = delims_valid(m->field[1].ptr[0], enc);
-    *d = std_delims;
+    *d = mg__hl7v2_std_delims;
     d->field = m->field[1].ptr[0];
     if (!m->delims_ok)
         return; /* the standard set is our best guess for an ACK */
@@ -178,7 +178,7 @@ mg_hl7v2_msh_peek(struct mg_str in, struct mg_hl7v2_msh *out)
     int n;
 
     memset(out, 0, sizeof(*out));
-    out->delims = std_delims;
+    out->delims = mg__hl7v2_std_delims;
     if (in.ptr == NULL)
         return MG_EPARSE;
     in = mg__hl7v2_skip_preamble(in, NULL);

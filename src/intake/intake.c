@@ -590,14 +590,6 @@ key_in_flight(const struct mg_intake *in, const struct mg__intake_item *it)
  * again alone, one at a time, while nothing else could start. */
 #define BATCH_BYTES_MAX (64u << 20)
 
-/* What item it adds to a batch's parameters, roughly. */
-static size_t
-item_bytes(const struct mg__intake_item *it)
-{
-    return (it->col[COL_RAW] ? strlen(it->col[COL_RAW]) : 0) +
-           (it->col[COL_INPUT] ? strlen(it->col[COL_INPUT]) : 0);
-}
-
 /* Takes the next batch off the queue, in queue order: up to batch_max
  * messages whose turn it is (others stay queued), or one message alone --
  * one refused at submit, or one being isolated after its batch failed,
@@ -610,7 +602,7 @@ take_batch(struct mg_intake *in, struct mg__intake_item **list,
 {
     struct mg__intake_item **p = &in->head, *it, *kept = NULL;
     struct mg__intake_item **tail = list, **rtail = refused;
-    size_t n = 0, nrefused = 0, bytes = 0, b;
+    size_t n = 0, nrefused = 0, bytes = 0;
     bool alone = false;
 
     in->serial++;
@@ -636,10 +628,9 @@ take_batch(struct mg_intake *in, struct mg__intake_item **list,
          * next batch from starting before this one has landed. */
         if (!alone && (repeats_key(*list, it) || key_in_flight(in, it)))
             break;
-        b = item_bytes(it);
-        if (n > 0 && bytes + b > BATCH_BYTES_MAX)
+        if (n > 0 && bytes + it->bytes > BATCH_BYTES_MAX)
             break; /* the rest makes the next batch */
-        bytes += b;
+        bytes += it->bytes;
         *p = it->next;
         it->next = NULL;
         *tail = it;

@@ -87,6 +87,8 @@ struct mg__intake_item {
     bool busy; /* refused at submit: queue full */
     bool lost; /* committed, but its answer could not be built */
     uint64_t key; /* its key hashed (intake.c), 0 for none */
+    size_t bytes; /* its raw message (hex) and input: what it adds to a
+                     batch statement's parameters */
 };
 
 /* Parses and checks frame, builds its ACKs and renders its columns.

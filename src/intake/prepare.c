@@ -181,6 +181,7 @@ adapter_input(struct mg__intake_item *it, json_t *in)
     char *text = json_dumps(in, JSON_COMPACT);
 
     if (text != NULL) {
+        it->bytes += strlen(text);
         out = mg_arena_strndup(&it->arena, text, strlen(text));
         it->nkeys = mg_adapter_input_keys(in, it->keys, MG__INTAKE_MAX_KEYS);
         it->parts = json_is_array(in);
@@ -452,14 +453,14 @@ mg__intake_prepare_busy(struct mg__intake_item *it,
                         const struct mg_conf_listener *li, struct mg_str frame)
 {
     struct mg_hl7v2_msh msh;
+    bool enhanced;
 
     it->listener = li;
     if (mg_hl7v2_msh_peek(frame, &msh) != MG_OK || mg_hl7v2_is_ack(&msh))
         return MG_OK; /* no answer to build: closed without one */
-    if (ack_mode(li, &msh) == MG_HL7V2_ACK_ENHANCED &&
-        !mg_hl7v2_accept_ack_wanted(&msh, false))
-        return MG_OK;
-    render_down_ack(it, &msh, ack_mode(li, &msh) == MG_HL7V2_ACK_ENHANCED);
+    enhanced = ack_mode(li, &msh) == MG_HL7V2_ACK_ENHANCED;
+    if (!enhanced || mg_hl7v2_accept_ack_wanted(&msh, false))
+        render_down_ack(it, &msh, enhanced);
     return MG_OK;
 }
 
@@ -485,6 +486,7 @@ mg__intake_prepare(struct mg__intake_item *it,
                                frame.len);
     if (it->col[COL_RAW] == NULL || it->col[COL_HASH] == NULL)
         return MG_ENOMEM;
+    it->bytes = 2 * frame.len;
     it->col[COL_LISTENER] = li->name;
     it->listener = li;
 
