@@ -54,7 +54,8 @@ static const char *
 status_code(const char *status)
 {
     static const char *const map[][2] = {
-        {"registered", "I"}, {"preliminary", "P"}, {"final", "F"},
+        {"registered", "I"}, {"partial", "R"}, {"preliminary", "P"},
+        {"final", "F"},
         {"amended", "C"},    {"corrected", "C"},   {"cancelled", "X"}};
 
     for (size_t i = 0; status && i < sizeof(map) / sizeof(map[0]); i++)

@@ -112,7 +112,7 @@ END $$;
 -- a known report of another patient is refused (MG204), whatever the
 -- version: the external id is only the sender's number, and a reused or
 -- mistyped one must not file one person's report under another. A
--- registered or preliminary version never replaces a final, amended,
+-- registered, partial or preliminary version never replaces a final, amended,
 -- corrected or cancelled one, and a version issued (OBR-22) before the
 -- stored one never replaces it: it is a late or resent earlier version. The
 -- signing
@@ -161,6 +161,7 @@ BEGIN
     END IF;
     IF r ? 'report_status'
        AND coalesce(r->>'report_status', 'registered') IN ('registered',
+                                                          'partial',
                                                           'preliminary')
        AND was IN ('final', 'amended', 'corrected', 'cancelled') THEN
         RETURN false;

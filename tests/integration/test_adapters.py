@@ -626,6 +626,22 @@ class ResultAdapterTest(GatewayTest):
         self.assertEqual(h.psql(self.db, "SELECT report_status, replace(findings_text, E'\\n', '|') FROM reports"),
                          [["corrected", "Corrected line.|Normal chest."]])
 
+    def test_unverified_and_incomplete_results_are_partial(self):
+        # OBR-25 R (stored, not verified) and A (some results): partial,
+        # which neither reports the study nor closes its worklist entry.
+        self.assertEqual(self.send(ORM.format(cid="PA-1", ctl="NW").encode()), "AA")
+        self.assertEqual(self.send(oru("PA-2", "ACC9", status="R", text=("Unverified.",))), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT r.report_status, s.status, q.status FROM reports r "
+                                "JOIN scans s ON s.id = r.scan_id JOIN scan_queue q ON q.scan_id = s.id"),
+                         [["partial", "ordered", "waiting"]])
+        self.assertEqual(self.send(oru("PA-3", "ACC9", status="A", text=("Some.",))), "AA")
+        self.assertEqual(h.scalar(self.db, "SELECT report_status FROM reports"), "partial")
+        # The final replaces it; a partial version arriving late does not.
+        self.assertEqual(self.send(oru("PA-4", "ACC9", status="F")), "AA")
+        self.assertEqual(self.send(oru("PA-5", "ACC9", status="R", text=("Late.",))), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT report_status, replace(findings_text, E'\\n', '|') FROM reports"),
+                         [["final", "Lungs are clear.|No acute disease.|Normal chest."]])
+
     def test_a_version_issued_before_the_stored_one_does_not_replace_it(self):
         self.assertEqual(self.send(oru("V-1", "ACC9", status="F", issued="20240102095900")), "AA")
         self.assertEqual(self.send(oru("V-2", "ACC9", status="C", text=("Corrected line.",),

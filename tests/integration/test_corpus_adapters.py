@@ -50,12 +50,12 @@ CROSS_CHECKED = sorted(
     if rel.startswith("fhir-converter/") and f.get("ack") in ACCEPTED
     and rel != "fhir-converter/LAB-ORM-1.hl7")
 
-# FHIR DiagnosticReport.status -> reports.report_status. The six statuses
+# FHIR DiagnosticReport.status -> reports.report_status. The seven statuses
 # the table can give map to themselves. FHIR-Converter writes "unknown"
 # when OBR-25 is empty; tables/report_status.json sends an empty or unknown
 # OBR-25 to its default, registered: a convention difference, not a fault.
 FHIR_REPORT_STATUS = {
-    "registered": "registered", "preliminary": "preliminary",
+    "registered": "registered", "partial": "partial", "preliminary": "preliminary",
     "final": "final", "amended": "amended", "corrected": "corrected",
     "cancelled": "cancelled", "unknown": "registered",
 }

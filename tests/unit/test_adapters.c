@@ -232,7 +232,7 @@ test_oru_status_codes(void **state)
     static const char *const cases[][2] = {
         {"preliminary", "preliminary"}, {"corrected", "corrected"},
         {"amended", "corrected"},       {"cancelled", "cancelled"},
-        {"registered", "registered"}};
+        {"registered", "registered"},   {"partial", "partial"}};
     json_t *r = record();
     struct readback rb;
 
