@@ -207,7 +207,7 @@ struct code {
 /* Table 0001 to the patients.gender CHECK values. */
 static const struct code sex_codes[] = {
     {"F", "female"},  {"M", "male"},        {"O", "other"},
-    {"A", "other"},   {"U", "unknown"},     {"N", "unknown"},
+    {"A", "other"},   {"N", "other"},       {"U", "unknown"},
     {"female", "female"}, {"male", "male"}, {"other", "other"},
     {"unknown", "unknown"},
 };

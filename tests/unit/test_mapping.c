@@ -578,6 +578,29 @@ test_results_fhir_converter(void **state)
 
 /* ---- nulls, fallbacks, conditions (synthetic messages) --------------- */
 
+/* The shipped sex table follows the HL7 v2-to-FHIR ConceptMap for table
+ * 0001 (A and N are other) and never refuses an odd code. */
+static void
+test_shipped_sex_table(void **state)
+{
+    static const char *const cases[][2] = {
+        {"F", "female"}, {"M", "male"},     {"O", "other"},  {"A", "other"},
+        {"N", "other"},  {"U", "unknown"}, {"X", "unknown"}};
+    char msg[256];
+    struct mapped m;
+
+    (void)state;
+    for (size_t i = 0; i < MG_ARRAY_LEN(cases); i++) {
+        int n = snprintf(msg, sizeof(msg),
+                         MSH_ADT("ADT^A01") "PID|1||123^^^X^MR||Doe||19800101|%s\r",
+                         cases[i][0]);
+        map_text(&m, shipped, msg, (size_t)n);
+        assert_int_equal(m.rc, MG_OK);
+        assert_string_equal(val(&m, "patient.gender"), cases[i][1]);
+        done(&m);
+    }
+}
+
 static void
 test_explicit_null(void **state)
 {
@@ -1201,7 +1224,7 @@ test_transforms_table(void **state)
         {"sex", "O", "other"},
         {"sex", "A", "other"},
         {"sex", "U", "unknown"},
-        {"sex", "N", "unknown"},
+        {"sex", "N", "other"},
         {"sex", "X", NULL},
         {"priority", "S", "stat"},
         {"priority", "A", "asap"},
@@ -2053,6 +2076,7 @@ main(void)
         cmocka_unit_test(test_set_load_shipped),
         cmocka_unit_test(test_apply_every_shipped_message),
         cmocka_unit_test(test_adt_fhir_converter_v251),
+        cmocka_unit_test(test_shipped_sex_table),
         cmocka_unit_test(test_adt_fhir_converter_v28),
         cmocka_unit_test(test_adt_merge),
         cmocka_unit_test(test_orders_ihe_orm_with_zds),
