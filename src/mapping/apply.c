@@ -593,6 +593,32 @@ same_source_range(const struct run *r, const struct mg__mapping_rule *ru,
     *last = at < 0 ? ru->nfrom : MG_MIN((size_t)at + 1, ru->nfrom);
 }
 
+/* Whether s holds w as whole words: at its start or after a space, and
+ * at its end or before one. ASCII letters compare without case. */
+static bool
+holds_words(struct mg_str s, struct mg_str w)
+{
+    for (size_t i = 0; w.len > 0 && i + w.len <= s.len; i++) {
+        if ((i > 0 && s.ptr[i - 1] != ' ') ||
+            (i + w.len < s.len && s.ptr[i + w.len] != ' '))
+            continue;
+        if (mg_str_ieq(mg_str_n(s.ptr + i, w.len), w))
+            return true;
+    }
+    return false;
+}
+
+/* With "skip_contained": whether one of the n parts joined so far holds
+ * part already. */
+static bool
+already_joined(const struct mg_str *parts, size_t n, struct mg_str part)
+{
+    for (size_t i = 0; i < n; i++)
+        if (holds_words(parts[i], part))
+            return true;
+    return false;
+}
+
 /* The "from" paths: the first valued one (fallbacks), or all valued ones
  * joined (concat). No value but an explicit null somewhere: null. With
  * "same_source", only the position the named rule read. */
@@ -641,7 +667,8 @@ read_from(struct run *r, const struct mg__mapping_rule *ru,
             r->last_from = (int)i;
             return MG_OK;
         }
-        parts[k++] = v.str;
+        if (!ru->skip_contained || !already_joined(parts, k, v.str))
+            parts[k++] = v.str;
     }
     if (k > 0) {
         o->kind = VAL;

@@ -616,10 +616,14 @@ load_rule_key(struct loader *l, struct mg__mapping_rule *r, const char *key,
             r->separator = dup_str(l, v);
         else
             r->join = dup_str(l, v), r->has_join = true;
-    } else if (strcmp(key, "keep_empty") == 0) {
+    } else if (strcmp(key, "keep_empty") == 0 ||
+               strcmp(key, "skip_contained") == 0) {
         if (!json_is_boolean(v))
             report(l, "expected true or false");
-        r->keep_empty = json_is_true(v);
+        else if (key[0] == 'k')
+            r->keep_empty = json_is_true(v);
+        else
+            r->skip_contained = json_is_true(v);
     } else if (strcmp(key, "same_source") == 0) {
         if (!json_is_string(v))
             report(l, "expected a target name");
@@ -635,7 +639,8 @@ load_rule_key(struct loader *l, struct mg__mapping_rule *r, const char *key,
     } else if (strcmp(key, "each") != 0) {
         report(l, "unknown key (a rule has note, from, const, table, "
                   "default, required, transform, separator, when, each, "
-                  "join, keep_empty, same_source, fields)");
+                  "join, keep_empty, skip_contained, same_source, "
+                  "fields)");
     }
 }
 
@@ -648,7 +653,7 @@ check_rule(struct loader *l, struct mg__mapping_rule *r, json_t *v)
     if (r->group) {
         static const char *const scalar_keys[] = {
             "from", "const", "table", "default", "required", "transform",
-            "separator", "join", "keep_empty"};
+            "separator", "join", "keep_empty", "skip_contained"};
         for (size_t i = 0; i < MG_ARRAY_LEN(scalar_keys); i++)
             if (json_object_get(v, scalar_keys[i]) != NULL)
                 report(l, "a group rule takes each, when, fields and note, "
@@ -667,6 +672,8 @@ check_rule(struct loader *l, struct mg__mapping_rule *r, json_t *v)
         report(l, "\"keep_empty\" needs \"join\"");
     if (r->separator.ptr != NULL && !r->concat)
         report(l, "\"separator\" needs the concat transform");
+    if (json_object_get(v, "skip_contained") != NULL && !r->concat)
+        report(l, "\"skip_contained\" needs the concat transform");
     if (r->concat && r->separator.ptr == NULL)
         r->separator = mg_str_n(" ", 1);
     if (r->required && r->has_default)

@@ -113,6 +113,10 @@ struct mg__mapping_rule {
     size_t nfrom;
     bool concat;
     struct mg_str separator;     /* concat; default " " */
+    bool skip_contained;         /* concat: leave out a part an earlier
+                                  * part already holds as whole words (an
+                                  * SAD's street name and number that
+                                  * repeat its street address) */
     bool has_const, const_null;
     struct mg_str constval;
     const struct mg__mapping_table *table;

@@ -601,6 +601,33 @@ test_shipped_sex_table(void **state)
     }
 }
 
+/* XAD.1 is an SAD: street address, street name, dwelling number. The
+ * shipped route joins them, leaving out a part the address holds. */
+static void
+test_shipped_street_address(void **state)
+{
+    static const char *const cases[][2] = {
+        {"12 Main St&Main St&12", "12 Main St"},
+        {"12 MAIN ST&Main St", "12 MAIN ST"},
+        {"1000&Hospital Lane", "1000 Hospital Lane"},
+        {"&Main St&12", "Main St 12"},
+        {"12 Mainly St&Main&12", "12 Mainly St Main"},
+        {"Main&Main", "Main"}};
+    char msg[256];
+    struct mapped m;
+
+    (void)state;
+    for (size_t i = 0; i < MG_ARRAY_LEN(cases); i++) {
+        int n = snprintf(msg, sizeof(msg),
+                         MSH_ADT("ADT^A01") "PID|1||123^^^X^MR||Doe||||||%s\r",
+                         cases[i][0]);
+        map_text(&m, shipped, msg, (size_t)n);
+        assert_int_equal(m.rc, MG_OK);
+        assert_string_equal(val(&m, "patient.address_line1"), cases[i][1]);
+        done(&m);
+    }
+}
+
 static void
 test_explicit_null(void **state)
 {
@@ -1316,7 +1343,9 @@ test_load_errors_name_file_line_key(void **state)
              "      \"fields\": { \"value\": { \"from\": \"-1\" } } },\n"
              "    \"report.x\": { \"from\": \"OBX-5\", \"when\": "
              "{ \"path\": \"OBX-2\" } },\n"
-             "    \"report.y\": { \"from\": \"OBX-5\", \"keep_empty\": true }\n"
+             "    \"report.y\": { \"from\": \"OBX-5\", \"keep_empty\": true },\n"
+             "    \"report.z\": { \"from\": [\"OBX-5\", \"OBX-6\"], "
+             "\"skip_contained\": true }\n"
              "  }\n"
              "}\n",
              "e_lists.json",
@@ -1377,6 +1406,9 @@ test_load_errors_name_file_line_key(void **state)
                                 "condition needs exactly one test"));
     assert_non_null(strstr(out, "/d_each.json:9: fields/report.y: "
                                 "\"keep_empty\" needs \"join\""));
+    assert_non_null(strstr(out, "/d_each.json:10: fields/report.z: "
+                                "\"skip_contained\" needs the concat "
+                                "transform"));
     /* Items of a list: the line of the item, its index in the path. */
     assert_non_null(strstr(out, "/e_lists.json:8: fields/report.x/when[1]: "
                                 "a condition needs exactly one test"));
@@ -2077,6 +2109,7 @@ main(void)
         cmocka_unit_test(test_apply_every_shipped_message),
         cmocka_unit_test(test_adt_fhir_converter_v251),
         cmocka_unit_test(test_shipped_sex_table),
+        cmocka_unit_test(test_shipped_street_address),
         cmocka_unit_test(test_adt_fhir_converter_v28),
         cmocka_unit_test(test_adt_merge),
         cmocka_unit_test(test_orders_ihe_orm_with_zds),
