@@ -275,21 +275,12 @@ on_recheck_tick(uv_timer_t *t)
     recheck_store(t->data, false);
 }
 
+/* SIGHUP: the log level of the configuration file, if it still loads. */
 static void
-on_signal(uv_signal_t *h, int signum)
+reload_log_level(struct app *app)
 {
-    struct app *app = h->data;
     struct mg_conf fresh;
 
-    if (signum != SIGHUP) {
-        start_drain(app, signum == SIGINT ? "SIGINT" : "SIGTERM");
-        return;
-    }
-    /* Reload what can change without dropping connections. */
-    if (app->conf->path == NULL) {
-        mg_log(MG_LOG_INFO, &app->log, "SIGHUP: no configuration file");
-        return;
-    }
     mg_conf_defaults(&fresh);
     if (mg_conf_load(&fresh, app->conf->path, stderr) != MG_OK ||
         !mg_log_set_level(fresh.log_level))
@@ -299,6 +290,25 @@ on_signal(uv_signal_t *h, int signum)
         mg_log(MG_LOG_INFO, &app->log, "SIGHUP: reloaded log level %s",
                fresh.log_level);
     mg_conf_dispose(&fresh);
+}
+
+static void
+on_signal(uv_signal_t *h, int signum)
+{
+    struct app *app = h->data;
+
+    if (signum != SIGHUP) {
+        start_drain(app, signum == SIGINT ? "SIGINT" : "SIGTERM");
+        return;
+    }
+    /* Reload what can change without dropping connections: the log level
+     * (from the file, when there is one), the mappings, and the database
+     * check behind /readyz. */
+    if (app->conf->path == NULL)
+        mg_log(MG_LOG_INFO, &app->log, "SIGHUP: no configuration file; "
+               "reloading the mappings and rechecking the database");
+    else
+        reload_log_level(app);
     (void)load_mappings(app, "SIGHUP");
     recheck_store(app, true);
 }

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 import time
 import unittest
@@ -317,6 +318,31 @@ class MappingReloadTest(unittest.TestCase):
         self.gw.proc.send_signal(signal.SIGHUP)
         self.assertTrue(self.wait_for_log("mapping files reloaded"))
         self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, order("HUP-1")))["MSA"][1], "AA")
+
+
+    def test_sighup_without_a_configuration_file_reloads_the_mappings(self):
+        # A gateway configured from the environment alone (no --config):
+        # SIGHUP still reloads the mappings and rechecks the database.
+        port = h.free_port()
+        env = dict(os.environ, MEDGATE_DATABASE_URL=h.conninfo(self.db),
+                   MEDGATE_HTTP_PORT=str(port), MEDGATE_PATHS_MAPPINGS=self.maps)
+        log = tempfile.NamedTemporaryFile(prefix="medgate-env-", suffix=".log", delete=False)
+        proc = subprocess.Popen([h.BIN, "serve"], stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            def said(text):
+                with open(log.name, "rb") as f:
+                    return text in f.read().decode("utf-8", "replace")
+            deadline = time.time() + 30
+            while time.time() < deadline and not said("listening"):
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGHUP)
+            while time.time() < deadline and not said("SIGHUP: mapping files reloaded"):
+                time.sleep(0.1)
+            self.assertTrue(said("SIGHUP: mapping files reloaded"))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+            os.unlink(log.name)
 
 
 if __name__ == "__main__":
