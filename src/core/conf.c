@@ -187,7 +187,7 @@ number_problem(const struct opt *o, long v)
 /* Listener keys, documented here so the reference lists them too. */
 static const struct opt listener_options[] = {
     {"mllp.listeners[].name", OPT_STR, 0, "mllp", 0, 0,
-     "Name shown in logs and sync_logs.listener."},
+     "Name shown in logs and sync_logs.listener. At most 16 listeners."},
     {"mllp.listeners[].bind", OPT_STR, 0, "127.0.0.1", 0, 0, "Address."},
     {"mllp.listeners[].port", OPT_INT, 0, "2575", 0, 65535, "Port."},
     {"mllp.listeners[].max_connections", OPT_INT, 0, "256", 1, 100000,
@@ -209,7 +209,7 @@ static const struct opt listener_options[] = {
     {"mllp.listeners[].senders[]", OPT_STR, 0, "", 0, 0,
      "Accepted senders: {application, facility, organization_id, charset}; "
      "\"*\" matches any (charset as default_charset). A message from a "
-     "sender not listed gets AR."},
+     "sender not listed gets AR. At most 32 a listener."},
 };
 
 static char **
