@@ -60,8 +60,6 @@ load_conf(struct mg_conf *conf, const char *path)
 
     mg_conf_defaults(conf);
     rc = path ? mg_conf_load(conf, path, stderr) : mg_conf_apply_env(conf, stderr);
-    if (rc == MG_OK)
-        rc = mg_app_check_conf(conf, path ? path : "(environment)", stderr);
     if (rc != MG_OK)
         return rc;
     if (!mg_log_set_level(conf->log_level)) {
@@ -121,6 +119,7 @@ main(int argc, char **argv)
         fputs(usage, stderr);
         return 2;
     }
+    mg_app_register_conf_checks();
     if (strcmp(argv[1], "version") == 0) {
         puts("medgate " MG_VERSION);
         return 0;

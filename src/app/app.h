@@ -28,11 +28,9 @@ int mg_app_map_dry_run(const struct mg_conf *conf, int nfiles, char **files);
  * Returns the process exit code. */
 int mg_app_replay(const struct mg_conf *conf, int argc, char **argv);
 
-/* The checks of conf that core cannot make (character set names the HL7
- * codec reads), each error written to err as "where: key: ...". Returns
- * MG_OK or MG_ECONF. */
-int mg_app_check_conf(const struct mg_conf *conf, const char *where,
-                      FILE *err);
+/* Registers with core the checks of the configuration it cannot make
+ * itself (character set names the HL7 codec reads); call before loading. */
+void mg_app_register_conf_checks(void);
 
 #define MG_DEMO_ORGANIZATION_ID "00000000-0000-4000-8000-000000000001"
 

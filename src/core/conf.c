@@ -477,6 +477,29 @@ is_uuid(const char *s)
     return s[36] == '\0';
 }
 
+static mg_conf_charset_check_fn charset_known;
+
+void
+mg_conf_set_charset_check(mg_conf_charset_check_fn check)
+{
+    charset_known = check;
+}
+
+/* A character set the codec cannot read would make every message from the
+ * sender (or listener) without MSH-18 an AE "configured character set not
+ * supported": a fault of ours, not of the message. Refused at load. */
+static void
+check_charset(struct loader *l, const char *name, const char *where,
+              const char *leaf)
+{
+    char key[128];
+
+    if (name != NULL && charset_known != NULL && !charset_known(name))
+        report(l, dotted_key(key, sizeof(key), where, leaf),
+               "unknown character set (HL7 table 0211 names: ASCII, 8859/1 "
+               ".. 8859/9, 8859/15, UNICODE UTF-8, CP1252)");
+}
+
 /* key: where the sender is, "mllp.listeners[0].senders[1]". */
 static void
 load_sender(struct loader *l, struct mg_conf_sender *s, json_t *v,
@@ -491,6 +514,7 @@ load_sender(struct loader *l, struct mg_conf_sender *s, json_t *v,
     s->facility = mg_strdup(obj_str(v, "facility", "*"));
     s->organization_id = dup_or_null(obj_str(v, "organization_id", NULL));
     s->charset = dup_or_null(obj_str(v, "charset", NULL));
+    check_charset(l, s->charset, key, "charset");
     if (s->organization_id == NULL)
         report(l, key, "organization_id is required");
     else if (!is_uuid(s->organization_id))
@@ -561,6 +585,7 @@ load_listener(struct loader *l, struct mg_conf_listener *li, json_t *v,
         report(l, dotted_key(key, sizeof(key), where, "db_down_reply"),
                "expected close or ar");
     li->default_charset = dup_or_null(obj_str(v, "default_charset", NULL));
+    check_charset(l, li->default_charset, where, "default_charset");
     senders = json_object_get(v, "senders");
     if (senders != NULL && !json_is_array(senders)) {
         report(l, dotted_key(key, sizeof(key), where, "senders"),

@@ -93,6 +93,13 @@ struct mg_conf {
     int nlisteners;
 };
 
+/* Whether a listener's default_charset or a sender's charset names a
+ * character set the codec reads. Core does not know the codec: the program
+ * registers this before loading, and a name it refuses is a load problem
+ * like any other (without it, any name is taken). */
+typedef bool (*mg_conf_charset_check_fn)(const char *name);
+void mg_conf_set_charset_check(mg_conf_charset_check_fn check);
+
 /* Fills c with the defaults of every option. */
 void mg_conf_defaults(struct mg_conf *c);
 /* Loads path over the defaults, then applies MEDGATE_* environment

@@ -223,8 +223,19 @@ class ConfigTest(unittest.TestCase):
                 {"application": "C", "facility": "D", "organization_id": h.DEMO_ORG, "charset": "CP1252"}]}]}}, f)
         r = h.run_medgate("config", "check", path)
         self.assertNotEqual(r.returncode, 0, r.stdout)
-        self.assertIn('mllp.listeners[0].default_charset: unknown character set "ISO8859-1"', r.stderr)
+        # file:line: key: problem, like any other problem, never quoting the
+        # value, and reported with the file's other problems in one run.
+        self.assertIn("%s:1: mllp.listeners[0].default_charset: unknown character set (" % path, r.stderr)
+        self.assertNotIn("ISO8859-1", r.stderr)
         self.assertNotIn("senders", r.stderr)  # 8859/1 and CP1252 are HL7 table 0211 names
+        with open(path, "w") as f:
+            f.write('{"mllp": {"listeners": [{"name": "ris", "port": "x",\n'
+                    '  "senders": [{"organization_id": "%s",\n'
+                    '    "charset": "ISO8859-1"}]}]}}\n' % h.DEMO_ORG)
+        r = h.run_medgate("config", "check", path)
+        self.assertIn("%s:1: mllp.listeners[0].port: " % path, r.stderr)
+        self.assertIn("%s:3: mllp.listeners[0].senders[0].charset: unknown character set (" % path,
+                      r.stderr)
 
     def test_errors_name_file_line_and_key(self):
         path = os.path.join(h.tempfile.mkdtemp(), "bad.json")
