@@ -28,6 +28,14 @@ int mg_app_map_dry_run(const struct mg_conf *conf, int nfiles, char **files);
  * Returns the process exit code. */
 int mg_app_replay(const struct mg_conf *conf, int argc, char **argv);
 
+/* The configured listener called name; when there is none (a listener
+ * gone from the configuration, or name NULL), *scratch made into one that
+ * accepts any sender as organization org. For replay and the dry run,
+ * which judge a message as the intake would. */
+const struct mg_conf_listener *
+mg_app_listener_for(const struct mg_conf *conf, const char *name,
+                    const char *org, struct mg_conf_listener *scratch);
+
 /* Registers with core the checks of the configuration it cannot make
  * itself (character set names the HL7 codec reads); call before loading. */
 void mg_app_register_conf_checks(void);

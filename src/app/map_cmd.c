@@ -2,10 +2,14 @@
  * message of the files would become under the current mapping files (route,
  * every target with its value or explicit null, repeated groups, and the
  * message fields no rule used) and the FHIR resources those rows would be
- * sent as, without touching the database. --listener stands for the MLLP
- * listener the message would have come in on, so that routes matching on
- * a listener can be tried. */
+ * sent as, without touching the database. First it prints what the intake
+ * would answer (its checks of the header, the sender and the type come
+ * before any mapping; a message they refuse is not mapped). --listener
+ * stands for the MLLP listener the message would have come in on, so that
+ * routes matching on a listener can be tried; without it, or when no
+ * listener of the configuration has that name, any sender is accepted. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "adapters/adapter.h"
@@ -31,7 +35,8 @@ static const char usage[] =
 struct dry_run {
     const struct mg_mapping_set *set;
     const char *listener; /* NULL: not from a listener */
-    const struct mg_conf_listener *li; /* configured as listener, or NULL */
+    /* configured as listener, else one accepting any sender */
+    const struct mg_conf_listener *li;
 };
 
 /* The patient_identifiers rows the mapped identifiers would be: the
@@ -127,6 +132,33 @@ print_fhir(const struct dry_run *dr, const struct mg_hl7v2_msg *msg,
 }
 
 /* Dry-runs every message of one file; returns how many failed. */
+/* Prints what the intake would answer raw today. Returns whether it would
+ * map it: false for a message refused before mapping (AR: header, sender or
+ * type), or when that cannot be told. */
+static bool
+print_verdict(const struct dry_run *dr, struct mg_str raw)
+{
+    struct mg_intake_verdict v;
+    bool mapped;
+
+    memset(&v, 0, sizeof(v));
+    if (mg_intake_judge(dr->li, dr->set, raw, &v) != MG_OK) {
+        printf("intake: cannot tell (out of memory)\n");
+        return false;
+    }
+    printf("intake: %s, answered %s", v.status,
+           v.ack_code[0] ? v.ack_code : "with no ACK");
+    if (v.error[0])
+        printf(": %s%s%s", v.error, v.location[0] ? " at " : "", v.location);
+    putchar('\n');
+    mapped = strcmp(v.status, "rejected") != 0;
+    if (!mapped)
+        printf("not mapped: the intake refuses the message before mapping\n");
+    free(v.ack);
+    free(v.input);
+    return mapped;
+}
+
 static int
 dry_run_file(const struct dry_run *dr, const char *path)
 {
@@ -152,11 +184,14 @@ dry_run_file(const struct dry_run *dr, const char *path)
     }
     for (size_t i = 0; i < split.nmsg; i++) {
         printf("== %s message %zu\n", path, i + 1);
+        if (!print_verdict(dr, split.msg[i])) {
+            failed++;
+            continue;
+        }
         mg_diag_clear(&diag);
         /* Read as the intake reads it: without MSH-18, in the charset the
          * listener's configuration gives its sender. */
-        opts.default_charset = dr->li != NULL
-            ? mg_intake_default_charset(dr->li, split.msg[i]) : NULL;
+        opts.default_charset = mg_intake_default_charset(dr->li, split.msg[i]);
         if (mg_hl7v2_parse(split.msg[i], &opts, &arena, &msg, &diag) != MG_OK) {
             printf("parse error at %s-%d.%d: %s\n", diag.segment, diag.field,
                    diag.comp, diag.text);
@@ -201,6 +236,7 @@ mg_app_map_dry_run(const struct mg_conf *conf, int nfiles, char **files)
 {
     struct mg_mapping_set *set;
     struct dry_run dr = {NULL, NULL, NULL};
+    struct mg_conf_listener any;
     int failed = 0;
 
     if (!take_listener(&nfiles, files, &dr.listener)) {
@@ -213,9 +249,7 @@ mg_app_map_dry_run(const struct mg_conf *conf, int nfiles, char **files)
         return 1;
     }
     dr.set = set;
-    for (int i = 0; dr.listener != NULL && i < conf->nlisteners; i++)
-        if (strcmp(conf->listeners[i].name, dr.listener) == 0)
-            dr.li = &conf->listeners[i];
+    dr.li = mg_app_listener_for(conf, dr.listener, "", &any);
     for (int i = 0; i < nfiles; i++)
         failed += dry_run_file(&dr, files[i]);
     mg_mapping_set_free(set);

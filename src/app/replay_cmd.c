@@ -146,15 +146,15 @@ static const char *const lock_sql =
 /* The listener the message came in on, from the configuration; when it is
  * gone from the configuration, one that accepts any sender as the row's
  * organization. */
-static const struct mg_conf_listener *
-listener_for(const struct mg_conf *conf, const char *name, const char *org,
-             struct mg_conf_listener *scratch)
+const struct mg_conf_listener *
+mg_app_listener_for(const struct mg_conf *conf, const char *name,
+                    const char *org, struct mg_conf_listener *scratch)
 {
-    for (int i = 0; i < conf->nlisteners; i++)
+    for (int i = 0; name != NULL && i < conf->nlisteners; i++)
         if (strcmp(conf->listeners[i].name, name) == 0)
             return &conf->listeners[i];
     memset(scratch, 0, sizeof(*scratch));
-    scratch->name = (char *)name;
+    scratch->name = (char *)(name != NULL ? name : "");
     scratch->nsenders = 1;
     scratch->senders[0].application = "*";
     scratch->senders[0].facility = "*";
@@ -405,8 +405,8 @@ replay_row(PGconn *c, const struct mg_conf *conf,
     size_t n = 0;
 
     t->seen++;
-    li = listener_for(conf, PQgetvalue(r, row, 1), PQgetvalue(r, row, 2),
-                      &scratch);
+    li = mg_app_listener_for(conf, PQgetvalue(r, row, 1),
+                             PQgetvalue(r, row, 2), &scratch);
     raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, 3), &n);
     memset(&v, 0, sizeof(v));
     if (raw == NULL ||

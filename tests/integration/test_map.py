@@ -109,6 +109,38 @@ class DryRunTest(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
         self.assertIn("--listener NAME", r.stderr)
 
+    def test_what_the_intake_refuses_before_mapping_is_not_mapped(self):
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d)
+        mappings = os.path.join(d, "mappings")
+        shutil.copytree(os.path.join(h.SOURCE_DIR, "mappings"), mappings)
+        # A route that would take any ADT: no adapter takes an A03, so the
+        # intake answers AR 201 before the route is ever asked.
+        with open(os.path.join(mappings, "adt.json")) as f:
+            adt = json.load(f)
+        adt["match"]["message_type"] = ["ADT^*"]
+        with open(os.path.join(mappings, "adt.json"), "w") as f:
+            json.dump(adt, f)
+        env = {"MEDGATE_PATHS_MAPPINGS": mappings}
+        a03 = os.path.join(h.TESTDATA, "hl7v2", "fhir-converter", "ADT-A03-02.hl7")
+        r = h.run_medgate("map", "--dry-run", a03, env=env)
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("intake: rejected, answered AR: message type ADT^A03 is not supported", r.stdout)
+        self.assertNotIn("route:", r.stdout)
+        # An accepted one says so, then shows its mapping.
+        a01 = os.path.join(h.TESTDATA, "hl7v2", "fhir-converter", "ADT01-28.hl7")
+        r = h.run_medgate("map", "--dry-run", a01, env=env)
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertIn("intake: received, answered AA\nroute: adt (", r.stdout)
+        # A configured listener's senders are checked: RIS is not one.
+        conf = os.path.join(d, "medgate.json")
+        with open(conf, "w") as f:
+            json.dump({"mllp": {"listeners": [{"name": "ris", "senders": [
+                {"application": "OTHER", "facility": "*", "organization_id": h.DEMO_ORG}]}]}}, f)
+        r = h.run_medgate("map", "--dry-run", "--listener", "ris", a01, "--config", conf, env=env)
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("answered AR: sender not accepted on listener ris", r.stdout)
+
     def test_unknown_adapter_is_refused_with_file_and_line(self):
         d = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, d)
