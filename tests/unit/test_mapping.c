@@ -628,6 +628,26 @@ test_shipped_street_address(void **state)
     }
 }
 
+/* The referrer's id comes from the XCN its name came from: OBR-16 names
+ * Rita Ray without an id, ORC-12 is another person's id and name. */
+static void
+test_shipped_referrer_id_is_of_the_named_referrer(void **state)
+{
+    static const char msg[] =
+        "MSH|^~\\&|RIS|HOSP|MG|MG|20260101120000||ORM^O01|X1|P|2.5\r"
+        "PID|1||123^^^HOSP^MR||Doe^John\r"
+        "ORC|NW|P1|F1|||||||||999^Other^Olga\r"
+        "OBR|1|P1|F1|71046^XR CHEST^CPT4||||||||||||^Ray^Rita||ACC1\r";
+    struct mapped m;
+
+    (void)state;
+    map_text(&m, shipped, msg, sizeof(msg) - 1);
+    assert_int_equal(m.rc, MG_OK);
+    assert_string_equal(val(&m, "scan.referring_physician_name"), "Rita Ray");
+    assert_string_equal(val(&m, "scan.referring_physician_id"), "(absent)");
+    done(&m);
+}
+
 static void
 test_explicit_null(void **state)
 {
@@ -2110,6 +2130,7 @@ main(void)
         cmocka_unit_test(test_adt_fhir_converter_v251),
         cmocka_unit_test(test_shipped_sex_table),
         cmocka_unit_test(test_shipped_street_address),
+        cmocka_unit_test(test_shipped_referrer_id_is_of_the_named_referrer),
         cmocka_unit_test(test_adt_fhir_converter_v28),
         cmocka_unit_test(test_adt_merge),
         cmocka_unit_test(test_orders_ihe_orm_with_zds),
