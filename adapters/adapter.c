@@ -282,6 +282,51 @@ mg_adapter_get(const json_t *record, const char *object, const char *key)
                : NULL;
 }
 
+/* The base64 content of a "data:<mime>;base64,<data>" URI. */
+static bool
+data_uri(const char *uri, struct mg_str *base64)
+{
+    static const char marker[] = ";base64,";
+    const char *data;
+
+    if (strncmp(uri, "data:", 5) != 0 || (data = strchr(uri, ',')) == NULL ||
+        (size_t)(data - uri) < 5 + sizeof(marker) - 2 ||
+        strncmp(data - (sizeof(marker) - 2), marker, sizeof(marker) - 1) != 0)
+        return false;
+    *base64 = mg_str_from(data + 1);
+    return true;
+}
+
+bool
+mg_adapter_file(const json_t *record, size_t k, struct mg_adapter_file *out)
+{
+    const json_t *files = json_object_get(record, "files"), *f;
+    const char *type, *uri;
+    size_t i;
+
+    json_array_foreach(files, i, f) {
+        type = json_string_value(json_object_get(f, "file_type"));
+        uri = json_string_value(json_object_get(f, "storage_uri"));
+        if (uri == NULL || *uri == '\0' || type == NULL ||
+            (strcmp(type, "document") != 0 && strcmp(type, "image") != 0))
+            continue;
+        if (k-- > 0)
+            continue;
+        memset(out, 0, sizeof(*out));
+        out->name = json_string_value(json_object_get(f, "file_name"));
+        out->mime = json_string_value(json_object_get(f, "mime_type"));
+        if (out->mime != NULL && *out->mime == '\0')
+            out->mime = NULL;
+        out->size = json_is_integer(json_object_get(f, "file_size_bytes"))
+            ? (long long)json_integer_value(json_object_get(f, "file_size_bytes"))
+            : -1;
+        if (!data_uri(uri, &out->base64))
+            out->uri = uri;
+        return true;
+    }
+    return false;
+}
+
 bool
 mg_adapter_dicom_modality(const char *code)
 {

@@ -121,6 +121,24 @@ int mg_adapter_refuse(struct mg_diag *diag, const char *what);
 const char *mg_adapter_get(const json_t *record, const char *object,
                            const char *key);
 
+/* A report's attachment: one record["files"] row (scan_files: file_name,
+ * storage_uri, file_type, mime_type, file_size_bytes), with its content
+ * when it is held inline (a data: URI with base64 data, as the result
+ * adapter keeps an OBX ED attachment) or else its URI. */
+struct mg_adapter_file {
+    const char *name;      /* file_name, or NULL */
+    const char *mime;      /* mime_type, or NULL */
+    struct mg_str base64;  /* the inline content; len 0 when by reference */
+    const char *uri;       /* storage_uri when by reference, else NULL */
+    long long size;        /* file_size_bytes, -1 when unknown */
+};
+
+/* The k-th row of record["files"] that can be sent: a document or an
+ * image (DICOM objects and archives are not report attachments) with a
+ * storage_uri. False when there is no k-th one. */
+bool mg_adapter_file(const json_t *record, size_t k,
+                     struct mg_adapter_file *out);
+
 /* The record["identifiers"] row of the patient's medical record number:
  * one holding its value, preferably typed MR and not retired (use old:
  * an A40 moves the merged record's MRN over as old), or NULL. */

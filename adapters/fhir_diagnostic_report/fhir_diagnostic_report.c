@@ -2,7 +2,9 @@
  * (outbound only until the FHIR REST issue): category RAD, code LOINC
  * 18748-4 (diagnostic imaging study), the report's status as it is (the
  * schema uses FHIR's codes), the impression as the conclusion and the
- * report text as a text/plain presentedForm. */
+ * report text as a text/plain presentedForm, followed by the report's
+ * attachments (record["files"]: a PDF kept from an OBX ED inline, an RP
+ * reference as its URL). */
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,7 +14,7 @@
 #include "core/error.h"
 
 static int
-add_text(json_t *res, const char *text)
+add_text(json_t *forms, const char *text)
 {
     size_t n = strlen(text);
     size_t cap = sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL);
@@ -22,11 +24,36 @@ add_text(json_t *res, const char *text)
         return MG_ENOMEM;
     sodium_bin2base64(b64, cap, (const unsigned char *)text, n,
                       sodium_base64_VARIANT_ORIGINAL);
-    json_object_set_new(res, "presentedForm", json_pack(
-        "[{s:s,s:s}]", "contentType", "text/plain; charset=utf-8", "data",
+    json_array_append_new(forms, json_pack(
+        "{s:s,s:s}", "contentType", "text/plain; charset=utf-8", "data",
         b64));
     mg_free(b64);
     return MG_OK;
+}
+
+/* An Attachment per attachment of the report: its content inline (data,
+ * base64 as stored) or its url, with contentType, size and title. R4's
+ * Attachment.hash is SHA-1, which is not kept (scan_files has SHA-256). */
+static void
+add_files(json_t *forms, const json_t *r)
+{
+    struct mg_adapter_file f;
+    json_t *a;
+
+    for (size_t k = 0; mg_adapter_file(r, k, &f); k++) {
+        a = json_object();
+        mg_adapter_json_set(a, "contentType",
+                            f.mime ? f.mime : "application/octet-stream");
+        if (f.uri != NULL)
+            mg_adapter_json_set(a, "url", f.uri);
+        else
+            json_object_set_new(a, "data", json_stringn(f.base64.ptr,
+                                                        f.base64.len));
+        if (f.size >= 0 && f.size <= 4294967295LL)
+            json_object_set_new(a, "size", json_integer(f.size));
+        mg_adapter_json_set(a, "title", f.name);
+        json_array_append_new(forms, a);
+    }
 }
 
 static int
@@ -40,7 +67,7 @@ to_outbound(const json_t *r, struct mg_buf *out, struct mg_diag *diag)
     const char *text = mg_adapter_get(r, "report", "findings_text");
     const char *status = mg_adapter_get(r, "report", "report_status");
     const char *issued = mg_adapter_get(r, "report", "issued_at");
-    json_t *res;
+    json_t *res, *forms;
     char ref[80];
     int rc = MG_OK;
 
@@ -76,12 +103,18 @@ to_outbound(const json_t *r, struct mg_buf *out, struct mg_diag *diag)
     }
     mg_adapter_json_set(res, "conclusion",
                               mg_adapter_get(r, "report", "impression"));
+    forms = json_array();
     if (text != NULL)
-        rc = add_text(res, text);
+        rc = add_text(forms, text);
+    add_files(forms, r);
     if (rc != MG_OK) {
+        json_decref(forms);
         json_decref(res);
         return rc;
     }
+    if (json_array_size(forms) > 0)
+        json_object_set(res, "presentedForm", forms);
+    json_decref(forms);
     return mg_adapter_json_out(res, out);
 }
 

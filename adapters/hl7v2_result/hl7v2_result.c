@@ -4,7 +4,9 @@
  * IHE RAD-28 style) for a RIS: PID, OBR with the accession in OBR-18 and
  * the status in OBR-25, an OBX 113014 with the Study Instance UID, one TX
  * OBX per line of the findings, of the impression and of the
- * recommendations (a blank line is an OBX with an empty OBX-5). The
+ * recommendations (a blank line is an OBX with an empty OBX-5), then one
+ * OBX per attachment: ED with its base64 data when it is held inline, RP
+ * with its URI otherwise. The
  * mapping of mappings/results.json reads every one of those fields back,
  * blank lines included ("keep_empty"). */
 #include <stdio.h>
@@ -448,6 +450,65 @@ put_sections(struct mg_buf *b, int *n, const char *findings,
     return rc;
 }
 
+/* HL7 table 0191 type of data and the subtype for a MIME type, such that
+ * medgate_mime_type (hl7v2_result.sql) reads the same MIME type back. */
+static void
+ed_type(const char *mime, const char **type, const char **subtype)
+{
+    static const char *const map[][3] = {
+        {"application/pdf", "AP", "PDF"},  {"application/rtf", "AP", "RTF"},
+        {"application/xml", "AP", "XML"},  {"text/html", "TEXT", "HTML"},
+        {"image/jpeg", "IM", "JPEG"},      {"image/png", "IM", "PNG"},
+        {"image/gif", "IM", "GIF"},        {"image/tiff", "IM", "TIFF"},
+        {"application/dicom", "AP", "DICOM"}, {"text/plain", "TEXT", ""}};
+
+    for (size_t i = 0; mime && i < sizeof(map) / sizeof(map[0]); i++)
+        if (strcmp(mime, map[i][0]) == 0) {
+            *type = map[i][1];
+            *subtype = map[i][2];
+            return;
+        }
+    *type = mime && strncmp(mime, "image/", 6) == 0 ? "IM" : "AP";
+    *subtype = "";
+}
+
+/* One OBX per attachment, numbered from *n: ED
+ * (^type^subtype^Base64^data) when its content is held inline, else RP
+ * (uri^^type^subtype). The code is LOINC 18748-4, the report document. */
+static int
+put_files(struct mg_buf *b, int *n, const json_t *r, const char *status)
+{
+    struct mg_adapter_file f;
+    const char *type, *subtype;
+    char head[80];
+    int rc = MG_OK;
+
+    for (size_t k = 0; rc == MG_OK && mg_adapter_file(r, k, &f); k++) {
+        ed_type(f.mime, &type, &subtype);
+        snprintf(head, sizeof(head), "OBX|%d|%s|18748-4^Diagnostic Imaging "
+                 "Report^LN||", ++*n, f.uri ? "RP" : "ED");
+        rc = mg_buf_appendz(b, head);
+        if (f.uri != NULL) {
+            if (rc == MG_OK) rc = put(b, f.uri);
+            if (rc == MG_OK) rc = mg_buf_appendz(b, "^^");
+            if (rc == MG_OK) rc = mg_buf_appendz(b, type);
+            if (rc == MG_OK) rc = mg_buf_appendc(b, '^');
+            if (rc == MG_OK) rc = mg_buf_appendz(b, subtype);
+        } else {
+            if (rc == MG_OK) rc = mg_buf_appendc(b, '^');
+            if (rc == MG_OK) rc = mg_buf_appendz(b, type);
+            if (rc == MG_OK) rc = mg_buf_appendc(b, '^');
+            if (rc == MG_OK) rc = mg_buf_appendz(b, subtype);
+            if (rc == MG_OK) rc = mg_buf_appendz(b, "^Base64^");
+            if (rc == MG_OK) rc = mg_buf_append(b, f.base64.ptr, f.base64.len);
+        }
+        if (rc == MG_OK) rc = mg_buf_appendz(b, "||||||");
+        if (rc == MG_OK) rc = mg_buf_appendz(b, status);
+        if (rc == MG_OK) rc = mg_buf_appendc(b, '\r');
+    }
+    return rc;
+}
+
 /* The ORU from PID on, into b. */
 static int
 put_body(struct mg_buf *b, const json_t *r)
@@ -472,7 +533,8 @@ put_body(struct mg_buf *b, const json_t *r)
         if (rc == MG_OK) rc = mg_buf_appendc(b, '\r');
         n = 1;
     }
-    return put_sections(b, &n, findings, impression, advice, status);
+    rc = put_sections(b, &n, findings, impression, advice, status);
+    return rc == MG_OK ? put_files(b, &n, r, status) : rc;
 }
 
 static int

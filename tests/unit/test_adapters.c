@@ -847,6 +847,104 @@ test_fhir_diagnostic_report(void **state)
     json_decref(r);
 }
 
+/* The record with the report's attachments: a PDF kept inline (as the
+ * result adapter keeps an OBX ED), one by reference (an OBX RP), and a
+ * DICOM object of the study, which is no report attachment. */
+static json_t *
+record_with_files(void)
+{
+    json_t *r = record();
+    json_error_t e;
+    json_t *files = json_loads(
+        "[{\"file_name\": \"Report 1\", \"file_type\": \"document\","
+        " \"mime_type\": \"application/pdf\", \"file_size_bytes\": 8,"
+        " \"storage_uri\": \"data:application/pdf;base64,JVBERi0xLjQ=\"},"
+        " {\"file_name\": \"Images\", \"file_type\": \"dicom\","
+        " \"mime_type\": \"application/dicom\","
+        " \"storage_uri\": \"file:///pacs/1.dcm\"},"
+        " {\"file_name\": \"Report 2\", \"file_type\": \"document\","
+        " \"mime_type\": \"application/pdf\","
+        " \"storage_uri\": \"https://ris.example/r/9?a=1&b=2\"}]", 0, &e);
+
+    assert_non_null(files);
+    json_object_set_new(r, "files", files);
+    return r;
+}
+
+/* Attachments go out as OBX ED (inline) and RP (by reference), and the
+ * results mapping reads them back as the scan_files items they came as. */
+static void
+test_oru_attachments(void **state)
+{
+    json_t *r = record_with_files();
+    const struct mg_mapping_group *g;
+    const struct mg_mapping_value *v;
+    struct readback rb;
+    char got[8][64];
+    static const char *const want[][2] = {
+        {"value_type", "ED"}, {"ed_type_of_data", "AP"},
+        {"ed_subtype", "PDF"}, {"ed_encoding", "Base64"},
+        {"ed_data", "JVBERi0xLjQ="}};
+
+    (void)state;
+    read_back(&rb, r);
+    g = mg_mapping_result_group(&rb.res, "scan_files[]");
+    assert_non_null(g);
+    assert_int_equal(g->nitem, 2); /* the DICOM object stays behind */
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        v = mg_mapping_item_get(&g->item[0], want[i][0]);
+        assert_non_null(v);
+        snprintf(got[0], sizeof(got[0]), "%.*s", (int)v->str.len, v->str.ptr);
+        assert_string_equal(got[0], want[i][1]);
+    }
+    v = mg_mapping_item_get(&g->item[1], "value_type");
+    assert_non_null(v);
+    assert_memory_equal(v->str.ptr, "RP", 2);
+    v = mg_mapping_item_get(&g->item[1], "storage_uri");
+    assert_non_null(v); /* & travels escaped and comes back */
+    snprintf(got[1], sizeof(got[1]), "%.*s", (int)v->str.len, v->str.ptr);
+    assert_string_equal(got[1], "https://ris.example/r/9?a=1&b=2");
+    v = mg_mapping_item_get(&g->item[1], "rp_subtype");
+    assert_non_null(v);
+    assert_memory_equal(v->str.ptr, "PDF", 3);
+    /* A cancelled report goes without observations, attachments too. */
+    read_back_done(&rb);
+    json_object_set_new(json_object_get(r, "report"), "report_status",
+                        json_string("cancelled"));
+    read_back(&rb, r);
+    assert_null(strstr(mg_buf_str(&rb.oru).ptr, "OBX|"));
+    read_back_done(&rb);
+    json_decref(r);
+}
+
+/* The same attachments follow the text in DiagnosticReport.presentedForm. */
+static void
+test_fhir_diagnostic_report_attachments(void **state)
+{
+    json_t *r = record_with_files(), *d;
+
+    (void)state;
+    d = fhir("fhir.diagnostic_report", r);
+    assert_string_equal(str_at(d, "presentedForm/0/contentType"),
+                        "text/plain; charset=utf-8");
+    assert_string_equal(str_at(d, "presentedForm/1/contentType"),
+                        "application/pdf");
+    assert_string_equal(str_at(d, "presentedForm/1/data"), "JVBERi0xLjQ=");
+    assert_string_equal(str_at(d, "presentedForm/1/title"), "Report 1");
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_array_get(json_object_get(d, "presentedForm"), 1),
+                         "size")), 8);
+    assert_null(json_object_get(
+        json_array_get(json_object_get(d, "presentedForm"), 1), "url"));
+    assert_string_equal(str_at(d, "presentedForm/2/url"),
+                        "https://ris.example/r/9?a=1&b=2");
+    assert_null(json_object_get(
+        json_array_get(json_object_get(d, "presentedForm"), 2), "data"));
+    assert_int_equal(json_array_size(json_object_get(d, "presentedForm")), 3);
+    json_decref(d);
+    json_decref(r);
+}
+
 /* An ImagingStudy with neither accession nor UID has no identifier (FHIR
  * forbids an empty array). */
 static void
@@ -1142,6 +1240,8 @@ main(void)
         cmocka_unit_test(test_fhir_patient),
         cmocka_unit_test(test_fhir_imaging_study),
         cmocka_unit_test(test_fhir_diagnostic_report),
+        cmocka_unit_test(test_fhir_diagnostic_report_attachments),
+        cmocka_unit_test(test_oru_attachments),
         cmocka_unit_test(test_fhir_imaging_study_without_identifiers),
         cmocka_unit_test(test_fhir_imaging_study_code_system),
         cmocka_unit_test(test_fhir_leaves_out_empty_strings),
