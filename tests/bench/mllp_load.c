@@ -326,7 +326,8 @@ parse_opts(struct opts *o, int argc, char **argv)
     o->connections = 1;
     o->type = TYPE_MIXED;
     o->timeout_ms = 10000;
-    for (int i = 1; i < argc; i++) {
+    /* Every option but --help takes a value: they come in pairs. */
+    for (int i = 1; i < argc; i += 2) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             fputs(usage, stdout);
             exit(EXIT_OK);
@@ -337,7 +338,6 @@ parse_opts(struct opts *o, int argc, char **argv)
             fputs(usage, stderr);
             return EXIT_USAGE;
         }
-        i++;
     }
     if (o->seconds > 0 && o->messages != 0) {
         fputs("bench_mllp_load: --messages and --seconds exclude each "
