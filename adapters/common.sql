@@ -7,39 +7,60 @@
 -- mapping target that carried the value ("scan.accession_number"), which
 -- the intake turns into the HL7 location of the ERR segment.
 
--- A patch whose partial times are completed for timestamptz columns: HL7
--- lets a sender give only a year or a month (hl7_ts keeps that precision:
+-- The time zone in which the organization's HL7 times without an offset
+-- are read (organizations.timezone, checked when written: migration 0014).
+CREATE OR REPLACE FUNCTION medgate_org_timezone(org uuid)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT coalesce((SELECT o.timezone FROM organizations o WHERE o.id = org),
+                    'UTC')
+$$;
+
+-- A patch whose times are made instants for timestamptz columns. HL7 lets
+-- a sender give only a year or a month (hl7_ts keeps that precision:
 -- "2022" or "2022-03"), which PostgreSQL cannot read as a timestamp; they
--- become the first instant of that year or month. keys are the patch's
--- timestamp columns.
-CREATE OR REPLACE FUNCTION medgate_complete_times(p jsonb, keys text[])
-RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+-- become the first instant of that year or month. A time without an offset
+-- (most HL7 senders give none) is a wall-clock time in time zone tz, the
+-- organization's: read in the session's zone instead, it would depend on
+-- the database server's setting. keys are the patch's timestamp columns.
+DROP FUNCTION IF EXISTS medgate_complete_times(jsonb, text[]);
+CREATE OR REPLACE FUNCTION medgate_complete_times(p jsonb, keys text[],
+                                                  tz text)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
 DECLARE
     k text;
     v text;
 BEGIN
     FOREACH k IN ARRAY keys LOOP
         v := p->>k;
+        CONTINUE WHEN v IS NULL;
         IF v ~ '^\d{4}$' THEN
-            p := jsonb_set(p, ARRAY[k], to_jsonb(v || '-01-01'));
+            v := v || '-01-01';
         ELSIF v ~ '^\d{4}-\d{2}$' THEN
-            p := jsonb_set(p, ARRAY[k], to_jsonb(v || '-01'));
+            v := v || '-01';
+        END IF;
+        IF v !~ 'T[0-9:.]*(Z|[+-]\d{2}(:?\d{2})?)$' THEN
+            p := jsonb_set(p, ARRAY[k], to_jsonb(v::timestamp AT TIME ZONE tz));
         END IF;
     END LOOP;
     RETURN p;
 END $$;
 
--- A patient patch (the mapped patient.* targets) ready to apply: partial
--- death times completed, and a death time (PID-29) that comes without
--- PID-30 (no deceased key) marks the patient deceased -- on an update as
--- on a create, where the patient's deceased = false would otherwise break
--- the check "deceased OR deceased_at IS NULL".
-CREATE OR REPLACE FUNCTION medgate_patient_patch(p jsonb)
-RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+-- A patient patch (the mapped patient.* targets) ready to apply: death
+-- times made instants in time zone tz, and a death time (PID-29) that
+-- comes without PID-30 (no deceased key) marks the patient deceased -- on
+-- an update as on a create, where the patient's deceased = false would
+-- otherwise break the check "deceased OR deceased_at IS NULL". For the
+-- same check, PID-30 N without PID-29 clears a stored death time: the
+-- patient is not deceased.
+DROP FUNCTION IF EXISTS medgate_patient_patch(jsonb);
+CREATE OR REPLACE FUNCTION medgate_patient_patch(p jsonb, tz text)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
 BEGIN
-    p := medgate_complete_times(p, '{deceased_at}');
+    p := medgate_complete_times(p, '{deceased_at}', tz);
     IF p->>'deceased_at' IS NOT NULL AND NOT p ? 'deceased' THEN
         p := p || '{"deceased": "true"}';
+    ELSIF p->>'deceased' = 'false' AND NOT p ? 'deceased_at' THEN
+        p := p || '{"deceased_at": null}';
     END IF;
     RETURN p;
 END $$;
@@ -119,7 +140,7 @@ DECLARE
     mrn text := p->>'medical_record_number';
     pid uuid;
 BEGIN
-    p := medgate_patient_patch(p);
+    p := medgate_patient_patch(p, medgate_org_timezone(org));
     IF mrn IS NULL OR mrn = '' THEN
         RAISE EXCEPTION 'the message names no medical record number'
             USING ERRCODE = 'MG101',
@@ -208,7 +229,7 @@ BEGIN
                   AND t.medical_record_number = p->>'medical_record_number'
                   AND t.merged_into IS NULL)) AS target
           FROM generate_subscripts(orgs, 1) AS k,
-               medgate_patient_patch(pats[k]) AS p
+               medgate_patient_patch(pats[k], medgate_org_timezone(orgs[k])) AS p
     ), upd AS (
         UPDATE patients t SET
             (first_name, middle_name, last_name, name_prefix, name_suffix,

@@ -12,7 +12,8 @@ CREATE OR REPLACE FUNCTION medgate_adapter_hl7v2_order(org uuid,
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     s jsonb := medgate_complete_times(coalesce(input->'scan', '{}'),
-                                      '{ordered_at,scheduled_at}');
+                                      '{ordered_at,scheduled_at}',
+                                      medgate_org_timezone(org));
     ctl text := upper(coalesce(input->'order'->>'control', ''));
     acc text := s->>'accession_number';
     uid text := NULLIF(s->>'study_instance_uid', '');
@@ -220,7 +221,8 @@ BEGIN
     PERFORM medgate_scans_order(
         ARRAY(SELECT orgs[k] FROM unnest(sel) k), pids,
         ARRAY(SELECT medgate_complete_times(inputs[k]->'scan',
-                                            '{ordered_at,scheduled_at}')
+                                            '{ordered_at,scheduled_at}',
+                                            medgate_org_timezone(orgs[k]))
                 FROM unnest(sel) k));
     RETURN sel;
 END $$;

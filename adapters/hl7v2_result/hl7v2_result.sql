@@ -14,7 +14,8 @@ RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     s jsonb := coalesce(input->'scan', '{}');
     r jsonb := medgate_complete_times(coalesce(input->'report', '{}'),
-                                      '{signed_at,effective_at,issued_at}');
+                                      '{signed_at,effective_at,issued_at}',
+                                      medgate_org_timezone(org));
     acc text := NULLIF(s->>'accession_number', '');
     uid text := NULLIF(s->>'study_instance_uid', '');
     pid uuid;

@@ -129,6 +129,16 @@ class PatientAdapterTest(GatewayTest):
         self.assertEqual(self.send(msg.encode()), "AA")
         self.assertEqual(h.psql(self.db, "SELECT deceased, deceased_at IS NOT NULL FROM patients"), [["t", "t"]])
 
+    def test_pid_30_n_without_a_death_time_is_alive_again(self):
+        # Deceased by mistake, then A08 with PID-30 N and PID-29 empty:
+        # not deceased, and the death time goes (not AE 103 from the check
+        # "deceased OR deceased_at IS NULL").
+        msg = adt("P-7").decode().replace("|555-0100", "|555-0100" + "|" * 16 + "20240101080000|Y")
+        self.assertEqual(self.send(msg.encode()), "AA")
+        msg = adt("P-8", ev="A08").decode().replace("|555-0100", "|555-0100" + "|" * 17 + "N")
+        self.assertEqual(self.send(msg.encode()), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT deceased, deceased_at IS NULL FROM patients"), [["f", "t"]])
+
     def test_corpus_admit_fields(self):
         # ADT01-23.hl7: PID|1||10006579^^^1^MR^1||DUCK^DONALD^D||19241010|M
         path = os.path.join(h.TESTDATA, "hl7v2", "fhir-converter", "ADT01-23.hl7")
@@ -257,6 +267,27 @@ class OrderAdapterTest(GatewayTest):
         self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, msg.encode()))["MSA"][1], "AA")
         self.assertEqual(h.scalar(self.db, "SELECT to_char(ordered_at, 'YYYY-MM-DD HH24:MI') "
                                   "FROM scans"), "2022-03-01 00:00")
+
+    def test_times_without_an_offset_are_the_organizations_wall_clock(self):
+        h.psql(self.db, "UPDATE organizations SET timezone = 'Europe/Berlin' WHERE id = :'p1'", h.DEMO_ORG)
+        # ORC-9 in summer without an offset: 10:00 in Berlin is 08:00 UTC;
+        # ORC-7.4 in winter with its own offset keeps it.
+        msg = ORM.format(cid="TZ-1", ctl="NW").replace("^^^20240102083000^^S\r",
+                                                       "^^^20240102083000-0500^^S||20240701100000\r")
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, msg.encode()))["MSA"][1], "AA")
+        self.assertEqual(h.psql(self.db, "SELECT to_char(ordered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), "
+                                "to_char(scheduled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') FROM scans"),
+                         [["2024-07-01 08:00", "2024-01-02 13:30"]])
+        # A month alone is the first instant of that month there.
+        msg = ORM.format(cid="TZ-2", ctl="NW").replace("^^^20240102083000^^S\r", "^^^20240102083000^^S||202203\r") \
+                 .replace("ACC9", "ACC10").replace("FL9^RIS", "FL10^RIS")
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, msg.encode()))["MSA"][1], "AA")
+        self.assertEqual(h.scalar(self.db, "SELECT to_char(ordered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') "
+                                  "FROM scans WHERE accession_number = 'ACC10'"), "2022-02-28 23:00")
+        # A name PostgreSQL does not know is refused when it is written.
+        with self.assertRaises(h.PsqlError) as e:
+            h.psql(self.db, "UPDATE organizations SET timezone = 'Europe/Berlinn' WHERE id = :'p1'", h.DEMO_ORG)
+        self.assertIn('time zone "Europe/Berlinn" is not known', e.exception.stderr)
 
     def test_replay_runs_the_adapter_again(self):
         # A cancel that came before its order: refused (AE 204) and kept.
