@@ -20,6 +20,7 @@ DECLARE
     pid uuid;
     sid uuid;
     prio text;
+    old_prio text;
     st text;
     was text;
 BEGIN
@@ -29,7 +30,7 @@ BEGIN
         RAISE EXCEPTION 'the order names no accession number'
             USING ERRCODE = 'MG101', DETAIL = 'scan.accession_number';
     END IF;
-    SELECT t.id, t.status INTO sid, was FROM scans t
+    SELECT t.id, t.status, t.priority INTO sid, was, old_prio FROM scans t
      WHERE t.organization_id = org AND t.accession_number = acc
      ORDER BY t.created_at DESC LIMIT 1;
     -- A result that named only its study (the UID, no accession) may have
@@ -40,7 +41,7 @@ BEGIN
     -- reach the study. A scan of the UID with another accession is another
     -- order's: not taken (the insert below answers AE 207, as documented).
     IF sid IS NULL AND ctl = 'NW' AND uid IS NOT NULL THEN
-        SELECT t.id, t.status INTO sid, was FROM scans t
+        SELECT t.id, t.status, t.priority INTO sid, was, old_prio FROM scans t
          WHERE t.organization_id = org AND t.study_instance_uid = uid
            AND t.accession_number IS NULL;
         IF sid IS NOT NULL THEN
@@ -59,14 +60,18 @@ BEGIN
         RETURN;
     END IF;
     PERFORM medgate_scan_same_patient(sid, pid, 'scan.accession_number');
-    -- A study with a report was done: a cancel for it contradicts what
-    -- the department recorded, and is for the sender to sort out.
-    IF was = 'reported' AND medgate_order_status(was, ctl,
+    -- A study that was done (completed: its images exist; or reported): a
+    -- cancel for it contradicts what the department recorded, and would
+    -- take it off the readers' worklist. For the sender to sort out. The
+    -- ERR points at what asked for the cancel: ORC-1, or ORC-5 of an SC.
+    IF was IN ('completed', 'reported') AND medgate_order_status(was, ctl,
             input->'order'->>'status') = 'cancelled' THEN
         RAISE EXCEPTION 'order control %: the study with accession number '
-                        '% is reported already and cannot be cancelled',
-                        ctl, acc
-            USING ERRCODE = 'MG102', DETAIL = 'order.control';
+                        '% is % already and cannot be cancelled',
+                        ctl, acc, was
+            USING ERRCODE = 'MG102',
+                  DETAIL = CASE WHEN ctl = 'SC' THEN 'order.status'
+                                ELSE 'order.control' END;
     END IF;
     -- ORC-9 is the time of the event ORC-1 names: the order's on a NW, but
     -- a change's or a cancel's own time otherwise, which is no order time.
@@ -105,8 +110,7 @@ BEGIN
         UPDATE scans SET status = 'ordered', updated_at = now()
          WHERE id = sid;
         INSERT INTO scan_queue (organization_id, scan_id, priority_score)
-        VALUES (org, sid, CASE prio WHEN 'stat' THEN 4 WHEN 'asap' THEN 3
-                                    WHEN 'urgent' THEN 2 ELSE 1 END);
+        VALUES (org, sid, medgate_priority_score(prio));
     -- A scan that a result created has no worklist entry: its order gets
     -- the one it would have had, had it come first -- waiting, or
     -- completed when the study is reported already (as the final report
@@ -117,34 +121,52 @@ BEGIN
                              AND q.scan_id = sid) THEN
         INSERT INTO scan_queue (organization_id, scan_id, priority_score,
                                 status, completed_at)
-        VALUES (org, sid, CASE prio WHEN 'stat' THEN 4 WHEN 'asap' THEN 3
-                                    WHEN 'urgent' THEN 2 ELSE 1 END,
+        VALUES (org, sid, medgate_priority_score(prio),
                 CASE WHEN st = 'reported' THEN 'completed' ELSE 'waiting' END,
                 CASE WHEN st = 'reported' THEN now() END);
+    -- A new priority (XO: now STAT) reorders the open worklist entry. Only
+    -- a change of the scan's priority does, so a score set otherwise (by
+    -- hand, or later by triage) is not undone by any order message.
+    ELSIF prio IS DISTINCT FROM old_prio THEN
+        UPDATE scan_queue SET priority_score = medgate_priority_score(prio),
+                              updated_at = now()
+         WHERE organization_id = org AND scan_id = sid
+           AND status IN ('waiting', 'assigned', 'in_progress');
     END IF;
 END $$;
 
--- The scan status after an order message: cancelled for CA/DC/OC; for SC
--- (status changed) the order status of ORC-5 (HL7 table 0038), except
--- that a reported scan is not moved back to scheduled, in progress or
--- completed (a status message that comes after the report); otherwise as
--- it was.
+-- The worklist's priority_score of a scan priority: stat first.
+CREATE OR REPLACE FUNCTION medgate_priority_score(priority text)
+RETURNS numeric LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE priority WHEN 'stat' THEN 4 WHEN 'asap' THEN 3
+                         WHEN 'urgent' THEN 2 ELSE 1 END
+$$;
+
+-- The scan status after an order message. A cancelled or entered-in-error
+-- scan stays so (only a new order, NW, orders it again). CA/DC/OC cancel.
+-- SC (status changed) takes the order status of ORC-5 (HL7 table 0038):
+-- CA/DC cancel, and SC, IP and CM move the scan forward only -- ordered,
+-- scheduled, in progress, completed, reported -- so a status message that
+-- arrives late (scheduled after in progress, anything after the report)
+-- moves nothing back. Other codes keep the status.
 CREATE OR REPLACE FUNCTION medgate_order_status(current text, ctl text,
                                                 order_status text)
 RETURNS text LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE
+        WHEN current IN ('cancelled', 'entered_in_error') THEN current
         WHEN ctl IN ('CA', 'DC', 'OC') THEN 'cancelled'
-        WHEN ctl = 'SC' AND current = 'reported'
-         AND upper(coalesce(order_status, '')) IN ('SC', 'IP', 'CM')
-            THEN current
-        WHEN ctl = 'SC' THEN CASE upper(coalesce(order_status, ''))
-            WHEN 'SC' THEN 'scheduled'
-            WHEN 'IP' THEN 'in_progress'
-            WHEN 'CM' THEN 'completed'
-            WHEN 'CA' THEN 'cancelled'
-            WHEN 'DC' THEN 'cancelled'
-            ELSE current END
-        ELSE current
+        WHEN ctl <> 'SC' THEN current
+        WHEN upper(coalesce(order_status, '')) IN ('CA', 'DC') THEN 'cancelled'
+        ELSE coalesce((SELECT v.status
+                         FROM (VALUES ('SC', 'scheduled', 1),
+                                      ('IP', 'in_progress', 2),
+                                      ('CM', 'completed', 3)) AS v(code, status, rank)
+                        WHERE v.code = upper(order_status)
+                          AND v.rank > coalesce(array_position(
+                                  ARRAY['ordered', 'scheduled', 'in_progress',
+                                        'completed', 'reported'], current) - 1,
+                                  0)),
+                      current)
     END
 $$;
 
@@ -176,10 +198,7 @@ BEGIN
         RETURNING organization_id, id, priority
     )
     INSERT INTO scan_queue (organization_id, scan_id, priority_score)
-    SELECT organization_id, id,
-        CASE priority WHEN 'stat' THEN 4 WHEN 'asap' THEN 3
-                      WHEN 'urgent' THEN 2 ELSE 1 END
-      FROM made;
+    SELECT organization_id, id, medgate_priority_score(priority) FROM made;
 END $$;
 
 -- The set-based side (adapter.h, "batch"): of the messages given, writes

@@ -250,17 +250,65 @@ class OrderAdapterTest(GatewayTest):
         # A late status change (exam completed) leaves it reported.
         self.assertEqual(send("RS-3", "SC", b"CM"), "AA")
         self.assertEqual(h.scalar(self.db, "SELECT status FROM scans"), "reported")
-        # A cancel of a reported study is refused: AE at ORC-1, nothing changes.
-        for cid, ctl, orc5 in (("RS-4", "CA", b""), ("RS-5", "SC", b"CA")):
+        # A cancel of a reported study is refused: AE at what asked for it
+        # (ORC-1, or ORC-5 of an SC), nothing changes.
+        for cid, ctl, orc5, at in (("RS-4", "CA", b"", "ORC^1^1^"), ("RS-5", "SC", b"CA", "ORC^1^5^")):
             seg = segments(mllp_exchange(self.gw.mllp_port, ORM.format(cid=cid, ctl=ctl).encode().replace(
                 b"|FL9^RIS||", b"|FL9^RIS||" + orc5)))
             self.assertEqual(seg["MSA"][1], "AE", cid)
             self.assertTrue(seg["ERR"][3].startswith("102^"), seg["ERR"])
-            self.assertTrue(seg["ERR"][2].startswith("ORC^1^1"), seg["ERR"])
+            self.assertTrue(seg["ERR"][2].startswith(at), seg["ERR"])
             self.assertIn("reported", seg["ERR"][8])
         self.assertEqual(h.psql(self.db, "SELECT s.status, q.status, r.report_status FROM scans s "
                                 "JOIN scan_queue q ON q.scan_id = s.id JOIN reports r ON r.scan_id = s.id"),
                          [["reported", "completed", "final"]])
+
+    def test_status_changes_move_forward_and_a_done_study_is_not_cancelled(self):
+        send = lambda cid, ctl, orc5=b"": segments(mllp_exchange(self.gw.mllp_port, ORM.format(
+            cid=cid, ctl=ctl).encode().replace(b"|FL9^RIS||", b"|FL9^RIS||" + orc5)))
+        status = lambda: h.psql(self.db, "SELECT s.status, q.status FROM scans s JOIN scan_queue q "
+                                "ON q.scan_id = s.id")
+        self.assertEqual(send("F-1", "NW")["MSA"][1], "AA")
+        self.assertEqual(send("F-2", "SC", b"IP")["MSA"][1], "AA")
+        self.assertEqual(status(), [["in_progress", "waiting"]])
+        # Scheduled arriving after in progress: late, moves nothing back.
+        self.assertEqual(send("F-3", "SC", b"SC")["MSA"][1], "AA")
+        self.assertEqual(status(), [["in_progress", "waiting"]])
+        self.assertEqual(send("F-4", "SC", b"CM")["MSA"][1], "AA")
+        self.assertEqual(send("F-5", "SC", b"IP")["MSA"][1], "AA")
+        self.assertEqual(status(), [["completed", "waiting"]])
+        # The images exist: a cancel is refused, and the study stays on
+        # the readers' worklist.
+        seg = send("F-6", "CA")
+        self.assertEqual(seg["MSA"][1], "AE")
+        self.assertTrue(seg["ERR"][2].startswith("ORC^1^1^"), seg["ERR"])
+        self.assertIn("is completed already and cannot be cancelled", seg["ERR"][8])
+        self.assertEqual(status(), [["completed", "waiting"]])
+
+    def test_a_cancelled_order_stays_cancelled_until_ordered_again(self):
+        send = lambda cid, ctl, orc5=b"": segments(mllp_exchange(self.gw.mllp_port, ORM.format(
+            cid=cid, ctl=ctl).encode().replace(b"|FL9^RIS||", b"|FL9^RIS||" + orc5)))["MSA"][1]
+        self.assertEqual(send("C-1", "NW"), "AA")
+        self.assertEqual(send("C-2", "CA"), "AA")
+        # A status message for it (scheduled) does not bring it back half
+        # way (scheduled, with its worklist entry cancelled).
+        self.assertEqual(send("C-3", "SC", b"SC"), "AA")
+        self.assertEqual(send("C-4", "XO"), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT s.status, q.status FROM scans s JOIN scan_queue q "
+                                "ON q.scan_id = s.id"), [["cancelled", "cancelled"]])
+
+    def test_a_new_priority_reorders_the_worklist_entry(self):
+        self.assertEqual(self.send(ORM.format(cid="PR-1", ctl="NW").encode().replace(b"^^S\r", b"^^R\r")), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT s.priority, q.priority_score FROM scans s JOIN scan_queue q "
+                                "ON q.scan_id = s.id"), [["routine", "1.000"]])
+        self.assertEqual(self.send(ORM.format(cid="PR-2", ctl="XO").encode()), "AA")  # now S: stat
+        self.assertEqual(h.psql(self.db, "SELECT s.priority, q.priority_score FROM scans s JOIN scan_queue q "
+                                "ON q.scan_id = s.id"), [["stat", "4.000"]])
+        # A score set otherwise (by hand, triage) stays while the priority
+        # does not change.
+        h.psql(self.db, "UPDATE scan_queue SET priority_score = 9")
+        self.assertEqual(self.send(ORM.format(cid="PR-3", ctl="XO").encode()), "AA")
+        self.assertEqual(h.scalar(self.db, "SELECT priority_score FROM scan_queue"), "9.000")
 
     def test_a_month_precision_order_time_is_its_first_instant(self):
         msg = ORM.format(cid="T-1", ctl="NW").replace("^^^20240102083000^^S\r", "^^^20240102083000^^S||202203\r")
