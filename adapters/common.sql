@@ -182,20 +182,33 @@ BEGIN
             RETURN pid;
         END IF;
     END IF;
-    UPDATE patients t SET
-        (first_name, middle_name, last_name, name_prefix, name_suffix,
-         date_of_birth, gender, phone, email, address_line1, address_line2,
-         city, state, postal_code, country, preferred_language,
-         marital_status, deceased, deceased_at, updated_at) =
-        (SELECT r.first_name, r.middle_name, r.last_name, r.name_prefix,
-            r.name_suffix, r.date_of_birth, coalesce(r.gender, 'unknown'),
-            r.phone, r.email, r.address_line1, r.address_line2, r.city,
-            r.state, r.postal_code, r.country, r.preferred_language,
-            r.marital_status,
-            coalesce(r.deceased, r.deceased_at IS NOT NULL), r.deceased_at,
-            now()
-           FROM jsonb_populate_record(t, p - 'medical_record_number') r)
-     WHERE t.id = pid;
+    -- Only a live record: an A40 (of another connection or instance) that
+    -- merged it while this waited for its row makes the survivor the
+    -- patient, which the next statement sees. Without the check the
+    -- message's data, and its scan, would go to the retired record.
+    LOOP
+        UPDATE patients t SET
+            (first_name, middle_name, last_name, name_prefix, name_suffix,
+             date_of_birth, gender, phone, email, address_line1,
+             address_line2, city, state, postal_code, country,
+             preferred_language, marital_status, deceased, deceased_at,
+             updated_at) =
+            (SELECT r.first_name, r.middle_name, r.last_name, r.name_prefix,
+                r.name_suffix, r.date_of_birth, coalesce(r.gender, 'unknown'),
+                r.phone, r.email, r.address_line1, r.address_line2, r.city,
+                r.state, r.postal_code, r.country, r.preferred_language,
+                r.marital_status,
+                coalesce(r.deceased, r.deceased_at IS NOT NULL),
+                r.deceased_at, now()
+               FROM jsonb_populate_record(t, p - 'medical_record_number') r)
+         WHERE t.id = pid AND t.merged_into IS NULL;
+        EXIT WHEN FOUND;
+        SELECT t.merged_into INTO pid FROM patients t WHERE t.id = pid;
+        IF pid IS NULL THEN
+            RAISE EXCEPTION 'the patient record went away while the message '
+                            'was written';
+        END IF;
+    END LOOP;
     PERFORM medgate_patient_identifiers(org, pid, ids, 'usual');
     RETURN pid;
 END $$;
@@ -205,8 +218,9 @@ END $$;
 -- patient targets[k] (NULL: the live patient holding the patch's medical
 -- record number) or, when there is none, creates it; then the identifiers
 -- are added. Returns the patients' ids in order; an id is NULL where a
--- concurrent transaction created the same patient first (nothing was
--- written for it: look it up and call again). The caller makes sure the
+-- concurrent transaction created the same patient first, or merged the
+-- target into another while this waited for its row (nothing was written
+-- for it: look it up and call again). The caller makes sure the
 -- elements name distinct patients, each with a medical record number, and
 -- that an MRN held only by a merged record comes with its survivor as the
 -- target (medgate_patient_find).
@@ -248,6 +262,7 @@ BEGIN
               WHERE m.target = t.id)
          WHERE t.id = ANY (ARRAY(SELECT target FROM m
                                   WHERE target IS NOT NULL))
+           AND t.merged_into IS NULL
         RETURNING t.id
     ), ins AS (
         INSERT INTO patients (organization_id, medical_record_number,
@@ -272,10 +287,13 @@ BEGIN
             DO NOTHING
         RETURNING id, organization_id, medical_record_number
     )
-    -- A target was updated (upd runs whether read or not; its row is only
-    -- waited for, never lost, while another transaction holds it).
-    SELECT array_agg(coalesce(m.target, i.id) ORDER BY m.k) INTO pids
-      FROM m LEFT JOIN ins i ON m.target IS NULL AND i.organization_id = m.org
+    -- A target is the patient when it was updated: one merged while this
+    -- waited for its row is not (NULL).
+    SELECT array_agg(CASE WHEN m.target IS NOT NULL THEN u.id ELSE i.id END
+                     ORDER BY m.k) INTO pids
+      FROM m LEFT JOIN upd u ON u.id = m.target
+             LEFT JOIN ins i ON m.target IS NULL
+                            AND i.organization_id = m.org
                             AND i.medical_record_number = m.mrn;
     PERFORM medgate_patients_identifiers(orgs, pids, idents, 'usual');
     RETURN pids;
@@ -348,8 +366,8 @@ END $$;
 -- The patients of the messages at positions sel of a batch (the patient
 -- and patient_identifiers of their input documents), written together by
 -- medgate_patients_upsert; their ids in the order of sel. Raises MG001
--- when a concurrent transaction created one of them first: the caller's
--- messages then go one by one (medgate_adapt_batch).
+-- when a concurrent transaction created one of them first, or merged one:
+-- the caller's messages then go one by one (medgate_adapt_batch).
 CREATE OR REPLACE FUNCTION medgate_patients_of(orgs uuid[], inputs jsonb[],
                                                sel integer[])
 RETURNS uuid[] LANGUAGE plpgsql AS $$
@@ -361,7 +379,8 @@ DECLARE
         NULL);
 BEGIN
     IF array_position(pids, NULL) IS NOT NULL THEN
-        RAISE EXCEPTION 'a patient of the batch was created concurrently'
+        RAISE EXCEPTION 'a patient of the batch was created or merged '
+                        'concurrently'
             USING ERRCODE = 'MG001';
     END IF;
     RETURN pids;

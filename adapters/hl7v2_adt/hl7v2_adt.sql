@@ -76,9 +76,22 @@ BEGIN
         VALUES (org, mrn, m->>'prior_last_name', survivor, now(), false,
                 'hl7v2');
     ELSE
-        UPDATE patients SET merged_into = survivor, merged_at = now(),
-               is_active = false, updated_at = now()
-         WHERE id = prior;
+        -- Only a live prior: one that a concurrent A40 merged into another
+        -- record while this waited for its row stands for that record now
+        -- (medgate_patient_find), which is merged instead -- or nothing is
+        -- left to do when that record is the survivor.
+        LOOP
+            UPDATE patients SET merged_into = survivor, merged_at = now(),
+                   is_active = false, updated_at = now()
+             WHERE id = prior AND merged_into IS NULL;
+            EXIT WHEN FOUND;
+            prior := medgate_patient_find(org, mrn);
+            IF prior IS NULL OR prior = survivor THEN
+                PERFORM medgate_patient_identifiers(org, survivor, prior_ids,
+                                                    'old');
+                RETURN;
+            END IF;
+        END LOOP;
         UPDATE patients SET merged_into = survivor, updated_at = now()
          WHERE organization_id = org AND merged_into = prior;
         UPDATE patient_identifiers SET patient_id = survivor,

@@ -1073,6 +1073,59 @@ class BatchFunctionTest(unittest.TestCase):
             self.assertEqual(got, [["0"], ["Newer"]], "fast: " + fast)
 
 
+class ConcurrentMergeTest(unittest.TestCase):
+    """A message for a patient that an A40 of another connection (or
+    instance) merges while the message waits for the patient's row: it
+    lands on the survivor, never on the retired record."""
+
+    def setUp(self):
+        self.db = h.create_database("racemerge")
+        h.migrate(self.db)
+        h.psql(self.db, "INSERT INTO organizations (id, name, identifier) VALUES (:'p1', 'B', 'b')", ORG)
+        for mrn in ("RA", "RB", "RC"):
+            h.psql(self.db, "SELECT medgate_adapter_hl7v2_adt(:'p1', gen_random_uuid(), :'p2'::jsonb)",
+                   ORG, adt_input(mrn))
+
+    def merge_held(self, survivor, prior, seconds=1.5):
+        """An A40 merging prior into survivor, its transaction held open
+        for a while (in the background)."""
+        doc = json.dumps({"message": {"type": "ADT", "trigger": "A40"},
+                          "patient": {"medical_record_number": survivor},
+                          "merge": {"prior_medical_record_number": prior}})
+        sql = ("BEGIN;\nSELECT medgate_adapter_hl7v2_adt(:'p1', gen_random_uuid(), :'p2'::jsonb);\n"
+               "SELECT pg_sleep(%s);\nCOMMIT;\n" % seconds)
+        proc = subprocess.Popen(["psql", "-h", h.pg_host(), "-U", "postgres", "-d", self.db, "-X", "-q",
+                                 "-v", "ON_ERROR_STOP=1", "-v", "p1=" + ORG, "-v", "p2=" + doc],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc.stdin.write(sql)
+        proc.stdin.flush()
+        time.sleep(0.5)  # the merge holds its rows now
+        return proc
+
+    def test_an_order_for_a_record_being_merged_goes_to_the_survivor(self):
+        merge = self.merge_held("RB", "RA")
+        h.psql(self.db, "SELECT medgate_adapter_hl7v2_order(:'p1', gen_random_uuid(), :'p2'::jsonb)",
+               ORG, order_input("RA", "ACC-RACE"))
+        _, err = merge.communicate(timeout=30)
+        self.assertEqual(merge.returncode, 0, err)
+        self.assertEqual(h.psql(self.db, "SELECT p.medical_record_number, p.merged_into IS NULL "
+                                "FROM scans s JOIN patients p ON p.id = s.patient_id"), [["RB", "t"]])
+
+    def test_a_merge_into_a_record_being_merged_follows_it(self):
+        # RB into RC is under way when RA into RB comes: RA ends on RC,
+        # one step, as if the two had come one after the other.
+        merge = self.merge_held("RC", "RB")
+        h.psql(self.db, "SELECT medgate_adapter_hl7v2_adt(:'p1', gen_random_uuid(), :'p2'::jsonb)", ORG,
+               json.dumps({"message": {"type": "ADT", "trigger": "A40"},
+                           "patient": {"medical_record_number": "RB"},
+                           "merge": {"prior_medical_record_number": "RA"}}))
+        _, err = merge.communicate(timeout=30)
+        self.assertEqual(merge.returncode, 0, err)
+        self.assertEqual(h.psql(self.db, "SELECT p.medical_record_number, s.medical_record_number FROM patients p "
+                                "JOIN patients s ON s.id = p.merged_into ORDER BY 1"),
+                         [["RA", "RC"], ["RB", "RC"]])
+
+
 class SharedRecordsInOneCommitTest(GatewayTest):
     """Messages of one grouped commit that name the same patient are written
     one after the other, in order; the others together."""
