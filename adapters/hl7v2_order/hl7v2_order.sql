@@ -237,6 +237,18 @@ BEGIN
         RETURN '{}';
     END IF;
     pids := medgate_patients_of(orgs, inputs, sel);
+    -- The patients' rows are held now. An order for one of them that a
+    -- concurrent transaction (another gateway instance) committed while
+    -- this waited is visible to this new statement: its accession is known
+    -- after all, and the batch goes one by one (the per-message function
+    -- updates that scan instead of making a second one).
+    IF EXISTS (SELECT 1 FROM unnest(sel) AS k, scans t
+                WHERE t.organization_id = orgs[k]
+                  AND t.accession_number
+                      = inputs[k]->'scan'->>'accession_number') THEN
+        RAISE EXCEPTION 'an order of the batch was written concurrently'
+            USING ERRCODE = 'MG001';
+    END IF;
     PERFORM medgate_scans_order(
         ARRAY(SELECT orgs[k] FROM unnest(sel) k), pids,
         ARRAY(SELECT medgate_complete_times(inputs[k]->'scan',

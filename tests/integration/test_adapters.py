@@ -959,6 +959,18 @@ class RefusedRowsTest(unittest.TestCase):
 ORG = "00000000-0000-4000-8000-00000000b001"
 
 
+def wait_for_held_transaction(db):
+    """Waits until another session sleeps inside its open transaction
+    (pg_sleep after its writes): its row locks are held from then on."""
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        if h.scalar(db, "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                    "AND query LIKE 'SELECT pg_sleep%'") != "0":
+            return
+        time.sleep(0.05)
+    raise AssertionError("the other session did not get to its pg_sleep")
+
+
 def order_input(mrn, acc, control="NW", name="Roe"):
     doc = {"message": {"type": "ORM", "trigger": "O01"}, "order": {"control": control},
            "patient": {"medical_record_number": mrn, "last_name": name},
@@ -990,6 +1002,28 @@ class BatchFunctionTest(unittest.TestCase):
         return h.scalar(self.db, "SELECT %s(array_fill(:'p1'::uuid, ARRAY[%d]), "
                         "array_fill(gen_random_uuid(), ARRAY[%d]), %s)" % (fn, len(inputs), len(inputs), arr),
                         ORG)
+
+    def test_order_batch_gives_way_to_an_order_committed_while_it_waited(self):
+        # Another instance's NW for the same accession commits while the
+        # batch waits for the patient's row: the batch must not make a
+        # second scan of that accession; it fails (MG001) and its messages
+        # go one by one.
+        h.psql(self.db, "SELECT medgate_adapter_hl7v2_adt(:'p1', gen_random_uuid(), :'p2'::jsonb)",
+               ORG, adt_input("CP"))
+        other = subprocess.Popen(["psql", "-h", h.pg_host(), "-U", "postgres", "-d", self.db, "-X", "-q",
+                                  "-v", "ON_ERROR_STOP=1", "-v", "p1=" + ORG, "-v",
+                                  "p2=" + order_input("CP", "ACC-C")],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        other.stdin.write("BEGIN;\nSELECT medgate_adapter_hl7v2_order(:'p1', gen_random_uuid(), :'p2'::jsonb);\n"
+                          "SELECT pg_sleep(1.5);\nCOMMIT;\n")
+        other.stdin.flush()
+        wait_for_held_transaction(self.db)
+        with self.assertRaises(h.PsqlError) as e:
+            self.call("medgate_adapter_hl7v2_order_batch", order_input("CP", "ACC-C"), order_input("CQ", "ACC-Q"))
+        self.assertIn("written concurrently", e.exception.stderr)
+        _, err = other.communicate(timeout=30)
+        self.assertEqual(other.returncode, 0, err)
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM scans WHERE accession_number = 'ACC-C'"), "1")
 
     def test_order_batch_takes_only_plain_new_orders(self):
         h.psql(self.db, "SELECT medgate_adapter_hl7v2_order(:'p1', gen_random_uuid(), :'p2'::jsonb)",
@@ -1099,7 +1133,7 @@ class ConcurrentMergeTest(unittest.TestCase):
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         proc.stdin.write(sql)
         proc.stdin.flush()
-        time.sleep(0.5)  # the merge holds its rows now
+        wait_for_held_transaction(self.db)  # the merge holds its rows now
         return proc
 
     def test_an_order_for_a_record_being_merged_goes_to_the_survivor(self):
