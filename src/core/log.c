@@ -120,3 +120,20 @@ mg_log_write(enum mg_log_level level, const struct mg_log_ctx *ctx,
     if (write(STDERR_FILENO, line, off) < 0)
         return;
 }
+
+bool
+mg_log_limit_take(struct mg_log_limit *l, uint64_t now_us, uint64_t *dropped)
+{
+    if (l->in_window == 0 || now_us - l->start_us >= l->window_us) {
+        l->start_us = now_us;
+        l->in_window = 0;
+    }
+    if (l->in_window >= l->burst) {
+        l->dropped++;
+        return false;
+    }
+    l->in_window++;
+    *dropped = l->dropped;
+    l->dropped = 0;
+    return true;
+}

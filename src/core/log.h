@@ -42,4 +42,26 @@ void mg_log_set_json(bool json);
 void mg_log_write(enum mg_log_level level, const struct mg_log_ctx *ctx,
                   const char *fmt, ...) MG_PRINTF(3, 4);
 
+/* The lines of one kind of event that a peer can repeat at will (every
+ * message while the database is down, every oversized frame) are limited:
+ * at most burst lines a window, the others counted and said in the next
+ * line let through. Without it one sender in a retry loop writes tens of
+ * thousands of lines a second, fills the disk and makes journald drop the
+ * lines that matter. One limit per kind of event and place (a listener). */
+struct mg_log_limit {
+    uint64_t window_us;
+    unsigned burst;
+    uint64_t start_us;  /* of the current window */
+    unsigned in_window; /* lines let through in it */
+    uint64_t dropped;   /* left out since the last line let through */
+};
+
+#define MG_LOG_LIMIT_INIT(burst, seconds)                                          ((struct mg_log_limit){(uint64_t)(seconds)*1000000u, (burst), 0, 0, 0})
+
+/* Whether the next line of the event is written (now_us: a monotonic
+ * clock). When it is, *dropped is how many were left out before it, and
+ * the count starts again. */
+bool mg_log_limit_take(struct mg_log_limit *l, uint64_t now_us,
+                       uint64_t *dropped);
+
 #endif

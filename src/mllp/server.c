@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "intake/intake.h"
@@ -59,6 +60,8 @@ struct mg_mllp_server {
     void *closed_arg;
     /* counters */
     unsigned long long frames, acks_sent, oversize, closed_no_ack;
+    /* lines a sender can repeat at will: 5 each per 10 s a listener */
+    struct mg_log_limit not_stored_log, oversize_log;
 };
 
 static void flush_slots(struct mllp_conn *mc);
@@ -224,8 +227,14 @@ on_intake_done(void *arg, int rc, const char *ack, size_t ack_len)
         slot_fill(s, SLOT_SEND_CLOSE, ack, ack_len);
     else {
         /* Not stored: no ACK. Closing makes the sender retransmit. */
-        mg_log(MG_LOG_WARN, &mc->log, "message not stored (%s): closing "
-               "without ACK so the sender retries", mg_strerror(rc));
+        uint64_t dropped;
+
+        if (mg_log_limit_take(&mc->srv->not_stored_log, mg_clock_mono_us(),
+                              &dropped))
+            mg_log(MG_LOG_WARN, &mc->log, "message not stored (%s): closing "
+                   "without ACK so the sender retries (%llu more like it "
+                   "on this listener not logged before this one)",
+                   mg_strerror(rc), (unsigned long long)dropped);
         slot_fill(s, SLOT_CLOSE, NULL, 0);
     }
     flush_slots(mc);
@@ -237,9 +246,15 @@ refuse_oversize(struct mllp_conn *mc, struct mg_str head)
     struct slot *s = slot_new(mc);
     struct mg_buf ack;
 
+    uint64_t dropped;
+
     mc->srv->oversize++;
-    mg_log(MG_LOG_WARN, &mc->log, "frame larger than %ld bytes refused",
-           mc->srv->conf->max_frame_bytes);
+    if (mg_log_limit_take(&mc->srv->oversize_log, mg_clock_mono_us(),
+                          &dropped))
+        mg_log(MG_LOG_WARN, &mc->log, "frame larger than %ld bytes refused "
+               "(%llu more like it on this listener not logged before this "
+               "one)", mc->srv->conf->max_frame_bytes,
+               (unsigned long long)dropped);
     if (s == NULL) {
         mg_net_conn_abort(mc->net);
         return;
@@ -413,6 +428,8 @@ mg_mllp_server_open(struct uv_loop_s *loop,
         return MG_ENOMEM;
     s->conf = conf;
     s->intake = intake;
+    s->not_stored_log = MG_LOG_LIMIT_INIT(5, 10);
+    s->oversize_log = MG_LOG_LIMIT_INIT(5, 10);
     memset(&opts, 0, sizeof(opts));
     opts.bind = conf->bind;
     opts.port = conf->port;

@@ -480,6 +480,26 @@ class ReadyzDetailTest(unittest.TestCase):
         os.rmdir(nosock)
 
 
+class NotStoredLogTest(unittest.TestCase):
+    def test_a_sender_retrying_while_the_database_is_down_writes_few_lines(self):
+        # Every message not stored (database unreachable) used to log one
+        # WARN: a sender in a retry loop wrote tens of thousands of lines a
+        # second. Now at most 5 lines a listener in 10 s.
+        nosock = tempfile.mkdtemp(prefix="medgate-nosock-")
+        gw = h.Gateway("x", config={"database": {"url": "host=%s user=postgres dbname=x" % nosock,
+                                                 "reconnect_max_ms": 200}}).start(wait_ready=False)
+        try:
+            msg = ("MSH|^~\\&|RIS|RAD|MEDGATE|HOSP|20240101120000||ADT^A01|NS-%d|P|2.5\r"
+                   "PID|1||N1^^^HOSP^MR||Doe^Jane\r")
+            for i in range(40):
+                self.assertEqual(h.mllp_exchange(gw.mllp_port, (msg % i).encode()), b"")  # closed, no ACK
+            log = gw.read_log()
+            self.assertEqual(log.count("message not stored"), 5, log[-2000:])
+        finally:
+            gw.stop()
+            os.rmdir(nosock)
+
+
 class DatabaseOutageTest(unittest.TestCase):
     """Stops the test cluster itself, so it runs in its own cluster."""
 

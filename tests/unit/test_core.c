@@ -645,6 +645,31 @@ test_conf_warns_of_unknown_env_variables(void **state)
     mg_conf_dispose(&c);
 }
 
+/* At most burst lines a window; the ones left out are said in the next
+ * line let through, and a new window lets lines through again. */
+static void
+test_log_limit(void **state)
+{
+    struct mg_log_limit l = MG_LOG_LIMIT_INIT(3, 10);
+    uint64_t t = 1000000, dropped = 99;
+    int written = 0;
+
+    (void)state;
+    for (int i = 0; i < 100; i++)
+        if (mg_log_limit_take(&l, t + (uint64_t)i * 1000, &dropped)) {
+            written++;
+            assert_int_equal(dropped, 0);
+        }
+    assert_int_equal(written, 3);
+    /* Still the same window (9.9 s in): nothing. */
+    assert_false(mg_log_limit_take(&l, t + 9900000, &dropped));
+    /* The next window: the 98 left out are told. */
+    assert_true(mg_log_limit_take(&l, t + 10000000, &dropped));
+    assert_int_equal(dropped, 98);
+    assert_true(mg_log_limit_take(&l, t + 10000001, &dropped));
+    assert_int_equal(dropped, 0);
+}
+
 int
 main(void)
 {
@@ -668,6 +693,7 @@ main(void)
         cmocka_unit_test(test_conf_errors_name_the_listener_and_sender),
         cmocka_unit_test(test_conf_warns_of_unknown_env_variables),
         cmocka_unit_test(test_conf_commit_timeout),
+        cmocka_unit_test(test_log_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
