@@ -20,7 +20,9 @@ on_healthz(struct mg_http_request *req, void *ud)
 
 /* Logs each change of readiness once, with the whole reason: the detail
  * the body leaves out, without a line for every load balancer probe.
- * INFO: the store logs the failures themselves at WARN and ERROR. */
+ * WARN both ways, so that an operator at log.level warn sees the gateway
+ * stop and start taking messages, whatever the reason (a schema behind,
+ * an organization deactivated: the store does not log every one). */
 static void
 log_change(struct mg_admin *a, const char *reason)
 {
@@ -30,10 +32,26 @@ log_change(struct mg_admin *a, const char *reason)
     if (strncmp(reason, a->logged, sizeof(a->logged) - 1) == 0)
         return;
     if (reason[0] != '\0')
-        mg_log(MG_LOG_INFO, &ctx, "not ready: %s", reason);
+        mg_log(MG_LOG_WARN, &ctx, "not ready: %s", reason);
     else
-        mg_log(MG_LOG_INFO, &ctx, "ready again");
+        mg_log(MG_LOG_WARN, &ctx, "ready again");
     snprintf(a->logged, sizeof(a->logged), "%s", reason);
+}
+
+bool
+mg_admin_check_ready(struct mg_admin *a, char *reason, size_t size)
+{
+    for (int i = 0; i < a->nready; i++) {
+        reason[0] = '\0';
+        if (!a->ready[i].fn(a->ready[i].arg, reason, size)) {
+            if (reason[0] == '\0')
+                snprintf(reason, size, "(no reason given)");
+            log_change(a, reason);
+            return false;
+        }
+    }
+    log_change(a, "");
+    return true;
 }
 
 static void
@@ -48,20 +66,15 @@ on_readyz(struct mg_http_request *req, void *ud)
                         "draining\n", 9);
         return;
     }
-    for (int i = 0; i < a->nready; i++) {
-        reason[0] = '\0';
-        if (!a->ready[i].fn(a->ready[i].arg, reason, sizeof(reason))) {
-            log_change(a, reason[0] ? reason : "(no reason given)");
-            /* Up to the first ':' only: the detail after it (libpq's
-             * socket paths and host names) is for the log, not anyone. */
-            n = snprintf(body, sizeof(body), "not ready: %.*s\n",
-                         (int)strcspn(reason, ":"), reason);
-            mg_http_respond(req, 503, "text/plain; charset=utf-8", NULL, body,
-                            (size_t)MG_MIN(n, (int)sizeof(body) - 1));
-            return;
-        }
+    if (!mg_admin_check_ready(a, reason, sizeof(reason))) {
+        /* Up to the first ':' only: the detail after it (libpq's socket
+         * paths and host names) is for the log, not anyone. */
+        n = snprintf(body, sizeof(body), "not ready: %.*s\n",
+                     (int)strcspn(reason, ":"), reason);
+        mg_http_respond(req, 503, "text/plain; charset=utf-8", NULL, body,
+                        (size_t)MG_MIN(n, (int)sizeof(body) - 1));
+        return;
     }
-    log_change(a, "");
     mg_http_respond(req, 200, "text/plain; charset=utf-8", NULL, "ready\n", 6);
 }
 

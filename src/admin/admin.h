@@ -47,6 +47,10 @@ MG_MUST_CHECK int mg_admin_add_metrics(struct mg_admin *a,
                                        mg_admin_metrics_cb fn, void *arg);
 MG_MUST_CHECK int mg_admin_add_ready(struct mg_admin *a, mg_admin_ready_cb fn,
                                      void *arg);
+/* Runs the readiness checks as /readyz does, logging a change of the
+ * answer once (WARN): the program calls it on a timer too, so a change is
+ * logged even when nobody probes /readyz. reason gets why not. */
+bool mg_admin_check_ready(struct mg_admin *a, char *reason, size_t size);
 /* From now on /readyz answers 503 "draining" (load balancers stop sending). */
 void mg_admin_set_draining(struct mg_admin *a);
 

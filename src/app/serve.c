@@ -272,7 +272,13 @@ recheck_store(struct app *app, bool always)
 static void
 on_recheck_tick(uv_timer_t *t)
 {
-    recheck_store(t->data, false);
+    struct app *app = t->data;
+    char reason[256];
+
+    recheck_store(app, false);
+    /* A change of readiness reaches the log without a /readyz probe. */
+    if (!app->draining)
+        (void)mg_admin_check_ready(&app->admin, reason, sizeof(reason));
 }
 
 /* SIGHUP: the log level of the configuration file, if it still loads. */
@@ -469,7 +475,9 @@ start(struct app *app)
     if (rc == MG_OK) {
         uv_timer_start(&app->mapping_timer, on_mapping_tick, 1000, 1000);
         uv_unref((uv_handle_t *)&app->mapping_timer);
-        uv_timer_start(&app->recheck_timer, on_recheck_tick, RECHECK_MS,
+        /* The first tick soon: a gateway that never gets ready (schema
+         * behind, organization inactive) says why in the log at once. */
+        uv_timer_start(&app->recheck_timer, on_recheck_tick, 1000,
                        RECHECK_MS);
         uv_unref((uv_handle_t *)&app->recheck_timer);
         rc = mg_http_router_new(&app->router);

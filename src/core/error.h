@@ -26,6 +26,7 @@
     X(ECONF, "configuration error")                                            \
     X(EIO, "input/output error")                                               \
     X(ESCHEMA, "database schema mismatch")                                     \
+    X(EREFUSED, "database check refused")                                      \
     X(EMAPPING, "mapping error")                                               \
     X(ECANCELED, "canceled")                                                   \
     X(EINDOUBT, "commit outcome unknown")

@@ -84,7 +84,10 @@ observe(struct mg_http_request *req, int status)
     double secs = (double)(mg_clock_mono_us() - req->start_us) / 1e6;
 
     mg__http_metrics_observe(&hc->s->metrics, req->route, status, secs);
-    if (status >= 400) {
+    /* /readyz's 503 is an answer, not a failure: the admin module logs
+     * each change of readiness once, not each load balancer probe. */
+    if (status >= 400 && !(status == 503 && req->route != NULL &&
+                           strcmp(req->route, "readyz") == 0)) {
         struct mg_log_ctx ctx = {"http", "responding", hc->id, hc->peer,
                                  NULL};
         mg_log(status >= 500 ? MG_LOG_WARN : MG_LOG_INFO, &ctx,

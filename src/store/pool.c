@@ -937,10 +937,13 @@ conn_next(struct mg__store_conn *c)
     if (conn_cleanup(c))
         return;
     r = mg__store_reqq_pop(&s->queue);
-    /* A refused check: nothing runs but the checks that may lift it. */
+    /* A refused check: nothing runs but the checks that may lift it. The
+     * reason goes with the refusal (an organization deactivated is no
+     * schema to migrate). */
     while (r != NULL && r->kind != MG__STORE_REQ_SCHEMA &&
            !mg__store_schema_ok(s)) {
-        mg__store_defer(s, r, MG_ESCHEMA);
+        mg__store_defer(s, r, s->schema_version == MG_STORE_SCHEMA_REFUSED
+                                  ? MG_EREFUSED : MG_ESCHEMA);
         r = mg__store_reqq_pop(&s->queue);
     }
     if (r == NULL) {

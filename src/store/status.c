@@ -75,8 +75,12 @@ mg_store_status(const struct mg_store *s, char *reason, size_t size)
         snprintf(reason, size, "database check refused: %s",
                  s->schema_detail[0] ? s->schema_detail : "(no reason given)");
     else
-        snprintf(reason, size, "schema version %d, expected %d",
-                 s->schema_version, s->opts.expected_schema_version);
+        snprintf(reason, size, "schema version %d, expected %d (%s)",
+                 s->schema_version, s->opts.expected_schema_version,
+                 s->schema_version < s->opts.expected_schema_version
+                     ? "run medgate migrate"
+                     : "a newer medgate migrated the database: run that "
+                       "version");
     return ready;
 }
 

@@ -247,8 +247,9 @@ MG_MUST_CHECK int mg_store_tx_rollback(struct mg_store_tx *tx,
 /* True when at least one connection is up and, if an expected schema
  * version was configured, the last schema check returned exactly it.
  * While a configured check says otherwise, the store runs nothing: every
- * request (query, transaction) fails with MG_ESCHEMA, so that no work is
- * done against a database the check refused. */
+ * request (query, transaction) fails with MG_ESCHEMA (MG_EREFUSED when the
+ * check refused, MG_STORE_SCHEMA_REFUSED), so that no work is done against
+ * a database the check refused. */
 bool mg_store_ready(const struct mg_store *store);
 
 /* Writes why the store is not ready ("database unreachable: ...",

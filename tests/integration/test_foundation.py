@@ -375,7 +375,16 @@ class ServeTest(unittest.TestCase):
                "(SELECT max(version) FROM schema_migrations)")
         gw = h.Gateway(self.db, mllp=False).start(wait_ready=False)
         try:
+            # The log says why at WARN by itself, without a /readyz probe
+            # (the harness waited on /healthz only).
+            deadline = time.time() + 15
+            while time.time() < deadline and "not ready: schema" not in gw.read_log():
+                time.sleep(0.1)
+            self.assertRegex(gw.read_log(), r"level=warn component=admin .*not ready: schema version \d+, "
+                                            r"expected \d+ \(run medgate migrate\)")
             assert_not_ready(self, gw, "schema")
+            # Probes of /readyz are answers, not failures: no line each.
+            self.assertNotIn("status=503 route=readyz", gw.read_log())
         finally:
             gw.stop()
 

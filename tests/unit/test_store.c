@@ -1152,7 +1152,7 @@ test_store_schema_version(void **state)
     fixture_open(&f, &o);
     assert_true(run_until(&f.loop, store_some_up, f.store, 5000));
     assert_false(mg_store_status(f.store, reason, sizeof(reason)));
-    assert_string_equal(reason, "schema version 0, expected 1");
+    assert_string_equal(reason, "schema version 0, expected 1 (run medgate migrate)");
     fixture_close(&f);
 
     admin_exec(db_name, "CREATE TABLE schema_migrations (version int primary "
@@ -1171,7 +1171,7 @@ test_store_schema_version(void **state)
     assert_true(run_until(&f.loop, store_some_up, f.store, 5000));
     assert_false(mg_store_ready(f.store));
     assert_false(mg_store_status(f.store, reason, sizeof(reason)));
-    assert_string_equal(reason, "schema version 2, expected 3");
+    assert_string_equal(reason, "schema version 2, expected 3 (run medgate migrate)");
     /* After a migration, a recheck makes it ready without reconnecting. */
     admin_exec(db_name, "INSERT INTO schema_migrations (version, name) "
                         "VALUES (3, 'three')");
@@ -1182,7 +1182,8 @@ test_store_schema_version(void **state)
 
 /* A check that refuses (MG_STORE_SCHEMA_REFUSED and its reason): not
  * ready, the reason in the status, and no work runs -- a query and a
- * transaction fail with MG_ESCHEMA -- until a recheck passes. */
+ * transaction fail with MG_EREFUSED (not MG_ESCHEMA: nothing to migrate)
+ * -- until a recheck passes. */
 static void
 test_store_refused_check_runs_nothing(void **state)
 {
@@ -1203,10 +1204,10 @@ test_store_refused_check_runs_nothing(void **state)
     assert_string_equal(reason,
                         "database check refused: table mg_allow is missing");
     query_wait(&f, NULL, "SELECT 'ran'", 0, NULL, NULL, &r);
-    assert_int_equal(r.rc, MG_ESCHEMA);
+    assert_int_equal(r.rc, MG_EREFUSED);
     assert_int_equal(mg_store_begin(f.store, on_begin, &t), MG_OK);
     assert_true(run_until(&f.loop, tx_begun, &t, 5000));
-    assert_int_equal(t.rc, MG_ESCHEMA);
+    assert_int_equal(t.rc, MG_EREFUSED);
     assert_null(t.tx);
 
     admin_exec(db_name, "CREATE TABLE mg_allow ()");
