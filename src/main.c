@@ -9,6 +9,7 @@
 #include "core/conf.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "mapping/mapping.h"
 #include "store/migrate.h"
 
 int mg_mllp_send_main(int argc, char **argv);
@@ -86,6 +87,18 @@ cmd_config(int argc, char **argv)
         return 2;
     }
     rc = load_conf(&conf, argv[3]);
+    if (rc == MG_OK) {
+        /* The mapping folder too: serve refuses to start with a broken
+         * set, and the systemd unit runs this check before every start. */
+        struct mg_mapping_set *set;
+
+        rc = mg_adapters_load_set(conf.mappings_dir, &set, stderr);
+        if (rc == MG_OK)
+            mg_mapping_set_free(set);
+        else
+            fprintf(stderr, "%s: the mapping files in %s have errors\n",
+                    argv[3], conf.mappings_dir);
+    }
     mg_conf_dispose(&conf);
     if (rc != MG_OK)
         return 1;

@@ -5,6 +5,7 @@
  * then close everything and leave the loop with no handle open. */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
@@ -15,6 +16,7 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/str.h"
 #include "http/http.h"
 #include "intake/intake.h"
 #include "mapping/mapping.h"
@@ -45,6 +47,10 @@ struct app {
     uv_timer_t recheck_timer;       /* repeats a refused database check */
     struct mg_mapping_set *mappings; /* the set in service */
     unsigned long long mapping_reloads, mapping_refusals;
+    /* the folder holds a refused set (its errors, hashed: each distinct
+     * set of errors is logged and counted once, not at every retry) */
+    bool mapping_refused;
+    uint64_t refused_errors;
     uint64_t drain_deadline_us;
     bool draining, closing;
     struct mg_log_ctx log;
@@ -109,27 +115,73 @@ mllp_metrics(void *arg, struct mg_buf *out)
         mg_intake_write_metrics(app->intake, out);
     mg_buf_appendf(out,
                    "medgate_mapping_reloads_total %llu\n"
-                   "medgate_mapping_refused_total %llu\n",
-                   app->mapping_reloads, app->mapping_refusals);
+                   "medgate_mapping_refused_total %llu\n"
+                   "# HELP medgate_mapping_refused_pending 1 while the "
+                   "mapping folder holds a set that was refused (the "
+                   "previous set serves; a restart would fail)\n"
+                   "# TYPE medgate_mapping_refused_pending gauge\n"
+                   "medgate_mapping_refused_pending %d\n",
+                   app->mapping_reloads, app->mapping_refusals,
+                   app->mapping_refused ? 1 : 0);
 }
 
 /* ---- mapping files -------------------------------------------------- */
 
+/* The loader's "file:line: key: problem" lines as log lines (ERROR), so
+ * that they reach the log in its format (JSON too), at most 50. */
+static void
+log_mapping_errors(struct app *app, const char *text, size_t len)
+{
+    const char *p = text, *end = text + len, *nl;
+    int n = 0;
+
+    for (; p < end; p = nl + 1) {
+        nl = memchr(p, '\n', (size_t)(end - p));
+        if (nl == NULL)
+            nl = end;
+        if (nl > p && n++ < 50)
+            mg_log(MG_LOG_ERROR, &app->log, "mapping: %.*s", (int)(nl - p), p);
+    }
+    if (n > 50)
+        mg_log(MG_LOG_ERROR, &app->log, "mapping: %d more problems", n - 50);
+}
+
 /* Loads the mapping folder; a broken set is refused whole and the set in
- * service stays (its errors are logged as file:line: key: problem). */
+ * service stays. Its errors are logged (file:line: key: problem) when
+ * they are new: a folder still broken at the next retry says nothing
+ * more, and medgate_mapping_refused_pending says it is still so. */
 static int
 load_mappings(struct app *app, const char *why)
 {
     struct mg_mapping_set *set;
+    char *errors = NULL;
+    size_t len = 0;
+    FILE *err = open_memstream(&errors, &len);
+    int rc = mg_adapters_load_set(app->conf->mappings_dir, &set,
+                                  err != NULL ? err : stderr);
+    uint64_t hash;
 
-    if (mg_adapters_load_set(app->conf->mappings_dir, &set, stderr) != MG_OK) {
-        app->mapping_refusals++;
-        mg_log(MG_LOG_ERROR, &app->log, "%s: mapping files in %s refused "
-               "(errors above); %s", why, app->conf->mappings_dir,
-               app->mappings ? "the previous set stays in service"
-                             : "no set to serve with");
+    if (err != NULL)
+        fclose(err);
+    if (rc != MG_OK) {
+        hash = mg_fnv1a(MG_FNV1A_BASIS, errors ? errors : "", len);
+        if (!app->mapping_refused || hash != app->refused_errors) {
+            app->mapping_refusals++;
+            log_mapping_errors(app, errors ? errors : "", len);
+            mg_log(MG_LOG_ERROR, &app->log, "%s: mapping files in %s "
+                   "refused (errors above); %s", why,
+                   app->conf->mappings_dir,
+                   app->mappings ? "the previous set stays in service (a "
+                                   "restart would fail until they are fixed)"
+                                 : "no set to serve with");
+        }
+        app->mapping_refused = true;
+        app->refused_errors = hash;
+        free(errors);
         return MG_ECONF;
     }
+    free(errors);
+    app->mapping_refused = false;
     if (app->intake != NULL)
         mg_intake_set_mappings(app->intake, set);
     if (app->mappings != NULL) {

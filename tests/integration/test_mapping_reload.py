@@ -74,7 +74,21 @@ class MappingReloadTest(unittest.TestCase):
         # A broken file: refused whole, the running set keeps serving.
         self.edit_orders("sometimes")  # not a boolean
         self.assertTrue(self.wait_for_log("refused"), self.gw.read_log()[-2000:])
-        self.assertIn("orders.json:", self.gw.read_log())
+        # The loader's problem is a log line, in the log's format.
+        self.assertRegex(self.gw.read_log(), r'level=error component=main msg="mapping: [^"]*orders.json:\d+: '
+                                             r'fields/scan.accession_number/required: expected true or false"')
+        status, _, metrics = self.gw.get("/metrics")
+        self.assertIn("medgate_mapping_refused_pending 1\n", metrics)
+        # `config check` says so too (the unit runs it before a start,
+        # which would fail with this folder).
+        env = {"MEDGATE_PATHS_MAPPINGS": self.maps}
+        check = h.run_medgate("config", "check", self.gw.config_path, env=env)
+        self.assertEqual(check.returncode, 1, check.stdout)
+        self.assertIn("orders.json:", check.stderr)
+        self.assertIn("the mapping files in %s have errors" % self.maps, check.stderr)
+        # The same errors at the next retries are not logged again.
+        time.sleep(6)
+        self.assertEqual(self.gw.read_log().count("fields/scan.accession_number/required"), 1)
         self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, order("RL-2")))["MSA"][1], "AE")
         adt = mllp_exchange(self.gw.mllp_port, order("RL-3").replace(b"ORM^O01^ORM_O01", b"ADT^A01^ADT_A01")
                             .replace(b"ORC|NW|PL1^RIS\r", b"PV1|1|O\r"))
@@ -85,6 +99,7 @@ class MappingReloadTest(unittest.TestCase):
         self.assertTrue(self.wait_for_log("mapping files reloaded"), self.gw.read_log()[-2000:])
         self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, order("RL-4")))["MSA"][1], "AA")
         self.assertIsNone(self.gw.proc.poll())
+        self.assertIn("medgate_mapping_refused_pending 0\n", self.gw.get("/metrics")[2])
 
     def test_replay_after_the_mapping_is_fixed(self):
         self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, order("RP-1")))["MSA"][1], "AE")
