@@ -207,10 +207,28 @@ mg_intake_free(struct mg_intake *in)
         uv_close((uv_handle_t *)&in->kick, on_kick_closed);
 }
 
+/* The address of "ip:port" or "[v6]:port" (for hl7_messages.peer_address,
+ * an inet), in a; NULL for none. */
+static const char *
+peer_address(struct mg_arena *a, const char *peer)
+{
+    const char *end;
+
+    if (peer == NULL)
+        return NULL;
+    if (peer[0] == '[') {
+        end = strchr(peer, ']');
+        return end ? mg_arena_strndup(a, peer + 1, (size_t)(end - peer - 1))
+                   : NULL;
+    }
+    end = strrchr(peer, ':');
+    return mg_arena_strndup(a, peer, end ? (size_t)(end - peer) : strlen(peer));
+}
+
 int
 mg_intake_submit(struct mg_intake *in, const struct mg_conf_listener *li,
-                 struct mg_intake_seq *seq, struct mg_str frame,
-                 mg_intake_done_cb done, void *arg)
+                 const char *peer, struct mg_intake_seq *seq,
+                 struct mg_str frame, mg_intake_done_cb done, void *arg)
 {
     struct mg__intake_item *it;
     int rc;
@@ -238,6 +256,7 @@ mg_intake_submit(struct mg_intake *in, const struct mg_conf_listener *li,
         item_free(it);
         return rc;
     }
+    it->col[COL_PEER] = peer_address(&it->arena, peer);
     memcpy(it->prepared, it->col, sizeof(it->prepared));
     it->prepared_outcome = it->outcome;
     it->key = key_hash(it);

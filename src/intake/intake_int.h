@@ -52,6 +52,7 @@ enum mg__intake_col {
     COL_ADAPTER,     /* the route's adapter, NULL when none runs */
     COL_INPUT,       /* its input document (JSON) */
     COL_FAST,        /* "t": shares no record with the rest of its batch */
+    COL_PEER,        /* the sender's IP address, NULL when not known */
     MG__INTAKE_NPARAMS
 };
 

@@ -60,8 +60,9 @@ struct mg_mllp_server {
     void *closed_arg;
     /* counters */
     unsigned long long frames, acks_sent, oversize, closed_no_ack;
+    unsigned long long junk_bytes; /* outside frames, of closed connections */
     /* lines a sender can repeat at will: 5 each per 10 s a listener */
-    struct mg_log_limit not_stored_log, oversize_log;
+    struct mg_log_limit not_stored_log, oversize_log, junk_log;
 };
 
 static void flush_slots(struct mllp_conn *mc);
@@ -279,7 +280,8 @@ take_frame(struct mllp_conn *mc, struct mg_str frame)
         mg_net_conn_abort(mc->net); /* no slot to close it in order */
         return;
     }
-    if (mg_intake_submit(mc->srv->intake, mc->srv->conf, &mc->seq, frame,
+    if (mg_intake_submit(mc->srv->intake, mc->srv->conf, mc->log.peer,
+                         &mc->seq, frame,
                          on_intake_done, s) != MG_OK) {
         slot_fill(s, SLOT_CLOSE, NULL, 0);
         flush_slots(mc);
@@ -409,6 +411,23 @@ on_close(struct mg_net_conn *c)
 
     if (mc == NULL)
         return;
+    /* Bytes that were never inside a frame: most often a sender that
+     * writes HL7 without MLLP's start and end blocks, and then waits for
+     * an ACK that cannot come. Said when its connection ends. */
+    if (mc->dec.stats.junk > 0) {
+        uint64_t dropped;
+
+        mc->srv->junk_bytes += mc->dec.stats.junk;
+        if (mg_log_limit_take(&mc->srv->junk_log, mg_clock_mono_us(),
+                              &dropped))
+            mg_log(MG_LOG_WARN, &mc->log, "connection ended with %llu bytes "
+                   "outside MLLP frames, skipped (%llu frames in it; a "
+                   "sender without the 0x0B start block?) (%llu more like it "
+                   "on this listener not logged before this one)",
+                   (unsigned long long)mc->dec.stats.junk,
+                   (unsigned long long)mc->dec.stats.frames,
+                   (unsigned long long)dropped);
+    }
     mc->net = NULL;
     mc->log.peer = NULL; /* the string lived in c */
     drop_slots_written(mc);
@@ -430,6 +449,7 @@ mg_mllp_server_open(struct uv_loop_s *loop,
     s->intake = intake;
     s->not_stored_log = MG_LOG_LIMIT_INIT(5, 10);
     s->oversize_log = MG_LOG_LIMIT_INIT(5, 10);
+    s->junk_log = MG_LOG_LIMIT_INIT(5, 10);
     memset(&opts, 0, sizeof(opts));
     opts.bind = conf->bind;
     opts.port = conf->port;
@@ -520,8 +540,9 @@ mg_mllp_server_write_metrics(const struct mg_mllp_server *s,
         "medgate_mllp_rejected_connections_total{listener=\"%s\"} %llu\n"
         "medgate_mllp_frames_total{listener=\"%s\"} %llu\n"
         "medgate_mllp_acks_sent_total{listener=\"%s\"} %llu\n"
-        "medgate_mllp_oversize_frames_total{listener=\"%s\"} %llu\n",
+        "medgate_mllp_oversize_frames_total{listener=\"%s\"} %llu\n"
+        "medgate_mllp_skipped_bytes_total{listener=\"%s\"} %llu\n",
         n, st.open, n, (unsigned long long)st.accepted, n,
         (unsigned long long)st.rejected, n, s->frames, n, s->acks_sent, n,
-        s->oversize);
+        s->oversize, n, s->junk_bytes);
 }

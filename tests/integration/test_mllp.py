@@ -229,6 +229,23 @@ class AckRulesTest(unittest.TestCase):
     def tearDown(self):
         self.gw.stop()
 
+    def test_the_senders_address_is_stored_and_unframed_hl7_is_said(self):
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, msg("PEER-1")))["MSA"][1], "AA")
+        self.assertEqual(h.scalar(self.db, "SELECT host(peer_address) FROM hl7_messages "
+                                  "WHERE control_id = 'PEER-1'"), "127.0.0.1")
+        # HL7 without MLLP's blocks: no frame, no ACK; the log says why
+        # when the sender gives up, and /metrics counts the bytes.
+        raw = msg("PEER-2")
+        with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=5) as sock:
+            sock.sendall(raw)
+        deadline = time.time() + 10
+        while time.time() < deadline and "outside MLLP frames" not in self.gw.read_log():
+            time.sleep(0.05)
+        self.assertIn("connection ended with %d bytes outside MLLP frames, skipped (0 frames in it; "
+                      "a sender without the 0x0B start block?)" % len(raw), self.gw.read_log())
+        self.assertIn('medgate_mllp_skipped_bytes_total{listener="test"} %d\n' % len(raw),
+                      self.gw.get("/metrics")[2])
+
     def test_repeated_message_gets_the_original_ack_and_is_stored_once(self):
         first = mllp_exchange(self.gw.mllp_port, msg("DUP-1"))
         again = mllp_exchange(self.gw.mllp_port, msg("DUP-1"))
