@@ -277,9 +277,10 @@ on_drain_tick(uv_timer_t *t)
         mg_log(MG_LOG_INFO, &app->log, "drained, closing");
         close_all(app);
     } else if (mg_clock_mono_us() >= app->drain_deadline_us) {
-        mg_log(MG_LOG_WARN, &app->log, "drain deadline passed with work in "
-               "flight (%zu HL7 messages not committed): closing",
-               mg_intake_pending(app->intake));
+        mg_log(MG_LOG_WARN, &app->log, "drain deadline passed with %zu HL7 "
+               "message(s) not answered: closing (a commit under way may "
+               "still complete; their senders resend and a stored one gets "
+               "its original ACK)", mg_intake_pending(app->intake));
         close_all(app);
     }
 }

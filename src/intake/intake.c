@@ -478,6 +478,33 @@ on_rows(int rc, PGresult *res, void *ud)
         batch_ended(f, MG_OK, res);
 }
 
+static const struct mg_log_ctx intake_log = {.component = "intake",
+                                             .action = "committing"};
+
+/* What an on-call engineer should read into a failed grouped commit's
+ * SQLSTATE (its class, for most). */
+static const char *
+sqlstate_words(const char *state)
+{
+    static const char *const words[][2] = {
+        {"57014", "statement timeout or cancel: a lock held elsewhere, or "
+                  "database.statement_timeout_ms too short"},
+        {"40P01", "deadlock with another transaction"},
+        {"40001", "serialization failure"},
+        {"53", "the database server is out of a resource (disk, memory, "
+               "connections)"},
+        {"08", "connection to the database lost"},
+        {"57P", "the database server is shutting down or restarting"},
+        {"42", "the schema does not match this build (run medgate migrate)"},
+        {"23", "a constraint refused a row"},
+        {"22", "a value the database cannot take"}};
+
+    for (size_t i = 0; state && i < MG_ARRAY_LEN(words); i++)
+        if (strncmp(state, words[i][0], strlen(words[i][0])) == 0)
+            return words[i][1];
+    return "see the database server's log";
+}
+
 /* The end of a batch transaction: committed (rc MG_OK) or not. */
 static void
 batch_ended(struct flight *f, int rc, PGresult *res)
@@ -499,10 +526,15 @@ batch_ended(struct flight *f, int rc, PGresult *res)
         requeue(in, list, n, false); /* the copy is a repeat next time */
     } else {
         in->failed_batches++;
-        if (rc == MG_EDB && res != NULL)
-            mg_log(MG_LOG_WARN, NULL, "intake batch of %zu failed: "
-                   "SQLSTATE %s", n,
-                   PQresultErrorField(res, PG_DIAG_SQLSTATE) ?: "?");
+        if (rc == MG_EDB && res != NULL) {
+            const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+            mg_log(MG_LOG_WARN, &intake_log, "grouped commit of %zu "
+                   "message(s) failed: SQLSTATE %s (%s); %s", n,
+                   state ? state : "?", sqlstate_words(state),
+                   n > 1 ? "they are tried again one at a time"
+                         : "not stored: no ACK, the sender resends");
+        }
         isolate(in, list, n, rc);
     }
     if (in->freeing) {
