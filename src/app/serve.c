@@ -334,7 +334,19 @@ on_recheck_tick(uv_timer_t *t)
         (void)mg_admin_check_ready(&app->admin, reason, sizeof(reason));
 }
 
-/* SIGHUP: the log level of the configuration file, if it still loads. */
+/* An option SIGHUP cannot apply changed in the file: say so. */
+static void
+warn_needs_restart(const char *key, void *arg)
+{
+    struct app *app = arg;
+
+    if (strcmp(key, "log.level") != 0)
+        mg_log(MG_LOG_WARN, &app->log, "SIGHUP: %s changed in %s; it takes "
+               "effect at the next restart", key, app->conf->path);
+}
+
+/* SIGHUP: the log level of the configuration file, if it still loads;
+ * every other option changed in it is named as waiting for a restart. */
 static void
 reload_log_level(struct app *app)
 {
@@ -345,9 +357,11 @@ reload_log_level(struct app *app)
         !mg_log_set_level(fresh.log_level))
         mg_log(MG_LOG_ERROR, &app->log, "SIGHUP: %s has errors; keeping the "
                "running configuration", app->conf->path);
-    else
+    else {
         mg_log(MG_LOG_INFO, &app->log, "SIGHUP: reloaded log level %s",
                fresh.log_level);
+        mg_conf_diff(app->conf, &fresh, warn_needs_restart, app);
+    }
     mg_conf_dispose(&fresh);
 }
 

@@ -888,3 +888,66 @@ mg_conf_write_reference(FILE *out)
     write_rows(out, options, MG_ARRAY_LEN(options));
     write_rows(out, listener_options, MG_ARRAY_LEN(listener_options));
 }
+
+static bool
+str_differs(const char *x, const char *y)
+{
+    return (x == NULL) != (y == NULL) || (x != NULL && strcmp(x, y) != 0);
+}
+
+static bool
+listeners_differ(const struct mg_conf *a, const struct mg_conf *b)
+{
+    if (a->nlisteners != b->nlisteners)
+        return true;
+    for (int i = 0; i < a->nlisteners; i++) {
+        const struct mg_conf_listener *x = &a->listeners[i], *y = &b->listeners[i];
+
+        if (str_differs(x->name, y->name) || str_differs(x->bind, y->bind) ||
+            x->port != y->port || x->max_connections != y->max_connections ||
+            x->max_frame_bytes != y->max_frame_bytes ||
+            x->idle_timeout_ms != y->idle_timeout_ms ||
+            x->ack_mode != y->ack_mode || x->db_down_reply != y->db_down_reply ||
+            str_differs(x->default_charset, y->default_charset) ||
+            x->nsenders != y->nsenders)
+            return true;
+        for (int k = 0; k < x->nsenders; k++) {
+            const struct mg_conf_sender *s = &x->senders[k], *t = &y->senders[k];
+
+            if (str_differs(s->application, t->application) ||
+                str_differs(s->facility, t->facility) ||
+                str_differs(s->organization_id, t->organization_id) ||
+                str_differs(s->charset, t->charset))
+                return true;
+        }
+    }
+    return false;
+}
+
+void
+mg_conf_diff(const struct mg_conf *a, const struct mg_conf *b,
+             void (*changed)(const char *key, void *arg), void *arg)
+{
+    for (size_t i = 0; i < MG_ARRAY_LEN(options); i++) {
+        const struct opt *o = &options[i];
+        const char *x = (const char *)a + o->offset;
+        const char *y = (const char *)b + o->offset;
+        bool differs;
+
+        switch (o->type) {
+        case OPT_STR:
+            differs = str_differs(*(char *const *)x, *(char *const *)y);
+            break;
+        case OPT_INT:
+            differs = *(const int *)x != *(const int *)y;
+            break;
+        default:
+            differs = *(const long *)x != *(const long *)y;
+            break;
+        }
+        if (differs)
+            changed(o->key, arg);
+    }
+    if (listeners_differ(a, b))
+        changed("mllp.listeners", arg);
+}

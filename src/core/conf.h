@@ -112,6 +112,12 @@ MG_MUST_CHECK int mg_conf_load(struct mg_conf *c, const char *path, FILE *err);
  * that is neither an option nor a tool variable of deploy/ or tests/
  * (never its value); such a variable does not make them fail. */
 MG_MUST_CHECK int mg_conf_apply_env(struct mg_conf *c, FILE *err);
+/* Calls changed(key, arg) for each option whose value differs between a
+ * and b (scalar options by their dotted key, "mllp.listeners" once for
+ * any difference in the listeners and their senders). For SIGHUP: what
+ * a reload cannot apply is named, so nobody believes it took effect. */
+void mg_conf_diff(const struct mg_conf *a, const struct mg_conf *b,
+                  void (*changed)(const char *key, void *arg), void *arg);
 /* Frees the strings the conf owns. */
 void mg_conf_dispose(struct mg_conf *c);
 /* Writes a Markdown table of every option with its default and meaning. */

@@ -491,6 +491,33 @@ class ReadyzDetailTest(unittest.TestCase):
         os.rmdir(nosock)
 
 
+class SighupTest(unittest.TestCase):
+    def test_options_a_reload_cannot_apply_are_named(self):
+        db = h.create_database("hup")
+        h.migrate(db)
+        gw = h.Gateway(db).start()
+        try:
+            conf = dict(gw.conf)
+            conf["http"] = dict(conf["http"], port=h.free_port())
+            conf["log"] = {"level": "info"}
+            conf["mllp"]["listeners"][0]["idle_timeout_ms"] = 12345
+            with open(gw.config_path, "w") as f:
+                json.dump(conf, f)
+            gw.proc.send_signal(signal.SIGHUP)
+            deadline = time.time() + 10
+            while time.time() < deadline and "mllp.listeners changed" not in gw.read_log():
+                time.sleep(0.05)
+            log = gw.read_log()
+            self.assertIn("SIGHUP: reloaded log level info", log)
+            self.assertIn("SIGHUP: http.port changed in %s; it takes effect at the next restart"
+                          % gw.config_path, log)
+            self.assertIn("SIGHUP: mllp.listeners changed in", log)
+            self.assertNotIn("log.level changed", log)
+            self.assertNotIn("database.url changed", log)
+        finally:
+            gw.stop()
+
+
 class NotStoredLogTest(unittest.TestCase):
     def test_a_sender_retrying_while_the_database_is_down_writes_few_lines(self):
         # Every message not stored (database unreachable) used to log one
