@@ -59,6 +59,7 @@ struct mg_intake {
     unsigned long long outcome[MG__INTAKE_NOUTCOMES];
     unsigned long long batches, batch_messages, failed_batches;
     unsigned long long batched; /* written by a batch function, committed */
+    struct mg_log_limit refused_log; /* AE/AR answers: 5 in 10 s */
 };
 
 
@@ -137,6 +138,7 @@ mg_intake_new(uv_loop_t *loop, struct mg_store *store,
     in->loop = loop;
     in->store = store;
     in->opts = *opts;
+    in->refused_log = MG_LOG_LIMIT_INIT(5, 10);
     if (in->opts.batch_max <= 0)
         in->opts.batch_max = 256;
     if (in->opts.queue_max <= 0)
@@ -286,6 +288,31 @@ mg_intake_pending(const struct mg_intake *in)
 /* Hands out the answers of a committed batch. Items the database could not
  * insert because a concurrent message took the same key in the same batch
  * go back to the queue: next time they are ordinary duplicates. */
+/* A refused message (stored failed or rejected): a line, limited, so that
+ * a sender of bad messages shows in the log. Codes, locations and the
+ * listener, never the error text (it may quote a value of the message). */
+static void
+log_refusal(struct mg_intake *in, const struct mg__intake_item *it)
+{
+    static const struct mg_log_ctx ctx = {.component = "intake",
+                                          .action = "answering"};
+    uint64_t dropped;
+
+    if ((it->outcome != MG__INTAKE_FAILED &&
+         it->outcome != MG__INTAKE_REJECTED) ||
+        !mg_log_limit_take(&in->refused_log, mg_clock_mono_us(), &dropped))
+        return;
+    mg_log(MG_LOG_INFO, &ctx, "message from listener %s, sender %s, "
+           "refused: %s at %s (stored %s: hl7_messages.error says why) "
+           "(%llu more like it not logged before this one)",
+           it->listener ? it->listener->name : "?",
+           it->col[COL_APP] ? it->col[COL_APP] : "?",
+           it->col[COL_ACK_CODE] ? it->col[COL_ACK_CODE] : "no ACK",
+           it->col[COL_ERROR_LOCATION] ? it->col[COL_ERROR_LOCATION] : "-",
+           it->outcome == MG__INTAKE_FAILED ? "failed" : "rejected",
+           (unsigned long long)dropped);
+}
+
 static void
 deliver(struct mg_intake *in, struct mg__intake_item *list)
 {
@@ -303,6 +330,7 @@ deliver(struct mg_intake *in, struct mg__intake_item *list)
             continue;
         }
         in->batched += it->batched;
+        log_refusal(in, it);
         if (it->lost)
             finish(in, it, MG_EINDOUBT, NULL, 0);
         else

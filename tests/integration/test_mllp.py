@@ -245,6 +245,15 @@ class AckRulesTest(unittest.TestCase):
                       "a sender without the 0x0B start block?)" % len(raw), self.gw.read_log())
         self.assertIn('medgate_mllp_skipped_bytes_total{listener="test"} %d\n' % len(raw),
                       self.gw.get("/metrics")[2])
+        # A refused message is a log line too (limited), codes and places
+        # only: the error text may quote the message.
+        bad = msg("PEER-3").replace(b"|P|2.5", b"|P|9.9")
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, bad))["MSA"][1], "AR")
+        deadline = time.time() + 5
+        while time.time() < deadline and "refused: AR" not in self.gw.read_log():
+            time.sleep(0.05)
+        self.assertRegex(self.gw.read_log(), r"level=info component=intake .*message from listener test, "
+                                             r"sender RIS, refused: AR at MSH\^1\^12")
 
     def test_repeated_message_gets_the_original_ack_and_is_stored_once(self):
         first = mllp_exchange(self.gw.mllp_port, msg("DUP-1"))
