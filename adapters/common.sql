@@ -125,6 +125,53 @@ BEGIN
     RETURN CASE WHEN cardinality(found) = 1 THEN found[1] END;
 END $$;
 
+-- The assigning authority under which patient pid holds its MRN, when
+-- the message's MR identifier of that value (in ids) names another one:
+-- the same number from two authorities (two hospitals of one organization,
+-- a clinic's own numbers) is two people, and matching by the number alone
+-- would file one person's data under the other. NULL when they agree, or
+-- when either side does not say (no MR identifier of that value, or one
+-- without an authority). Agreeing means the same system, or a namespace
+-- (CX.4.1) of one equal to the other's system or namespace: a sender that
+-- gives the OID once and the namespace alone another time is one
+-- authority.
+CREATE OR REPLACE FUNCTION medgate_mrn_other_authority(org uuid, pid uuid,
+                                                       mrn text, ids jsonb)
+RETURNS text LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    sys text;
+    ns text;
+    held text;
+BEGIN
+    SELECT medgate_identifier_system(x.universal_id_type, x.universal_id,
+                                     x.system),
+           NULLIF(x.system, '')
+      INTO sys, ns
+      FROM jsonb_to_recordset(coalesce(ids, '[]')) AS x(value text,
+           system text, universal_id text, universal_id_type text,
+           type_code text)
+     WHERE x.value = mrn AND upper(coalesce(x.type_code, '')) = 'MR'
+     LIMIT 1;
+    IF sys IS NULL OR sys = 'urn:medgate:unqualified' THEN
+        RETURN NULL;
+    END IF;
+    SELECT t.system INTO held FROM patient_identifiers t
+     WHERE t.organization_id = org AND t.patient_id = pid
+       AND t.value = mrn AND upper(coalesce(t.type_code, '')) = 'MR'
+     ORDER BY (t.system = sys OR t.system = 'urn:medgate:unqualified'
+               OR t.system = ns OR t.assigner IN (sys, ns)) DESC
+     LIMIT 1;
+    IF NOT FOUND OR held = sys OR held = 'urn:medgate:unqualified'
+       OR held = ns
+       OR EXISTS (SELECT 1 FROM patient_identifiers t
+                   WHERE t.organization_id = org AND t.patient_id = pid
+                     AND t.value = mrn AND t.system = held
+                     AND t.assigner IN (sys, ns)) THEN
+        RETURN NULL;
+    END IF;
+    RETURN held;
+END $$;
+
 -- Applies a patient patch (the mapped patient.* targets: a key that is
 -- absent keeps the column, a null clears it) to the patient with its
 -- medical record number, creating the patient when there is none, and adds
@@ -139,6 +186,7 @@ RETURNS uuid LANGUAGE plpgsql AS $$
 DECLARE
     mrn text := p->>'medical_record_number';
     pid uuid;
+    other text;
 BEGIN
     p := medgate_patient_patch(p, medgate_org_timezone(org));
     IF mrn IS NULL OR mrn = '' THEN
@@ -147,6 +195,14 @@ BEGIN
                   DETAIL = 'patient.medical_record_number';
     END IF;
     pid := medgate_patient_find(org, mrn);
+    other := medgate_mrn_other_authority(org, pid, mrn, ids);
+    IF other IS NOT NULL THEN
+        RAISE EXCEPTION 'the MRN is held by a patient of another assigning '
+                        'authority (%): the same number from two authorities '
+                        'is two people', other
+            USING ERRCODE = 'MG204',
+                  DETAIL = 'patient.medical_record_number';
+    END IF;
     -- Matched by identifier: no patient has the MRN, which is no MR-typed
     -- identifier (an SSN in PID-3.1, say), but one patient holds one of
     -- the message's identifiers. That patient is updated; its MRN stays.
@@ -411,9 +467,12 @@ BEGIN
      WHERE t.organization_id = org AND t.medical_record_number = mrn
        AND t.merged_into IS NULL;
     IF FOUND THEN
+        -- (one of another assigning authority goes one by one, to be
+        -- refused there: medgate_patient_upsert)
         RETURN NOT EXISTS (SELECT 1 FROM patients t
                             WHERE t.organization_id = org
-                              AND t.merged_into = pid);
+                              AND t.merged_into = pid)
+               AND medgate_mrn_other_authority(org, pid, mrn, ids) IS NULL;
     END IF;
     IF EXISTS (SELECT 1 FROM patients t
                 WHERE t.organization_id = org

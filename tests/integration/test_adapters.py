@@ -440,6 +440,36 @@ class IdentifierMatchTest(GatewayTest):
         return h.scalar(self.db, "SELECT p.medical_record_number FROM scans s JOIN patients p "
                         "ON p.id = s.patient_id WHERE s.accession_number = :'p1'", acc)
 
+    def test_one_number_from_two_assigning_authorities_is_two_people(self):
+        # Smith is 12345 at HOSPA; Jones is 12345 at CLINICB. Matching by
+        # the number alone overwrote Smith with Jones.
+        smith = adt("AU-1", mrn="12345", name="Smith^John").replace(b"12345^^^HOSP^MR", b"12345^^^HOSPA^MR")
+        jones = adt("AU-2", mrn="12345", name="Jones^Mary").replace(b"12345^^^HOSP^MR", b"12345^^^CLINICB^MR")
+        self.assertEqual(self.send(smith), "AA")
+        seg = segments(mllp_exchange(self.gw.mllp_port, jones))
+        self.assertEqual(seg["MSA"][1], "AE")
+        self.assertTrue(seg["ERR"][3].startswith("204^"), seg["ERR"])
+        self.assertTrue(seg["ERR"][2].startswith("PID^1^3"), seg["ERR"])
+        self.assertIn("another assigning authority (HOSPA)", seg["ERR"][8])
+        self.assertEqual(h.psql(self.db, "SELECT last_name FROM patients"), [["Smith"]])
+        # An order for CLINICB's 12345 in a grouped commit (the set-based
+        # path) is refused too, and its neighbour is written.
+        acks = pipelined(self.gw.mllp_port, [
+            order_for("AU-3", "12345", "ACC-AU3").replace(b"12345^^^HOSP^MR", b"12345^^^CLINICB^MR"),
+            order_for("AU-4", "OTHER9", "ACC-AU4")])
+        self.assertEqual(acks, ["AE", "AA"])
+        self.assertEqual(self.patient_of("ACC-AU4"), "OTHER9")
+        self.assertIsNone(self.patient_of("ACC-AU3"))
+        # The same authority named by its OID, or its namespace alone, is
+        # the same authority: Smith again.
+        for cid, pid3 in (("AU-5", b"12345^^^HOSPA&2.16.840.1.113883.19.5&ISO^MR"),
+                          ("AU-6", b"12345^^^&2.16.840.1.113883.19.5&ISO^MR"),
+                          ("AU-7", b"12345^^^^MR")):
+            msg = adt(cid, ev="A08", mrn="12345", name="Smith^Johnny").replace(b"12345^^^HOSP^MR", pid3)
+            self.assertEqual(self.send(msg), "AA", cid)
+        self.assertEqual(h.psql(self.db, "SELECT last_name, first_name FROM patients "
+                                "WHERE medical_record_number = '12345'"), [["Smith", "Johnny"]])
+
     def test_order_matched_by_another_identifier(self):
         self.assertEqual(self.send(adt("IM-1", mrn="PAT1", ssn="555")), "AA")
         self.assertEqual(self.send(order_by_pid3("IM-2", "555^^^USSSA^SS", "ACC-S1")), "AA")
