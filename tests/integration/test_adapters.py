@@ -697,6 +697,17 @@ class ResultAdapterTest(GatewayTest):
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM reports"), "1")
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM scan_files"), "1")
 
+    def test_result_without_obr18_finds_the_order_by_its_filler_number(self):
+        # The order named its accession in OBR-18 (ACC9, filler FL9); the
+        # result has no OBR-18, so its accession falls back to the filler
+        # number: the same study, not a second one.
+        self.assertEqual(self.send(ORM.format(cid="FO-1", ctl="NW").encode()), "AA")
+        self.assertEqual(self.send(oru("FO-2", "")), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT s.accession_number, s.status, q.status FROM reports r "
+                                "JOIN scans s ON s.id = r.scan_id JOIN scan_queue q ON q.scan_id = s.id"),
+                         [["ACC9", "reported", "completed"]])
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM scans"), "1")
+
     def test_result_for_an_unknown_study_creates_it_and_links_by_uid(self):
         self.assertEqual(self.send(oru("R-5", "ACC-X", uid="1.2.3.4.5")), "AA")
         self.assertEqual(h.psql(self.db, "SELECT s.accession_number, s.study_instance_uid, s.status, "
