@@ -63,6 +63,8 @@ dtm_ranges_ok(const struct dtm *t)
     static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     int y = num2(t->p) * 100 + num2(t->p + 2), m, d;
 
+    if (y == 0) /* no year 0 in ISO 8601's common era, nor in PostgreSQL */
+        return false;
     if (t->ndigit >= 6) {
         m = num2(t->p + 4);
         if (m < 1 || m > 12)
