@@ -73,7 +73,7 @@ class MappingReloadTest(unittest.TestCase):
 
         # A broken file: refused whole, the running set keeps serving.
         self.edit_orders("sometimes")  # not a boolean
-        self.assertTrue(self.wait_for_log("refused"), self.gw.read_log()[-2000:])
+        self.assertTrue(self.wait_for_log("refused (errors above)"), self.gw.read_log()[-2000:])
         # The loader's problem is a log line, in the log's format.
         self.assertRegex(self.gw.read_log(), r'level=error component=main msg="mapping: [^"]*orders.json:\d+: '
                                              r'fields/scan.accession_number/required: expected true or false"')
