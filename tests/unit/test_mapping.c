@@ -578,6 +578,26 @@ test_results_fhir_converter(void **state)
 
 /* ---- nulls, fallbacks, conditions (synthetic messages) --------------- */
 
+/* Maps an A01 whose PID is pid_head, each case's input, then the end of
+ * the segment, and checks the shipped route's target gives each case's
+ * value. */
+static void
+check_pid_cases(const char *pid_head, const char *target,
+                const char *const (*cases)[2], size_t n)
+{
+    char msg[256];
+    struct mapped m;
+
+    for (size_t i = 0; i < n; i++) {
+        int len = snprintf(msg, sizeof(msg), MSH_ADT("ADT^A01") "%s%s\r",
+                           pid_head, cases[i][0]);
+        map_text(&m, shipped, msg, (size_t)len);
+        assert_int_equal(m.rc, MG_OK);
+        assert_string_equal(val(&m, target), cases[i][1]);
+        done(&m);
+    }
+}
+
 /* The shipped sex table follows the HL7 v2-to-FHIR ConceptMap for table
  * 0001 (A and N are other) and never refuses an odd code. */
 static void
@@ -586,19 +606,10 @@ test_shipped_sex_table(void **state)
     static const char *const cases[][2] = {
         {"F", "female"}, {"M", "male"},     {"O", "other"},  {"A", "other"},
         {"N", "other"},  {"U", "unknown"}, {"X", "unknown"}};
-    char msg[256];
-    struct mapped m;
 
     (void)state;
-    for (size_t i = 0; i < MG_ARRAY_LEN(cases); i++) {
-        int n = snprintf(msg, sizeof(msg),
-                         MSH_ADT("ADT^A01") "PID|1||123^^^X^MR||Doe||19800101|%s\r",
-                         cases[i][0]);
-        map_text(&m, shipped, msg, (size_t)n);
-        assert_int_equal(m.rc, MG_OK);
-        assert_string_equal(val(&m, "patient.gender"), cases[i][1]);
-        done(&m);
-    }
+    check_pid_cases("PID|1||123^^^X^MR||Doe||19800101|", "patient.gender",
+                    cases, MG_ARRAY_LEN(cases));
 }
 
 /* XAD.1 is an SAD: street address, street name, dwelling number. The
@@ -613,19 +624,10 @@ test_shipped_street_address(void **state)
         {"&Main St&12", "Main St 12"},
         {"12 Mainly St&Main&12", "12 Mainly St Main"},
         {"Main&Main", "Main"}};
-    char msg[256];
-    struct mapped m;
 
     (void)state;
-    for (size_t i = 0; i < MG_ARRAY_LEN(cases); i++) {
-        int n = snprintf(msg, sizeof(msg),
-                         MSH_ADT("ADT^A01") "PID|1||123^^^X^MR||Doe||||||%s\r",
-                         cases[i][0]);
-        map_text(&m, shipped, msg, (size_t)n);
-        assert_int_equal(m.rc, MG_OK);
-        assert_string_equal(val(&m, "patient.address_line1"), cases[i][1]);
-        done(&m);
-    }
+    check_pid_cases("PID|1||123^^^X^MR||Doe||||||", "patient.address_line1",
+                    cases, MG_ARRAY_LEN(cases));
 }
 
 /* The referrer's id comes from the XCN its name came from: OBR-16 names
