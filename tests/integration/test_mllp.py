@@ -125,8 +125,13 @@ class CorpusTest(unittest.TestCase):
 
     def forget_messages(self):
         """Several corpus files reuse one sender and MSH-10 (MSG00001...):
-        start each file afresh so duplicate detection does not apply."""
-        h.psql(self.db, "TRUNCATE hl7_messages, sync_logs CASCADE")
+        start each file afresh so duplicate detection does not apply. They
+        come from unrelated sources and reuse made-up identifiers too
+        (PATID1234 under ADT1, under test1&2.16.1&HCD and under NIST MPI):
+        one number from two assigning authorities is two people, refused
+        (AE 204), so each file starts with no patients either."""
+        h.psql(self.db, "TRUNCATE hl7_messages, sync_logs, patients, patient_identifiers, "
+               "scans, scan_queue, reports, scan_files CASCADE")
 
     def check_stored_once(self, path):
         _, _, control_id = msh_of(path)
