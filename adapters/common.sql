@@ -38,7 +38,7 @@ BEGIN
         ELSIF v ~ '^\d{4}-\d{2}$' THEN
             v := v || '-01';
         END IF;
-        IF v !~ 'T[0-9:.]*(Z|[+-]\d{2}(:?\d{2})?)$' THEN
+        IF v !~ '[T ][0-9:.]*(Z|[+-]\d{2}(:?\d{2})?)$' THEN
             p := jsonb_set(p, ARRAY[k], to_jsonb(v::timestamp AT TIME ZONE tz));
         END IF;
     END LOOP;
@@ -139,37 +139,44 @@ CREATE OR REPLACE FUNCTION medgate_mrn_other_authority(org uuid, pid uuid,
                                                        mrn text, ids jsonb)
 RETURNS text LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    sys text;
-    ns text;
-    held text;
+    m record;
+    named boolean := false;
 BEGIN
-    SELECT medgate_identifier_system(x.universal_id_type, x.universal_id,
-                                     x.system),
-           NULLIF(x.system, '')
-      INTO sys, ns
-      FROM jsonb_to_recordset(coalesce(ids, '[]')) AS x(value text,
-           system text, universal_id text, universal_id_type text,
-           type_code text)
-     WHERE x.value = mrn AND upper(coalesce(x.type_code, '')) = 'MR'
-     LIMIT 1;
-    IF sys IS NULL OR sys = 'urn:medgate:unqualified' THEN
+    IF pid IS NULL THEN
         RETURN NULL;
     END IF;
-    SELECT t.system INTO held FROM patient_identifiers t
-     WHERE t.organization_id = org AND t.patient_id = pid
-       AND t.value = mrn AND upper(coalesce(t.type_code, '')) = 'MR'
-     ORDER BY (t.system = sys OR t.system = 'urn:medgate:unqualified'
-               OR t.system = ns OR t.assigner IN (sys, ns)) DESC
-     LIMIT 1;
-    IF NOT FOUND OR held = sys OR held = 'urn:medgate:unqualified'
-       OR held = ns
-       OR EXISTS (SELECT 1 FROM patient_identifiers t
-                   WHERE t.organization_id = org AND t.patient_id = pid
-                     AND t.value = mrn AND t.system = held
-                     AND t.assigner IN (sys, ns)) THEN
+    -- Every MR identifier of that value the message names (a message may
+    -- list the MRN under two authorities): one the patient holds is enough.
+    FOR m IN SELECT medgate_identifier_system(x.universal_id_type,
+                                              x.universal_id, x.system) AS sys,
+                    NULLIF(x.system, '') AS ns
+               FROM jsonb_to_recordset(coalesce(ids, '[]')) AS x(value text,
+                    system text, universal_id text, universal_id_type text,
+                    type_code text)
+              WHERE x.value = mrn AND upper(coalesce(x.type_code, '')) = 'MR'
+    LOOP
+        IF m.sys = 'urn:medgate:unqualified' THEN
+            RETURN NULL; -- says no authority: cannot differ
+        END IF;
+        named := true;
+        IF EXISTS (SELECT 1 FROM patient_identifiers t
+                    WHERE t.organization_id = org AND t.patient_id = pid
+                      AND t.value = mrn
+                      AND (t.system IN (m.sys, m.ns)
+                           OR t.assigner IN (m.sys, m.ns))) THEN
+            RETURN NULL;
+        END IF;
+    END LOOP;
+    IF NOT named THEN
         RETURN NULL;
     END IF;
-    RETURN held;
+    -- The authority the patient holds the MRN under, if it says one (a
+    -- row without an authority says nothing either way).
+    RETURN (SELECT t.system FROM patient_identifiers t
+             WHERE t.organization_id = org AND t.patient_id = pid
+               AND t.value = mrn AND upper(coalesce(t.type_code, '')) = 'MR'
+               AND t.system <> 'urn:medgate:unqualified'
+             ORDER BY t.created_at LIMIT 1);
 END $$;
 
 -- Applies a patient patch (the mapped patient.* targets: a key that is
@@ -187,6 +194,7 @@ DECLARE
     mrn text := p->>'medical_record_number';
     pid uuid;
     other text;
+    tries int := 0;
 BEGIN
     p := medgate_patient_patch(p, medgate_org_timezone(org));
     IF mrn IS NULL OR mrn = '' THEN
@@ -195,14 +203,6 @@ BEGIN
                   DETAIL = 'patient.medical_record_number';
     END IF;
     pid := medgate_patient_find(org, mrn);
-    other := medgate_mrn_other_authority(org, pid, mrn, ids);
-    IF other IS NOT NULL THEN
-        RAISE EXCEPTION 'the MRN is held by a patient of another assigning '
-                        'authority (%): the same number from two authorities '
-                        'is two people', other
-            USING ERRCODE = 'MG204',
-                  DETAIL = 'patient.medical_record_number';
-    END IF;
     -- Matched by identifier: no patient has the MRN, which is no MR-typed
     -- identifier (an SSN in PID-3.1, say), but one patient holds one of
     -- the message's identifiers. That patient is updated; its MRN stays.
@@ -243,6 +243,16 @@ BEGIN
     -- patient, which the next statement sees. Without the check the
     -- message's data, and its scan, would go to the retired record.
     LOOP
+        -- Checked for whichever patient this is now: the one found, the one
+        -- a concurrent insert of the same MRN made, or a survivor.
+        other := medgate_mrn_other_authority(org, pid, mrn, ids);
+        IF other IS NOT NULL THEN
+            RAISE EXCEPTION 'the MRN is held by a patient of another '
+                            'assigning authority (%): the same number from '
+                            'two authorities is two people', other
+                USING ERRCODE = 'MG204',
+                      DETAIL = 'patient.medical_record_number';
+        END IF;
         UPDATE patients t SET
             (first_name, middle_name, last_name, name_prefix, name_suffix,
              date_of_birth, gender, phone, email, address_line1,
@@ -260,9 +270,10 @@ BEGIN
          WHERE t.id = pid AND t.merged_into IS NULL;
         EXIT WHEN FOUND;
         SELECT t.merged_into INTO pid FROM patients t WHERE t.id = pid;
-        IF pid IS NULL THEN
-            RAISE EXCEPTION 'the patient record went away while the message '
-                            'was written';
+        tries := tries + 1;
+        IF pid IS NULL OR tries > 10 THEN
+            RAISE EXCEPTION 'the patient record went away, or kept being '
+                            'merged, while the message was written';
         END IF;
     END LOOP;
     PERFORM medgate_patient_identifiers(org, pid, ids, 'usual');

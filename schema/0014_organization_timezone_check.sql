@@ -21,3 +21,22 @@ END $$;
 CREATE TRIGGER organizations_timezone_known
     BEFORE INSERT OR UPDATE OF timezone ON organizations
     FOR EACH ROW EXECUTE FUNCTION medgate_organization_timezone_known();
+
+-- The rows already there, checked the same way: a name written before this
+-- migration that PostgreSQL does not know stops it here, naming the row,
+-- rather than failing every message of that organization afterwards.
+DO $$
+DECLARE
+    o record;
+BEGIN
+    FOR o IN SELECT id, timezone FROM organizations LOOP
+        BEGIN
+            PERFORM now() AT TIME ZONE o.timezone;
+        EXCEPTION WHEN invalid_parameter_value THEN
+            RAISE EXCEPTION 'organization % has time zone "%", which '
+                            'PostgreSQL does not know: correct it (UPDATE '
+                            'organizations SET timezone = ...), then migrate '
+                            'again', o.id, o.timezone;
+        END;
+    END LOOP;
+END $$;

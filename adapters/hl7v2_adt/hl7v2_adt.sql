@@ -49,6 +49,7 @@ RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     mrn text := m->>'prior_medical_record_number';
     prior uuid;
+    other text;
 BEGIN
     IF mrn IS NULL OR mrn = '' THEN
         RAISE EXCEPTION 'a merge needs the prior patient''s MRN in MRG-1'
@@ -80,11 +81,26 @@ BEGIN
         -- record while this waited for its row stands for that record now
         -- (medgate_patient_find), which is merged instead -- or nothing is
         -- left to do when that record is the survivor.
-        LOOP
+        FOR tries IN 1..10 LOOP
+            -- MRG-1's MRN of another assigning authority than the record's
+            -- is another person: merging it would move that person's
+            -- studies, which cannot be undone.
+            other := medgate_mrn_other_authority(org, prior, mrn, prior_ids);
+            IF other IS NOT NULL THEN
+                RAISE EXCEPTION 'MRG-1''s MRN is held by a patient of another '
+                                'assigning authority (%): the same number '
+                                'from two authorities is two people', other
+                    USING ERRCODE = 'MG204',
+                          DETAIL = 'merge.prior_medical_record_number';
+            END IF;
             UPDATE patients SET merged_into = survivor, merged_at = now(),
                    is_active = false, updated_at = now()
              WHERE id = prior AND merged_into IS NULL;
             EXIT WHEN FOUND;
+            IF tries = 10 THEN
+                RAISE EXCEPTION 'the record MRG-1 names kept being merged '
+                                'elsewhere while this merge waited';
+            END IF;
             prior := medgate_patient_find(org, mrn);
             IF prior IS NULL OR prior = survivor THEN
                 PERFORM medgate_patient_identifiers(org, survivor, prior_ids,

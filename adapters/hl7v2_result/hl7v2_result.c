@@ -500,7 +500,9 @@ put_files(struct mg_buf *b, int *n, const json_t *r, const char *status)
             if (rc == MG_OK) rc = mg_buf_appendc(b, '^');
             if (rc == MG_OK) rc = mg_buf_appendz(b, subtype);
             if (rc == MG_OK) rc = mg_buf_appendz(b, "^Base64^");
-            if (rc == MG_OK) rc = mg_buf_append(b, f.base64.ptr, f.base64.len);
+            /* escaped all the same: base64 holds no delimiter, but a row
+             * written by something else might */
+            if (rc == MG_OK) rc = mg_hl7v2_escape(b, &delims, f.base64);
         }
         if (rc == MG_OK) rc = mg_buf_appendz(b, "||||||");
         if (rc == MG_OK) rc = mg_buf_appendz(b, status);

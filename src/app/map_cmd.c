@@ -131,7 +131,6 @@ print_fhir(const struct dry_run *dr, const struct mg_hl7v2_msg *msg,
     json_decref(in);
 }
 
-/* Dry-runs every message of one file; returns how many failed. */
 /* Prints what the intake would answer raw today. Returns whether it would
  * map it: false for a message refused before mapping (AR: header, sender or
  * type), or when that cannot be told. */
@@ -144,6 +143,8 @@ print_verdict(const struct dry_run *dr, struct mg_str raw)
     memset(&v, 0, sizeof(v));
     if (mg_intake_judge(dr->li, dr->set, raw, &v) != MG_OK) {
         printf("intake: cannot tell (out of memory)\n");
+        free(v.ack);
+        free(v.input);
         return false;
     }
     printf("intake: %s, answered %s", v.status,
@@ -159,6 +160,7 @@ print_verdict(const struct dry_run *dr, struct mg_str raw)
     return mapped;
 }
 
+/* Dry-runs every message of one file; returns how many failed. */
 static int
 dry_run_file(const struct dry_run *dr, const char *path)
 {

@@ -16,7 +16,9 @@
  * never takes its neighbours down and they still commit in order. */
 #include "intake/intake.h"
 
+#include <arpa/inet.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,21 +212,33 @@ mg_intake_free(struct mg_intake *in)
 }
 
 /* The address of "ip:port" or "[v6]:port" (for hl7_messages.peer_address,
- * an inet), in a; NULL for none. */
+ * an inet), in a; NULL for none, or for anything that is no address (the
+ * net layer writes "?:0" when it could not tell): a value the cast to
+ * inet refused would fail the grouped commit of every message with it. */
 static const char *
 peer_address(struct mg_arena *a, const char *peer)
 {
-    const char *end;
+    unsigned char bin[sizeof(struct in6_addr)];
+    const char *start = peer, *end;
+    char ip[INET6_ADDRSTRLEN];
+    size_t n;
 
     if (peer == NULL)
         return NULL;
     if (peer[0] == '[') {
-        end = strchr(peer, ']');
-        return end ? mg_arena_strndup(a, peer + 1, (size_t)(end - peer - 1))
-                   : NULL;
+        start = peer + 1;
+        end = strchr(start, ']');
+    } else {
+        end = strrchr(peer, ':');
     }
-    end = strrchr(peer, ':');
-    return mg_arena_strndup(a, peer, end ? (size_t)(end - peer) : strlen(peer));
+    n = end ? (size_t)(end - start) : strlen(start);
+    if (n == 0 || n >= sizeof(ip))
+        return NULL;
+    memcpy(ip, start, n);
+    ip[n] = '\0';
+    if (inet_pton(AF_INET, ip, bin) != 1 && inet_pton(AF_INET6, ip, bin) != 1)
+        return NULL;
+    return mg_arena_strndup(a, ip, n);
 }
 
 int
@@ -298,7 +312,8 @@ log_refusal(struct mg_intake *in, const struct mg__intake_item *it)
                                           .action = "answering"};
     uint64_t dropped;
 
-    if ((it->outcome != MG__INTAKE_FAILED &&
+    if (it->lost ||
+        (it->outcome != MG__INTAKE_FAILED &&
          it->outcome != MG__INTAKE_REJECTED) ||
         !mg_log_limit_take(&in->refused_log, mg_clock_mono_us(), &dropped))
         return;

@@ -413,19 +413,20 @@ on_close(struct mg_net_conn *c)
         return;
     /* Bytes that were never inside a frame: most often a sender that
      * writes HL7 without MLLP's start and end blocks, and then waits for
-     * an ACK that cannot come. Said when its connection ends. */
-    if (mc->dec.stats.junk > 0) {
+     * an ACK that cannot come. Said when its connection ends having sent
+     * no frame at all; counted always (a sender ending frames with CR LF
+     * leaves one byte between frames, which is no fault worth a line). */
+    mc->srv->junk_bytes += mc->dec.stats.junk;
+    if (mc->dec.stats.junk > 0 && mc->dec.stats.frames == 0) {
         uint64_t dropped;
 
-        mc->srv->junk_bytes += mc->dec.stats.junk;
         if (mg_log_limit_take(&mc->srv->junk_log, mg_clock_mono_us(),
                               &dropped))
             mg_log(MG_LOG_WARN, &mc->log, "connection ended with %llu bytes "
-                   "outside MLLP frames, skipped (%llu frames in it; a "
-                   "sender without the 0x0B start block?) (%llu more like it "
-                   "on this listener not logged before this one)",
+                   "and no MLLP frame, skipped (a sender without the 0x0B "
+                   "start block?) (%llu more like it on this listener not "
+                   "logged before this one)",
                    (unsigned long long)mc->dec.stats.junk,
-                   (unsigned long long)mc->dec.stats.frames,
                    (unsigned long long)dropped);
     }
     mc->net = NULL;

@@ -469,6 +469,27 @@ class IdentifierMatchTest(GatewayTest):
             self.assertEqual(self.send(msg), "AA", cid)
         self.assertEqual(h.psql(self.db, "SELECT last_name, first_name FROM patients "
                                 "WHERE medical_record_number = '12345'"), [["Smith", "Johnny"]])
+        # Orders, which name the authority by its OID one day and its
+        # namespace the next: one authority, every time.
+        for cid, pid3 in (("AU-8", b"12345^^^HOSPA&2.16.840.1.113883.19.5&ISO^MR"),
+                          ("AU-9", b"12345^^^HOSPA^MR"),
+                          ("AU-10", b"12345^^^HOSPA&2.16.840.1.113883.19.5&ISO^MR")):
+            msg = order_for(cid, "12345", "ACC-" + cid).replace(b"12345^^^HOSP^MR", pid3)
+            self.assertEqual(self.send(msg), "AA", cid)
+        # A result for CLINICB's 12345: refused, the report not filed
+        # under Smith.
+        other = oru("AU-11", "ACC-AU-8").replace(b"MRN9^^^HOSP^MR", b"12345^^^CLINICB^MR")
+        self.assertEqual(self.send(other), "AE")
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM reports"), "0")
+        # A merge of CLINICB's 12345 into another patient would move
+        # Smith's studies: refused at MRG-1.
+        self.assertEqual(self.send(adt("AU-12", mrn="SURV1")), "AA")
+        merge = adt("AU-13", ev="A40", mrn="SURV1").decode().replace(
+            "PV1|1|O\r", "MRG|12345^^^CLINICB^MR\r").encode()
+        seg = segments(mllp_exchange(self.gw.mllp_port, merge))
+        self.assertEqual(seg["MSA"][1], "AE")
+        self.assertTrue(seg["ERR"][2].startswith("MRG^1^1"), seg["ERR"])
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients WHERE merged_into IS NOT NULL"), "0")
 
     def test_order_matched_by_another_identifier(self):
         self.assertEqual(self.send(adt("IM-1", mrn="PAT1", ssn="555")), "AA")
