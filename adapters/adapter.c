@@ -633,6 +633,11 @@ dispatch_one_sql(struct mg_buf *b)
             " WHEN 'scans' THEN 'scan' WHEN 'reports' THEN 'report' END"
             " || '.' || substr(con, length(tbl) + 2,"
             " length(con) - length(tbl) - 7); END IF;\n"
+            /* The study UID's unique key: another scan has it (an XO, or
+             * a NW with a new accession, naming another study's UID). */
+            "  IF err_state = '23505'"
+            " AND con = 'scans_organization_id_study_instance_uid_key'"
+            " THEN err_target := 'scan.study_instance_uid'; END IF;\n"
             "  IF k > 0 AND err_target IS NOT NULL"
             " THEN err_target := 'part[' || k || ']:' || err_target; END IF;\n"
             "END $medgate$;\n");

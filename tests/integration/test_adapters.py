@@ -310,6 +310,22 @@ class OrderAdapterTest(GatewayTest):
         self.assertEqual(self.send(ORM.format(cid="PR-3", ctl="XO").encode()), "AA")
         self.assertEqual(h.scalar(self.db, "SELECT priority_score FROM scan_queue"), "9.000")
 
+    def test_a_study_uid_of_another_study_is_ae_at_its_field(self):
+        # Two orders (accessions ACC9, ACC10), then a change of ACC10 that
+        # names ACC9's study UID: the unique key refuses it, AE 207 at the
+        # ZDS-1 that carried the UID.
+        zds = lambda uid: "ZDS|%s^^Application^DICOM\r" % uid
+        self.assertEqual(self.send((ORM.format(cid="UQ-1", ctl="NW") + zds("1.2.3.9")).encode()), "AA")
+        second = ORM.format(cid="UQ-2", ctl="NW").replace("ACC9", "ACC10").replace("FL9^RIS", "FL10^RIS")
+        self.assertEqual(self.send((second + zds("1.2.3.10")).encode()), "AA")
+        change = ORM.format(cid="UQ-3", ctl="XO").replace("ACC9", "ACC10").replace("FL9^RIS", "FL10^RIS")
+        seg = segments(mllp_exchange(self.gw.mllp_port, (change + zds("1.2.3.9")).encode()))
+        self.assertEqual(seg["MSA"][1], "AE")
+        self.assertTrue(seg["ERR"][3].startswith("207^"), seg["ERR"])
+        self.assertTrue(seg["ERR"][2].startswith("ZDS^1^1"), seg["ERR"])
+        self.assertEqual(h.scalar(self.db, "SELECT study_instance_uid FROM scans WHERE accession_number = 'ACC10'"),
+                         "1.2.3.10")
+
     def test_a_month_precision_order_time_is_its_first_instant(self):
         msg = ORM.format(cid="T-1", ctl="NW").replace("^^^20240102083000^^S\r", "^^^20240102083000^^S||202203\r")
         self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, msg.encode()))["MSA"][1], "AA")
