@@ -80,7 +80,7 @@ void mg_http_parser_free(struct mg_http_parser *p);
  *   or 431). MG_ENOMEM. After an error the parser is dead: every further
  *   feed returns the same error; mg_http_parser_error_status says which
  *   status to answer and mg_http_parser_error_text why.
- * No I/O, never calls back. */
+ * No I/O; calls back only the head check, if one is set. */
 MG_MUST_CHECK int mg_http_parser_feed(struct mg_http_parser *p,
                                       const char *data, size_t n,
                                       size_t *used,
@@ -88,13 +88,25 @@ MG_MUST_CHECK int mg_http_parser_feed(struct mg_http_parser *p,
 
 enum mg_http_phase mg_http_parser_phase(const struct mg_http_parser *p);
 
+/* Asked when the head of a request that announces a body is complete
+ * (method, target, path and headers of m are set; its body is not): 0 to
+ * read the body, else an HTTP status to answer at once instead, with
+ * *text its static reason. The parser then fails like for a malformed
+ * request: the body is never read or held (no route takes it, so a client
+ * cannot make the server hold a 16 MB body for a 404). */
+typedef int (*mg_http_head_check)(void *arg, const struct mg_http_msg *m,
+                                  const char **text);
+void mg_http_parser_set_head_check(struct mg_http_parser *p,
+                                   mg_http_head_check check, void *arg);
+
 /* True once per request when its headers asked "Expect: 100-continue"
  * (HTTP/1.1, with a body) and the body has not arrived yet: the caller
  * should now send "HTTP/1.1 100 Continue". */
 bool mg_http_parser_take_continue(struct mg_http_parser *p);
 
-/* After an error: the HTTP status to answer (400, 413, 414, 431, or 500
- * for MG_ENOMEM) and a static, PHI-free reason. 0 and "" before one. */
+/* After an error: the HTTP status to answer (400, 413, 414, 431, 500 for
+ * MG_ENOMEM, or what the head check said) and a static, PHI-free reason.
+ * 0 and "" before one. */
 int mg_http_parser_error_status(const struct mg_http_parser *p);
 const char *mg_http_parser_error_text(const struct mg_http_parser *p);
 

@@ -48,6 +48,8 @@ struct mg_http_parser {
     int err;                       /* sticky error code, 0 = none */
     int status;                    /* HTTP status for err */
     const char *err_text;          /* static reason for err */
+    mg_http_head_check head_check; /* NULL: none */
+    void *head_check_arg;
     struct mg_http_msg msg;
 };
 
@@ -202,6 +204,8 @@ has_body(const http_parser *hp)
            (hp->content_length != ULLONG_MAX && hp->content_length > 0);
 }
 
+static void split_target(struct mg_http_msg *m);
+
 static int
 on_headers_complete(http_parser *hp)
 {
@@ -211,6 +215,9 @@ on_headers_complete(http_parser *hp)
     size_t nhost;
 
     build_headers(p);
+    m->method = mg_str_from(http_method_str((enum http_method)hp->method));
+    m->target = mg_str_n(p->head.ptr ? p->head.ptr : "", p->url_len);
+    split_target(m);
     m->version_major = hp->http_major;
     m->version_minor = hp->http_minor;
     /* RFC 7230 section 5.4: a 1.1 request without Host, and any request
@@ -225,6 +232,13 @@ on_headers_complete(http_parser *hp)
     if (hp->content_length != ULLONG_MAX &&
         hp->content_length > p->lim.max_body_bytes)
         return fail(p, MG_ETOOBIG, 413, "request body too large");
+    if (p->head_check != NULL && has_body(hp)) {
+        const char *why = "";
+        int status = p->head_check(p->head_check_arg, m, &why);
+
+        if (status != 0)
+            return fail(p, MG_EUNSUPPORTED, status, why);
+    }
     /* Room for a small body at once; a big one grows as it arrives, so a
      * client announcing much and sending little costs little. */
     if (hp->content_length != ULLONG_MAX && hp->content_length > 0 &&
@@ -295,9 +309,6 @@ on_message_complete(http_parser *hp)
     struct mg_http_parser *p = hp->data;
     struct mg_http_msg *m = &p->msg;
 
-    m->method = mg_str_from(http_method_str((enum http_method)hp->method));
-    m->target = mg_str_n(p->head.ptr ? p->head.ptr : "", p->url_len);
-    split_target(m);
     m->body = mg_buf_str(&p->body);
     /* An Upgrade we do not perform leaves the rest of the stream in an
      * unknown protocol: answer this request, then close. So does chunked
@@ -470,4 +481,12 @@ mg_http_msg_header(const struct mg_http_msg *m, const char *name)
         if (mg_str_ieq(m->headers[i].name, want))
             return m->headers[i].value;
     return MG_STR_NULL;
+}
+
+void
+mg_http_parser_set_head_check(struct mg_http_parser *p,
+                              mg_http_head_check check, void *arg)
+{
+    p->head_check = check;
+    p->head_check_arg = arg;
 }

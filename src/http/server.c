@@ -121,7 +121,10 @@ refuse(struct mg__http_conn *hc, int status, const char *issue,
     mg_log(MG_LOG_INFO, &ctx, "refused: status=%d reason=\"%s\"", status,
            text);
     req->close = true;
-    mg_http_respond_outcome(req, status, issue, text);
+    if (status == 405 && hc->allow[0] != '\0')
+        mg_http_respond_outcome_ex(req, status, hc->allow, issue, text);
+    else
+        mg_http_respond_outcome(req, status, issue, text);
 }
 
 static void
@@ -209,11 +212,42 @@ keep_pending(struct mg__http_conn *hc, const char *p, size_t n)
         mg_net_conn_abort(hc->nc);
 }
 
+/* A request that announces a body, for no route that exists: answered
+ * before its body is read, so that no client can make the server hold a
+ * body (up to max_body_bytes a connection) for a 404 or 405. */
+static int
+check_head(void *arg, const struct mg_http_msg *m, const char **text)
+{
+    struct mg__http_conn *hc = arg;
+    struct mg_http_route_match match;
+    struct mg_buf allow;
+    int rc;
+
+    mg_buf_init(&allow, 100);
+    rc = mg_http_router_find(hc->s->router, m->method, m->path, &match,
+                             &allow);
+    if (rc == MG_EUNSUPPORTED)
+        snprintf(hc->allow, sizeof(hc->allow), "Allow: %s\r\n",
+                 allow.ptr ? allow.ptr : "");
+    mg_buf_dispose(&allow);
+    if (rc == MG_ENOTFOUND) {
+        *text = "no such endpoint";
+        return 404;
+    }
+    if (rc != MG_OK) {
+        *text = "method not allowed on this endpoint";
+        return 405;
+    }
+    return 0;
+}
+
 static void
 refuse_parse_error(struct mg__http_conn *hc)
 {
     int status = mg_http_parser_error_status(hc->parser);
     const char *issue = status == 400   ? "invalid"
+                        : status == 404 ? "not-found"
+                        : status == 405 ? "not-supported"
                         : status == 500 ? "exception"
                                         : "too-long";
 
@@ -341,6 +375,7 @@ on_accept(struct mg_net_conn *nc)
     hc->s = s;
     hc->nc = nc;
     hc->refs = 1;
+    mg_http_parser_set_head_check(hc->parser, check_head, hc);
     hc->id = mg_net_conn_id(nc);
     snprintf(hc->peer, sizeof(hc->peer), "%s", mg_net_conn_peer(nc));
     mg_buf_init(&hc->pending, PENDING_MAX);

@@ -575,7 +575,7 @@ test_outcome_json_escapes(void **state)
 
 /* ---- Server on a loopback socket ------------------------------------- */
 
-#define MAX_RESULTS 8
+#define MAX_RESULTS 10
 
 /* One server test: the loop runs on the test thread, the client scenario
  * on its own thread with blocking sockets. The client only records what it
@@ -1131,6 +1131,20 @@ client_errors(struct fx *fx)
     fx->status[7] = cl_response(&c, fx->text[7], sizeof(fx->text[7]));
     fx->num[7] = cl_eof(&c);
     close(c.fd);
+    /* A body announced for no route: answered at once, the body never
+     * read (none is sent here; waiting for it would end in a 408). */
+    cl_open(&c, fx->port);
+    cl_send(&c, "POST /nowhere HTTP/1.1\r\nHost: h\r\nContent-Length: 900\r\n"
+                "\r\n");
+    fx->status[8] = cl_response(&c, fx->text[8], sizeof(fx->text[8]));
+    fx->num[8] = cl_eof(&c);
+    close(c.fd);
+    cl_open(&c, fx->port);
+    cl_send(&c, "POST /healthz HTTP/1.1\r\nHost: h\r\nContent-Length: 900\r\n"
+                "\r\n");
+    fx->status[9] = cl_response(&c, fx->text[9], sizeof(fx->text[9]));
+    fx->num[9] = cl_eof(&c);
+    close(c.fd);
 }
 
 static void
@@ -1164,11 +1178,16 @@ test_server_errors(void **state)
     assert_int_equal(fx->status[7], 200);
     assert_non_null(strstr(fx->text[7], "Connection: close\r\n"));
     assert_int_equal(fx->num[7], 1);
+    assert_int_equal(fx->status[8], 404);
+    assert_int_equal(fx->num[8], 1);
+    assert_int_equal(fx->status[9], 405);
+    assert_non_null(strstr(fx->text[9], "Allow: GET, HEAD\r\n"));
+    assert_int_equal(fx->num[9], 1);
     assert_non_null(strstr(fx->metrics.ptr, "medgate_http_requests_total"
                                             "{route=\"unmatched\",code=\"404\"}"
-                                            " 1\n"));
+                                            " 2\n"));
     assert_non_null(strstr(fx->metrics.ptr, "{route=\"unmatched\","
-                                            "code=\"405\"} 1\n"));
+                                            "code=\"405\"} 2\n"));
     assert_non_null(strstr(fx->metrics.ptr, "{route=\"unmatched\","
                                             "code=\"413\"} 1\n"));
 }
