@@ -137,3 +137,21 @@ mg_log_limit_take(struct mg_log_limit *l, uint64_t now_us, uint64_t *dropped)
     l->dropped = 0;
     return true;
 }
+
+void
+mg_log_limited(struct mg_log_limit *l, enum mg_log_level level,
+               const struct mg_log_ctx *ctx, const char *fmt, ...)
+{
+    char msg[896];
+    uint64_t dropped;
+    va_list ap;
+
+    if (!mg_log_limit_take(l, mg_clock_mono_us(), &dropped) ||
+        level < mg_log_min_level)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    mg_log_write(level, ctx, "%s (%llu more like it not logged before this "
+                 "one)", msg, (unsigned long long)dropped);
+}

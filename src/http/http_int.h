@@ -65,8 +65,8 @@ struct mg__http_conn {
     uint64_t start_us;             /* first byte of the current request */
     bool busy;                     /* request out or response being sent */
     bool eof;                      /* the peer sent its FIN */
-    char allow[160];               /* "Allow: ...\r\n" of a 405 given before
-                                    * the body (check_head), else "" */
+    char allow[416];               /* "Allow: ...\r\n" of the last 405
+                                    * (find_route), else "" */
 };
 
 struct mg_http_server {

@@ -141,16 +141,24 @@ on_body_timeout(struct mg_net_conn *nc)
            "request body not received in time");
 }
 
-/* 405 with the methods the path does allow (RFC 7231 section 6.5.5). */
-static void
-respond_405(struct mg_http_request *req, const struct mg_buf *allow)
+/* The route for method and path. On a 405 (the path exists, not with
+ * this method) hc->allow gets the Allow line its answer must carry (RFC
+ * 7231 section 6.5.5); else it is "". */
+static int
+find_route(struct mg__http_conn *hc, struct mg_str method, struct mg_str path,
+           struct mg_http_route_match *m)
 {
-    char line[512];
+    struct mg_buf allow;
+    int rc;
 
-    snprintf(line, sizeof(line), "Allow: %s\r\n",
-             allow->ptr ? allow->ptr : "");
-    mg_http_respond_outcome_ex(req, 405, line, "not-supported",
-                               "method not allowed on this endpoint");
+    mg_buf_init(&allow, 400);
+    rc = mg_http_router_find(hc->s->router, method, path, m, &allow);
+    hc->allow[0] = '\0';
+    if (rc == MG_EUNSUPPORTED)
+        snprintf(hc->allow, sizeof(hc->allow), "Allow: %s\r\n",
+                 allow.ptr ? allow.ptr : "");
+    mg_buf_dispose(&allow);
+    return rc;
 }
 
 static void
@@ -158,23 +166,19 @@ dispatch(struct mg__http_conn *hc, const struct mg_http_msg *msg)
 {
     struct mg_http_request *req = start_request(hc, msg);
     struct mg_http_route_match m;
-    struct mg_buf allow;
-    int rc;
+    int rc = find_route(hc, msg->method, msg->path, &m);
 
-    mg_buf_init(&allow, 400);
-    rc = mg_http_router_find(hc->s->router, msg->method, msg->path, &m,
-                             &allow);
     if (rc == MG_OK) {
         req->route = m.name;
         m.handler(req, m.ud);
     } else if (rc == MG_ENOTFOUND) {
         mg_http_respond_outcome(req, 404, "not-found", "no such endpoint");
     } else if (rc == MG_EUNSUPPORTED) {
-        respond_405(req, &allow);
+        mg_http_respond_outcome_ex(req, 405, hc->allow, "not-supported",
+                                   "method not allowed on this endpoint");
     } else {
         mg_http_respond_outcome(req, 500, "exception", mg_strerror(rc));
     }
-    mg_buf_dispose(&allow);
 }
 
 static void
@@ -220,16 +224,8 @@ check_head(void *arg, const struct mg_http_msg *m, const char **text)
 {
     struct mg__http_conn *hc = arg;
     struct mg_http_route_match match;
-    struct mg_buf allow;
-    int rc;
+    int rc = find_route(hc, m->method, m->path, &match);
 
-    mg_buf_init(&allow, 100);
-    rc = mg_http_router_find(hc->s->router, m->method, m->path, &match,
-                             &allow);
-    if (rc == MG_EUNSUPPORTED)
-        snprintf(hc->allow, sizeof(hc->allow), "Allow: %s\r\n",
-                 allow.ptr ? allow.ptr : "");
-    mg_buf_dispose(&allow);
     if (rc == MG_ENOTFOUND) {
         *text = "no such endpoint";
         return 404;

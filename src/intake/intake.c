@@ -16,9 +16,7 @@
  * never takes its neighbours down and they still commit in order. */
 #include "intake/intake.h"
 
-#include <arpa/inet.h>
 #include <libpq-fe.h>
-#include <netinet/in.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,39 +209,9 @@ mg_intake_free(struct mg_intake *in)
         uv_close((uv_handle_t *)&in->kick, on_kick_closed);
 }
 
-/* The address of "ip:port" or "[v6]:port" (for hl7_messages.peer_address,
- * an inet), in a; NULL for none, or for anything that is no address (the
- * net layer writes "?:0" when it could not tell): a value the cast to
- * inet refused would fail the grouped commit of every message with it. */
-static const char *
-peer_address(struct mg_arena *a, const char *peer)
-{
-    unsigned char bin[sizeof(struct in6_addr)];
-    const char *start = peer, *end;
-    char ip[INET6_ADDRSTRLEN];
-    size_t n;
-
-    if (peer == NULL)
-        return NULL;
-    if (peer[0] == '[') {
-        start = peer + 1;
-        end = strchr(start, ']');
-    } else {
-        end = strrchr(peer, ':');
-    }
-    n = end ? (size_t)(end - start) : strlen(start);
-    if (n == 0 || n >= sizeof(ip))
-        return NULL;
-    memcpy(ip, start, n);
-    ip[n] = '\0';
-    if (inet_pton(AF_INET, ip, bin) != 1 && inet_pton(AF_INET6, ip, bin) != 1)
-        return NULL;
-    return mg_arena_strndup(a, ip, n);
-}
-
 int
 mg_intake_submit(struct mg_intake *in, const struct mg_conf_listener *li,
-                 const char *peer, struct mg_intake_seq *seq,
+                 const char *peer_ip, struct mg_intake_seq *seq,
                  struct mg_str frame, mg_intake_done_cb done, void *arg)
 {
     struct mg__intake_item *it;
@@ -272,7 +240,9 @@ mg_intake_submit(struct mg_intake *in, const struct mg_conf_listener *li,
         item_free(it);
         return rc;
     }
-    it->col[COL_PEER] = peer_address(&it->arena, peer);
+    it->col[COL_PEER] = peer_ip ? mg_arena_strndup(&it->arena, peer_ip,
+                                                    strlen(peer_ip))
+                                : NULL;
     memcpy(it->prepared, it->col, sizeof(it->prepared));
     it->prepared_outcome = it->outcome;
     it->key = key_hash(it);
@@ -299,9 +269,6 @@ mg_intake_pending(const struct mg_intake *in)
     return in->waiting + in->nflying;
 }
 
-/* Hands out the answers of a committed batch. Items the database could not
- * insert because a concurrent message took the same key in the same batch
- * go back to the queue: next time they are ordinary duplicates. */
 /* A refused message (stored failed or rejected): a line, limited, so that
  * a sender of bad messages shows in the log. Codes, locations and the
  * listener, never the error text (it may quote a value of the message). */
@@ -310,24 +277,24 @@ log_refusal(struct mg_intake *in, const struct mg__intake_item *it)
 {
     static const struct mg_log_ctx ctx = {.component = "intake",
                                           .action = "answering"};
-    uint64_t dropped;
 
-    if (it->lost ||
-        (it->outcome != MG__INTAKE_FAILED &&
-         it->outcome != MG__INTAKE_REJECTED) ||
-        !mg_log_limit_take(&in->refused_log, mg_clock_mono_us(), &dropped))
+    if (it->lost || (it->outcome != MG__INTAKE_FAILED &&
+                     it->outcome != MG__INTAKE_REJECTED))
         return;
-    mg_log(MG_LOG_INFO, &ctx, "message from listener %s, sender %s, "
-           "refused: %s at %s (stored %s: hl7_messages.error says why) "
-           "(%llu more like it not logged before this one)",
-           it->listener ? it->listener->name : "?",
-           it->col[COL_APP] ? it->col[COL_APP] : "?",
-           it->col[COL_ACK_CODE] ? it->col[COL_ACK_CODE] : "no ACK",
-           it->col[COL_ERROR_LOCATION] ? it->col[COL_ERROR_LOCATION] : "-",
-           it->outcome == MG__INTAKE_FAILED ? "failed" : "rejected",
-           (unsigned long long)dropped);
+    mg_log_limited(&in->refused_log, MG_LOG_INFO, &ctx,
+                   "message from listener %s, sender %s, refused: %s at %s "
+                   "(stored %s: hl7_messages.error says why)",
+                   it->listener ? it->listener->name : "?",
+                   it->col[COL_APP] ? it->col[COL_APP] : "?",
+                   it->col[COL_ACK_CODE] ? it->col[COL_ACK_CODE] : "no ACK",
+                   it->col[COL_ERROR_LOCATION] ? it->col[COL_ERROR_LOCATION]
+                                               : "-",
+                   it->outcome == MG__INTAKE_FAILED ? "failed" : "rejected");
 }
 
+/* Hands out the answers of a committed batch. Items the database could not
+ * insert because a concurrent message took the same key in the same batch
+ * go back to the queue: next time they are ordinary duplicates. */
 static void
 deliver(struct mg_intake *in, struct mg__intake_item *list)
 {

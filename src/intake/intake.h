@@ -78,15 +78,15 @@ struct mg_intake_seq {
     int refused;             /* 0, or the error one of its messages got */
 };
 
-/* Takes one MLLP frame received by listener li from peer ("ip:port",
- * "[v6]:port" or NULL; its address is stored with the message), in
- * sequence seq (NULL: no order to keep). frame is copied. done(arg, ...) runs exactly once,
+/* Takes one MLLP frame received by listener li from peer_ip (the
+ * address the net layer read, stored with the message; NULL when not
+ * known), in sequence seq (NULL: no order to keep). frame is copied. done(arg, ...) runs exactly once,
  * later, never synchronously; with an error rc for every message of seq
  * after one answered with an error. MG_OK, or MG_ENOMEM (done is not
  * called). */
 MG_MUST_CHECK int mg_intake_submit(struct mg_intake *in,
                                    const struct mg_conf_listener *li,
-                                   const char *peer,
+                                   const char *peer_ip,
                                    struct mg_intake_seq *seq,
                                    struct mg_str frame, mg_intake_done_cb done,
                                    void *arg);

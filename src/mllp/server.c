@@ -15,7 +15,6 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "core/clock.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "intake/intake.h"
@@ -228,14 +227,9 @@ on_intake_done(void *arg, int rc, const char *ack, size_t ack_len)
         slot_fill(s, SLOT_SEND_CLOSE, ack, ack_len);
     else {
         /* Not stored: no ACK. Closing makes the sender retransmit. */
-        uint64_t dropped;
-
-        if (mg_log_limit_take(&mc->srv->not_stored_log, mg_clock_mono_us(),
-                              &dropped))
-            mg_log(MG_LOG_WARN, &mc->log, "message not stored (%s): closing "
-                   "without ACK so the sender retries (%llu more like it "
-                   "on this listener not logged before this one)",
-                   mg_strerror(rc), (unsigned long long)dropped);
+        mg_log_limited(&mc->srv->not_stored_log, MG_LOG_WARN, &mc->log,
+                       "message not stored (%s): closing without ACK so the "
+                       "sender retries", mg_strerror(rc));
         slot_fill(s, SLOT_CLOSE, NULL, 0);
     }
     flush_slots(mc);
@@ -247,15 +241,10 @@ refuse_oversize(struct mllp_conn *mc, struct mg_str head)
     struct slot *s = slot_new(mc);
     struct mg_buf ack;
 
-    uint64_t dropped;
-
     mc->srv->oversize++;
-    if (mg_log_limit_take(&mc->srv->oversize_log, mg_clock_mono_us(),
-                          &dropped))
-        mg_log(MG_LOG_WARN, &mc->log, "frame larger than %ld bytes refused "
-               "(%llu more like it on this listener not logged before this "
-               "one)", mc->srv->conf->max_frame_bytes,
-               (unsigned long long)dropped);
+    mg_log_limited(&mc->srv->oversize_log, MG_LOG_WARN, &mc->log,
+                   "frame larger than %ld bytes refused",
+                   mc->srv->conf->max_frame_bytes);
     if (s == NULL) {
         mg_net_conn_abort(mc->net);
         return;
@@ -280,8 +269,8 @@ take_frame(struct mllp_conn *mc, struct mg_str frame)
         mg_net_conn_abort(mc->net); /* no slot to close it in order */
         return;
     }
-    if (mg_intake_submit(mc->srv->intake, mc->srv->conf, mc->log.peer,
-                         &mc->seq, frame,
+    if (mg_intake_submit(mc->srv->intake, mc->srv->conf,
+                         mg_net_conn_ip(mc->net), &mc->seq, frame,
                          on_intake_done, s) != MG_OK) {
         slot_fill(s, SLOT_CLOSE, NULL, 0);
         flush_slots(mc);
@@ -417,18 +406,11 @@ on_close(struct mg_net_conn *c)
      * no frame at all; counted always (a sender ending frames with CR LF
      * leaves one byte between frames, which is no fault worth a line). */
     mc->srv->junk_bytes += mc->dec.stats.junk;
-    if (mc->dec.stats.junk > 0 && mc->dec.stats.frames == 0) {
-        uint64_t dropped;
-
-        if (mg_log_limit_take(&mc->srv->junk_log, mg_clock_mono_us(),
-                              &dropped))
-            mg_log(MG_LOG_WARN, &mc->log, "connection ended with %llu bytes "
-                   "and no MLLP frame, skipped (a sender without the 0x0B "
-                   "start block?) (%llu more like it on this listener not "
-                   "logged before this one)",
-                   (unsigned long long)mc->dec.stats.junk,
-                   (unsigned long long)dropped);
-    }
+    if (mc->dec.stats.junk > 0 && mc->dec.stats.frames == 0)
+        mg_log_limited(&mc->srv->junk_log, MG_LOG_WARN, &mc->log,
+                       "connection ended with %llu bytes and no MLLP frame, "
+                       "skipped (a sender without the 0x0B start block?)",
+                       (unsigned long long)mc->dec.stats.junk);
     mc->net = NULL;
     mc->log.peer = NULL; /* the string lived in c */
     drop_slots_written(mc);

@@ -74,11 +74,13 @@ format_peer(struct mg_net_conn *c)
             struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
             uv_ip6_name(a, ip, sizeof(ip));
             port = ntohs(a->sin6_port);
+            snprintf(c->ip, sizeof(c->ip), "%s", ip);
             snprintf(c->peer, sizeof(c->peer), "[%s]:%d", ip, port);
             return;
         }
         uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
         port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        snprintf(c->ip, sizeof(c->ip), "%s", ip);
     }
     snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, port);
 }
@@ -180,6 +182,12 @@ const char *
 mg_net_conn_peer(const struct mg_net_conn *c)
 {
     return c->peer;
+}
+
+const char *
+mg_net_conn_ip(const struct mg_net_conn *c)
+{
+    return c->ip[0] ? c->ip : NULL;
 }
 
 struct mg_net_listener *

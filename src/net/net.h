@@ -118,6 +118,9 @@ void mg_net_listener_close(struct mg_net_listener *l,
  * "ip:port" ("[v6]:port" for IPv6). Valid until the close callback. */
 uint64_t mg_net_conn_id(const struct mg_net_conn *c);
 const char *mg_net_conn_peer(const struct mg_net_conn *c);
+/* The peer's address alone ("192.0.2.7", "2001:db8::1"), NULL when it
+ * could not be told. Valid until the close callback. */
+const char *mg_net_conn_ip(const struct mg_net_conn *c);
 struct mg_net_listener *mg_net_conn_listener(const struct mg_net_conn *c);
 
 /* The connection's user data (NULL until set). */

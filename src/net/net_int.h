@@ -47,6 +47,7 @@ struct mg_net_conn {
     bool lingering;    /* shut down, reading until the peer's FIN */
     bool handles_closing; /* uv_close was called on the handles */
     char peer[64];     /* "ip:port" */
+    char ip[48];       /* the address alone, "" when it could not be told */
 };
 
 /* Sets up a freshly accepted connection and hands it to on_accept
