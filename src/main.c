@@ -1,5 +1,6 @@
 /* medgate entry point: parses the command line, loads the configuration and
  * hands over to the command. Everything else lives in the modules. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,24 +35,53 @@ static const char usage[] =
     "                        run stored messages through today's mappings\n"
     "  demo-seed --key-file F  create the demo organization and API key\n"
     "  version               print the version\n"
+    "  help                  print this text (so does --help after any\n"
+    "                        command; it then does nothing else)\n"
     "\n"
     "Without --config, defaults apply; MEDGATE_* variables override any\n"
     "option (e.g. MEDGATE_DATABASE_URL).\n";
 
-/* Removes "--config FILE" (and "--key-file FILE") from argv. */
+/* Removes "NAME FILE" from argv and returns FILE; NULL when NAME is not
+ * there. *missing is set when NAME is the last argument (no FILE). */
 static const char *
-take_option(int *argc, char **argv, const char *name)
+take_option(int *argc, char **argv, const char *name, bool *missing)
 {
-    for (int i = 1; i + 1 < *argc; i++) {
-        if (strcmp(argv[i], name) == 0) {
-            const char *v = argv[i + 1];
-            memmove(&argv[i], &argv[i + 2],
-                    (size_t)(*argc - i - 1) * sizeof(char *));
-            *argc -= 2;
-            return v;
+    for (int i = 1; i < *argc; i++) {
+        if (strcmp(argv[i], name) != 0)
+            continue;
+        if (i + 1 == *argc) {
+            *missing = true;
+            return NULL;
         }
+        const char *v = argv[i + 1];
+        memmove(&argv[i], &argv[i + 2],
+                (size_t)(*argc - i - 1) * sizeof(char *));
+        *argc -= 2;
+        return v;
     }
     return NULL;
+}
+
+static bool
+asks_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return true;
+    return false;
+}
+
+/* A command that takes no operands refuses any left over: `serve
+ * --confg FILE` must not start with the defaults, nor `migrate --dry-run`
+ * migrate. */
+static bool
+no_operands(int argc, char **argv)
+{
+    if (argc <= 2)
+        return true;
+    fprintf(stderr, "medgate %s: unexpected argument %s\n\n%s", argv[1],
+            argv[2], usage);
+    return false;
 }
 
 static int
@@ -125,6 +155,7 @@ int
 main(int argc, char **argv)
 {
     const char *config, *key_file;
+    bool missing = false;
     struct mg_conf conf;
     int code;
 
@@ -139,11 +170,25 @@ main(int argc, char **argv)
     }
     if (strcmp(argv[1], "send") == 0)
         return mg_mllp_send_main(argc - 1, argv + 1);
+    /* Before anything that acts: `medgate migrate --help` must not migrate. */
+    if (strcmp(argv[1], "help") == 0 || asks_help(argc - 1, argv + 1) ||
+        strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs(usage, stdout);
+        return 0;
+    }
     if (strcmp(argv[1], "config") == 0)
         return cmd_config(argc, argv);
 
-    config = take_option(&argc, argv, "--config");
-    key_file = take_option(&argc, argv, "--key-file");
+    config = take_option(&argc, argv, "--config", &missing);
+    key_file = take_option(&argc, argv, "--key-file", &missing);
+    if (missing) {
+        fprintf(stderr, "medgate %s: --config and --key-file need a FILE\n",
+                argv[1]);
+        return 2;
+    }
+    if ((strcmp(argv[1], "serve") == 0 || strcmp(argv[1], "migrate") == 0 ||
+         strcmp(argv[1], "demo-seed") == 0) && !no_operands(argc, argv))
+        return 2;
     if (load_conf(&conf, config) != MG_OK)
         return 1;
     if (strcmp(argv[1], "serve") == 0)

@@ -60,6 +60,22 @@ class MigrateTest(unittest.TestCase):
         self.assertEqual(schema_before, h.psql(self.db, "SELECT table_name, column_name, data_type FROM "
                                                "information_schema.columns WHERE table_schema='public' ORDER BY 1, 2"))
 
+    def test_help_or_a_stray_argument_migrates_nothing(self):
+        env = {"MEDGATE_DATABASE_URL": h.conninfo(self.db)}
+        for args, code in ((["--help"], 0), (["-h"], 0), (["--dry-run"], 2),
+                           (["--confg", "/etc/medgate.json"], 2), (["--config"], 2)):
+            r = h.run_medgate("migrate", *args, env=env)
+            self.assertEqual(r.returncode, code, (args, r.stderr))
+            if code == 0:
+                self.assertIn("usage: medgate", r.stdout)
+            else:
+                self.assertIn("medgate migrate", r.stderr)
+            self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM pg_tables WHERE "
+                                    "tablename = 'schema_migrations'"), "0", args)
+        r = h.run_medgate("serve", "--confg", "x.json", env=env)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("unexpected argument --confg", r.stderr)
+
     def test_migrate_refuses_a_newer_database(self):
         h.migrate(self.db)
         h.psql(self.db, "INSERT INTO schema_migrations (version, name, checksum) VALUES (9999, '9999_future.sql', 'x')")
