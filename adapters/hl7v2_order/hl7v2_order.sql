@@ -6,6 +6,13 @@
 -- cancel it and its worklist entry. A change or cancel for an accession
 -- nobody ordered is refused (MG204: AE 204 at the accession's field), and
 -- so is a cancel of a reported study (MG102 at ORC-1).
+--
+-- `medgate replay` of a message that was accepted before sets
+-- medgate.reapply: the message's fields are written again (a mapping fixed
+-- since), but not the events it caused then. Later messages may have
+-- moved the order on: an old NW must not reopen an order cancelled since
+-- (nor add a worklist entry), an old CA must not cancel an order placed
+-- again since, and an old status must not override the current one.
 CREATE OR REPLACE FUNCTION medgate_adapter_hl7v2_order(org uuid,
                                                        message_id uuid,
                                                        input jsonb)
@@ -23,6 +30,8 @@ DECLARE
     old_prio text;
     st text;
     was text;
+    reapply boolean := coalesce(current_setting('medgate.reapply', true), '')
+                       = 'on';
 BEGIN
     pid := medgate_patient_upsert(org, input->'patient',
                                   input->'patient_identifiers');
@@ -64,7 +73,7 @@ BEGIN
     -- cancel for it contradicts what the department recorded, and would
     -- take it off the readers' worklist. For the sender to sort out. The
     -- ERR points at what asked for the cancel: ORC-1, or ORC-5 of an SC.
-    IF was IN ('completed', 'reported') AND medgate_order_status(was, ctl,
+    IF NOT reapply AND was IN ('completed', 'reported') AND medgate_order_status(was, ctl,
             input->'order'->>'status') = 'cancelled' THEN
         RAISE EXCEPTION 'order control %: the study with accession number '
                         '% is % already and cannot be cancelled',
@@ -91,7 +100,9 @@ BEGIN
             r.clinical_indication, coalesce(r.priority, 'routine'),
             r.ordered_at, r.scheduled_at, r.referring_physician_name,
             r.referring_physician_id,
-            medgate_order_status(t.status, ctl, input->'order'->>'status'),
+            CASE WHEN reapply THEN t.status
+                 ELSE medgate_order_status(t.status, ctl,
+                                           input->'order'->>'status') END,
             now()
            FROM jsonb_populate_record(t, s - 'accession_number') r)
      WHERE t.id = sid;
@@ -106,7 +117,7 @@ BEGIN
     END IF;
     -- A new order (NW) for an accession that was cancelled orders it again,
     -- with a new worklist entry.
-    IF ctl = 'NW' AND was = 'cancelled' THEN
+    IF ctl = 'NW' AND was = 'cancelled' AND NOT reapply THEN
         UPDATE scans SET status = 'ordered', updated_at = now()
          WHERE id = sid;
         INSERT INTO scan_queue (organization_id, scan_id, priority_score)
@@ -115,7 +126,7 @@ BEGIN
     -- the one it would have had, had it come first -- waiting, or
     -- completed when the study is reported already (as the final report
     -- leaves it). The scan's status stays: the study was done.
-    ELSIF ctl = 'NW' AND st <> 'entered_in_error'
+    ELSIF ctl = 'NW' AND st NOT IN ('entered_in_error', 'cancelled')
           AND NOT EXISTS (SELECT 1 FROM scan_queue q
                            WHERE q.organization_id = org
                              AND q.scan_id = sid) THEN

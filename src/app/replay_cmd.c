@@ -28,6 +28,9 @@ struct replay_opts {
 struct tally {
     long seen, accepted, still_failed, unchanged, superseded, errors;
     long reapplied; /* adapter rows written again */
+    long refused;   /* failed or rejected after the run, changed or not */
+    long unconfigured; /* read without their listener's configuration */
+    bool stop;      /* the connection is gone: the rest is not tried */
 };
 
 /* The stored messages a run considers, each with "superseded": for
@@ -65,8 +68,11 @@ static const char *const select_sql =
     CANDIDATES_SQL
     " SELECT id, listener, organization_id, raw, status, coalesce(error, ''),"
     " coalesce(error_location, ''), coalesce(control_id, ''),"
-    " coalesce(processed_at::text, '')"
-    " FROM c WHERE NOT superseded ORDER BY received_at, id LIMIT $4";
+    " coalesce(processed_at::text, ''), charset, received_at"
+    /* One more than the limit: whether the run stopped short, and where
+     * the next one starts. */
+    " FROM c WHERE NOT superseded ORDER BY received_at, id"
+    " LIMIT $4::bigint + 1";
 
 static const char *const superseded_sql =
     CANDIDATES_SQL " SELECT count(*) FROM c WHERE superseded AND $4 <> ''";
@@ -163,6 +169,15 @@ mg_app_listener_for(const struct mg_conf *conf, const char *name,
 }
 
 static void
+print_error(char kind, const char *error, const char *location)
+{
+    if (*location)
+        printf("  %c error: %s (at %s)\n", kind, error, location);
+    else
+        printf("  %c error: %s\n", kind, error);
+}
+
+static void
 print_change(const struct replay_opts *o, PGresult *r, int row,
              const struct mg_intake_verdict *v)
 {
@@ -173,11 +188,10 @@ print_change(const struct replay_opts *o, PGresult *r, int row,
         return;
     printf("  - status: %s\n", PQgetvalue(r, row, 4));
     if (*PQgetvalue(r, row, 5))
-        printf("  - error: %s (at %s)\n", PQgetvalue(r, row, 5),
-               PQgetvalue(r, row, 6));
+        print_error('-', PQgetvalue(r, row, 5), PQgetvalue(r, row, 6));
     printf("  + status: %s\n", v->status);
     if (v->error[0])
-        printf("  + error: %s (at %s)\n", v->error, v->location);
+        print_error('+', v->error, v->location);
 }
 
 /* Why a statement failed, for stderr: its SQLSTATE only. PostgreSQL's text
@@ -361,6 +375,8 @@ count_superseded(PGconn *c, const char *const params[4], struct tally *t)
 static void
 tally_outcome(struct tally *t, bool changed, const char *status)
 {
+    if (strcmp(status, "received") != 0)
+        t->refused++;
     if (!changed)
         t->unchanged++;
     else if (strcmp(status, "received") == 0)
@@ -370,21 +386,77 @@ tally_outcome(struct tally *t, bool changed, const char *status)
 }
 
 /* Locks the message and checks that it is still as selected (status,
- * error, when a replay last wrote it). False when it changed or went away
- * meanwhile: another replay wrote it, and replaying it again would run its
- * adapter twice. */
-static bool
-still_as_read(PGconn *c, PGresult *r, int row)
+ * error, when a replay last wrote it). MG_EDUP when it changed or went
+ * away meanwhile: another replay wrote it, and replaying it again would
+ * run its adapter twice. MG_EDB when the lock failed (said on stderr). */
+static int
+still_as_read(PGconn *c, PGresult *r, int row, struct tally *t)
 {
     const char *id = PQgetvalue(r, row, 0);
     PGresult *l = PQexecParams(c, lock_sql, 1, NULL, &id, NULL, NULL, 0);
-    bool same = PQresultStatus(l) == PGRES_TUPLES_OK && PQntuples(l) == 1 &&
-                strcmp(PQgetvalue(l, 0, 0), PQgetvalue(r, row, 4)) == 0 &&
-                strcmp(PQgetvalue(l, 0, 1), PQgetvalue(r, row, 5)) == 0 &&
-                strcmp(PQgetvalue(l, 0, 2), PQgetvalue(r, row, 8)) == 0;
+    int rc = MG_OK;
 
+    if (PQresultStatus(l) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "replay %s: locking it failed: SQLSTATE %s\n", id,
+                sqlstate(l));
+        t->errors++;
+        t->stop = PQstatus(c) != CONNECTION_OK;
+        rc = MG_EDB;
+    } else if (PQntuples(l) != 1 ||
+               strcmp(PQgetvalue(l, 0, 0), PQgetvalue(r, row, 4)) != 0 ||
+               strcmp(PQgetvalue(l, 0, 1), PQgetvalue(r, row, 5)) != 0 ||
+               strcmp(PQgetvalue(l, 0, 2), PQgetvalue(r, row, 8)) != 0) {
+        printf("%s %s: left as it was: changed since this run read it "
+               "(another replay?)\n", id, PQgetvalue(r, row, 7));
+        t->superseded++;
+        rc = MG_EDUP;
+    }
     PQclear(l);
-    return same;
+    return rc;
+}
+
+/* A message whose listener is not in the configuration (no --config, or
+ * a listener since removed) is judged as if any sender were configured on
+ * it; its bytes without MSH-18 are read in the character set stored with
+ * it, the one the listener assumed when it came in. Said once a run: the
+ * senders' character sets and the ACK mode of the configuration are not
+ * known. */
+static void
+without_listener(PGresult *r, int row, struct mg_conf_listener *scratch,
+                 struct tally *t)
+{
+    if (!PQgetisnull(r, row, 9))
+        scratch->default_charset = PQgetvalue(r, row, 9);
+    if (t->unconfigured++ == 0)
+        fprintf(stderr, "replay: listener %s is not in the configuration "
+                "(--config FILE): its messages are judged as from a "
+                "configured sender, read in the character set stored with "
+                "each\n", *scratch->name ? scratch->name : "(none)");
+}
+
+/* Opens the message's transaction. A replay of a message that was
+ * accepted before writes its values again, not the events it caused
+ * (medgate.reapply, read by the order adapter): later messages may have
+ * moved its records on. False when the database is gone: the run stops. */
+static bool
+begin(PGconn *c, PGresult *r, int row, struct tally *t)
+{
+    const char *was = PQgetvalue(r, row, 4);
+    bool reapply = strcmp(was, "received") == 0 ||
+                   strcmp(was, "processed") == 0;
+    PGresult *b = PQexec(c, reapply ? "BEGIN; SET LOCAL medgate.reapply = 'on'"
+                                    : "BEGIN");
+    bool ok = PQresultStatus(b) == PGRES_COMMAND_OK;
+
+    if (!ok) {
+        fprintf(stderr, "replay %s: starting its transaction failed: "
+                "SQLSTATE %s\n", PQgetvalue(r, row, 0), sqlstate(b));
+        t->errors++;
+        t->stop = PQstatus(c) != CONNECTION_OK;
+        PQclear(PQexec(c, "ROLLBACK"));
+    }
+    PQclear(b);
+    return ok;
 }
 
 /* Judges the stored bytes again and runs the adapter in a transaction: a
@@ -407,6 +479,8 @@ replay_row(PGconn *c, const struct mg_conf *conf,
     t->seen++;
     li = mg_app_listener_for(conf, PQgetvalue(r, row, 1),
                              PQgetvalue(r, row, 2), &scratch);
+    if (li == &scratch)
+        without_listener(r, row, &scratch, t);
     raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, 3), &n);
     memset(&v, 0, sizeof(v));
     if (raw == NULL ||
@@ -419,13 +493,10 @@ replay_row(PGconn *c, const struct mg_conf *conf,
         PQfreemem(raw);
         return;
     }
-    PQclear(PQexec(c, "BEGIN"));
-    if (!still_as_read(c, r, row)) {
-        printf("%s %s: left as it was: changed since this run read it "
-               "(another replay?)\n", id, PQgetvalue(r, row, 7));
-        t->superseded++;
+    if (!begin(c, r, row, t))
+        goto out_free;
+    if (still_as_read(c, r, row, t) != MG_OK)
         goto out_rollback;
-    }
     if (v.input != NULL && strcmp(v.status, "received") == 0) {
         if (!*message_org(r, row, &v)) {
             printf("%s %s: left as it was: no organization (its sender is "
@@ -487,9 +558,41 @@ out_rollback:
     PQclear(before);
     PQclear(after);
     PQclear(PQexec(c, "ROLLBACK"));
+out_free:
     free(v.input);
     free(v.ack);
     PQfreemem(raw);
+}
+
+/* Every selected row up to the limit, oldest first; stops when the
+ * database connection is gone. The row past the limit says where the next
+ * run starts. */
+static void
+replay_rows(PGconn *c, const struct mg_conf *conf,
+            const struct mg_mapping_set *set, const struct replay_opts *o,
+            PGresult *r, struct tally *t)
+{
+    int n = PQntuples(r), i;
+
+    for (i = 0; i < n && i < o->limit && !t->stop; i++) {
+        replay_row(c, conf, set, o, r, i, t);
+        if (t->stop || PQstatus(c) != CONNECTION_OK) {
+            fprintf(stderr, "replay: the database connection was lost; "
+                    "%d selected message(s) not tried\n",
+                    (int)(n - 1 < o->limit ? n - 1 : o->limit) - i);
+            t->errors += t->errors == 0;
+            t->stop = true;
+        }
+    }
+    if (o->dry_run && i > 1)
+        printf("(a dry run judges each message against the records as they "
+               "are: the effects of the messages before it in this run are "
+               "rolled back, not seen)\n");
+    if (n > o->limit && !t->stop)
+        printf("stopped at --limit %ld: more messages match; the next was "
+               "received at %s (%s): run again with --since '%s'\n",
+               o->limit, PQgetvalue(r, n - 1, 10), PQgetvalue(r, n - 1, 0),
+               PQgetvalue(r, n - 1, 10));
 }
 
 static int
@@ -539,12 +642,12 @@ mg_app_replay(const struct mg_conf *conf, int argc, char **argv)
     if (mg_adapters_load_set(conf->mappings_dir, &set, stderr) != MG_OK) {
         fprintf(stderr, "replay: the mapping files in %s have errors\n",
                 conf->mappings_dir);
-        return 1;
+        return 3;
     }
     c = mg_store_connect_once(conf->database_url, "replay", stderr);
     if (c == NULL) {
         mg_mapping_set_free(set);
-        return 1;
+        return 3;
     }
     snprintf(limit, sizeof(limit), "%ld", o.limit);
     params[0] = o.id;
@@ -556,11 +659,11 @@ mg_app_replay(const struct mg_conf *conf, int argc, char **argv)
         fprintf(stderr, "replay: %s", PQerrorMessage(c));
         t.errors++;
     } else {
-        for (int i = 0; i < PQntuples(r); i++)
-            replay_row(c, conf, set, &o, r, i, &t);
+        replay_rows(c, conf, set, &o, r, &t);
     }
     PQclear(r);
-    count_superseded(c, params, &t);
+    if (!t.stop)
+        count_superseded(c, params, &t);
     PQfinish(c);
     mg_mapping_set_free(set);
     printf("%s %ld message(s): %ld now accepted, %ld failed or rejected, "
@@ -568,5 +671,7 @@ mg_app_replay(const struct mg_conf *conf, int argc, char **argv)
            "through their adapter\n",
            o.dry_run ? "would replay" : "replayed", t.seen, t.accepted,
            t.still_failed, t.unchanged, t.superseded, t.errors, t.reapplied);
-    return t.errors ? 1 : 0;
+    if (t.errors)
+        return 3;
+    return t.refused > 0 || (o.id != NULL && t.seen == 0) ? 1 : 0;
 }

@@ -359,7 +359,7 @@ class OrderAdapterTest(GatewayTest):
         env = {"MEDGATE_DATABASE_URL": h.conninfo(self.db),
                "MEDGATE_PATHS_MAPPINGS": os.path.join(h.SOURCE_DIR, "mappings")}
         same = h.run_medgate("replay", "--failed", "--dry-run", env=env)
-        self.assertEqual(same.returncode, 0, same.stderr)
+        self.assertEqual(same.returncode, 1, same.stderr)  # it would still fail
         self.assertIn("1 unchanged", same.stdout)  # the same refusal, same ERR location
         self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, ORM.format(cid="RP-2", ctl="NW").encode()))["MSA"][1], "AA")
         dry = h.run_medgate("replay", "--failed", "--dry-run", env=env)

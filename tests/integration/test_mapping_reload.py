@@ -360,5 +360,104 @@ class MappingReloadTest(unittest.TestCase):
             os.unlink(log.name)
 
 
+class ReplayOfAcceptedOrdersTest(unittest.TestCase):
+    """Replay of a message accepted before writes its values again, not the
+    events it caused: later messages may have moved the order on."""
+
+    def setUp(self):
+        self.db = h.create_database("replayev")
+        h.migrate(self.db)
+        self.maps = tempfile.mkdtemp(prefix="medgate-maps-")
+        shutil.copytree(os.path.join(h.SOURCE_DIR, "mappings"), self.maps, dirs_exist_ok=True)
+        MappingReloadTest.edit_orders(self, fix=True)  # accession from ORC-2.1
+        self.gw = h.Gateway(self.db, config={"paths": {"mappings": self.maps}}).start()
+        self.env = {"MEDGATE_DATABASE_URL": h.conninfo(self.db), "MEDGATE_PATHS_MAPPINGS": self.maps}
+
+    def tearDown(self):
+        self.gw.stop()
+
+    def send(self, cid, control):
+        m = order(cid).replace(b"ORC|NW|", ("ORC|%s|" % control).encode())
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, m))["MSA"][1], "AA", cid)
+
+    def worklist(self):
+        return h.psql(self.db, "SELECT s.status, (SELECT string_agg(q.status, ',' ORDER BY q.created_at)"
+                               " FROM scan_queue q WHERE q.scan_id = s.id) FROM scans s")
+
+    def test_an_old_new_order_does_not_reopen_an_order_cancelled_since(self):
+        self.send("EV-1", "NW")
+        self.send("EV-2", "CA")
+        self.assertEqual(self.worklist(), [["cancelled", "cancelled"]])
+        # A cautious first run that takes only the oldest message, the NW.
+        first = h.run_medgate("replay", "--all", "--limit", "1", env=self.env)
+        self.assertEqual(first.returncode, 0, first.stderr)
+        self.assertEqual(self.worklist(), [["cancelled", "cancelled"]])
+        # It says where the next run starts, and that run takes the CA.
+        self.assertIn("stopped at --limit 1", first.stdout)
+        since = first.stdout.split("run again with --since '")[1].split("'")[0]
+        rest = h.run_medgate("replay", "--all", "--since", since, env=self.env)
+        self.assertEqual(rest.returncode, 0, rest.stderr)
+        self.assertIn("replayed 1 message(s)", rest.stdout)
+        self.assertEqual(self.worklist(), [["cancelled", "cancelled"]])
+
+    def test_an_old_cancel_does_not_cancel_an_order_placed_again_since(self):
+        self.send("EV-3", "NW")
+        self.send("EV-4", "CA")
+        self.send("EV-5", "NW")  # ordered again: a new worklist entry
+        self.assertEqual(self.worklist(), [["ordered", "cancelled,waiting"]])
+        cancel = h.scalar(self.db, "SELECT id FROM hl7_messages WHERE control_id = 'EV-4'")
+        r = h.run_medgate("replay", "--id", cancel, env=self.env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("1 written again", r.stdout)
+        self.assertEqual(self.worklist(), [["ordered", "cancelled,waiting"]])
+
+    def test_exit_code_says_whether_messages_still_fail(self):
+        self.send("EV-6", "NW")
+        missing = order("EV-7").replace(b"ORC|NW|PL1^RIS", b"ORC|NW|")  # no accession anywhere
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, missing))["MSA"][1], "AE")
+        r = h.run_medgate("replay", "--failed", env=self.env)
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("1 unchanged", r.stdout)
+        r = h.run_medgate("replay", "--id", "00000000-0000-4000-8000-000000000000", env=self.env)
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("replayed 0 message(s)", r.stdout)
+        r = h.run_medgate("replay", "--all", env=self.env)  # EV-6 accepted, EV-7 still failing
+        self.assertEqual(r.returncode, 1, r.stdout)
+        ok = h.run_medgate("replay", "--id", h.scalar(self.db, "SELECT id FROM hl7_messages WHERE control_id = 'EV-6'"),
+                           env=self.env)
+        self.assertEqual(ok.returncode, 0, ok.stdout)
+        down = h.run_medgate("replay", "--all", env={"MEDGATE_DATABASE_URL": "host=/nonexistent dbname=x",
+                                                     "MEDGATE_PATHS_MAPPINGS": self.maps})
+        self.assertEqual(down.returncode, 3, down.stderr)
+
+
+class ReplayWithoutConfigTest(unittest.TestCase):
+    """Without --config, a message's listener is unknown: its bytes are read
+    in the character set stored with it, not as ASCII."""
+
+    def setUp(self):
+        self.db = h.create_database("replaycs")
+        h.migrate(self.db)
+        self.gw = h.Gateway(self.db, config={"mllp": {"listeners": [{
+            "name": "latin", "port": h.free_port(),
+            "senders": [{"application": "RIS", "facility": "RAD", "organization_id": h.DEMO_ORG,
+                         "charset": "8859/1"}]}]}}).start()
+
+    def tearDown(self):
+        self.gw.stop()
+
+    def test_a_latin1_message_stays_accepted(self):
+        port = self.gw.conf["mllp"]["listeners"][0]["port"]
+        latin1 = ("MSH|^~\\&|RIS|RAD|MEDGATE|HOSP|20240101120000||ADT^A01^ADT_A01|LT-1|P|2.5.1\r"
+                  "EVN|A01|20240101120000\rPID|1||LT1^^^HOSP^MR||Müller^Jürgen||19800101|M\rPV1|1|O\r")
+        self.assertEqual(segments(mllp_exchange(port, latin1.encode("latin-1")))["MSA"][1], "AA")
+        r = h.run_medgate("replay", "--all", env={"MEDGATE_DATABASE_URL": h.conninfo(self.db)})
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("listener latin is not in the configuration", r.stderr)
+        self.assertIn("1 unchanged", r.stdout)
+        self.assertEqual(h.psql(self.db, "SELECT m.status, p.last_name FROM hl7_messages m, patients p"),
+                         [["received", "Müller"]])
+
+
 if __name__ == "__main__":
     h.main()
