@@ -4,6 +4,7 @@
  * delimiters) could not be parsed: HAPI calls this the "critical response
  * data". Inbound fields are copied raw: they are escaped already, for the
  * very delimiters the ACK reuses. */
+#include <stdint.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -49,11 +50,19 @@ mg_hl7v2_err_text(int code)
     return NULL;
 }
 
+/* MSH-15 / MSH-16 as given: trimmed, with the explicit null "" as empty
+ * (HL7 v2 2.9: original mode when both are omitted or null). */
+static struct mg_str
+ack_type(struct mg_str v)
+{
+    v = mg_str_trim(v);
+    return mg_str_eqz(v, "\"\"") ? mg_str_n(NULL, 0) : v;
+}
+
 enum mg_hl7v2_ack_mode
 mg_hl7v2_ack_mode(const struct mg_hl7v2_msh *msh)
 {
-    if (mg_str_trim(msh->field[15]).len > 0 ||
-        mg_str_trim(msh->field[16]).len > 0)
+    if (ack_type(msh->field[15]).len > 0 || ack_type(msh->field[16]).len > 0)
         return MG_HL7V2_ACK_ENHANCED;
     return MG_HL7V2_ACK_ORIGINAL;
 }
@@ -62,7 +71,7 @@ mg_hl7v2_ack_mode(const struct mg_hl7v2_msh *msh)
 static bool
 ack_wanted(struct mg_str v, bool ok)
 {
-    v = mg_str_trim(v);
+    v = ack_type(v);
     if (mg_str_eqz(v, "NE"))
         return false;
     if (mg_str_eqz(v, "ER"))
@@ -70,6 +79,24 @@ ack_wanted(struct mg_str v, bool ok)
     if (mg_str_eqz(v, "SU"))
         return ok;
     return true; /* AL, empty, or a value we do not know */
+}
+
+bool
+mg_hl7v2_answer(const struct mg_hl7v2_msh *msh, bool ok,
+                enum mg_hl7v2_ack_mode *as)
+{
+    *as = mg_hl7v2_ack_mode(msh);
+    if (*as == MG_HL7V2_ACK_ORIGINAL || ack_wanted(msh->field[15], ok))
+        return true;
+    /* No accept ACK wanted. The answer is sent after the message was
+     * processed, so what there is to say is the application ACK, when
+     * MSH-16 asks for one: NE/AL is original mode by another name. With
+     * neither wanted, *as stays enhanced: the outcome is recorded as the
+     * accept ACK that was not sent. */
+    if (!ack_wanted(msh->field[16], ok))
+        return false;
+    *as = MG_HL7V2_ACK_ORIGINAL;
+    return true;
 }
 
 bool
@@ -139,6 +166,22 @@ struct writer {
  * below the ACK buffer's limit (a 70 kB MSH-10 made no ACK at all). */
 #define ECHO_MAX 512
 
+/* How much of s is echoed: at most ECHO_MAX bytes, and a cut never leaves
+ * an escape sequence open (a dangling escape character would swallow the
+ * field separator that follows, for the peer's parser). */
+static size_t
+echo_len(const struct writer *w, struct mg_str s)
+{
+    size_t n = MG_MIN(s.len, ECHO_MAX), open = SIZE_MAX;
+
+    if (n == s.len || w->d->esc == '\0')
+        return n;
+    for (size_t i = 0; i < n; i++)
+        if (s.ptr[i] == w->d->esc)
+            open = open == SIZE_MAX ? i : SIZE_MAX;
+    return open == SIZE_MAX ? n : open;
+}
+
 /* Appends a field of the message (MSH-3 to MSH-6, MSH-10 into MSA-2...)
  * so that the ACK is text in the sender's character set and in UTF-8
  * alike, since it is also stored in a text column: a non-ASCII byte is
@@ -149,7 +192,7 @@ struct writer {
 static void
 put(struct writer *w, struct mg_str s)
 {
-    size_t i = 0, run, n = MG_MIN(s.len, ECHO_MAX), len;
+    size_t i = 0, run, n = echo_len(w, s), len;
 
     while (w->rc == MG_OK && i < n) {
         for (run = 0; i + run < n && (unsigned char)s.ptr[i + run] < 0x80 &&
@@ -380,6 +423,8 @@ write_code(struct writer *w, int code, char sep)
 
     if (w->rc == MG_OK)
         w->rc = mg_buf_appendf(w->out, "%d", code);
+    if (sep == '\0')
+        return; /* no separator for the parts (MSH-2 without '&') */
     putc_(w, sep);
     putz(w, text ? text : "");
     putc_(w, sep);
@@ -399,9 +444,13 @@ write_err(struct writer *w, const struct mg_diag *e,
     putz(w, "ERR");
     put_field_sep(w); /* ERR-1 */
     if (old) {
+        /* Before v2.5 ERR has ERR-1 only (ELD: segment^sequence^field^
+         * code as a CE in sub-components); the text goes in MSA-3. */
         write_location(w, e, true);
         putc_(w, w->d->comp);
-        write_code(w, e->code, w->d->sub ? w->d->sub : ' ');
+        write_code(w, e->code, w->d->sub);
+        putc_(w, '\r');
+        return;
     }
     put_field_sep(w); /* ERR-2 */
     write_location(w, e, false);
@@ -416,6 +465,21 @@ write_err(struct writer *w, const struct mg_diag *e,
     put_field_sep(w); /* ERR-8 */
     put_text(w, user.len ? user : mg_str_from(e->text));
     putc_(w, '\r');
+}
+
+/* MSA-3 is an ST of 80 characters in v2.3 and v2.4. */
+#define MSA3_MAX 80
+
+/* s cut to at most max bytes, not inside a UTF-8 character. */
+static struct mg_str
+utf8_cut(struct mg_str s, size_t max)
+{
+    if (s.len <= max)
+        return s;
+    s.len = max;
+    while (s.len > 0 && ((unsigned char)s.ptr[s.len] & 0xC0) == 0x80)
+        s.len--;
+    return s;
 }
 
 int
@@ -438,8 +502,7 @@ mg_hl7v2_ack_build(const struct mg_hl7v2_msh *in,
         return MG_EINVAL;
     w.utf8 = mg_hl7v2_charset_lookup(cs_name, &cs, NULL) == MG_OK &&
              cs == MG_HL7V2_CS_UTF8;
-    old_msa = version_before(ver, "2.4");
-    old_err = version_before(ver, "2.5");
+    old_msa = old_err = version_before(ver, "2.5");
     for (size_t i = 0; i < ack->nerr && first == NULL; i++)
         if (ack->err[i].code != 0 || ack->err[i].segment[0] != '\0')
             first = &ack->err[i];
@@ -452,7 +515,7 @@ mg_hl7v2_ack_build(const struct mg_hl7v2_msh *in,
     put(&w, in->field[10]);
     if (old_msa && first != NULL) {
         put_field_sep(&w);
-        put_text(&w, mg_str_from(first->text));
+        put_text(&w, utf8_cut(mg_str_from(first->text), MSA3_MAX));
     }
     putc_(&w, '\r');
     for (size_t i = 0; i < ack->nerr; i++)

@@ -362,11 +362,19 @@ render_header(struct mg__intake_item *it, const struct verdict *v,
         it->col[COL_CHARSET] = assumed_charset(it->listener, v->sender);
 }
 
-static enum mg_hl7v2_ack_mode
-ack_mode(const struct mg_conf_listener *li, const struct mg_hl7v2_msh *msh)
+/* Whether the sender gets an answer for an outcome (ok: stored and
+ * mapped), and whether in enhanced mode's codes (CA/CE/CR): the listener's
+ * ack_mode original answers every message AA/AE/AR. */
+static bool
+answer_wanted(const struct mg_conf_listener *li,
+              const struct mg_hl7v2_msh *msh, bool ok, bool *enhanced)
 {
-    return li->ack_mode == MG_ACK_ORIGINAL ? MG_HL7V2_ACK_ORIGINAL
-                                           : mg_hl7v2_ack_mode(msh);
+    enum mg_hl7v2_ack_mode as = MG_HL7V2_ACK_ORIGINAL;
+    bool wanted = li->ack_mode == MG_ACK_ORIGINAL ||
+                  mg_hl7v2_answer(msh, ok, &as);
+
+    *enhanced = as == MG_HL7V2_ACK_ENHANCED;
+    return wanted;
 }
 
 /* The answer for an outcome: MSA-1, the ACK (unless enhanced mode says no
@@ -377,8 +385,8 @@ static int
 answer(struct mg__intake_item *it, const struct mg_hl7v2_msh *msh,
        enum mg__intake_outcome outcome, const struct mg_diag *d)
 {
-    bool enhanced = ack_mode(it->listener, msh) == MG_HL7V2_ACK_ENHANCED;
-    bool ok = outcome == MG__INTAKE_STORED, wanted;
+    bool ok = outcome == MG__INTAKE_STORED, enhanced;
+    bool wanted = answer_wanted(it->listener, msh, ok, &enhanced);
     enum mg_hl7v2_ack_code code;
     char loc[64];
 
@@ -390,7 +398,6 @@ answer(struct mg__intake_item *it, const struct mg_hl7v2_msh *msh,
         code = enhanced ? MG_HL7V2_CE : MG_HL7V2_AE;
     it->col[COL_ACK_CODE] = mg_hl7v2_ack_code_str(code);
     it->col[COL_ACK] = NULL;
-    wanted = !enhanced || mg_hl7v2_accept_ack_wanted(msh, ok);
     if (wanted)
         it->col[COL_ACK] = build_ack(&it->arena, msh, code, ok ? NULL : d,
                                      NULL);
@@ -424,19 +431,18 @@ render_down_ack(struct mg__intake_item *it, const struct mg_hl7v2_msh *msh,
 
 /* The answers prepared besides the verdict's: the AE/CE 205 of a
  * duplicate key with another payload, and the AR/CR of a database that
- * cannot store it. Both are failures: in enhanced mode, only when MSH-15
- * asks for them (AL or ER), as for any other failure. */
+ * cannot store it. Both are failures: answered as any other failure. */
 static void
 render_acks(struct mg__intake_item *it, const struct verdict *v,
             const struct mg_hl7v2_msh *msh)
 {
-    bool enhanced = ack_mode(it->listener, msh) == MG_HL7V2_ACK_ENHANCED;
+    bool enhanced;
     struct mg_diag d;
 
     if (mg_hl7v2_is_ack(msh))
         return; /* never acknowledge an acknowledgement */
     (void)answer(it, msh, v->outcome, &v->diag); /* a NULL ACK: none sent */
-    if (enhanced && !mg_hl7v2_accept_ack_wanted(msh, false))
+    if (!answer_wanted(it->listener, msh, false, &enhanced))
         return; /* COL_DUP_ACK NULL, down_ack empty: none sent */
     mg_diag_clear(&d);
     mg_diag_at(&d, "MSH", 1, 10, 0);
@@ -458,8 +464,7 @@ mg__intake_prepare_busy(struct mg__intake_item *it,
     it->listener = li;
     if (mg_hl7v2_msh_peek(frame, &msh) != MG_OK || mg_hl7v2_is_ack(&msh))
         return MG_OK; /* no answer to build: closed without one */
-    enhanced = ack_mode(li, &msh) == MG_HL7V2_ACK_ENHANCED;
-    if (!enhanced || mg_hl7v2_accept_ack_wanted(&msh, false))
+    if (answer_wanted(li, &msh, false, &enhanced))
         render_down_ack(it, &msh, enhanced);
     return MG_OK;
 }
@@ -533,8 +538,7 @@ mg_intake_reject_ack(const struct mg_conf_listener *li, struct mg_str head,
 
     if (mg_hl7v2_msh_peek(head, &msh) != MG_OK || msh.nfield < 10)
         return MG_EPARSE;
-    enhanced = ack_mode(li, &msh) == MG_HL7V2_ACK_ENHANCED;
-    if (enhanced && !mg_hl7v2_accept_ack_wanted(&msh, false))
+    if (!answer_wanted(li, &msh, false, &enhanced))
         return MG_ENOTFOUND;
     mg_diag_clear(&d);
     mg_diag_set(&d, MG_HL7_ERR_INTERNAL, "%s", text);

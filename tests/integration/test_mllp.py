@@ -454,6 +454,19 @@ class AckRulesTest(unittest.TestCase):
         self.assertEqual(seg["MSA"][1], "CA")
         self.assertEqual(seg["MSA"][2], "ENH-1")
 
+    def test_no_accept_ack_but_an_application_ack_gets_aa_ae(self):
+        # MSH-15 NE, MSH-16 AL: original mode by another name. The sender
+        # waited for an answer that never came (and got nothing again on
+        # every resend); the application ACK is what there is to say.
+        seg = segments(mllp_exchange(self.gw.mllp_port, msg("ENH-NA", extra="|||NE|AL")))
+        self.assertEqual(seg["MSA"][1:3], ["AA", "ENH-NA"])
+        bad = msg("ENH-NB", extra="|||NE|ER").replace(b"|19800101|", b"|19801340|")
+        seg = segments(mllp_exchange(self.gw.mllp_port, bad))
+        self.assertEqual(seg["MSA"][1:3], ["AE", "ENH-NB"])
+        # "" is the explicit null: original mode, not enhanced.
+        seg = segments(mllp_exchange(self.gw.mllp_port, msg("ENH-NULL", extra='|||""|""')))
+        self.assertEqual(seg["MSA"][1], "AA")
+
     def test_enhanced_mode_ne_gets_no_ack_for_a_duplicate_key(self):
         # MSH-15 NE: no accept ACK at all, also not the CE 205 of a control
         # id already used with another payload (it was sent before).

@@ -1337,6 +1337,49 @@ test_ack_wanted_table(void **state)
     }
 }
 
+/* Which answer a sender gets now: original mode's, the accept ACK of
+ * enhanced mode, or -- when MSH-15 wants no accept ACK -- the application
+ * ACK per MSH-16 (NE/AL is original mode by another name). "" is null. */
+static void
+test_answer_table(void **state)
+{
+    static const struct {
+        const char *msh15, *msh16;
+        bool ok, sent;
+        enum mg_hl7v2_ack_mode as;
+    } cases[] = {
+        {"", "", true, true, MG_HL7V2_ACK_ORIGINAL},
+        {"\"\"", "\"\"", false, true, MG_HL7V2_ACK_ORIGINAL},
+        {"AL", "NE", true, true, MG_HL7V2_ACK_ENHANCED},
+        {"NE", "AL", true, true, MG_HL7V2_ACK_ORIGINAL},
+        {"NE", "AL", false, true, MG_HL7V2_ACK_ORIGINAL},
+        {"NE", "NE", true, false, MG_HL7V2_ACK_ORIGINAL},
+        {"NE", "ER", true, false, MG_HL7V2_ACK_ORIGINAL},
+        {"NE", "ER", false, true, MG_HL7V2_ACK_ORIGINAL},
+        {"ER", "AL", false, true, MG_HL7V2_ACK_ENHANCED},
+        {"ER", "AL", true, true, MG_HL7V2_ACK_ORIGINAL},
+        {"ER", "NE", true, false, MG_HL7V2_ACK_ORIGINAL},
+        {"SU", "", true, true, MG_HL7V2_ACK_ENHANCED},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < MG_ARRAY_LEN(cases); i++) {
+        struct mg_hl7v2_msh msh;
+        enum mg_hl7v2_ack_mode as;
+        char text[128];
+
+        snprintf(text, sizeof(text),
+                 "MSH|^~\\&|S|SF|R|RF|1||ADT^A01|C|P|2.5|||%s|%s\r",
+                 cases[i].msh15, cases[i].msh16);
+        assert_int_equal(mg_hl7v2_msh_peek(mg_str_from(text), &msh), MG_OK);
+        assert_int_equal(mg_hl7v2_answer(&msh, cases[i].ok, &as),
+                         cases[i].sent);
+        /* Unsent: recorded in the message's own (enhanced) codes. */
+        assert_int_equal(as, cases[i].sent ? cases[i].as
+                                           : MG_HL7V2_ACK_ENHANCED);
+    }
+}
+
 /* An unsupported version and a truncated MSH: AR from what could be read;
  * a v2.3 peer also gets MSA-3, ERR-1 and a two-part MSH-9. */
 static void
@@ -1393,8 +1436,40 @@ test_ack_from_partial_msh(void **state)
     assert_int_equal(mg_hl7v2_ack_build(&msh, &o, &b), MG_OK);
     assert_non_null(strstr(b.ptr, "|ACK|N1|P|2.3|")); /* no MSH-9.3 */
     assert_non_null(strstr(b.ptr, "\rMSA|AE|C23|no patient id\r"));
+    /* Before v2.5, ERR has ERR-1 only; the text is MSA-3's. */
     assert_non_null(strstr(b.ptr, "\rERR|PID^1^3^101&Required field missing&"
-                                  "HL70357|PID^1^3|101^"));
+                                  "HL70357\r"));
+    assert_null(strstr(b.ptr, "|E|"));
+
+    /* v2.4: MSA-3 too, cut to its 80 characters; an MSH-2 without a
+     * sub-component character gives ERR-1 the bare code. */
+    mg_buf_reset(&b);
+    assert_int_equal(mg_hl7v2_check(MG_STR("MSH|^~\\|S|SF|R|RF|1||ADT|C24|P|"
+                                           "2.4\r"), &msh, &d), MG_OK);
+    mg_diag_at(&d, "PID", 1, 3, 0);
+    mg_diag_set(&d, MG_HL7_ERR_REQUIRED_MISSING, "%0100d", 7);
+    assert_int_equal(mg_hl7v2_ack_build(&msh, &o, &b), MG_OK);
+    assert_non_null(strstr(b.ptr, "\rMSA|AE|C24|00000000000000000000"
+                                  "000000000000000000000000000000000000000000"
+                                  "000000000000000000\rERR|PID^1^3^101\r"));
+
+    /* An echo cut at 512 bytes does not leave an escape open: the peer
+     * would read the next separator as part of it. */
+    {
+        char long_id[700];
+
+        mg_buf_reset(&b);
+        snprintf(long_id, sizeof(long_id),
+                 "MSH|^~\\&|S|SF|R|RF|1||ADT^A01|%0511d\\F\\X|P|2.5\r", 0);
+        assert_int_equal(mg_hl7v2_check(mg_str_from(long_id), &msh, &d),
+                         MG_OK);
+        o.code = MG_HL7V2_AA;
+        o.nerr = 0;
+        assert_int_equal(mg_hl7v2_ack_build(&msh, &o, &b), MG_OK);
+        assert_non_null(strstr(b.ptr, "0000000000\r"));
+        assert_null(strstr(b.ptr, "0\\"));
+        o.nerr = 1;
+    }
 
     /* A control id is required. */
     o.control_id = MG_STR_NULL;
@@ -1716,6 +1791,7 @@ main(void)
         cmocka_unit_test(test_ack_original_mode),
         cmocka_unit_test(test_ack_enhanced_mode),
         cmocka_unit_test(test_ack_wanted_table),
+        cmocka_unit_test(test_answer_table),
         cmocka_unit_test(test_ack_from_partial_msh),
         cmocka_unit_test(test_ack_charset_of_text),
         cmocka_unit_test(test_ack_msh9_by_version),
