@@ -50,6 +50,7 @@ struct mg_intake {
     unsigned inflight;   /* batches sent, not yet answered */
     unsigned long long serial; /* of the last batch taken */
     size_t nflying;      /* messages in them */
+    size_t held;         /* bytes the items not yet answered hold */
     bool freeing;
     struct flight *flying[MAX_INFLIGHT]; /* the batches in flight */
     uv_idle_t kick; /* flushes on the next loop turn: never call back
@@ -171,6 +172,7 @@ static void
 finish(struct mg_intake *in, struct mg__intake_item *it, int rc,
        const char *ack, size_t len)
 {
+    in->held -= it->mem; /* before the answer, which may read on */
     if (rc == MG_OK) {
         in->outcome[it->outcome]++;
     } else {
@@ -243,6 +245,8 @@ mg_intake_submit(struct mg_intake *in, const struct mg_conf_listener *li,
     it->col[COL_PEER] = peer_ip ? mg_arena_strndup(&it->arena, peer_ip,
                                                     strlen(peer_ip))
                                 : NULL;
+    it->mem = it->arena.used;
+    in->held += it->mem;
     memcpy(it->prepared, it->col, sizeof(it->prepared));
     it->prepared_outcome = it->outcome;
     it->key = key_hash(it);
@@ -261,6 +265,12 @@ void
 mg_intake_set_mappings(struct mg_intake *in, struct mg_mapping_set *set)
 {
     in->mappings = set;
+}
+
+bool
+mg_intake_full(const struct mg_intake *in)
+{
+    return in->held >= MG_INTAKE_HELD_MAX;
 }
 
 size_t
@@ -795,8 +805,9 @@ mg_intake_write_metrics(const struct mg_intake *in, struct mg_buf *out)
                          "medgate_intake_batch_messages_total %llu\n"
                          "medgate_intake_failed_batches_total %llu\n"
                          "medgate_intake_batched_messages_total %llu\n"
-                         "medgate_intake_pending %zu\n",
+                         "medgate_intake_pending %zu\n"
+                         "medgate_intake_held_bytes %zu\n",
                          in->batches, in->batch_messages, in->failed_batches,
                          in->batched,
-                         mg_intake_pending(in));
+                         mg_intake_pending(in), in->held);
 }

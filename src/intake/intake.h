@@ -55,6 +55,13 @@ struct mg_intake_opts {
     int commits_in_flight; /* most grouped commits at once (<= 8) */
 };
 
+/* The most bytes the messages waiting for their commit may hold (raw, its
+ * hex copy and the adapter's input, about three times the frame) before
+ * the MLLP listeners stop reading every connection that already has one
+ * waiting. A connection with none is always read: the bound is this plus
+ * one message per connection (max_connections x max_frame_bytes). */
+#define MG_INTAKE_HELD_MAX ((size_t)256 << 20)
+
 MG_MUST_CHECK int mg_intake_new(struct uv_loop_s *loop, struct mg_store *store,
                                 const struct mg_intake_opts *opts,
                                 struct mg_intake **out);
@@ -147,6 +154,9 @@ MG_MUST_CHECK int mg_intake_refusal(const struct mg_conf_listener *li,
                                     struct mg_intake_verdict *out);
 
 /* Messages waiting or in the commit in flight. */
+/* True when the messages waiting hold MG_INTAKE_HELD_MAX bytes or more. */
+bool mg_intake_full(const struct mg_intake *in);
+
 size_t mg_intake_pending(const struct mg_intake *in);
 
 /* Appends Prometheus text: messages by outcome, batches, batch sizes. */

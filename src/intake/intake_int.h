@@ -88,6 +88,7 @@ struct mg__intake_item {
     bool busy; /* refused at submit: queue full */
     bool lost; /* committed, but its answer could not be built */
     uint64_t key; /* its key hashed (intake.c), 0 for none */
+    size_t mem;   /* what it holds (arena), counted in mg_intake's held */
     size_t bytes; /* its raw message (hex) and input: what it adds to a
                      batch statement's parameters */
 };

@@ -142,11 +142,15 @@ slot_fill(struct slot *s, enum slot_action action, const char *ack,
 }
 
 /* Room for another frame: held bytes are decoded before the socket is
- * read again, so frames are taken in the order they were sent. */
+ * read again, so frames are taken in the order they were sent. While the
+ * intake holds too many bytes, a connection with a frame waiting waits
+ * for its answer (which frees some) before it is read again: a few
+ * pipelining clients of large frames cannot fill the memory. */
 static bool
 has_room(const struct mllp_conn *mc)
 {
-    return mc->pending < MAX_PENDING && !mc->srv->draining && !mc->ending;
+    return mc->pending < MAX_PENDING && !mc->srv->draining && !mc->ending &&
+           (mc->pending == 0 || !mg_intake_full(mc->srv->intake));
 }
 
 static void

@@ -7,6 +7,7 @@ import glob
 import os
 import select
 import socket
+import threading
 import subprocess
 import tempfile
 import time
@@ -219,6 +220,80 @@ class CommitWarningTest(unittest.TestCase):
         self.assertEqual(h.psql(self.db, "SELECT status FROM sync_logs WHERE external_id='WARN-1' ORDER BY id"),
                          [["committed"], ["duplicate"]])
         self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, msg("WARN-2")))["MSA"][1], "AA")
+
+
+class HeldBytesTest(unittest.TestCase):
+    """While commits cannot finish, pipelining senders of large frames make
+    the gateway hold their messages. Before, each connection could have 32
+    waiting, whatever their size (a 16 MB frame holds about 48 MB): a few
+    connections filled the memory. Now a connection with a message waiting
+    is not read while the waiting messages hold 256 MiB."""
+
+    def setUp(self):
+        self.db = h.create_database("held")
+        h.migrate(self.db)
+        self.gw = h.Gateway(self.db, config={"database": {"statement_timeout_ms": 120000}}).start()
+
+    def tearDown(self):
+        self.gw.stop()
+
+    def held(self):
+        metrics = self.gw.get("/metrics")[2]
+        return int(metrics.split("medgate_intake_held_bytes ")[1].split()[0])
+
+    def test_pipelined_large_frames_wait_instead_of_filling_the_memory(self):
+        # The lock holds every commit: nothing that arrives is answered.
+        locker = subprocess.Popen(["psql", "-h", h.pg_host(), "-U", "postgres", "-d", self.db, "-X", "-q"],
+                                  stdin=subprocess.PIPE, text=True)
+        locker.stdin.write("BEGIN; LOCK TABLE hl7_messages IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600);\n")
+        locker.stdin.flush()
+        deadline = time.time() + 30
+        while h.scalar(self.db, "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                                "WHERE c.relname = 'hl7_messages' AND l.mode = 'AccessExclusiveLock' "
+                                "AND l.granted") != "1":
+            self.assertLess(time.time(), deadline)
+            time.sleep(0.1)
+        frame = b"\x0b" + msg("HB-%d") + b"ZZZ|" + b"x" * (1 << 20) + b"\r\x1c\r"
+        conns, replies, senders = [], [], []
+        for c in range(6):
+            s = socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=60)
+            conns.append(s)
+            data = b"".join(frame.replace(b"HB-%d", b"HB-%d-%d" % (c, i)) for i in range(32))
+            t = threading.Thread(target=s.sendall, args=(data,))
+            t.start()
+            senders.append(t)
+        try:
+            # Wait until the gateway takes nothing more, then read what it holds.
+            last, stable_since = -1, time.time()
+            while time.time() - stable_since < 2:
+                now = self.held()
+                if now != last:
+                    last, stable_since = now, time.time()
+                time.sleep(0.2)
+            self.assertGreater(last, 200 << 20)  # it did take a lot
+            # 256 MiB, and at most one more message (about 3 MB) per connection.
+            self.assertLess(last, (256 << 20) + 6 * (4 << 20))
+        finally:
+            # pg_sleep does not notice its client is gone: end the backend.
+            h.psql(self.db, "SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_class c "
+                            "ON c.oid = l.relation WHERE c.relname = 'hl7_messages' "
+                            "AND l.mode = 'AccessExclusiveLock' AND l.granted")
+            locker.terminate()
+            locker.wait(timeout=30)
+            locker.stdin.close()
+        # Nothing is lost: every frame is answered, in order, once the lock is gone.
+        for t in senders:
+            t.join(timeout=120)
+        for c, s in enumerate(conns):
+            buf = b""
+            while buf.count(b"\x1c\r") < 32:
+                chunk = s.recv(65536)
+                self.assertTrue(chunk, "connection %d closed after %d ACKs" % (c, buf.count(b"\x1c\r")))
+                buf += chunk
+            acks = [segments(f.strip(b"\x0b"))["MSA"][1:3] for f in buf.split(b"\x1c\r")[:32]]
+            self.assertEqual(acks, [["AA", "HB-%d-%d" % (c, i)] for i in range(32)])
+            s.close()
+        self.assertEqual(self.held(), 0)
 
 
 class AckRulesTest(unittest.TestCase):
