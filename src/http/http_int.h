@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "core/buf.h"
+#include "core/log.h"
 #include "http/http.h"
 #include "net/net.h"
 
@@ -79,6 +80,9 @@ struct mg_http_server {
     unsigned nconns;               /* mg__http_conn alive */
     unsigned pending;              /* requests with handlers */
     struct mg__http_metrics metrics;
+    /* lines a client can repeat at will: error answers, refused requests;
+     * 5 each per 10 s (the metrics count every one) */
+    struct mg_log_limit answer_log, refused_log;
     bool draining;
     bool closing;
     mg_http_server_cb drained;

@@ -90,8 +90,9 @@ observe(struct mg_http_request *req, int status)
                            strcmp(req->route, "readyz") == 0)) {
         struct mg_log_ctx ctx = {"http", "responding", hc->id, hc->peer,
                                  NULL};
-        mg_log(status >= 500 ? MG_LOG_WARN : MG_LOG_INFO, &ctx,
-               "status=%d route=%s", status, req->route);
+        mg_log_limited(&hc->s->answer_log,
+                       status >= 500 ? MG_LOG_WARN : MG_LOG_INFO, &ctx,
+                       "status=%d route=%s", status, req->route);
     }
 }
 

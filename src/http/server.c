@@ -118,8 +118,8 @@ refuse(struct mg__http_conn *hc, int status, const char *issue,
     struct mg_log_ctx ctx;
 
     log_ctx(hc, &ctx, "reading request");
-    mg_log(MG_LOG_INFO, &ctx, "refused: status=%d reason=\"%s\"", status,
-           text);
+    mg_log_limited(&hc->s->refused_log, MG_LOG_INFO, &ctx,
+                   "refused: status=%d reason=\"%s\"", status, text);
     req->close = true;
     if (status == 405 && hc->allow[0] != '\0')
         mg_http_respond_outcome_ex(req, status, hc->allow, issue, text);
@@ -216,9 +216,10 @@ keep_pending(struct mg__http_conn *hc, const char *p, size_t n)
         mg_net_conn_abort(hc->nc);
 }
 
-/* A request that announces a body, for no route that exists: answered
- * before its body is read, so that no client can make the server hold a
- * body (up to max_body_bytes a connection) for a 404 or 405. */
+/* A request that announces a body, for no route that exists or for one
+ * that takes none: answered before its body is read, so that no client can
+ * make the server hold a body (up to max_body_bytes a connection) for a
+ * 404, a 405 or a GET. */
 static int
 check_head(void *arg, const struct mg_http_msg *m, const char **text)
 {
@@ -233,6 +234,12 @@ check_head(void *arg, const struct mg_http_msg *m, const char **text)
     if (rc != MG_OK) {
         *text = "method not allowed on this endpoint";
         return 405;
+    }
+    /* A GET or HEAD body has no meaning (RFC 9110 9.3.1): not read, or
+     * any client could make a health probe's connection hold one. */
+    if (mg_str_eqz(m->method, "GET") || mg_str_eqz(m->method, "HEAD")) {
+        *text = "a GET or HEAD request takes no body";
+        return 413;
     }
     return 0;
 }
@@ -427,6 +434,8 @@ mg_http_server_open(struct uv_loop_s *loop,
     if (s == NULL)
         return MG_ENOMEM;
     s->o = *opts;
+    s->answer_log = MG_LOG_LIMIT_INIT(5, 10);
+    s->refused_log = MG_LOG_LIMIT_INIT(5, 10);
     server_defaults(&s->o);
     s->router = router;
     rc = mg__http_metrics_init(&s->metrics, router);

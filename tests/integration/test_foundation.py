@@ -335,6 +335,19 @@ class ServeTest(unittest.TestCase):
         self.assertEqual(status, 404)
         self.assertIn('"resourceType":"OperationOutcome"', body.replace(" ", ""))
 
+    def test_error_answers_write_few_lines(self):
+        # A client in a loop of bad requests wrote a line per request:
+        # now 5 in 10 s, the next saying how many were left out. The
+        # metrics count every one.
+        for _ in range(40):
+            self.assertEqual(self.gw.get("/fhir/Nope")[0], 404)
+        with socket.create_connection(("127.0.0.1", self.gw.http_port), timeout=10) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: h\r\nContent-Length: 9\r\n\r\n")
+            self.assertIn(b"413", s.recv(4096))
+        log = self.gw.read_log()
+        self.assertLessEqual(log.count("status=404 route=unmatched"), 5, log)
+        self.assertIn('{route="unmatched",code="404"} 40', self.gw.get("/metrics")[2])
+
     def test_blank_before_colon_is_a_400_then_close(self):
         """A blank before the colon ("Content-Length : 5") was taken as
         the body length although a proxy in front may ignore the field
