@@ -31,6 +31,8 @@ struct scan {
     size_t junk_line;  /* 1-based line of the first non-segment before any
                           MSH or envelope; 0 when none */
     bool junk_framed;  /* that line starts with an MLLP SB or EB byte */
+    size_t lf_msh_line; /* 1-based line holding LF then MSH, in a file whose
+                           segments end in CR: 0 when none */
 };
 
 static bool
@@ -102,10 +104,31 @@ line_end(const char *p, const char *end, char term, const char **next)
     return q;
 }
 
+/* Whether line holds a line feed followed by a segment that starts a
+ * message: in a file whose segments end in CR, a lone LF is data, so the
+ * file mixes line ends, and the message after the LF would be sent inside
+ * the one before it. */
+static bool
+lf_then_msh(struct mg_str line)
+{
+    const char *p = line.ptr, *end = line.ptr + line.len;
+
+    while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        p++;
+        if (line_is(mg_str_n(p, (size_t)(end - p)), "MSH") ||
+            line_is(mg_str_n(p, (size_t)(end - p)), "BHS") ||
+            line_is(mg_str_n(p, (size_t)(end - p)), "FHS"))
+            return true;
+    }
+    return false;
+}
+
 /* Notes what kind of line this is, before it is copied. */
 static void
 scan_line(struct scan *sc, struct mg_str line, size_t lineno)
 {
+    if (sc->lf_msh_line == 0 && lf_then_msh(line))
+        sc->lf_msh_line = lineno;
     if (line_is(line, "MSH")) {
         sc->nmsh++;
     } else if (is_envelope(line)) {
@@ -192,7 +215,7 @@ int
 mg_mllp_client_split(struct mg_str in, struct mg_arena *arena,
                      struct mg_mllp_split *out, struct mg_diag *diag)
 {
-    struct scan sc = {0, false, 0, false};
+    struct scan sc = {0, false, 0, false, 0};
     int rc;
 
     memset(out, 0, sizeof(*out));
@@ -205,6 +228,14 @@ mg_mllp_client_split(struct mg_str in, struct mg_arena *arena,
         if (diag != NULL)
             mg_diag_set(diag, MG_HL7_ERR_INTERNAL, "out of memory");
         return rc;
+    }
+    if (sc.lf_msh_line != 0) {
+        if (diag != NULL)
+            mg_diag_set(diag, MG_HL7_ERR_SEGMENT_SEQUENCE,
+                        "line %zu: a line feed followed by MSH in a file "
+                        "whose segments end in CR: the file mixes line "
+                        "ends (convert it to one kind)", sc.lf_msh_line);
+        return MG_EPARSE;
     }
     if (sc.envelope)
         return split_batch(out->text, arena, out, diag);
@@ -642,17 +673,18 @@ int
 mg_mllp_client_exchange(struct mg_mllp_client *c, struct mg_str msg,
                         int timeout_ms, struct mg_str *ack)
 {
-    uint64_t deadline = deadline_in(timeout_ms);
     int rc;
 
     mg_buf_reset(&c->wire);
     rc = mg_mllp_encode(&c->wire, msg);
     if (rc != MG_OK)
         return rc;
-    rc = send_all(c, deadline);
+    rc = send_all(c, deadline_in(timeout_ms));
     if (rc != MG_OK)
         return rc;
-    rc = recv_frame(c, deadline);
+    /* The time for the ACK starts once the message is written: a large
+     * message on a slow link must not eat the peer's time to answer. */
+    rc = recv_frame(c, deadline_in(timeout_ms));
     if (rc != MG_OK)
         return rc;
     *ack = mg_buf_str(&c->ack);

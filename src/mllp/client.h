@@ -118,8 +118,9 @@ MG_MUST_CHECK int mg_mllp_client_connect(const char *host, const char *port,
                                          int timeout_ms,
                                          struct mg_mllp_client **out);
 
-/* Sends msg as one MLLP frame and waits for the next frame from the peer,
- * at most timeout_ms from the start of the call. Bytes the peer sends
+/* Sends msg as one MLLP frame (within timeout_ms) and waits for the next
+ * frame from the peer, at most timeout_ms once msg is written. Bytes the
+ * peer sends
  * outside frames are skipped. On MG_OK *ack is the payload, valid until
  * the next call with c. Returns MG_OK; MG_EINVAL (msg holds SB or EB);
  * MG_ETIMEDOUT; MG_ECLOSED (the peer closed before a whole ACK came);

@@ -41,13 +41,14 @@ static const char usage_text[] =
     "  --port P         listener port (default 2575)\n"
     "  --timeout-ms N   connect timeout, and time allowed for each ACK\n"
     "                   (default 30000)\n"
-    "  --quiet          one line per message: FILE#N MSH-10 MSA-1 [ERR-3]\n"
+    "  -q, --quiet      one line per message: FILE#N MSH-10 MSA-1 [ERR-3]\n"
     "  --keep-going     after an AE/AR/CE/CR, send the remaining messages\n"
     "\n"
     "exit: 0 all AA/CA, 1 some AE/AR/CE/CR, 2 usage or input error (bad\n"
     "      option or value, unreadable or malformed file, a message holding\n"
     "      an MLLP block byte 0x0B or 0x1C; nothing is sent), 3 host not\n"
-    "      resolved, connection failed, timed out or closed without an ACK\n";
+    "      resolved, connection failed, timed out, closed without an ACK,\n"
+    "      or the reply was not an ACK\n";
 
 struct send_opts {
     const char *host;
@@ -76,6 +77,7 @@ struct run {
     struct mg_mllp_client *client;
     struct mg_str prev_cid; /* MSH-10 of the message sent before; empty
                                for the first */
+    bool late_refusal; /* a skipped late ACK was AE/AR/CE/CR */
 };
 
 static const char *
@@ -270,6 +272,13 @@ load_inputs(struct run *r)
         files = stdin_only;
         n = 1;
     }
+    /* Someone typed `medgate send` alone: say what it waits for. */
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(files[i], "-") == 0 && isatty(STDIN_FILENO)) {
+            fprintf(r->err, "medgate send: reading messages from the "
+                    "terminal; end with Ctrl-D (medgate send --help)\n");
+            break;
+        }
     r->in = mg_arena_calloc(&r->arena, n * sizeof(*r->in));
     if (r->in == NULL) {
         fprintf(r->err, "medgate send: %s\n", mg_strerror(MG_ENOMEM));
@@ -303,12 +312,29 @@ or_dash(struct mg_str s)
     return s.len > 0 ? s : MG_STR("-");
 }
 
+/* Bytes from the peer, for a terminal: a control character (ESC among
+ * them: a peer could move the cursor, retitle the window, or worse) is
+ * written as \xHH; CR ends a line. */
+static void
+print_peer(FILE *out, struct mg_str s)
+{
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.ptr[i];
+
+        if (c == '\r')
+            fputc('\n', out);
+        else if ((c < 0x20 && c != '\t') || c == 0x7F)
+            fprintf(out, "\\x%02X", c);
+        else
+            fputc(c, out);
+    }
+}
+
 /* The ACK with one segment per line, then a blank line between ACKs. */
 static void
 print_ack(FILE *out, struct mg_str ack)
 {
-    for (size_t i = 0; i < ack.len; i++)
-        fputc(ack.ptr[i] == '\r' ? '\n' : ack.ptr[i], out);
+    print_peer(out, ack);
     if (ack.len > 0 && ack.ptr[ack.len - 1] != '\r' &&
         ack.ptr[ack.len - 1] != '\n')
         fputc('\n', out);
@@ -319,10 +345,13 @@ static void
 print_summary(FILE *out, const char *name, size_t n, struct mg_str cid,
               const struct mg_mllp_ack_info *info)
 {
-    fprintf(out, "%s#%zu %.*s %.*s", display_name(name), n, (int)cid.len,
-            cid.ptr, (int)or_dash(info->code).len, or_dash(info->code).ptr);
-    if (info->err_code.len > 0)
-        fprintf(out, " %.*s", (int)info->err_code.len, info->err_code.ptr);
+    fprintf(out, "%s#%zu %.*s ", display_name(name), n, (int)cid.len,
+            cid.ptr);
+    print_peer(out, or_dash(info->code));
+    if (info->err_code.len > 0) {
+        fputc(' ', out);
+        print_peer(out, info->err_code);
+    }
     fputc('\n', out);
 }
 
@@ -367,9 +396,16 @@ send_one(struct run *r, const struct input *in, size_t n)
      * every later ACK onto the message after its own, and the last ACK
      * would never be read. Skip it, within this message's time. */
     while (rc == MG_OK && is_late_ack(r, ack, cid)) {
+        /* An enhanced-mode peer's application ACK after its CA: a refusal
+         * there is a refusal of that message (exit 1). */
+        if (mg_mllp_client_read_ack(ack, &info) != MG_OK)
+            info.ok = true; /* is_late_ack() read it: cannot happen */
         fprintf(r->err, "medgate send: %s#%zu: warning: skipped an ACK for "
-                "the message before (MSA-2 %.*s)\n", name, n,
+                "the message before (MSA-2 %.*s, MSA-1 ", name, n,
                 (int)r->prev_cid.len, r->prev_cid.ptr);
+        print_peer(r->err, or_dash(info.code));
+        fputs(")\n", r->err);
+        r->late_refusal |= !info.ok;
         rc = mg_mllp_client_receive(r->client, ms_until(deadline), &ack);
     }
     r->prev_cid = cid;
@@ -395,17 +431,22 @@ send_one(struct run *r, const struct input *in, size_t n)
                 cid.ptr);
         return MG_MLLP_SEND_NETWORK;
     }
-    if (!mg_str_eq(info.control_id, cid))
-        fprintf(r->err, "medgate send: %s#%zu: warning: MSA-2 %.*s does "
-                "not match MSH-10 %.*s\n", name, n,
-                (int)or_dash(info.control_id).len,
-                or_dash(info.control_id).ptr, (int)cid.len, cid.ptr);
+    if (!mg_str_eq(info.control_id, cid)) {
+        fprintf(r->err, "medgate send: %s#%zu: warning: MSA-2 ", name, n);
+        print_peer(r->err, or_dash(info.control_id));
+        fprintf(r->err, " does not match MSH-10 %.*s\n", (int)cid.len,
+                cid.ptr);
+    }
     if (info.ok)
         return MG_MLLP_SEND_OK;
-    fprintf(r->err, "medgate send: %s#%zu (MSH-10 %.*s): %.*s%s%.*s\n", name,
-            n, (int)cid.len, cid.ptr, (int)or_dash(info.code).len,
-            or_dash(info.code).ptr, info.err_code.len ? " ERR-3 " : "",
-            (int)info.err_code.len, info.err_code.ptr);
+    fprintf(r->err, "medgate send: %s#%zu (MSH-10 %.*s): ", name, n,
+            (int)cid.len, cid.ptr);
+    print_peer(r->err, or_dash(info.code));
+    if (info.err_code.len > 0) {
+        fputs(" ERR-3 ", r->err);
+        print_peer(r->err, info.err_code);
+    }
+    fputc('\n', r->err);
     return MG_MLLP_SEND_NACKED;
 }
 
@@ -485,6 +526,8 @@ mg_mllp_send_run(int argc, char **argv, FILE *out, FILE *err)
         goto out_arena;
     }
     result = send_all(&r);
+    if (result == MG_MLLP_SEND_OK && r.late_refusal)
+        result = MG_MLLP_SEND_NACKED;
     mg_mllp_client_close(r.client);
 
 out_arena:

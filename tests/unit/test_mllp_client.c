@@ -238,6 +238,9 @@ test_split_cases(void **state)
          "MSH|^~\\&|A\rNTE|1|x\xEF\xBB\xBFy\r", NULL},
         {"PID|1\nMSH|^~\\&|A", MG_EPARSE, 0, NULL, "line 1:"},
         {"\n\nhello\nMSH|^~\\&|A", MG_EPARSE, 0, NULL, "line 3:"},
+        /* Mixed line ends: B would have gone inside A. */
+        {"MSH|^~\\&|A\r\nPID|1\nMSH|^~\\&|B\nPID|2\n", MG_EPARSE, 0, NULL,
+         "line 2: a line feed followed by MSH"},
     };
 
     (void)state;
@@ -433,6 +436,8 @@ enum responder_mode {
     HANGUP,   /* close the connection on the first frame */
     GARBAGE,  /* answer with a frame that is not an ACK */
     TWICE,    /* send every ACK twice (as a late duplicate would come) */
+    COMMIT,   /* enhanced mode: CA, then the application ACK (REPLY's) */
+    ESCAPE,   /* AA with MSA-2 holding a terminal escape sequence */
 };
 
 /* Serves one connection, then ends. */
@@ -456,8 +461,8 @@ reply(int fd, struct mg_str frame, enum responder_mode mode)
     if (mg_hl7v2_msh_peek(frame, &msh) != MG_OK)
         return -1;
     mg_diag_clear(&diag);
-    ack.code = MG_HL7V2_AA;
-    if (mg_str_eqz(msh.field[10], "FAIL")) {
+    ack.code = mode == COMMIT ? MG_HL7V2_CA : MG_HL7V2_AA;
+    if (mode != COMMIT && mg_str_eqz(msh.field[10], "FAIL")) {
         ack.code = MG_HL7V2_AE;
         mg_diag_at(&diag, "PID", 1, 3, 0);
         mg_diag_set(&diag, MG_HL7_ERR_INTERNAL, "test failure");
@@ -466,6 +471,8 @@ reply(int fd, struct mg_str frame, enum responder_mode mode)
     }
     if (mode == MISMATCH)
         msh.field[10] = MG_STR("OTHER");
+    if (mode == ESCAPE)
+        msh.field[10] = MG_STR("\x1b]0;owned\x07");
     ack.control_id = MG_STR("ACK1");
     ack.timestamp = MG_STR("20240101000000");
     mg_buf_init(&body, 0);
@@ -508,10 +515,14 @@ responder_main(void *arg)
             r->frames++;
             if (r->mode == TWICE && reply(fd, frame, r->mode) != MG_OK)
                 goto out_close;
+            if (r->mode == COMMIT && reply(fd, frame, COMMIT) != MG_OK)
+                goto out_close;
             if (r->mode == GARBAGE)
                 (void)send(fd, "\x0bHELLO\x1c\r", 8, MSG_NOSIGNAL);
-            else if (r->mode == HANGUP || (r->mode != SILENT &&
-                                      reply(fd, frame, r->mode) != MG_OK))
+            else if (r->mode == HANGUP ||
+                     (r->mode != SILENT &&
+                      reply(fd, frame, r->mode == COMMIT ? REPLY : r->mode) !=
+                          MG_OK))
                 goto out_close;
         }
     }
@@ -766,8 +777,49 @@ test_send_duplicate_ack_skipped(void **state)
              path);
     assert_string_equal(res->out, want);
     assert_non_null(strstr(res->err, "#2: warning: skipped an ACK for the "
-                                     "message before (MSA-2 OK1)"));
+                                     "message before (MSA-2 OK1, MSA-1 AA)"));
     assert_null(strstr(res->err, "does not match"));
+    unlink(path);
+    free(res);
+}
+
+/* An enhanced-mode peer answers CA, then its application ACK: an AE there
+ * (read as the late ACK of the message before) is a refusal, exit 1. */
+static void
+test_send_late_application_error(void **state)
+{
+    char path[64];
+    struct responder r;
+    struct result *res = malloc(sizeof(*res));
+
+    (void)state;
+    temp_file(path, MSG("FAIL") MSG("OK2"));
+    responder_start(&r, COMMIT);
+    run_send(res, "--quiet", "--port", r.port, path, NULL);
+    responder_join(&r);
+    assert_non_null(strstr(res->err, "(MSA-2 FAIL, MSA-1 AE)"));
+    assert_int_equal(res->exit, MG_MLLP_SEND_NACKED);
+    unlink(path);
+    free(res);
+}
+
+/* What the peer sends reaches the terminal without its control
+ * characters: ESC and BEL as \xHH. */
+static void
+test_send_prints_no_control_characters(void **state)
+{
+    char path[64];
+    struct responder r;
+    struct result *res = malloc(sizeof(*res));
+
+    (void)state;
+    temp_file(path, MSG("OK1"));
+    responder_start(&r, ESCAPE);
+    run_send(res, "--port", r.port, path, NULL);
+    responder_join(&r);
+    assert_non_null(strstr(res->out, "MSA|AA|\\x1B]0;owned\\x07"));
+    assert_null(strchr(res->out, 0x1b));
+    assert_null(strchr(res->err, 0x1b));
     unlink(path);
     free(res);
 }
@@ -918,6 +970,8 @@ main(void)
         cmocka_unit_test(test_send_network_failures),
         cmocka_unit_test(test_send_control_id_mismatch),
         cmocka_unit_test(test_send_duplicate_ack_skipped),
+        cmocka_unit_test(test_send_late_application_error),
+        cmocka_unit_test(test_send_prints_no_control_characters),
         cmocka_unit_test(test_send_usage),
         cmocka_unit_test(test_send_unframeable_message),
         cmocka_unit_test(test_send_bad_port_or_host),
