@@ -175,15 +175,19 @@ dry_run_file(const struct dry_run *dr, const char *path)
     mg_buf_init(&text, 256u << 20);
     mg_arena_init(&arena, 64 * 1024, 0);
     rc = mg_buf_read_file(&text, path);
-    if (rc != MG_OK)
+    if (rc != MG_OK) {
         fprintf(stderr, "%s: cannot read: %s\n", path, mg_strerror(rc));
-    if (rc != MG_OK ||
-        mg_mllp_client_split(mg_buf_str(&text), &arena, &split, &diag) !=
-            MG_OK) {
-        fprintf(stderr, "%s: cannot read messages\n", path);
         failed = 1;
         goto out;
     }
+    if (mg_mllp_client_split(mg_buf_str(&text), &arena, &split, &diag) !=
+        MG_OK) {
+        fprintf(stderr, "%s: cannot read messages: %s\n", path, diag.text);
+        failed = 1;
+        goto out;
+    }
+    if (split.nmsg == 0) /* as medgate send says it: nothing was tried */
+        fprintf(stderr, "%s: warning: no messages in the file\n", path);
     for (size_t i = 0; i < split.nmsg; i++) {
         printf("== %s message %zu\n", path, i + 1);
         if (!print_verdict(dr, split.msg[i])) {

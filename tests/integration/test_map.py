@@ -31,6 +31,19 @@ class DryRunTest(unittest.TestCase):
         self.assertEqual(study["modality"][0]["code"], "CT")
         self.assertNotIn("fhir diagnostic_report", fhir)  # an order has no report
 
+    def test_a_file_it_cannot_split_says_why_and_an_empty_one_warns(self):
+        d = tempfile.mkdtemp(prefix="medgate-map-")
+        bad, empty = os.path.join(d, "bad.hl7"), os.path.join(d, "empty.hl7")
+        with open(bad, "w") as f:
+            f.write("PID|1||123\nMSH|^~\\&|A|B|C|D|2024||ADT^A01|1|P|2.5\n")
+        with open(empty, "w") as f:
+            f.write("\n\n")
+        r = h.run_medgate("map", "--dry-run", bad)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("bad.hl7: cannot read messages: line 1: expected MSH", r.stderr)
+        r = h.run_medgate("map", "--dry-run", empty)
+        self.assertIn("empty.hl7: warning: no messages in the file", r.stderr)
+
     def test_identifier_systems_are_the_ones_the_database_would_store(self):
         d = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, d)
