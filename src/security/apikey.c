@@ -23,9 +23,7 @@ mg_apikey_pepper_parse(const char *hex,
     size_t n = 0;
 
     memset(pepper, 0, MG_APIKEY_PEPPER_BYTES);
-    if (hex == NULL || *hex == '\0')
-        return MG_OK;
-    if (strlen(hex) != 2 * MG_APIKEY_PEPPER_BYTES ||
+    if (hex == NULL || strlen(hex) != 2 * MG_APIKEY_PEPPER_BYTES ||
         sodium_hex2bin(pepper, MG_APIKEY_PEPPER_BYTES, hex, strlen(hex), NULL,
                        &n, NULL) != 0 ||
         n != MG_APIKEY_PEPPER_BYTES)

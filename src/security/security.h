@@ -23,8 +23,9 @@
 /* Initialises libsodium; call once at startup before threads. */
 MG_MUST_CHECK int mg_security_init(void);
 
-/* Decodes a pepper given as 64 hex digits; an empty text gives all zeros
- * (allowed for demos; serve warns). MG_OK or MG_ECONF. */
+/* Decodes a pepper given as 64 hex digits. MG_OK, or MG_ECONF (also for
+ * an empty text: an all-zero pepper is no pepper, and a copy of the
+ * database alone would let guesses of a key be checked offline). */
 MG_MUST_CHECK int mg_apikey_pepper_parse(const char *hex,
                                          unsigned char pepper[MG_APIKEY_PEPPER_BYTES]);
 

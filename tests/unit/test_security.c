@@ -65,6 +65,8 @@ test_apikey_rejects_tampering(void **state)
     assert_false(mg_apikey_verify(pepper, mg_str_from(token), tag));
     assert_false(mg_apikey_verify(pepper, MG_STR("Bearer abc"), tag));
     assert_int_equal(mg_apikey_pepper_parse("abc", pepper), MG_ECONF);
+    assert_int_equal(mg_apikey_pepper_parse("", pepper), MG_ECONF);
+    assert_int_equal(mg_apikey_pepper_parse(NULL, pepper), MG_ECONF);
 }
 
 int
