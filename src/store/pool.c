@@ -1306,6 +1306,59 @@ warn_dns(struct mg_store *s, const PQconninfoOption *opts)
                "connect: set hostaddr");
 }
 
+/* True when one of the comma-separated entries (host or hostaddr) is
+ * reached over a network: not a socket directory, not loopback. */
+static bool
+leaves_the_machine(const char *list)
+{
+    char one[256];
+
+    while (list != NULL && *list != '\0') {
+        size_t n = strcspn(list, ",");
+
+        snprintf(one, sizeof(one), "%.*s", (int)n, list);
+        if (one[0] != '\0' && one[0] != '/' && one[0] != '@' &&
+            strcmp(one, "localhost") != 0 && strncmp(one, "127.", 4) != 0 &&
+            strcmp(one, "::1") != 0)
+            return true;
+        list += n + (list[n] == ',');
+    }
+    return false;
+}
+
+/* Messages carry PHI: over a network, libpq's default sslmode (prefer)
+ * takes a plaintext answer from anyone in the path and checks no server
+ * certificate. Said once at start; the gateway connects all the same. */
+static void
+warn_tls(struct mg_store *s, const PQconninfoOption *opts)
+{
+    const char *host = NULL, *hostaddr = NULL, *mode = NULL;
+
+    for (const PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+        if (strcmp(o->keyword, "host") == 0)
+            host = o->val;
+        else if (strcmp(o->keyword, "hostaddr") == 0)
+            hostaddr = o->val;
+        else if (strcmp(o->keyword, "sslmode") == 0)
+            mode = o->val;
+    }
+    if (mode == NULL || *mode == '\0')
+        mode = getenv("PGSSLMODE");
+    if (mode == NULL || *mode == '\0')
+        mode = "prefer";
+    if ((leaves_the_machine(host) || leaves_the_machine(hostaddr)) &&
+        strcmp(mode, "verify-full") != 0 && strcmp(mode, "verify-ca") != 0)
+        mg_log(MG_LOG_WARN, &s->log,
+               "the database is reached over the network with sslmode=%s: "
+               "messages (PHI) may travel unencrypted or to an unverified "
+               "server; set sslmode=verify-full in database.url",
+               strcmp(mode, "prefer") == 0 || strcmp(mode, "allow") == 0 ||
+                       strcmp(mode, "disable") == 0 ||
+                       strcmp(mode, "require") == 0
+                   ? mode
+                   : "(unknown)");
+}
+
 static int
 copy_options(struct mg_store *s, const struct mg_store_options *o)
 {
@@ -1327,6 +1380,7 @@ copy_options(struct mg_store *s, const struct mg_store_options *o)
         return MG_ECONF;
     }
     warn_dns(s, parsed);
+    warn_tls(s, parsed);
     PQconninfoFree(parsed);
     s->opts = *o;
     s->opts.pool_size = o->pool_size ? o->pool_size : 4;

@@ -520,6 +520,32 @@ class ReadyzDetailTest(unittest.TestCase):
         os.rmdir(nosock)
 
 
+class DatabaseTlsWarningTest(unittest.TestCase):
+    """A database reached over the network without sslmode=verify-full
+    (libpq's default is prefer: plaintext if the answer says so, no check
+    of the server) is named once at start; a unix socket or loopback is
+    not."""
+
+    def start(self, url):
+        gw = h.Gateway("x", config={"database": {"url": url, "reconnect_max_ms": 200}},
+                       mllp=False).start(wait_ready=False)
+        self.addCleanup(gw.stop)
+        deadline = time.time() + 10
+        while "serving" not in gw.read_log() and time.time() < deadline:
+            time.sleep(0.1)
+        return gw.read_log()
+
+    def test_network_database_without_verify_full_is_named(self):
+        port = h.free_port()
+        log = self.start("hostaddr=192.0.2.1 port=%d dbname=x connect_timeout=1" % port)
+        self.assertIn("the database is reached over the network with sslmode=prefer", log)
+        log = self.start("hostaddr=192.0.2.1 port=%d dbname=x connect_timeout=1 sslmode=require" % port)
+        self.assertIn("with sslmode=require", log)
+        for url in ("hostaddr=192.0.2.1 port=%d dbname=x connect_timeout=1 sslmode=verify-full" % port,
+                    "host=localhost port=%d dbname=x" % port, "host=%s dbname=x" % h.pg_host()):
+            self.assertNotIn("over the network", self.start(url), url)
+
+
 class SighupTest(unittest.TestCase):
     def test_options_a_reload_cannot_apply_are_named(self):
         db = h.create_database("hup")
