@@ -206,6 +206,9 @@ static const struct opt listener_options[] = {
      "Charset assumed when MSH-18 is empty: an HL7 table 0211 name (8859/1 "
      "to 8859/9, 8859/15, CP1252, UNICODE UTF-8, ASCII), checked at load; "
      "empty = UTF-8."},
+    {"mllp.listeners[].allow_from[]", OPT_STR, 0, "", 0, 0,
+     "Peer addresses that may connect, as addresses or ranges (\"10.1.2.0/24\", "
+     "\"2001:db8::/32\"); others are closed at once. Empty = any. At most 32."},
     {"mllp.listeners[].senders[]", OPT_STR, 0, "", 0, 0,
      "Accepted senders: {application, facility, organization_id, charset}; "
      "\"*\" matches any (charset as default_charset). A message from a "
@@ -547,6 +550,41 @@ obj_num(struct loader *l, json_t *obj, const char *key, long def, long min,
 
 /* Listener number k of the file: its keys are reported as
  * "mllp.listeners[k].key", which also finds their line. */
+/* allow_from: each entry an address or a range, checked here so that a
+ * typo is a load error (file:line), not a listener that refuses its RIS. */
+static void
+load_allow_from(struct loader *l, struct mg_conf_listener *li, json_t *arr,
+                const char *where)
+{
+    char key[96];
+    json_t *e;
+    size_t i;
+
+    if (arr == NULL)
+        return;
+    if (!json_is_array(arr)) {
+        report(l, dotted_key(key, sizeof(key), where, "allow_from"),
+               "expected an array of addresses or ranges");
+        return;
+    }
+    json_array_foreach(arr, i, e)
+    {
+        snprintf(key, sizeof(key), "%s.allow_from[%zu]", where, i);
+        if (li->nallow == MG_CONF_MAX_ALLOW) {
+            report(l, key, "more than %d entries", MG_CONF_MAX_ALLOW);
+            return;
+        }
+        if (!json_is_string(e) ||
+            mg_cidr_parse(json_string_value(e), &li->allow_from[li->nallow]) !=
+                MG_OK) {
+            report(l, key, "expected an IP address or a range such as "
+                   "10.1.2.0/24 (no host bits set after the prefix)");
+            continue;
+        }
+        li->nallow++;
+    }
+}
+
 static void
 load_listener(struct loader *l, struct mg_conf_listener *li, json_t *v,
               size_t k)
@@ -586,6 +624,7 @@ load_listener(struct loader *l, struct mg_conf_listener *li, json_t *v,
                "expected close or ar");
     li->default_charset = dup_or_null(obj_str(v, "default_charset", NULL));
     check_charset(l, li->default_charset, where, "default_charset");
+    load_allow_from(l, li, json_object_get(v, "allow_from"), where);
     senders = json_object_get(v, "senders");
     if (senders != NULL && !json_is_array(senders)) {
         report(l, dotted_key(key, sizeof(key), where, "senders"),
@@ -909,7 +948,9 @@ listeners_differ(const struct mg_conf *a, const struct mg_conf *b)
             x->idle_timeout_ms != y->idle_timeout_ms ||
             x->ack_mode != y->ack_mode || x->db_down_reply != y->db_down_reply ||
             str_differs(x->default_charset, y->default_charset) ||
-            x->nsenders != y->nsenders)
+            x->nsenders != y->nsenders || x->nallow != y->nallow ||
+            memcmp(x->allow_from, y->allow_from,
+                   (size_t)x->nallow * sizeof(x->allow_from[0])) != 0)
             return true;
         for (int k = 0; k < x->nsenders; k++) {
             const struct mg_conf_sender *s = &x->senders[k], *t = &y->senders[k];

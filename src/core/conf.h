@@ -10,10 +10,12 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "core/cidr.h"
 #include "core/compiler.h"
 
 #define MG_CONF_MAX_LISTENERS 16
 #define MG_CONF_MAX_SENDERS 32
+#define MG_CONF_MAX_ALLOW 32
 
 enum mg_ack_mode {
     MG_ACK_AUTO,     /* original or enhanced, as the message's MSH-15/16 ask */
@@ -47,6 +49,9 @@ struct mg_conf_listener {
     char *default_charset;  /* for senders without their own */
     struct mg_conf_sender senders[MG_CONF_MAX_SENDERS];
     int nsenders;
+    /* the peer addresses that may connect; none listed: any */
+    struct mg_cidr allow_from[MG_CONF_MAX_ALLOW];
+    int nallow;
 };
 
 struct mg_conf {

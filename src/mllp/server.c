@@ -60,8 +60,9 @@ struct mg_mllp_server {
     /* counters */
     unsigned long long frames, acks_sent, oversize, closed_no_ack;
     unsigned long long junk_bytes; /* outside frames, of closed connections */
+    unsigned long long not_allowed; /* peers outside allow_from, closed */
     /* lines a sender can repeat at will: 5 each per 10 s a listener */
-    struct mg_log_limit not_stored_log, oversize_log, junk_log;
+    struct mg_log_limit not_stored_log, oversize_log, junk_log, allow_log;
 };
 
 static void flush_slots(struct mllp_conn *mc);
@@ -372,6 +373,19 @@ on_read(struct mg_net_conn *c, int status, const char *data, size_t n)
     }
 }
 
+/* MLLP has no authentication of its own: a listener's allow_from is the
+ * one check of who may send (with a firewall in front). */
+static bool
+peer_allowed(const struct mg_conf_listener *li, const char *ip)
+{
+    if (li->nallow == 0)
+        return true;
+    for (int i = 0; i < li->nallow; i++)
+        if (mg_cidr_match(&li->allow_from[i], ip))
+            return true;
+    return false;
+}
+
 static int
 on_accept(struct mg_net_conn *c)
 {
@@ -380,6 +394,16 @@ on_accept(struct mg_net_conn *c)
 
     if (srv->draining)
         return MG_ECANCELED; /* shutting down: the sender goes elsewhere */
+    if (!peer_allowed(srv->conf, mg_net_conn_ip(c))) {
+        struct mg_log_ctx ctx = {"mllp", NULL, mg_net_conn_id(c),
+                                 mg_net_conn_peer(c), NULL};
+
+        srv->not_allowed++;
+        mg_log_limited(&srv->allow_log, MG_LOG_WARN, &ctx,
+                       "address not in listener %s's allow_from: closed",
+                       srv->conf->name);
+        return MG_EREFUSED;
+    }
     mc = mg_calloc(1, sizeof(*mc));
     if (mc == NULL)
         return MG_ENOMEM;
@@ -437,6 +461,7 @@ mg_mllp_server_open(struct uv_loop_s *loop,
     s->not_stored_log = MG_LOG_LIMIT_INIT(5, 10);
     s->oversize_log = MG_LOG_LIMIT_INIT(5, 10);
     s->junk_log = MG_LOG_LIMIT_INIT(5, 10);
+    s->allow_log = MG_LOG_LIMIT_INIT(5, 10);
     memset(&opts, 0, sizeof(opts));
     opts.bind = conf->bind;
     opts.port = conf->port;
@@ -528,8 +553,9 @@ mg_mllp_server_write_metrics(const struct mg_mllp_server *s,
         "medgate_mllp_frames_total{listener=\"%s\"} %llu\n"
         "medgate_mllp_acks_sent_total{listener=\"%s\"} %llu\n"
         "medgate_mllp_oversize_frames_total{listener=\"%s\"} %llu\n"
-        "medgate_mllp_skipped_bytes_total{listener=\"%s\"} %llu\n",
+        "medgate_mllp_skipped_bytes_total{listener=\"%s\"} %llu\n"
+        "medgate_mllp_not_allowed_total{listener=\"%s\"} %llu\n",
         n, st.open, n, (unsigned long long)st.accepted, n,
         (unsigned long long)st.rejected, n, s->frames, n, s->acks_sent, n,
-        s->oversize, n, s->junk_bytes);
+        s->oversize, n, s->junk_bytes, n, s->not_allowed);
 }

@@ -4,6 +4,7 @@ message of the corpus is acknowledged AA, every unsupported one AR with a
 reason, malformed ones AE/AR with an ERR that points at the fault, and each
 is in hl7_messages and sync_logs exactly once."""
 import glob
+import json
 import os
 import select
 import socket
@@ -630,6 +631,28 @@ class AckRulesTest(unittest.TestCase):
              "senders": [{"organization_id": h.DEMO_ORG}]}, **listener)]}})
         self.gw.mllp_port = self.gw.conf["mllp"]["listeners"][0]["port"]
         self.gw.start()
+
+    def test_allow_from_closes_other_addresses_at_once(self):
+        # MLLP carries no credentials: the listener's allow_from is the
+        # check of who may send. 127.0.0.1 is outside 192.0.2.0/24.
+        self.restart_with_small_frames(allow_from=["192.0.2.0/24", "2001:db8::/32"])
+        with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=10) as s:
+            s.sendall(b"\x0b" + msg("NA-1") + b"\x1c\r")
+            self.assertEqual(s.recv(100), b"")  # closed, no ACK
+        self.assertIsNone(h.scalar(self.db, "SELECT id FROM hl7_messages WHERE control_id = 'NA-1'"))
+        self.assertIn('medgate_mllp_not_allowed_total{listener="small"} 1', self.gw.get("/metrics")[2])
+        self.assertIn("address not in listener small's allow_from: closed", self.gw.read_log())
+        # Listed: served as always.
+        self.restart_with_small_frames(allow_from=["192.0.2.0/24", "127.0.0.0/8"])
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, msg("NA-2")))["MSA"][1], "AA")
+
+    def test_allow_from_with_a_bad_entry_is_a_load_error(self):
+        conf = os.path.join(tempfile.mkdtemp(prefix="medgate-allow-"), "medgate.json")
+        with open(conf, "w") as f:
+            json.dump({"mllp": {"listeners": [{"name": "a", "allow_from": ["10.1.2.3/24"]}]}}, f, indent=2)
+        r = h.run_medgate("config", "check", conf)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("mllp.listeners[0].allow_from[0]: expected an IP address or a range", r.stderr)
 
     def test_a_frame_must_come_whole_within_the_idle_timeout(self):
         """Bytes of one frame, or junk, a few at a time, kept a connection

@@ -14,6 +14,7 @@
 #include "core/alloc.h"
 #include "core/arena.h"
 #include "core/buf.h"
+#include "core/cidr.h"
 #include "core/conf.h"
 #include "core/diag.h"
 #include "core/error.h"
@@ -647,6 +648,43 @@ test_conf_warns_of_unknown_env_variables(void **state)
 
 /* At most burst lines a window; the ones left out are said in the next
  * line let through, and a new window lets lines through again. */
+/* Address ranges: what parses, what is refused, what matches. */
+static void
+test_cidr(void **state)
+{
+    static const char *const bad[] = {
+        "", "/24", "10.1.2.3/24", "10.1.2.0/33", "10.1.2.0/", "10.1.2.0/x",
+        "10.1.2.0/24x", "host.example", "::1/129", "2001:db8::1/32",
+        "10.1.2.0/-1",
+    };
+    static const struct {
+        const char *range, *ip;
+        bool match;
+    } cases[] = {
+        {"10.1.2.0/24", "10.1.2.77", true},
+        {"10.1.2.0/24", "10.1.3.1", false},
+        {"10.1.2.0/24", "::ffff:10.1.2.9", true}, /* a dual-stack socket */
+        {"192.0.2.7", "192.0.2.7", true},
+        {"192.0.2.7", "192.0.2.8", false},
+        {"0.0.0.0/0", "203.0.113.1", true},
+        {"0.0.0.0/0", "2001:db8::1", false},
+        {"2001:db8::/32", "2001:db8:ffff::1", true},
+        {"2001:db8::/32", "2001:db9::1", false},
+        {"::1", "::1", true},
+        {"10.0.0.0/8", "not an address", false},
+    };
+    struct mg_cidr c;
+
+    (void)state;
+    for (size_t i = 0; i < MG_ARRAY_LEN(bad); i++)
+        assert_int_equal(mg_cidr_parse(bad[i], &c), MG_EINVAL);
+    for (size_t i = 0; i < MG_ARRAY_LEN(cases); i++) {
+        assert_int_equal(mg_cidr_parse(cases[i].range, &c), MG_OK);
+        assert_int_equal(mg_cidr_match(&c, cases[i].ip), cases[i].match);
+    }
+    assert_false(mg_cidr_match(&c, NULL));
+}
+
 static void
 test_log_limit(void **state)
 {
@@ -694,6 +732,7 @@ main(void)
         cmocka_unit_test(test_conf_warns_of_unknown_env_variables),
         cmocka_unit_test(test_conf_commit_timeout),
         cmocka_unit_test(test_log_limit),
+        cmocka_unit_test(test_cidr),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

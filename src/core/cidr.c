@@ -1,0 +1,81 @@
+/* Address ranges: parsing and matching with inet_pton, nothing else. */
+#include "core/cidr.h"
+
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "core/error.h"
+
+/* addr's bits past prefix are all zero. */
+static bool
+host_bits_clear(const unsigned char *addr, size_t len, unsigned prefix)
+{
+    for (size_t bit = prefix; bit < len * 8; bit++)
+        if (addr[bit / 8] & (0x80u >> (bit % 8)))
+            return false;
+    return true;
+}
+
+int
+mg_cidr_parse(const char *text, struct mg_cidr *out)
+{
+    char buf[64];
+    const char *slash = strchr(text, '/');
+    size_t n = slash ? (size_t)(slash - text) : strlen(text);
+    unsigned max;
+    char *end;
+    long prefix;
+
+    memset(out, 0, sizeof(*out));
+    if (n == 0 || n >= sizeof(buf))
+        return MG_EINVAL;
+    memcpy(buf, text, n);
+    buf[n] = '\0';
+    if (inet_pton(AF_INET, buf, out->addr) == 1)
+        out->family = AF_INET, max = 32;
+    else if (inet_pton(AF_INET6, buf, out->addr) == 1)
+        out->family = AF_INET6, max = 128;
+    else
+        return MG_EINVAL;
+    out->prefix = max;
+    if (slash != NULL) {
+        if (slash[1] < '0' || slash[1] > '9')
+            return MG_EINVAL;
+        prefix = strtol(slash + 1, &end, 10);
+        if (*end != '\0' || prefix < 0 || prefix > (long)max)
+            return MG_EINVAL;
+        out->prefix = (unsigned)prefix;
+    }
+    return host_bits_clear(out->addr, max / 8, out->prefix) ? MG_OK
+                                                            : MG_EINVAL;
+}
+
+bool
+mg_cidr_match(const struct mg_cidr *c, const char *ip)
+{
+    static const unsigned char v4_mapped[12] = {0, 0, 0, 0, 0, 0,
+                                                0, 0, 0, 0, 0xff, 0xff};
+    unsigned char a[16];
+    const unsigned char *p = a;
+    int family;
+
+    if (ip == NULL)
+        return false;
+    if (inet_pton(AF_INET, ip, a) == 1) {
+        family = AF_INET;
+    } else if (inet_pton(AF_INET6, ip, a) == 1) {
+        family = AF_INET6;
+        if (memcmp(a, v4_mapped, sizeof(v4_mapped)) == 0)
+            family = AF_INET, p = a + 12;
+    } else {
+        return false;
+    }
+    if (family != c->family)
+        return false;
+    for (unsigned bit = 0; bit < c->prefix; bit++)
+        if ((p[bit / 8] ^ c->addr[bit / 8]) & (0x80u >> (bit % 8)))
+            return false;
+    return true;
+}
