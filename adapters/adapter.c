@@ -493,6 +493,47 @@ mg_adapter_iso_to_hl7(const char *iso, char out[32])
     return MG_OK;
 }
 
+bool
+mg_adapter_is_uri(const char *s)
+{
+    const char *p = s;
+
+    if (s == NULL || *p < 'a' || *p > 'z')
+        return false;
+    while ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+           *p == '+' || *p == '-' || *p == '.')
+        p++;
+    if (*p != ':' || p[1] == '\0')
+        return false;
+    for (p++; *p != '\0'; p++)
+        if ((unsigned char)*p <= ' ' || *p == 0x7F)
+            return false;
+    return true;
+}
+
+const char *
+mg_adapter_code(const char *s, char *buf, size_t size)
+{
+    size_t n;
+
+    if (s == NULL)
+        return NULL;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        n--;
+    if (n == 0 || n >= size)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < ' ' || s[i] == 0x7F ||
+            (s[i] == ' ' && s[i + 1] == ' '))
+            return NULL;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    return buf;
+}
+
 void
 mg_adapter_json_set(json_t *obj, const char *key, const char *v)
 {

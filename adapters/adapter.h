@@ -187,6 +187,17 @@ MG_MUST_CHECK int mg_adapter_iso_to_hl7(const char *iso, char out[32]);
 void mg_adapter_json_time(json_t *obj, const char *key, const char *iso,
                           bool instant);
 
+/* Whether s is an absolute URI as FHIR's uri/url types and
+ * Identifier.system need it: a lower-case scheme, ':', then no whitespace
+ * ("urn:oid:1.2.3", "https://hosp.example/mrn"; not "MRN:EAST", not a
+ * relative path). */
+bool mg_adapter_is_uri(const char *s);
+
+/* s as a FHIR code (no leading or trailing whitespace, no other whitespace
+ * than single spaces), trimmed into buf; NULL when nothing is left or it
+ * cannot be one. */
+const char *mg_adapter_code(const char *s, char *buf, size_t size);
+
 /* obj[key] = v as a JSON string when v is not NULL: a FHIR resource leaves
  * out what it does not know. Like the other jansson setters the resources
  * use, it leaves the key out when memory runs out. */

@@ -41,6 +41,11 @@ add_files(json_t *forms, const json_t *r)
     json_t *a;
 
     for (size_t k = 0; mg_adapter_file(r, k, &f); k++) {
+        /* Only what the EMR can use: a pointer that is an absolute URL (an
+         * RP.1 "reports/2024 01/r.pdf" resolves nowhere there and is no
+         * FHIR url), or content that is not empty. */
+        if (f.uri != NULL ? !mg_adapter_is_uri(f.uri) : f.base64.len == 0)
+            continue;
         a = json_object();
         mg_adapter_json_set(a, "contentType",
                             f.mime ? f.mime : "application/octet-stream");
@@ -49,7 +54,7 @@ add_files(json_t *forms, const json_t *r)
         else
             json_object_set_new(a, "data", json_stringn(f.base64.ptr,
                                                         f.base64.len));
-        if (f.size >= 0 && f.size <= 4294967295LL)
+        if (f.size >= 0 && f.size <= 2147483647LL) /* unsignedInt */
             json_object_set_new(a, "size", json_integer(f.size));
         mg_adapter_json_set(a, "title", f.name);
         json_array_append_new(forms, a);

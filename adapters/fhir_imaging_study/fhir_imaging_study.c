@@ -37,7 +37,7 @@ code_system(const char *s)
         {"SCT", "http://snomed.info/sct"},
         {"DCM", "http://dicom.nema.org/resources/ontology/DCM"}};
 
-    if (s == NULL || strchr(s, ':') != NULL)
+    if (s == NULL || mg_adapter_is_uri(s))
         return s;
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
         if (strcmp(s, map[i][0]) == 0)
@@ -52,8 +52,13 @@ to_outbound(const json_t *r, struct mg_buf *out, struct mg_diag *diag)
     const char *pid = mg_adapter_get(r, "patient", "id");
     const char *uid = mg_adapter_get(r, "scan", "study_instance_uid");
     const char *acc = mg_adapter_get(r, "scan", "accession_number");
-    const char *mod = mg_adapter_get(r, "scan", "scan_type");
-    const char *code = mg_adapter_get(r, "scan", "procedure_code");
+    /* Codes as FHIR takes them: "CT " (a padded OBR-24) is CT. */
+    char mod_buf[32], code_buf[256];
+    const char *mod = mg_adapter_code(mg_adapter_get(r, "scan", "scan_type"),
+                                      mod_buf, sizeof(mod_buf));
+    const char *code = mg_adapter_code(
+        mg_adapter_get(r, "scan", "procedure_code"), code_buf,
+        sizeof(code_buf));
     const char *desc;
     json_t *res, *ids, *coding;
     char buf[160];

@@ -10,23 +10,35 @@
 
 #define V2_0203 "http://terminology.hl7.org/CodeSystem/v2-0203"
 
+/* fallback: the v2-0203 code of an identifier whose type is a site's own
+ * (the MRN is MR whatever the sender called its type), or NULL. */
 static json_t *
-typed_identifier(const char *system, const char *value, const char *type)
+typed_identifier(const char *system, const char *value, const char *type,
+                 const char *fallback)
 {
     json_t *id = json_object();
     char code[16];
+    const char *coded = mg_adapter_identifier_type(type, code, sizeof(code));
 
     /* A code of table 0203 is a v2-0203 coding; a site's own type ("MRN")
-     * is no code of that system, so it goes as text only. */
-    if (mg_adapter_identifier_type(type, code, sizeof(code)) != NULL)
+     * is no code of that system, so it goes as text (with the fallback's
+     * coding, so that Patient.identifier.where(type.coding.code='MR')
+     * finds the MRN). */
+    if (coded == NULL)
+        coded = fallback;
+    if (coded != NULL)
         json_object_set_new(id, "type", json_pack("{s:[{s:s,s:s}]}", "coding",
                                                   "system", V2_0203, "code",
-                                                  code));
-    else if (type != NULL && *type)
-        json_object_set_new(id, "type", json_pack("{s:s}", "text", type));
+                                                  coded));
+    if (coded != code && type != NULL && *type) {
+        if (json_object_get(id, "type") == NULL)
+            json_object_set_new(id, "type", json_object());
+        json_object_set_new(json_object_get(id, "type"), "text",
+                            json_string(type));
+    }
     if (system != NULL && strcmp(system, "urn:medgate:unqualified") == 0)
         system = NULL; /* no authority: a shared system would merge them */
-    if (system != NULL && strchr(system, ':') != NULL)
+    if (system != NULL && mg_adapter_is_uri(system))
         json_object_set_new(id, "system", json_string(system));
     else if (system != NULL)
         json_object_set_new(id, "assigner", json_pack("{s:s}", "display",
@@ -51,9 +63,12 @@ identifier_details(json_t *out, const json_t *row)
                                                        ns));
     if ((from != NULL && *from) || (to != NULL && *to)) {
         json_t *period = json_object();
-        mg_adapter_json_set(period, "start", from);
-        mg_adapter_json_set(period, "end", to);
-        json_object_set_new(out, "period", period);
+        mg_adapter_json_time(period, "start", from, false);
+        mg_adapter_json_time(period, "end", to, false);
+        if (json_object_size(period) > 0)
+            json_object_set_new(out, "period", period);
+        else
+            json_decref(period);
     }
 }
 
@@ -78,7 +93,7 @@ identifiers(const json_t *r)
 
     if (mrn != NULL) {
         json_t *out = typed_identifier(mg_adapter_mrn_system(r), mrn,
-                                       mg_adapter_mrn_type(r));
+                                       mg_adapter_mrn_type(r), "MR");
         if (mrn_id != NULL)
             identifier_details(out, mrn_id);
         json_array_append_new(list, out);
@@ -91,7 +106,7 @@ identifiers(const json_t *r)
             continue;
         out = typed_identifier(
             json_string_value(json_object_get(id, "system")), v,
-            json_string_value(json_object_get(id, "type_code")));
+            json_string_value(json_object_get(id, "type_code")), NULL);
         /* patient_identifiers.use holds FHIR's codes; old marks what a
          * merge retired ("no longer valid", R4 identifier-use). */
         if (use != NULL && strcmp(use, "usual") != 0)

@@ -126,7 +126,8 @@ BEGIN
     -- the one it would have had, had it come first -- waiting, or
     -- completed when the study is reported already (as the final report
     -- leaves it). The scan's status stays: the study was done.
-    ELSIF ctl = 'NW' AND st NOT IN ('entered_in_error', 'cancelled')
+    ELSIF ctl = 'NW' AND NOT reapply
+          AND st NOT IN ('entered_in_error', 'cancelled')
           AND NOT EXISTS (SELECT 1 FROM scan_queue q
                            WHERE q.organization_id = org
                              AND q.scan_id = sid) THEN

@@ -120,7 +120,7 @@ put_authority(struct mg_buf *b, const json_t *id)
     if (strncmp(system, "urn:oid:", 8) == 0) {
         system += 8;
         type = "&ISO";
-    } else if (strchr(system, ':') != NULL) {
+    } else if (mg_adapter_is_uri(system)) {
         type = "&URI";
     }
     if (type == NULL)

@@ -68,7 +68,11 @@ static const char *const select_sql =
     CANDIDATES_SQL
     " SELECT id, listener, organization_id, raw, status, coalesce(error, ''),"
     " coalesce(error_location, ''), coalesce(control_id, ''),"
-    " coalesce(processed_at::text, ''), charset, received_at"
+    " coalesce(processed_at::text, ''), charset,"
+    /* ISO 8601 in UTC whatever the session's DateStyle and TimeZone:
+     * printed for --since. */
+    " to_char(received_at AT TIME ZONE 'UTC',"
+    "  'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
     /* One more than the limit: whether the run stopped short, and where
      * the next one starts. */
     " FROM c WHERE NOT superseded ORDER BY received_at, id"
@@ -503,6 +507,7 @@ replay_row(PGconn *c, const struct mg_conf *conf,
                    "not configured on listener %s)\n", id,
                    PQgetvalue(r, row, 7), li->name);
             t->unchanged++;
+            t->refused++; /* still rejected */
             goto out_rollback;
         }
         if (o->diff && (before = records_now(c, r, row, &v)) == NULL) {
@@ -579,7 +584,7 @@ replay_rows(PGconn *c, const struct mg_conf *conf,
         if (t->stop || PQstatus(c) != CONNECTION_OK) {
             fprintf(stderr, "replay: the database connection was lost; "
                     "%d selected message(s) not tried\n",
-                    (int)(n - 1 < o->limit ? n - 1 : o->limit) - i);
+                    (int)(n < o->limit ? n : o->limit) - 1 - i);
             t->errors += t->errors == 0;
             t->stop = true;
         }

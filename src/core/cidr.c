@@ -8,6 +8,9 @@
 
 #include "core/error.h"
 
+static const unsigned char v4_mapped[12] = {0, 0, 0, 0, 0, 0,
+                                            0, 0, 0, 0, 0xff, 0xff};
+
 /* addr's bits past prefix are all zero. */
 static bool
 host_bits_clear(const unsigned char *addr, size_t len, unsigned prefix)
@@ -48,15 +51,25 @@ mg_cidr_parse(const char *text, struct mg_cidr *out)
             return MG_EINVAL;
         out->prefix = (unsigned)prefix;
     }
-    return host_bits_clear(out->addr, max / 8, out->prefix) ? MG_OK
-                                                            : MG_EINVAL;
+    if (!host_bits_clear(out->addr, max / 8, out->prefix))
+        return MG_EINVAL;
+    /* "::ffff:10.1.2.0/120" is 10.1.2.0/24: a peer is matched as its IPv4
+     * address, so the entry must be one too (a shorter prefix would reach
+     * outside the IPv4-mapped space: refused). */
+    if (out->family == AF_INET6 && memcmp(out->addr, v4_mapped, 12) == 0) {
+        if (out->prefix < 96)
+            return MG_EINVAL;
+        memmove(out->addr, out->addr + 12, 4);
+        memset(out->addr + 4, 0, 12);
+        out->family = AF_INET;
+        out->prefix -= 96;
+    }
+    return MG_OK;
 }
 
 bool
 mg_cidr_match(const struct mg_cidr *c, const char *ip)
 {
-    static const unsigned char v4_mapped[12] = {0, 0, 0, 0, 0, 0,
-                                                0, 0, 0, 0, 0xff, 0xff};
     unsigned char a[16];
     const unsigned char *p = a;
     int family;

@@ -146,8 +146,10 @@ mg_log_limited(struct mg_log_limit *l, enum mg_log_level level,
     uint64_t dropped;
     va_list ap;
 
-    if (!mg_log_limit_take(l, mg_clock_mono_us(), &dropped) ||
-        level < mg_log_min_level)
+    /* A line below the level takes nothing: at log.level warn, INFO
+     * lines that are never written must not use up the WARN lines'. */
+    if (level < mg_log_min_level ||
+        !mg_log_limit_take(l, mg_clock_mono_us(), &dropped))
         return;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);

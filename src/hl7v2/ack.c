@@ -90,10 +90,13 @@ mg_hl7v2_answer(const struct mg_hl7v2_msh *msh, bool ok,
         return true;
     /* No accept ACK wanted. The answer is sent after the message was
      * processed, so what there is to say is the application ACK, when
-     * MSH-16 asks for one: NE/AL is original mode by another name. With
-     * neither wanted, *as stays enhanced: the outcome is recorded as the
-     * accept ACK that was not sent. */
-    if (!ack_wanted(msh->field[16], ok))
+     * MSH-16 asks for one: NE/AL is original mode by another name. An
+     * empty MSH-16 asks for nothing (HL7 gives it no default): NE alone
+     * still means no answer, as it always did here. With neither wanted,
+     * *as stays enhanced: the outcome is recorded as the accept ACK that
+     * was not sent. */
+    if (ack_type(msh->field[16]).len == 0 ||
+        !ack_wanted(msh->field[16], ok))
         return false;
     *as = MG_HL7V2_ACK_ORIGINAL;
     return true;

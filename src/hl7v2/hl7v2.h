@@ -429,8 +429,8 @@ bool mg_hl7v2_app_ack_wanted(const struct mg_hl7v2_msh *msh, bool ok);
  * and mapped; else refused), and in which codes (*as): original mode's
  * AA/AE/AR, or enhanced mode's accept ACK CA/CE/CR when MSH-15 wants one.
  * Enhanced mode without an accept ACK wanted (MSH-15 NE, or ER on success)
- * is answered with the application ACK, AA/AE/AR, when MSH-16 wants one:
- * the answer comes after processing. When it returns false, *as is the
+ * is answered with the application ACK, AA/AE/AR, when MSH-16 is valued
+ * and wants one: the answer comes after processing. When it returns false, *as is the
  * message's mode (the codes an outcome is recorded in). */
 bool mg_hl7v2_answer(const struct mg_hl7v2_msh *msh, bool ok,
                      enum mg_hl7v2_ack_mode *as);

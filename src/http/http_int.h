@@ -80,9 +80,10 @@ struct mg_http_server {
     unsigned nconns;               /* mg__http_conn alive */
     unsigned pending;              /* requests with handlers */
     struct mg__http_metrics metrics;
-    /* lines a client can repeat at will: error answers, refused requests;
-     * 5 each per 10 s (the metrics count every one) */
-    struct mg_log_limit answer_log, refused_log;
+    /* lines a client can repeat at will: 4xx answers, refused requests;
+     * 5 each per 10 s (the metrics count every one). 5xx answers have
+     * their own, so that a client's bad requests cannot hide them. */
+    struct mg_log_limit answer_log, error_log, refused_log;
     bool draining;
     bool closing;
     mg_http_server_cb drained;

@@ -90,7 +90,7 @@ observe(struct mg_http_request *req, int status)
                            strcmp(req->route, "readyz") == 0)) {
         struct mg_log_ctx ctx = {"http", "responding", hc->id, hc->peer,
                                  NULL};
-        mg_log_limited(&hc->s->answer_log,
+        mg_log_limited(status >= 500 ? &hc->s->error_log : &hc->s->answer_log,
                        status >= 500 ? MG_LOG_WARN : MG_LOG_INFO, &ctx,
                        "status=%d route=%s", status, req->route);
     }

@@ -435,6 +435,7 @@ mg_http_server_open(struct uv_loop_s *loop,
         return MG_ENOMEM;
     s->o = *opts;
     s->answer_log = MG_LOG_LIMIT_INIT(5, 10);
+    s->error_log = MG_LOG_LIMIT_INIT(5, 10);
     s->refused_log = MG_LOG_LIMIT_INIT(5, 10);
     server_defaults(&s->o);
     s->router = router;

@@ -387,11 +387,13 @@ send_one(struct run *r, const struct input *in, size_t n)
     struct mg_str msg = in->msg[n - 1], cid = control_id(msg), ack;
     const char *name = display_name(in->name);
     struct mg_mllp_ack_info info;
-    uint64_t deadline = mg_clock_mono_us() +
-                        (uint64_t)r->opts.timeout_ms * 1000u;
+    uint64_t deadline;
     int rc;
 
     rc = mg_mllp_client_exchange(r->client, msg, r->opts.timeout_ms, &ack);
+    /* About when the message was written: its ACK's time runs from there
+     * (a late ACK of the one before came first). */
+    deadline = mg_clock_mono_us() + (uint64_t)r->opts.timeout_ms * 1000u;
     /* Taken for this message's, a late ACK for the one before would shift
      * every later ACK onto the message after its own, and the last ACK
      * would never be read. Skip it, within this message's time. */

@@ -1342,6 +1342,12 @@ warn_tls(struct mg_store *s, const PQconninfoOption *opts)
         else if (strcmp(o->keyword, "sslmode") == 0)
             mode = o->val;
     }
+    /* What libpq takes from the environment at connect, which
+     * PQconninfoParse does not apply. */
+    if (host == NULL || *host == '\0')
+        host = getenv("PGHOST");
+    if (hostaddr == NULL || *hostaddr == '\0')
+        hostaddr = getenv("PGHOSTADDR");
     if (mode == NULL || *mode == '\0')
         mode = getenv("PGSSLMODE");
     if (mode == NULL || *mode == '\0')

@@ -72,10 +72,10 @@ class PatientAdapterTest(GatewayTest):
                          [["failed"], ["duplicate"]])
 
     def test_repeat_of_a_failed_message_that_wanted_no_ack_is_a_repeat(self):
-        # MSH-15 and MSH-16 NE: no ACK at all, so none is stored for the
-        # failure; the repeat is still recognised (stored once, logged
-        # duplicate). (NE alone would get the application ACK, AE.)
-        bad = adt("NE-1", mrn="", ssn="").replace(b"|P|2.5.1\r", b"|P|2.5.1|||NE|NE\r", 1)
+        # MSH-15 NE (MSH-16 empty): no ACK at all, so none is stored for
+        # the failure; the repeat is still recognised (stored once, logged
+        # duplicate).
+        bad = adt("NE-1", mrn="", ssn="").replace(b"|P|2.5.1\r", b"|P|2.5.1|||NE\r", 1)
         with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=10) as sock:
             sock.sendall(b"\x0b" + bad + b"\x1c\r")
             time.sleep(0.5)  # two commits, not one

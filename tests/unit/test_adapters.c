@@ -945,6 +945,60 @@ test_fhir_diagnostic_report_attachments(void **state)
     json_decref(r);
 }
 
+/* What FHIR refuses, or an EMR cannot use, is not sent: a padded code is
+ * trimmed (a code has no outer whitespace), an attachment that points
+ * nowhere an EMR can follow (a relative RP.1 with a space) or holds
+ * nothing is left out, a namespace with a colon is no system, and the MRN
+ * is coded MR whatever the sender called its type. */
+static void
+test_fhir_refuses_what_fhir_refuses(void **state)
+{
+    json_t *r = record_with_files(), *p, *ids;
+    json_error_t e;
+
+    (void)state;
+    json_object_set_new(json_object_get(r, "scan"), "scan_type",
+                        json_string("CT "));
+    json_object_set_new(json_object_get(r, "scan"), "procedure_code",
+                        json_string(" 71020 "));
+    p = fhir("fhir.imaging_study", r);
+    assert_string_equal(str_at(p, "modality/0/code"), "CT");
+    assert_string_equal(str_at(p, "modality/0/system"),
+                        "http://dicom.nema.org/resources/ontology/DCM");
+    assert_string_equal(str_at(p, "procedureCode/0/coding/0/code"), "71020");
+    json_decref(p);
+    json_object_set_new(json_object_get(r, "scan"), "scan_type",
+                        json_string("  "));
+    p = fhir("fhir.imaging_study", r);
+    assert_null(json_object_get(p, "modality"));
+    json_decref(p);
+
+    json_array_append_new(json_object_get(r, "files"), json_loads(
+        "{\"file_type\": \"document\", \"storage_uri\": \"reports/2024 01/r.pdf\"}",
+        0, &e));
+    json_array_append_new(json_object_get(r, "files"), json_loads(
+        "{\"file_type\": \"document\", \"storage_uri\": \"data:application/pdf;base64,\"}",
+        0, &e));
+    p = fhir("fhir.diagnostic_report", r);
+    assert_int_equal(json_array_size(json_object_get(p, "presentedForm")), 3);
+    json_decref(p);
+
+    ids = json_object_get(r, "identifiers");
+    json_array_clear(ids);
+    json_array_append_new(ids, json_pack("{s:s,s:s,s:s}", "value", "MRN9",
+                                         "system", "MRN:EAST", "type_code",
+                                         "MRN"));
+    p = fhir("fhir.patient", r);
+    assert_string_equal(str_at(p, "identifier/0/value"), "MRN9");
+    assert_string_equal(str_at(p, "identifier/0/type/coding/0/code"), "MR");
+    assert_string_equal(str_at(p, "identifier/0/type/text"), "MRN");
+    assert_null(str_at(p, "identifier/0/system"));
+    assert_string_equal(str_at(p, "identifier/0/assigner/display"),
+                        "MRN:EAST");
+    json_decref(p);
+    json_decref(r);
+}
+
 /* An ImagingStudy with neither accession nor UID has no identifier (FHIR
  * forbids an empty array). */
 static void
@@ -1241,6 +1295,7 @@ main(void)
         cmocka_unit_test(test_fhir_imaging_study),
         cmocka_unit_test(test_fhir_diagnostic_report),
         cmocka_unit_test(test_fhir_diagnostic_report_attachments),
+        cmocka_unit_test(test_fhir_refuses_what_fhir_refuses),
         cmocka_unit_test(test_oru_attachments),
         cmocka_unit_test(test_fhir_imaging_study_without_identifiers),
         cmocka_unit_test(test_fhir_imaging_study_code_system),

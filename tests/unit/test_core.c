@@ -655,7 +655,7 @@ test_cidr(void **state)
     static const char *const bad[] = {
         "", "/24", "10.1.2.3/24", "10.1.2.0/33", "10.1.2.0/", "10.1.2.0/x",
         "10.1.2.0/24x", "host.example", "::1/129", "2001:db8::1/32",
-        "10.1.2.0/-1",
+        "10.1.2.0/-1", "::ffff:0.0.0.0/95",
     };
     static const struct {
         const char *range, *ip;
@@ -672,6 +672,10 @@ test_cidr(void **state)
         {"2001:db8::/32", "2001:db9::1", false},
         {"::1", "::1", true},
         {"10.0.0.0/8", "not an address", false},
+        /* An IPv4-mapped entry is its IPv4 range. */
+        {"::ffff:10.1.2.0/120", "10.1.2.200", true},
+        {"::ffff:10.1.2.0/120", "::ffff:10.1.2.1", true},
+        {"::ffff:10.1.2.0/120", "10.1.3.1", false},
     };
     struct mg_cidr c;
 

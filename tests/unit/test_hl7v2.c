@@ -1360,6 +1360,9 @@ test_answer_table(void **state)
         {"ER", "AL", true, true, MG_HL7V2_ACK_ORIGINAL},
         {"ER", "NE", true, false, MG_HL7V2_ACK_ORIGINAL},
         {"SU", "", true, true, MG_HL7V2_ACK_ENHANCED},
+        /* An empty MSH-16 asks for no application ACK: NE alone is none. */
+        {"NE", "", false, false, MG_HL7V2_ACK_ORIGINAL},
+        {"SU", "", false, false, MG_HL7V2_ACK_ORIGINAL},
     };
 
     (void)state;
