@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <strings.h>
 
 #include "core/alloc.h"
@@ -691,6 +692,42 @@ read_file(const char *path, FILE *err)
     return mg_buf_take(&b, NULL);
 }
 
+/* password=... in a key/value string, or user:password@ in a URL. */
+static bool
+url_has_password(const char *url)
+{
+    const char *scheme = strstr(url, "://"), *at;
+
+    if (strstr(url, "password=") != NULL)
+        return true;
+    if (scheme == NULL || (at = strchr(scheme + 3, '@')) == NULL)
+        return false;
+    return memchr(scheme + 3, ':', (size_t)(at - scheme - 3)) != NULL;
+}
+
+/* A secret written in a file every user of the machine can read: said,
+ * never quoted (a warning: the unit files install the file 0640, but a
+ * copy made by hand may not be). The secrets belong in the environment. */
+static void
+warn_secret_readable(struct loader *l, json_t *root)
+{
+    const char *url = json_string_value(lookup(root, "database.url"));
+    const char *pepper =
+        json_string_value(lookup(root, "security.api_key_pepper"));
+    struct stat st;
+
+    if (l->err == NULL || stat(l->path, &st) != 0 || !(st.st_mode & S_IROTH))
+        return;
+    if (pepper != NULL && *pepper != '\0')
+        fprintf(l->err, "%s: warning: security.api_key_pepper is in a file "
+                "every user can read: chmod o-r it, or set "
+                "MEDGATE_SECURITY_API_KEY_PEPPER instead\n", l->path);
+    if (url != NULL && url_has_password(url))
+        fprintf(l->err, "%s: warning: database.url holds a password and "
+                "the file is readable by every user: chmod o-r it, or set "
+                "MEDGATE_DATABASE_URL instead\n", l->path);
+}
+
 int
 mg_conf_load(struct mg_conf *c, const char *path, FILE *err)
 {
@@ -722,6 +759,7 @@ mg_conf_load(struct mg_conf *c, const char *path, FILE *err)
             load_scalar(&l, c, &options[i], v);
     }
     load_listeners(&l, c, root);
+    warn_secret_readable(&l, root);
     json_decref(root);
     mg_free(text);
     rc = mg_conf_apply_env(c, err);

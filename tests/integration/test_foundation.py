@@ -280,6 +280,20 @@ class ConfigTest(unittest.TestCase):
         self.assertNotIn("hunter2", r.stdout + r.stderr)
 
 
+    def test_a_secret_in_a_file_every_user_can_read_is_named(self):
+        path = os.path.join(h.tempfile.mkdtemp(), "secret.json")
+        with open(path, "w") as f:
+            json.dump({"database": {"url": "postgresql://medgate:s3cret@db.example/medgate"},
+                       "security": {"api_key_pepper": "ab" * 32}}, f)
+        os.chmod(path, 0o644)
+        r = h.run_medgate("config", "check", path)
+        self.assertIn("database.url holds a password and the file is readable by every user", r.stderr)
+        self.assertIn("security.api_key_pepper is in a file every user can read", r.stderr)
+        self.assertNotIn("s3cret", r.stdout + r.stderr)
+        os.chmod(path, 0o640)
+        r = h.run_medgate("config", "check", path)
+        self.assertNotIn("readable", r.stderr)
+
     def test_misspelt_variable_is_named_without_its_value(self):
         """A MEDGATE_ variable that names no option was ignored without a
         word. It is a warning, with the closest option, and never shows
