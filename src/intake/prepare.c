@@ -22,9 +22,7 @@ pattern_match(const char *pattern, struct mg_str value)
            mg_str_eqz(value, pattern);
 }
 
-/* The listener's sender entry for MSH-3.1 app and MSH-4.1 fac, read by
- * mg_hl7v2_msh_comp() (trimmed, as the routes see them in the header
- * summary), or NULL. */
+/* The listener's sender entry for MSH-3.1 app and MSH-4.1 fac, or NULL. */
 static const struct mg_conf_sender *
 find_sender(const struct mg_conf_listener *li, struct mg_str app,
             struct mg_str fac)
@@ -34,6 +32,46 @@ find_sender(const struct mg_conf_listener *li, struct mg_str app,
             pattern_match(li->senders[i].facility, fac))
             return &li->senders[i];
     return NULL;
+}
+
+/* MSH-n.1 with its escape sequences decoded (A\T\B is A&B), as the
+ * routes and the duplicate key see it; raw bytes stay as sent (their
+ * character set may be the sender's, not known yet). */
+static struct mg_str
+decoded_name(const struct mg_hl7v2_msh *msh, int n, struct mg_arena *a)
+{
+    struct mg_str raw = mg_hl7v2_msh_comp(msh, n, 1), out;
+    enum mg_hl7v2_charset cs = MG_HL7V2_CS_UTF8;
+
+    if (msh->nfield >= 18 &&
+        mg_hl7v2_charset_lookup(mg_hl7v2_msh_comp(msh, 18, 1), &cs, NULL) !=
+            MG_OK)
+        cs = MG_HL7V2_CS_UTF8;
+    if (!msh->delims_ok ||
+        mg_hl7v2_unescape(raw, &msh->delims, cs, a, &out) != MG_OK)
+        return raw;
+    return mg_str_trim(out);
+}
+
+/* The sender entry for the message's MSH-3.1 and MSH-4.1 (trimmed, as
+ * mg_hl7v2_msh_comp() reads them): as sent, else with escape sequences
+ * decoded, so that "A&B" in the configuration matches A\T\B. */
+static const struct mg_conf_sender *
+sender_of(const struct mg_conf_listener *li, const struct mg_hl7v2_msh *msh)
+{
+    struct mg_str app = mg_hl7v2_msh_comp(msh, 3, 1);
+    struct mg_str fac = mg_hl7v2_msh_comp(msh, 4, 1);
+    const struct mg_conf_sender *s = find_sender(li, app, fac);
+    struct mg_arena a;
+
+    if (s != NULL || !msh->delims_ok ||
+        (memchr(app.ptr, msh->delims.esc, app.len) == NULL &&
+         memchr(fac.ptr, msh->delims.esc, fac.len) == NULL))
+        return s;
+    mg_arena_init(&a, 512, 0);
+    s = find_sender(li, decoded_name(msh, 3, &a), decoded_name(msh, 4, &a));
+    mg_arena_dispose(&a);
+    return s;
 }
 
 /* The character set a message from sender s (NULL: none matched) on li
@@ -256,12 +294,10 @@ judge(struct mg__intake_item *it, const struct mg_conf_listener *li,
          * so that the same bytes again are a repeat (the original AR, not
          * a second row and a new AR). The outcome stays the refusal. */
         if (mg_hl7v2_msh_peek(frame, msh) == MG_OK)
-            v->sender = find_sender(li, mg_hl7v2_msh_comp(msh, 3, 1),
-                                    mg_hl7v2_msh_comp(msh, 4, 1));
+            v->sender = sender_of(li, msh);
         goto out_bad;
     }
-    v->sender = find_sender(li, mg_hl7v2_msh_comp(msh, 3, 1),
-                            mg_hl7v2_msh_comp(msh, 4, 1));
+    v->sender = sender_of(li, msh);
     if (v->sender == NULL) {
         mg_diag_at(&v->diag, "MSH", 1, 4, 1);
         mg_diag_set(&v->diag, MG_HL7_ERR_INTERNAL,
@@ -519,8 +555,7 @@ mg_intake_default_charset(const struct mg_conf_listener *li,
 
     if (mg_hl7v2_msh_peek(frame, &msh) != MG_OK)
         return NULL;
-    s = find_sender(li, mg_hl7v2_msh_comp(&msh, 3, 1),
-                    mg_hl7v2_msh_comp(&msh, 4, 1));
+    s = sender_of(li, &msh);
     return assumed_charset(li, s);
 }
 
@@ -679,8 +714,7 @@ locate_target(struct mg__intake_item *it, const struct mg_mapping_set *set,
     /* "part[2]:scan.accession_number": a part of a split message. */
     if (sscanf(target, "part[%zu]:%n", &part, &used) == 1 && used > 0)
         target += used;
-    sender = find_sender(li, mg_hl7v2_msh_comp(msh, 3, 1),
-                         mg_hl7v2_msh_comp(msh, 4, 1));
+    sender = sender_of(li, msh);
     opts.default_charset = assumed_charset(li, sender);
     if (set == NULL ||
         mg_hl7v2_parse(frame, &opts, &it->arena, &msg, &ignored) != MG_OK ||

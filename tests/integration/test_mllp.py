@@ -632,6 +632,18 @@ class AckRulesTest(unittest.TestCase):
         self.gw.mllp_port = self.gw.conf["mllp"]["listeners"][0]["port"]
         self.gw.start()
 
+    def test_a_sender_name_with_an_escaped_delimiter_is_matched_decoded(self):
+        # MSH-4 A\T\B is the facility A&B, as the routes and the stored
+        # row read it; the sender check compared the escaped bytes (AR 207).
+        self.restart_with_small_frames(senders=[
+            {"application": "RIS", "facility": "A&B", "organization_id": h.DEMO_ORG}])
+        m = msg("ESC-1").replace(b"|RIS|RAD|", b"|RIS|A\\T\\B|", 1)
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, m))["MSA"][1], "AA")
+        self.assertEqual(h.scalar(self.db, "SELECT sending_facility FROM hl7_messages "
+                                           "WHERE control_id = 'ESC-1'"), "A&B")
+        other = msg("ESC-2").replace(b"|RIS|RAD|", b"|RIS|A\\T\\C|", 1)
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, other))["MSA"][1], "AR")
+
     def test_allow_from_closes_other_addresses_at_once(self):
         # MLLP carries no credentials: the listener's allow_from is the
         # check of who may send. 127.0.0.1 is outside 192.0.2.0/24.
