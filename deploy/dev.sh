@@ -149,7 +149,7 @@ cmd_test() {
   build build-asan -DMG_SANITIZE=ON
   # The fuzz build compiles only the fuzz targets with clang/libFuzzer.
   CC=clang build build-fuzz -DMG_FUZZ=ON -DMG_SANITIZE=ON -- \
-    fuzz_hl7v2 fuzz_mllp fuzz_mapping fuzz_http
+    fuzz_hl7v2 fuzz_mllp fuzz_mapping fuzz_http fuzz_fhirpath
   tmp=$(mktemp -d /tmp/medgate-test-XXXXXX)  # global: the EXIT trap needs it
   trap './deploy/pg.sh stop "$tmp"; rm -rf "$tmp"' EXIT
   say "starting a throwaway PostgreSQL in $tmp"

@@ -15,6 +15,7 @@
  * the exact semantics, including where they are simpler than the spec. */
 #include <ctype.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +43,15 @@ struct parser {
     const char *s;
     size_t len, at;
     struct mg_diag *diag;
+    int depth; /* where( nesting: each level recurses in parse and eval */
 };
+
+/* More nested where() than any mapping needs is a compile error, not a
+ * stack overflow. */
+#define MAX_DEPTH 16
+
+/* An index past any real resource's arrays: a larger one is a typo. */
+#define MAX_INDEX 1000000
 
 /* ---- compiling ------------------------------------------------------- */
 
@@ -107,16 +116,21 @@ static int parse_expr(struct parser *p, struct mg_fhirpath *fp, char end);
 static int
 parse_index(struct parser *p, long *index)
 {
-    char *endp;
-
     *index = -1;
     if (!eat(p, '['))
         return MG_OK;
     skip_space(p);
     if (p->at >= p->len || !isdigit((unsigned char)p->s[p->at]))
         return syntax(p, "expected an index [n]");
-    *index = strtol(p->s + p->at, &endp, 10);
-    p->at = (size_t)(endp - p->s);
+    /* Digits by hand, within the text (strtol would read past an
+     * expression that is a slice of a larger buffer). */
+    *index = 0;
+    while (p->at < p->len && isdigit((unsigned char)p->s[p->at])) {
+        *index = *index * 10 + (p->s[p->at] - '0');
+        if (*index > MAX_INDEX)
+            return syntax(p, "index too large");
+        p->at++;
+    }
     return eat(p, ']') ? MG_OK : syntax(p, "expected ']'");
 }
 
@@ -140,10 +154,14 @@ parse_step(struct parser *p, struct step *st)
     }
     if (n == 5 && memcmp(p->s + name_at, "where", 5) == 0) {
         st->kind = ST_WHERE;
+        if (p->depth == MAX_DEPTH)
+            return syntax(p, "where() nested too deeply");
         st->cond = mg_calloc(1, sizeof(*st->cond));
         if (st->cond == NULL)
             return MG_ENOMEM;
+        p->depth++;
         rc = parse_expr(p, st->cond, ')');
+        p->depth--;
         if (rc != MG_OK)
             return rc;
         if (!eat(p, ')'))
@@ -154,8 +172,10 @@ parse_step(struct parser *p, struct step *st)
         st->kind = ST_FIRST;
     else if (n == 6 && memcmp(p->s + name_at, "exists", 6) == 0)
         st->kind = ST_EXISTS;
-    else
+    else {
+        p->at = name_at; /* the offset of the function's name */
         return syntax(p, "unsupported function (where, first, exists)");
+    }
     return eat(p, ')') ? MG_OK : syntax(p, "expected ')'");
 }
 
@@ -174,6 +194,8 @@ parse_literal(struct parser *p, json_t **out)
         if (i >= p->len)
             return syntax(p, "unterminated string");
         *out = json_stringn(s + 1, i - p->at - 1);
+        if (*out == NULL) /* jansson takes UTF-8 only */
+            return syntax(p, "a string that is not UTF-8");
         p->at = i + 1;
     } else if (eat_word(p, "true")) {
         *out = json_true();
@@ -188,7 +210,7 @@ parse_literal(struct parser *p, json_t **out)
         memcpy(buf, s, n);
         buf[n] = '\0';
         double d = strtod(buf, &endp);
-        if (endp != buf + n || n == 0)
+        if (endp != buf + n || n == 0 || !isfinite(d))
             return syntax(p, "bad number");
         *out = json_real(d);
         p->at += n;
@@ -231,7 +253,7 @@ int
 mg_fhirpath_compile(struct mg_str text, struct mg_fhirpath **out,
                     struct mg_diag *diag)
 {
-    struct parser p = {text.ptr, text.len, 0, diag};
+    struct parser p = {text.ptr, text.len, 0, diag, 0};
     struct mg_fhirpath *fp = mg_calloc(1, sizeof(*fp));
     int rc;
 
@@ -424,7 +446,8 @@ eval(const struct mg_fhirpath *fp, json_t *root, bool top,
 
     if (rc != MG_OK)
         return rc;
-    cur.item[cur.n++] = root;
+    if (root != NULL) /* no resource: an empty collection, never a NULL */
+        cur.item[cur.n++] = root;
     if (top && fp->nstep > 0 && is_type_step(&fp->step[0])) {
         json_t *type = json_object_get(root, "resourceType");
         if (!json_is_string(type) ||
@@ -465,10 +488,20 @@ mg_fhirpath_eval(const struct mg_fhirpath *fp, json_t *resource,
 static void
 shortest_decimal(double d, char *buf, size_t size)
 {
-    for (int prec = 1; prec <= 17; prec++) {
+    int prec;
+
+    for (prec = 1; prec < 17; prec++) {
         snprintf(buf, size, "%.*g", prec, d);
         if (strtod(buf, NULL) == d)
-            return;
+            break;
+    }
+    /* %g writes 120.0 as "1.2e+02": no HL7 NM and no FHIR decimal reads
+     * that. Plain notation, with the digits found, for any value that
+     * fits the buffer (1e-20 to 1e40: far past a measurement). */
+    if (strchr(buf, 'e') != NULL && fabs(d) >= 1e-20 && fabs(d) < 1e40) {
+        int exp10 = (int)floor(log10(fabs(d)));
+        snprintf(buf, size, "%.*f", prec - 1 - exp10 > 0 ? prec - 1 - exp10 : 0,
+                 d);
     }
 }
 

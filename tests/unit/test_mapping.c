@@ -1923,6 +1923,7 @@ test_fhirpath_choice_elements_and_decimals(void **state)
                            " \"identifier\": [{\"value\": \"X\"}]}", 0, NULL);
     json_t *o = json_loads("{\"resourceType\": \"Observation\","
                            " \"valueQuantity\": {\"value\": 1.1},"
+                           " \"valueInteger\": 120.0, \"valueString\": 0.00001,"
                            " \"codeFilter\": \"not a choice\"}", 0, NULL);
     struct mg_arena a;
 
@@ -1934,6 +1935,9 @@ test_fhirpath_choice_elements_and_decimals(void **state)
     assert_string_equal(fp(p, "Patient[0].identifier.value", &a), "X");
     assert_string_equal(fp(p, "Patient[1].identifier.value", &a), "(empty)");
     assert_string_equal(fp(o, "Observation.value.value", &a), "1.1");
+    /* No exponent: %g wrote 120.0 as 1.2e+02 and 0.00001 as 1e-05. */
+    assert_string_equal(fp(o, "Observation.valueInteger", &a), "120");
+    assert_string_equal(fp(o, "Observation.valueString", &a), "0.00001");
     assert_string_equal(fp(o, "Observation.code", &a), "(empty)");
     mg_arena_dispose(&a);
     json_decref(p);
@@ -2020,12 +2024,22 @@ test_fhirpath_patients(void **state)
     assert_int_equal(coll.n, 5); /* ADAM A Addsm, stanley, Son */
     assert_string_equal(json_string_value(coll.item[3]), "stanley");
     mg_fhirpath_free(c);
+    /* No resource: empty, not one NULL item (found by fuzz_fhirpath). */
+    assert_int_equal(mg_fhirpath_compile(MG_STR("first()"), &c, NULL), MG_OK);
+    assert_int_equal(mg_fhirpath_eval(c, NULL, &a, &coll), MG_OK);
+    assert_int_equal(coll.n, 0);
+    mg_fhirpath_free(c);
 
     /* syntax errors */
     static const char *const bad[] = {
         "Patient.", "Patient.name[", "Patient.name.where(use='x'",
         "Patient.count()", "Patient.name = ", "Patient.name = 'x",
-        "Patient..name", "Patient.name[a]", "Patient.name )"};
+        "Patient..name", "Patient.name[a]", "Patient.name )",
+        "Patient.name[99999999999]", "Patient.gender = 1e999",
+        "Patient.gender = 'caf\xE9'",
+        "a.where(b.where(c.where(d.where(e.where(f.where(g.where(h.where("
+        "i.where(j.where(k.where(l.where(m.where(n.where(o.where(p.where("
+        "q.where(r=1)))))))))))))))))"};
     struct mg_diag d;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         c = NULL;
@@ -2034,6 +2048,15 @@ test_fhirpath_patients(void **state)
         assert_null(c);
         assert_non_null(strstr(d.text, "FHIRPath"));
     }
+    /* The offset of an unsupported function is its name's. */
+    assert_int_equal(mg_fhirpath_compile(MG_STR("Patient.count()"), &c, &d),
+                     MG_EINVAL);
+    assert_non_null(strstr(d.text, "at offset 8"));
+    /* An index is read within the text, not past it: "[1" of "[12]". */
+    assert_int_equal(mg_fhirpath_compile(mg_str_n("Patient.name[12]", 14),
+                                         &c, &d),
+                     MG_EINVAL);
+    assert_non_null(strstr(d.text, "expected ']' at offset 14"));
     mg_arena_dispose(&a);
     json_decref(p1);
     json_decref(p2);
