@@ -33,6 +33,8 @@ static const char usage[] =
     "  replay (--id UUID|--failed|--all) [--since T] [--limit N]\n"
     "         [--dry-run] [--diff]\n"
     "                        run stored messages through today's mappings\n"
+    "                        (exit 0 all accepted, 1 some still refused,\n"
+    "                        2 usage, 3 database or mapping files)\n"
     "  demo-seed --key-file F  create the demo organization and API key\n"
     "  version               print the version\n"
     "  help                  print this text (so does --help after any\n"

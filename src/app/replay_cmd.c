@@ -660,6 +660,17 @@ mg_app_replay(const struct mg_conf *conf, int argc, char **argv)
     params[2] = o.since;
     params[3] = limit;
     r = PQexecParams(c, select_sql, 4, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK &&
+        strncmp(sqlstate(r), "22", 2) == 0) {
+        /* data exception: a value of the command line PostgreSQL cannot
+         * read, the user's to fix (its text quotes what was given) */
+        fprintf(stderr, "replay: --id must be a UUID and --since a time: %s",
+                PQerrorMessage(c));
+        PQclear(r);
+        PQfinish(c);
+        mg_mapping_set_free(set);
+        return 2;
+    }
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         fprintf(stderr, "replay: %s", PQerrorMessage(c));
         t.errors++;

@@ -692,22 +692,28 @@ read_file(const char *path, FILE *err)
     return mg_buf_take(&b, NULL);
 }
 
-/* password=... in a key/value string, or user:password@ in a URL. */
+/* password=... (or "password = ...") in a key/value string, or
+ * user:password@ in a URL. */
 static bool
 url_has_password(const char *url)
 {
-    const char *scheme = strstr(url, "://"), *at;
+    const char *scheme = strstr(url, "://"), *at, *p = url;
 
-    if (strstr(url, "password=") != NULL)
-        return true;
+    while ((p = strstr(p, "password")) != NULL) {
+        p += 8;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == '=')
+            return true;
+    }
     if (scheme == NULL || (at = strchr(scheme + 3, '@')) == NULL)
         return false;
     return memchr(scheme + 3, ':', (size_t)(at - scheme - 3)) != NULL;
 }
 
 /* A secret written in a file every user of the machine can read: said,
- * never quoted (a warning: the unit files install the file 0640, but a
- * copy made by hand may not be). The secrets belong in the environment. */
+ * never quoted (a warning: the unit file installs medgate.json 0644 for
+ * the secrets to go to medgate.env, root-only). */
 static void
 warn_secret_readable(struct loader *l, json_t *root)
 {
@@ -720,12 +726,14 @@ warn_secret_readable(struct loader *l, json_t *root)
         return;
     if (pepper != NULL && *pepper != '\0')
         fprintf(l->err, "%s: warning: security.api_key_pepper is in a file "
-                "every user can read: chmod o-r it, or set "
-                "MEDGATE_SECURITY_API_KEY_PEPPER instead\n", l->path);
+                "every user can read: set MEDGATE_SECURITY_API_KEY_PEPPER in "
+                "the environment file instead (or chgrp medgate the file "
+                "and chmod 0640 it)\n", l->path);
     if (url != NULL && url_has_password(url))
         fprintf(l->err, "%s: warning: database.url holds a password and "
-                "the file is readable by every user: chmod o-r it, or set "
-                "MEDGATE_DATABASE_URL instead\n", l->path);
+                "the file is readable by every user: set MEDGATE_DATABASE_URL "
+                "in the environment file instead (or chgrp medgate the file "
+                "and chmod 0640 it)\n", l->path);
 }
 
 int

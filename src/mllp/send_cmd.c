@@ -39,8 +39,8 @@ static const char usage_text[] =
     "\n"
     "  --host H         listener address (default 127.0.0.1)\n"
     "  --port P         listener port (default 2575)\n"
-    "  --timeout-ms N   connect timeout, and time allowed for each ACK\n"
-    "                   (default 30000)\n"
+    "  --timeout-ms N   time to connect, to write each message, and to\n"
+    "                   wait for its ACK once written (default 30000)\n"
     "  -q, --quiet      one line per message: FILE#N MSH-10 MSA-1 [ERR-3]\n"
     "  --keep-going     after an AE/AR/CE/CR, send the remaining messages\n"
     "\n"
@@ -314,14 +314,16 @@ or_dash(struct mg_str s)
 
 /* Bytes from the peer, for a terminal: a control character (ESC among
  * them: a peer could move the cursor, retitle the window, or worse) is
- * written as \xHH; CR ends a line. */
+ * written as \xHH; CR, LF and CRLF end a line. */
 static void
 print_peer(FILE *out, struct mg_str s)
 {
     for (size_t i = 0; i < s.len; i++) {
         unsigned char c = (unsigned char)s.ptr[i];
 
-        if (c == '\r')
+        if (c == '\n' && i > 0 && s.ptr[i - 1] == '\r')
+            continue; /* CRLF: one line end */
+        if (c == '\r' || c == '\n')
             fputc('\n', out);
         else if ((c < 0x20 && c != '\t') || c == 0x7F)
             fprintf(out, "\\x%02X", c);

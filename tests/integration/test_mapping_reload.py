@@ -426,6 +426,10 @@ class ReplayOfAcceptedOrdersTest(unittest.TestCase):
         ok = h.run_medgate("replay", "--id", h.scalar(self.db, "SELECT id FROM hl7_messages WHERE control_id = 'EV-6'"),
                            env=self.env)
         self.assertEqual(ok.returncode, 0, ok.stdout)
+        for bad in (["--id", "not-a-uuid"], ["--all", "--since", "yesterday-ish"]):
+            r = h.run_medgate("replay", *bad, env=self.env)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("--id must be a UUID and --since a time", r.stderr)
         down = h.run_medgate("replay", "--all", env={"MEDGATE_DATABASE_URL": "host=/nonexistent dbname=x",
                                                      "MEDGATE_PATHS_MAPPINGS": self.maps})
         self.assertEqual(down.returncode, 3, down.stderr)
