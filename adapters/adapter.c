@@ -493,6 +493,26 @@ mg_adapter_iso_to_hl7(const char *iso, char out[32])
     return MG_OK;
 }
 
+/* [0-2](\.(0|[1-9][0-9]*))+, as FHIR R4's oid type has it. */
+static bool
+is_oid(const char *s)
+{
+    if (*s < '0' || *s > '2' || s[1] != '.')
+        return false;
+    for (s++; *s == '.'; ) {
+        s++;
+        if (*s == '0') {
+            s++;
+        } else if (*s >= '1' && *s <= '9') {
+            while (*s >= '0' && *s <= '9')
+                s++;
+        } else {
+            return false;
+        }
+    }
+    return *s == '\0';
+}
+
 bool
 mg_adapter_is_uri(const char *s)
 {
@@ -508,6 +528,9 @@ mg_adapter_is_uri(const char *s)
     for (p++; *p != '\0'; p++)
         if ((unsigned char)*p <= ' ' || *p == 0x7F)
             return false;
+    /* FHIR's oid type: urn:oid:HOSP (an HD with HOSP&HOSP&ISO) is none */
+    if (strncmp(s, "urn:oid:", 8) == 0)
+        return is_oid(s + 8);
     return true;
 }
 

@@ -190,7 +190,7 @@ void mg_adapter_json_time(json_t *obj, const char *key, const char *iso,
 /* Whether s is an absolute URI as FHIR's uri/url types and
  * Identifier.system need it: a lower-case scheme, ':', then no whitespace
  * ("urn:oid:1.2.3", "https://hosp.example/mrn"; not "MRN:EAST", not a
- * relative path). */
+ * relative path), and a urn:oid: an OID (not "urn:oid:HOSP"). */
 bool mg_adapter_is_uri(const char *s);
 
 /* s as a FHIR code (no leading or trailing whitespace, no other whitespace

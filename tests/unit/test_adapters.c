@@ -523,7 +523,7 @@ merged_record(void)
     json_t *r = record(), *ids = json_array();
 
     json_array_append_new(ids, json_pack("{s:s,s:s,s:s}", "system",
-                                         "urn:oid:9.9", "value", "MRN9",
+                                         "urn:oid:2.9", "value", "MRN9",
                                          "type_code", "PI"));
     json_array_append_new(ids, json_pack("{s:s,s:s,s:s,s:s}", "system", "HOSP",
                                          "value", "MRN9", "type_code", "MR",
@@ -544,7 +544,7 @@ test_oru_leaves_out_retired_identifiers(void **state)
     (void)state;
     read_back(&rb, r);
     assert_non_null(strstr(mg_buf_str(&rb.oru).ptr,
-                           "PID|1||MRN9^^^HOSP^MR~MRN9^^^&9.9&ISO^PI||"));
+                           "PID|1||MRN9^^^HOSP^MR~MRN9^^^&2.9&ISO^PI||"));
     read_back_done(&rb);
     json_decref(r);
 }
@@ -749,7 +749,7 @@ test_fhir_patient_marks_retired_identifiers(void **state)
     p = fhir("fhir.patient", r);
     assert_string_equal(str_at(p, "identifier/0/value"), "MRN9");
     assert_string_equal(str_at(p, "identifier/0/assigner/display"), "HOSP");
-    assert_string_equal(str_at(p, "identifier/1/system"), "urn:oid:9.9");
+    assert_string_equal(str_at(p, "identifier/1/system"), "urn:oid:2.9");
     assert_string_equal(str_at(p, "identifier/1/value"), "MRN9");
     assert_string_equal(str_at(p, "identifier/2/value"), "100");
     assert_string_equal(str_at(p, "identifier/2/use"), "old");
@@ -996,6 +996,16 @@ test_fhir_refuses_what_fhir_refuses(void **state)
     assert_string_equal(str_at(p, "identifier/0/assigner/display"),
                         "MRN:EAST");
     json_decref(p);
+    /* HOSP&HOSP&ISO was stored as urn:oid:HOSP: no OID, so no system. */
+    json_object_set_new(json_array_get(ids, 0), "system",
+                        json_string("urn:oid:HOSP"));
+    p = fhir("fhir.patient", r);
+    assert_null(str_at(p, "identifier/0/system"));
+    json_decref(p);
+    assert_true(mg_adapter_is_uri("urn:oid:2.16.840.1.113883.4.1"));
+    assert_false(mg_adapter_is_uri("urn:oid:1.02"));
+    assert_false(mg_adapter_is_uri("urn:oid:3.1"));
+    assert_false(mg_adapter_is_uri("urn:oid:1"));
     json_decref(r);
 }
 
