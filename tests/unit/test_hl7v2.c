@@ -1394,6 +1394,7 @@ test_ack_from_partial_msh(void **state)
     static const char v23[] = "MSH|^~\\&|S|SF|R|RF|1||ADT|C23|P|2.3\r";
     struct mg_hl7v2_ack o = {.control_id = MG_STR("N1")};
     struct mg_hl7v2_msh msh;
+    char long_id[700];
     struct mg_diag d;
     struct mg_buf b;
 
@@ -1457,10 +1458,9 @@ test_ack_from_partial_msh(void **state)
                                   "000000000000000000\rERR|PID^1^3^101\r"));
 
     /* An echo cut at 512 bytes does not leave an escape open: the peer
-     * would read the next separator as part of it. */
+     * would read the next separator as part of it. (long_id lives as long
+     * as msh, which points into it.) */
     {
-        char long_id[700];
-
         mg_buf_reset(&b);
         snprintf(long_id, sizeof(long_id),
                  "MSH|^~\\&|S|SF|R|RF|1||ADT^A01|%0511d\\F\\X|P|2.5\r", 0);
