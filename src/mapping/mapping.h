@@ -302,7 +302,8 @@ MG_MUST_CHECK int mg_fhirpath_eval(const struct mg_fhirpath *fp,
                                    struct mg_fhirpath_coll *out);
 
 /* Compiles and evaluates expr, and gives the first item as text: a string
- * as it is, a number or boolean printed, in arena. MG_OK; MG_ENOTFOUND
+ * as it is (borrowed from resource: valid while resource is), a number or
+ * boolean printed in arena. MG_OK; MG_ENOTFOUND
  * (empty collection, or the first item is an object or array); MG_EINVAL
  * (expr does not compile); MG_ENOMEM. */
 MG_MUST_CHECK int mg_fhirpath_string(const char *expr,
