@@ -193,6 +193,9 @@ static const struct opt listener_options[] = {
     {"mllp.listeners[].port", OPT_INT, 0, "2575", 0, 65535, "Port."},
     {"mllp.listeners[].max_connections", OPT_INT, 0, "256", 1, 100000,
      "Open connections; more are closed at once."},
+    {"mllp.listeners[].max_connections_per_address", OPT_INT, 0, "0", 0,
+     100000, "Open connections from one peer address; more are closed at "
+     "once. 0 = no limit."},
     {"mllp.listeners[].max_frame_bytes", OPT_LONG, 0, "16777216", 64,
      1073741824, "Largest MLLP frame; a larger one is refused and the "
      "connection closed."},
@@ -603,6 +606,8 @@ load_listener(struct loader *l, struct mg_conf_listener *li, json_t *v,
     li->port = (int)obj_num(l, v, "port", 2575, 0, 65535, where);
     li->max_connections =
         (int)obj_num(l, v, "max_connections", 256, 1, 100000, where);
+    li->max_connections_per_address = (int)obj_num(
+        l, v, "max_connections_per_address", 0, 0, 100000, where);
     li->max_frame_bytes =
         obj_num(l, v, "max_frame_bytes", 16L << 20, 64, 1L << 30, where);
     li->idle_timeout_ms =
@@ -990,6 +995,7 @@ listeners_differ(const struct mg_conf *a, const struct mg_conf *b)
 
         if (str_differs(x->name, y->name) || str_differs(x->bind, y->bind) ||
             x->port != y->port || x->max_connections != y->max_connections ||
+            x->max_connections_per_address != y->max_connections_per_address ||
             x->max_frame_bytes != y->max_frame_bytes ||
             x->idle_timeout_ms != y->idle_timeout_ms ||
             x->ack_mode != y->ack_mode || x->db_down_reply != y->db_down_reply ||

@@ -42,6 +42,7 @@ struct mg_conf_listener {
     char *bind;             /* address */
     int port;
     int max_connections;
+    int max_connections_per_address; /* 0: no limit */
     long max_frame_bytes;
     int idle_timeout_ms;
     enum mg_ack_mode ack_mode;

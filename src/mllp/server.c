@@ -61,8 +61,10 @@ struct mg_mllp_server {
     unsigned long long frames, acks_sent, oversize, closed_no_ack;
     unsigned long long junk_bytes; /* outside frames, of closed connections */
     unsigned long long not_allowed; /* peers outside allow_from, closed */
+    unsigned long long over_address; /* over max_connections_per_address */
     /* lines a sender can repeat at will: 5 each per 10 s a listener */
-    struct mg_log_limit not_stored_log, oversize_log, junk_log, allow_log;
+    struct mg_log_limit not_stored_log, oversize_log, junk_log, allow_log,
+        address_log;
 };
 
 static void flush_slots(struct mllp_conn *mc);
@@ -386,6 +388,34 @@ peer_allowed(const struct mg_conf_listener *li, const char *ip)
     return false;
 }
 
+struct same_address {
+    const char *ip;
+    unsigned n;
+};
+
+static void
+count_same_address(struct mg_net_conn *c, void *arg)
+{
+    struct same_address *s = arg;
+    const char *ip = mg_net_conn_ip(c);
+
+    s->n += ip != NULL && strcmp(ip, s->ip) == 0;
+}
+
+/* Whether the peer has max_connections_per_address open already (the new
+ * connection is not among them yet): one host must not take every slot
+ * of the listener and keep the others' senders out. */
+static bool
+address_full(const struct mg_mllp_server *srv, const char *ip)
+{
+    struct same_address s = {ip, 0};
+
+    if (srv->conf->max_connections_per_address == 0 || ip == NULL)
+        return false;
+    mg_net_listener_walk(srv->listener, count_same_address, &s);
+    return s.n >= (unsigned)srv->conf->max_connections_per_address;
+}
+
 static int
 on_accept(struct mg_net_conn *c)
 {
@@ -402,6 +432,17 @@ on_accept(struct mg_net_conn *c)
         mg_log_limited(&srv->allow_log, MG_LOG_WARN, &ctx,
                        "address not in listener %s's allow_from: closed",
                        srv->conf->name);
+        return MG_EREFUSED;
+    }
+    if (address_full(srv, mg_net_conn_ip(c))) {
+        struct mg_log_ctx ctx = {"mllp", NULL, mg_net_conn_id(c),
+                                 mg_net_conn_peer(c), NULL};
+
+        srv->over_address++;
+        mg_log_limited(&srv->address_log, MG_LOG_WARN, &ctx,
+                       "address has listener %s's max_connections_per_address "
+                       "(%d) open already: closed", srv->conf->name,
+                       srv->conf->max_connections_per_address);
         return MG_EREFUSED;
     }
     mc = mg_calloc(1, sizeof(*mc));
@@ -462,6 +503,7 @@ mg_mllp_server_open(struct uv_loop_s *loop,
     s->oversize_log = MG_LOG_LIMIT_INIT(5, 10);
     s->junk_log = MG_LOG_LIMIT_INIT(5, 10);
     s->allow_log = MG_LOG_LIMIT_INIT(5, 10);
+    s->address_log = MG_LOG_LIMIT_INIT(5, 10);
     memset(&opts, 0, sizeof(opts));
     opts.bind = conf->bind;
     opts.port = conf->port;
@@ -554,8 +596,10 @@ mg_mllp_server_write_metrics(const struct mg_mllp_server *s,
         "medgate_mllp_acks_sent_total{listener=\"%s\"} %llu\n"
         "medgate_mllp_oversize_frames_total{listener=\"%s\"} %llu\n"
         "medgate_mllp_skipped_bytes_total{listener=\"%s\"} %llu\n"
-        "medgate_mllp_not_allowed_total{listener=\"%s\"} %llu\n",
+        "medgate_mllp_not_allowed_total{listener=\"%s\"} %llu\n"
+        "medgate_mllp_address_limit_total{listener=\"%s\"} %llu\n",
         n, st.open, n, (unsigned long long)st.accepted, n,
         (unsigned long long)st.rejected, n, s->frames, n, s->acks_sent, n,
-        s->oversize, n, s->junk_bytes, n, s->not_allowed);
+        s->oversize, n, s->junk_bytes, n, s->not_allowed, n,
+        s->over_address);
 }

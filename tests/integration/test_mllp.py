@@ -662,6 +662,34 @@ class AckRulesTest(unittest.TestCase):
         self.restart_with_small_frames(allow_from=["192.0.2.0/24", "127.0.0.0/8"])
         self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, msg("NA-2")))["MSA"][1], "AA")
 
+    def test_one_address_cannot_take_every_connection(self):
+        # Without a limit, one host holding idle sockets kept every other
+        # sender out for idle_timeout_ms (10 minutes by default).
+        self.restart_with_small_frames(max_connections_per_address=2)
+        held = [socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=10) for _ in range(2)]
+        try:
+            deadline = time.time() + 10  # both accepted before the third comes
+            while (time.time() < deadline and 'medgate_mllp_open_connections{listener="small"} 2'
+                   not in self.gw.get("/metrics")[2]):
+                time.sleep(0.05)
+            with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=10) as s:
+                try:
+                    reply = s.recv(100)
+                except ConnectionResetError:
+                    reply = b""
+                self.assertEqual(reply, b"")  # closed at once
+            self.assertIn('medgate_mllp_address_limit_total{listener="small"} 1', self.gw.get("/metrics")[2])
+            self.assertIn("max_connections_per_address (2) open already: closed", self.gw.read_log())
+            held[0].close()
+            deadline = time.time() + 10  # its slot comes back once it is gone
+            while (time.time() < deadline and 'medgate_mllp_open_connections{listener="small"} 1'
+                   not in self.gw.get("/metrics")[2]):
+                time.sleep(0.05)
+            self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, msg("PA-1")))["MSA"][1], "AA")
+        finally:
+            for s in held:
+                s.close()
+
     def test_allow_from_with_a_bad_entry_is_a_load_error(self):
         conf = os.path.join(tempfile.mkdtemp(prefix="medgate-allow-"), "medgate.json")
         with open(conf, "w") as f:
