@@ -14,6 +14,7 @@
  * resourceType matches and nothing otherwise. docs/mapping-guide.md gives
  * the exact semantics, including where they are simpler than the spec. */
 #include <ctype.h>
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -212,7 +213,14 @@ parse_literal(struct parser *p, json_t **out)
         double d = strtod(buf, &endp);
         if (endp != buf + n || n == 0 || !isfinite(d))
             return syntax(p, "bad number");
-        *out = json_real(d);
+        if (strpbrk(buf, ".eE") == NULL) { /* an integer, kept exact */
+            errno = 0;
+            long long ll = strtoll(buf, &endp, 10);
+            *out = errno == 0 && endp == buf + n ? json_integer(ll)
+                                                 : json_real(d);
+        } else {
+            *out = json_real(d);
+        }
         p->at += n;
     } else {
         return syntax(p, "expected a literal ('text', a number, true, "
@@ -313,7 +321,9 @@ member(const json_t *obj, const char *name)
         "Reference", "Range", "Ratio", "Attachment", "Identifier",
         "HumanName", "Address", "ContactPoint", "Timing", "Age", "Duration",
         "Count", "Distance", "Money", "SampledData", "Signature",
-        "Annotation"};
+        "Annotation", "ContactDetail", "Contributor", "DataRequirement",
+        "Expression", "ParameterDefinition", "RelatedArtifact",
+        "TriggerDefinition", "UsageContext", "Dosage", "Meta"};
     json_t *v = json_object_get(obj, name);
     size_t len = strlen(name);
     const char *key;
@@ -422,6 +432,9 @@ equal(json_t *v, json_t *lit)
     if (json_is_string(lit))
         return json_is_string(v) && strcmp(json_string_value(v),
                                            json_string_value(lit)) == 0;
+    /* Two integers exactly: through doubles, 2^53 + 1 equals 2^53. */
+    if (json_is_integer(lit) && json_is_integer(v))
+        return json_integer_value(v) == json_integer_value(lit);
     if (json_is_number(lit))
         return json_is_number(v) && json_number_value(v) ==
                                         json_number_value(lit);

@@ -1924,6 +1924,9 @@ test_fhirpath_choice_elements_and_decimals(void **state)
     json_t *o = json_loads("{\"resourceType\": \"Observation\","
                            " \"valueQuantity\": {\"value\": 1.1},"
                            " \"valueInteger\": 120.0, \"valueString\": 0.00001,"
+                           " \"count\": 9007199254740992,"
+                           " \"extension\": [{\"valueExpression\":"
+                           " {\"expression\": \"%x\"}}],"
                            " \"codeFilter\": \"not a choice\"}", 0, NULL);
     struct mg_arena a;
 
@@ -1938,6 +1941,16 @@ test_fhirpath_choice_elements_and_decimals(void **state)
     /* No exponent: %g wrote 120.0 as 1.2e+02 and 0.00001 as 1e-05. */
     assert_string_equal(fp(o, "Observation.valueInteger", &a), "120");
     assert_string_equal(fp(o, "Observation.valueString", &a), "0.00001");
+    /* Integers compare exactly (2^53 + 1 is not 2^53); a whole decimal
+     * still equals the integer. */
+    assert_string_equal(fp(o, "Observation.count = 9007199254740993", &a),
+                        "false");
+    assert_string_equal(fp(o, "Observation.count = 9007199254740992", &a),
+                        "true");
+    assert_string_equal(fp(o, "Observation.valueInteger = 120", &a), "true");
+    /* R4's other choice types: Extension.value[x] may be an Expression. */
+    assert_string_equal(fp(o, "Observation.extension.value.expression", &a),
+                        "%x");
     assert_string_equal(fp(o, "Observation.code", &a), "(empty)");
     mg_arena_dispose(&a);
     json_decref(p);
