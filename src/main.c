@@ -64,6 +64,7 @@ take_option(int *argc, char **argv, const char *name, bool *missing)
     return NULL;
 }
 
+/* --help or -h as the command or anywhere after it (before "--"). */
 static bool
 asks_help(int argc, char **argv)
 {
@@ -173,8 +174,7 @@ main(int argc, char **argv)
     if (strcmp(argv[1], "send") == 0)
         return mg_mllp_send_main(argc - 1, argv + 1);
     /* Before anything that acts: `medgate migrate --help` must not migrate. */
-    if (strcmp(argv[1], "help") == 0 || asks_help(argc - 1, argv + 1) ||
-        strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+    if (strcmp(argv[1], "help") == 0 || asks_help(argc, argv)) {
         fputs(usage, stdout);
         return 0;
     }

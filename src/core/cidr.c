@@ -70,25 +70,13 @@ mg_cidr_parse(const char *text, struct mg_cidr *out)
 bool
 mg_cidr_match(const struct mg_cidr *c, const char *ip)
 {
-    unsigned char a[16];
-    const unsigned char *p = a;
-    int family;
+    struct mg_cidr host; /* an address alone: IPv4-mapped made IPv4 */
 
-    if (ip == NULL)
-        return false;
-    if (inet_pton(AF_INET, ip, a) == 1) {
-        family = AF_INET;
-    } else if (inet_pton(AF_INET6, ip, a) == 1) {
-        family = AF_INET6;
-        if (memcmp(a, v4_mapped, sizeof(v4_mapped)) == 0)
-            family = AF_INET, p = a + 12;
-    } else {
-        return false;
-    }
-    if (family != c->family)
+    if (ip == NULL || strchr(ip, '/') != NULL ||
+        mg_cidr_parse(ip, &host) != MG_OK || host.family != c->family)
         return false;
     for (unsigned bit = 0; bit < c->prefix; bit++)
-        if ((p[bit / 8] ^ c->addr[bit / 8]) & (0x80u >> (bit % 8)))
+        if ((host.addr[bit / 8] ^ c->addr[bit / 8]) & (0x80u >> (bit % 8)))
             return false;
     return true;
 }

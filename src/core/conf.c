@@ -552,8 +552,6 @@ obj_num(struct loader *l, json_t *obj, const char *key, long def, long min,
     return n;
 }
 
-/* Listener number k of the file: its keys are reported as
- * "mllp.listeners[k].key", which also finds their line. */
 /* allow_from: each entry an address or a range, checked here so that a
  * typo is a load error (file:line), not a listener that refuses its RIS. */
 static void
@@ -589,6 +587,8 @@ load_allow_from(struct loader *l, struct mg_conf_listener *li, json_t *arr,
     }
 }
 
+/* Listener number k of the file: its keys are reported as
+ * "mllp.listeners[k].key", which also finds their line. */
 static void
 load_listener(struct loader *l, struct mg_conf_listener *li, json_t *v,
               size_t k)

@@ -103,18 +103,6 @@ mg_hl7v2_answer(const struct mg_hl7v2_msh *msh, bool ok,
 }
 
 bool
-mg_hl7v2_accept_ack_wanted(const struct mg_hl7v2_msh *msh, bool ok)
-{
-    return ack_wanted(msh->field[15], ok);
-}
-
-bool
-mg_hl7v2_app_ack_wanted(const struct mg_hl7v2_msh *msh, bool ok)
-{
-    return ack_wanted(msh->field[16], ok);
-}
-
-bool
 mg_hl7v2_is_ack(const struct mg_hl7v2_msh *msh)
 {
     return mg_str_eqz(mg_hl7v2_msh_comp(msh, 9, 1), "ACK");

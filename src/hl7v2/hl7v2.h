@@ -418,20 +418,16 @@ enum mg_hl7v2_ack_code {
  * original. */
 enum mg_hl7v2_ack_mode mg_hl7v2_ack_mode(const struct mg_hl7v2_msh *msh);
 
-/* Whether the sender wants an accept ACK (MSH-15) or an application ACK
- * (MSH-16), table 0155: AL always, NE never, ER only when ok is false, SU
- * only when ok is true. An empty or unknown value means AL (in original
- * mode the one ACK is always sent). */
-bool mg_hl7v2_accept_ack_wanted(const struct mg_hl7v2_msh *msh, bool ok);
-bool mg_hl7v2_app_ack_wanted(const struct mg_hl7v2_msh *msh, bool ok);
-
 /* Whether the sender of msh gets an answer now for an outcome (ok: stored
  * and mapped; else refused), and in which codes (*as): original mode's
  * AA/AE/AR, or enhanced mode's accept ACK CA/CE/CR when MSH-15 wants one.
- * Enhanced mode without an accept ACK wanted (MSH-15 NE, or ER on success)
- * is answered with the application ACK, AA/AE/AR, when MSH-16 is valued
- * and wants one: the answer comes after processing. When it returns false, *as is the
- * message's mode (the codes an outcome is recorded in). */
+ * MSH-15 and MSH-16 are read by table 0155: AL always, NE never, ER only
+ * when ok is false, SU only when ok is true; a value it does not know
+ * means AL. Enhanced mode without an accept ACK wanted (MSH-15 NE, or ER
+ * on success) is answered with the application ACK, AA/AE/AR, when MSH-16
+ * is valued and wants one: the answer comes after processing. When it
+ * returns false, *as is the message's mode (the codes an outcome is
+ * recorded in). */
 bool mg_hl7v2_answer(const struct mg_hl7v2_msh *msh, bool ok,
                      enum mg_hl7v2_ack_mode *as);
 

@@ -114,11 +114,12 @@ lf_then_msh(struct mg_str line)
     const char *p = line.ptr, *end = line.ptr + line.len;
 
     while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
-        p++;
-        if (line_is(mg_str_n(p, (size_t)(end - p)), "MSH") ||
-            line_is(mg_str_n(p, (size_t)(end - p)), "BHS") ||
-            line_is(mg_str_n(p, (size_t)(end - p)), "FHS"))
+        struct mg_str rest = mg_str_n(p + 1, (size_t)(end - p - 1));
+
+        if (line_is(rest, "MSH") || line_is(rest, "BHS") ||
+            line_is(rest, "FHS"))
             return true;
+        p++;
     }
     return false;
 }

@@ -420,26 +420,22 @@ static int
 on_accept(struct mg_net_conn *c)
 {
     struct mg_mllp_server *srv = mg_net_listener_data(mg_net_conn_listener(c));
+    struct mg_log_ctx peer = {"mllp", NULL, mg_net_conn_id(c),
+                              mg_net_conn_peer(c), NULL};
     struct mllp_conn *mc;
 
     if (srv->draining)
         return MG_ECANCELED; /* shutting down: the sender goes elsewhere */
     if (!peer_allowed(srv->conf, mg_net_conn_ip(c))) {
-        struct mg_log_ctx ctx = {"mllp", NULL, mg_net_conn_id(c),
-                                 mg_net_conn_peer(c), NULL};
-
         srv->not_allowed++;
-        mg_log_limited(&srv->allow_log, MG_LOG_WARN, &ctx,
+        mg_log_limited(&srv->allow_log, MG_LOG_WARN, &peer,
                        "address not in listener %s's allow_from: closed",
                        srv->conf->name);
         return MG_EREFUSED;
     }
     if (address_full(srv, mg_net_conn_ip(c))) {
-        struct mg_log_ctx ctx = {"mllp", NULL, mg_net_conn_id(c),
-                                 mg_net_conn_peer(c), NULL};
-
         srv->over_address++;
-        mg_log_limited(&srv->address_log, MG_LOG_WARN, &ctx,
+        mg_log_limited(&srv->address_log, MG_LOG_WARN, &peer,
                        "address has listener %s's max_connections_per_address "
                        "(%d) open already: closed", srv->conf->name,
                        srv->conf->max_connections_per_address);

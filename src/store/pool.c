@@ -1265,51 +1265,22 @@ mg_store_close(struct mg_store *s, mg_store_close_cb cb, void *ud)
     mg__store_kick(s);
 }
 
-/* True when a host entry needs a DNS lookup: neither a socket directory
- * nor an IP address. */
-static bool
-host_needs_dns(const char *host)
+/* The value of keyword in parsed connection options, NULL when unset or
+ * empty. */
+static const char *
+conninfo_value(const PQconninfoOption *opts, const char *keyword)
 {
-    unsigned char addr[sizeof(struct in6_addr)];
-    char one[256];
-
-    while (*host != '\0') {
-        size_t n = strcspn(host, ",");
-
-        snprintf(one, sizeof(one), "%.*s", (int)n, host);
-        if (one[0] != '\0' && one[0] != '/' && one[0] != '@' &&
-            inet_pton(AF_INET, one, addr) != 1 &&
-            inet_pton(AF_INET6, one, addr) != 1)
-            return true;
-        host += n + (host[n] == ',');
-    }
-    return false;
+    for (const PQconninfoOption *o = opts; o->keyword != NULL; o++)
+        if (strcmp(o->keyword, keyword) == 0)
+            return o->val != NULL && *o->val != '\0' ? o->val : NULL;
+    return NULL;
 }
 
-/* PQconnectStartParams resolves host names with a blocking getaddrinfo:
- * say so once, loudly, rather than stall the loop silently. */
-static void
-warn_dns(struct mg_store *s, const PQconninfoOption *opts)
-{
-    const char *host = NULL, *hostaddr = NULL;
-
-    for (const PQconninfoOption *o = opts; o->keyword != NULL; o++) {
-        if (strcmp(o->keyword, "host") == 0)
-            host = o->val;
-        else if (strcmp(o->keyword, "hostaddr") == 0)
-            hostaddr = o->val;
-    }
-    if (host != NULL && (hostaddr == NULL || *hostaddr == '\0') &&
-        host_needs_dns(host))
-        mg_log(MG_LOG_WARN, &s->log,
-               "database host needs DNS, which blocks the loop at each "
-               "connect: set hostaddr");
-}
-
-/* True when one of the comma-separated entries (host or hostaddr) is
- * reached over a network: not a socket directory, not loopback. */
+/* Whether pred holds for one of the comma-separated entries of list (host
+ * or hostaddr). A socket directory ("/run/...", "@abstract") or an empty
+ * entry is never asked about. */
 static bool
-leaves_the_machine(const char *list)
+any_network_host(const char *list, bool (*pred)(const char *one))
 {
     char one[256];
 
@@ -1317,13 +1288,41 @@ leaves_the_machine(const char *list)
         size_t n = strcspn(list, ",");
 
         snprintf(one, sizeof(one), "%.*s", (int)n, list);
-        if (one[0] != '\0' && one[0] != '/' && one[0] != '@' &&
-            strcmp(one, "localhost") != 0 && strncmp(one, "127.", 4) != 0 &&
-            strcmp(one, "::1") != 0)
+        if (one[0] != '\0' && one[0] != '/' && one[0] != '@' && pred(one))
             return true;
         list += n + (list[n] == ',');
     }
     return false;
+}
+
+/* A host entry that needs a DNS lookup: not an IP address. */
+static bool
+needs_dns(const char *one)
+{
+    unsigned char addr[sizeof(struct in6_addr)];
+
+    return inet_pton(AF_INET, one, addr) != 1 &&
+           inet_pton(AF_INET6, one, addr) != 1;
+}
+
+/* A host entry on another machine: not loopback. */
+static bool
+not_loopback(const char *one)
+{
+    return strcmp(one, "localhost") != 0 && strncmp(one, "127.", 4) != 0 &&
+           strcmp(one, "::1") != 0;
+}
+
+/* PQconnectStartParams resolves host names with a blocking getaddrinfo:
+ * say so once, loudly, rather than stall the loop silently. */
+static void
+warn_dns(struct mg_store *s, const PQconninfoOption *opts)
+{
+    if (conninfo_value(opts, "hostaddr") == NULL &&
+        any_network_host(conninfo_value(opts, "host"), needs_dns))
+        mg_log(MG_LOG_WARN, &s->log,
+               "database host needs DNS, which blocks the loop at each "
+               "connect: set hostaddr");
 }
 
 /* Messages carry PHI: over a network, libpq's default sslmode (prefer)
@@ -1332,27 +1331,22 @@ leaves_the_machine(const char *list)
 static void
 warn_tls(struct mg_store *s, const PQconninfoOption *opts)
 {
-    const char *host = NULL, *hostaddr = NULL, *mode = NULL;
+    const char *host = conninfo_value(opts, "host");
+    const char *hostaddr = conninfo_value(opts, "hostaddr");
+    const char *mode = conninfo_value(opts, "sslmode");
 
-    for (const PQconninfoOption *o = opts; o->keyword != NULL; o++) {
-        if (strcmp(o->keyword, "host") == 0)
-            host = o->val;
-        else if (strcmp(o->keyword, "hostaddr") == 0)
-            hostaddr = o->val;
-        else if (strcmp(o->keyword, "sslmode") == 0)
-            mode = o->val;
-    }
     /* What libpq takes from the environment at connect, which
      * PQconninfoParse does not apply. */
-    if (host == NULL || *host == '\0')
+    if (host == NULL)
         host = getenv("PGHOST");
-    if (hostaddr == NULL || *hostaddr == '\0')
+    if (hostaddr == NULL)
         hostaddr = getenv("PGHOSTADDR");
-    if (mode == NULL || *mode == '\0')
+    if (mode == NULL)
         mode = getenv("PGSSLMODE");
     if (mode == NULL || *mode == '\0')
         mode = "prefer";
-    if ((leaves_the_machine(host) || leaves_the_machine(hostaddr)) &&
+    if ((any_network_host(host, not_loopback) ||
+         any_network_host(hostaddr, not_loopback)) &&
         strcmp(mode, "verify-full") != 0 && strcmp(mode, "verify-ca") != 0)
         mg_log(MG_LOG_WARN, &s->log,
                "the database is reached over the network with sslmode=%s: "

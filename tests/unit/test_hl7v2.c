@@ -1282,10 +1282,12 @@ test_ack_enhanced_mode(void **state)
                   "PID|1",
                   NULL);
     assert_int_equal(mg_hl7v2_ack_mode(&in->msh), MG_HL7V2_ACK_ENHANCED);
-    assert_true(mg_hl7v2_accept_ack_wanted(&in->msh, true));
-    assert_true(mg_hl7v2_accept_ack_wanted(&in->msh, false));
-    assert_false(mg_hl7v2_app_ack_wanted(&in->msh, true));
-    assert_false(mg_hl7v2_app_ack_wanted(&in->msh, false));
+    for (int ok = 0; ok <= 1; ok++) { /* AL|NE: the accept ACK, always */
+        enum mg_hl7v2_ack_mode as;
+
+        assert_true(mg_hl7v2_answer(&in->msh, ok, &as));
+        assert_int_equal(as, MG_HL7V2_ACK_ENHANCED);
+    }
 
     mg_diag_clear(&warn);
     mg_diag_at(&warn, "OBX", 2, 5, 0);
@@ -1320,6 +1322,7 @@ test_ack_wanted_table(void **state)
 
     (void)state;
     for (size_t i = 0; i < MG_ARRAY_LEN(cases); i++) {
+        enum mg_hl7v2_ack_mode as;
         struct mg_hl7v2_msh msh;
         char text[128];
 
@@ -1327,9 +1330,9 @@ test_ack_wanted_table(void **state)
                  "MSH|^~\\&|S|SF|R|RF|1||ADT^A01|C|P|2.5|||%s|%s\r",
                  cases[i].msh15, cases[i].msh15);
         assert_int_equal(mg_hl7v2_msh_peek(mg_str_from(text), &msh), MG_OK);
-        assert_int_equal(mg_hl7v2_accept_ack_wanted(&msh, cases[i].ok),
-                         cases[i].want);
-        assert_int_equal(mg_hl7v2_app_ack_wanted(&msh, cases[i].ok),
+        /* Table 0155 on both fields at once: the answer is wanted exactly
+         * when that value wants one. */
+        assert_int_equal(mg_hl7v2_answer(&msh, cases[i].ok, &as),
                          cases[i].want);
         assert_int_equal(mg_hl7v2_ack_mode(&msh), cases[i].msh15[0]
                                                       ? MG_HL7V2_ACK_ENHANCED
