@@ -17,9 +17,7 @@ FACTS maps a path relative to tests/data/hl7v2 to a dict:
                database with the shipped mappings and the default listener
                (ack_mode "auto"). "AA"/"AE"/"AR" in original mode. Three
                messages ask for enhanced mode (MSH-15/MSH-16 valued); for
-               those it is "CA", see ack_sent. A missing "ack" means the
-               outcome can't be settled from the message and the mapping
-               alone (see "why").
+               those it is "CA", see ack_sent. Every entry has one.
   ack_sent     Only present (False) when MSH-15 is NE: the sender asked for
                no accept acknowledgment, so none goes back on the wire. The
                stored hl7_messages.ack_code is still "CA".
@@ -229,21 +227,13 @@ FACTS = {
     },
     "dcm4che/ORU_R01-CDA.hl7": {
         "type": "ORU^R01",
-        # No "ack": OBX-5 is ^Text^text/xml^ASCII^<xml...>. "ASCII" isn't a
-        # table 0299 encoding (A, Hex, Base64), and the XML's '&' splits
-        # ED.5 into sub-components. Whether the result adapter keeps or
-        # refuses this attachment isn't set by the mapping.
-        "patient": dict(_LUCY_PATIENT),
-        "scan": {
-            "accession_number": "AccessionNumber",
-            "study_instance_uid": "2.16.840.1.113669.632.20.540351.10004609971",
-        },
-        "report": {"report_status": "final"},
-        "why": "CRLF file; PID-3 PID_1 (no CX.5); OBR-18 AccessionNumber; "
-               "OBR-25 F; two OBX 113014: the first (OBX-1 "
-               "2.16.840.1.113669.632.20.540351.10004609971) wins; no TX/FT/ST "
-               "text besides UIDs, so no findings; ack left out: ED encoding "
-               "'ASCII' is outside table 0299",
+        # OBX-5 is ^Text^text/xml^ASCII^<xml...>: "ASCII" is not an
+        # encoding of HL7 table 0299 (A, Hex, Base64), and the conformance
+        # statement refuses such an attachment (AE 102 at ED.4) rather
+        # than guess. Refused, so nothing is written.
+        "ack": "AE",
+        "why": "CRLF file; OBX 4 is ED with ED.4 'ASCII', outside table 0299: "
+               "AE 102 at OBX-5.4, nothing written",
     },
 
     # ------------------------------------------------------------------

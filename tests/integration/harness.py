@@ -96,6 +96,16 @@ def wait_for_scalar(db, sql, *params, timeout=30):
         time.sleep(0.05)
 
 
+def wait_for(predicate, what, timeout=30):
+    """Polls predicate() until it is true; fails the test naming `what`
+    when it is not within timeout seconds."""
+    deadline = time.time() + timeout
+    while not predicate():
+        if time.time() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.05)
+
+
 _db_counter = 0
 
 
@@ -151,6 +161,13 @@ def migrate(db):
 
 
 DEMO_ORG = "00000000-0000-4000-8000-000000000001"
+
+
+def segments(ack):
+    """An ACK's segments by name (the last of a name wins), each a list of
+    its fields: segments(ack)["MSA"][1] is MSA-1."""
+    return {seg.split(b"|")[0].decode(): seg.decode("latin-1").split("|")
+            for seg in ack.split(b"\r") if seg}
 
 
 def mllp_exchange(port, payload, timeout=10):

@@ -45,6 +45,11 @@ def stored_counts(db, run_id):
 
 
 class CrashTest(unittest.TestCase):
+    @staticmethod
+    def committed(db, run_id):
+        return set(r[0] for r in h.psql(
+            db, "SELECT control_id FROM hl7_messages WHERE control_id LIKE :'p1'", run_id + "-%"))
+
     def test_kill_9_loses_nothing_acknowledged(self):
         db = h.create_database("crash")
         h.migrate(db)
@@ -78,6 +83,11 @@ class CrashTest(unittest.TestCase):
             time.sleep(0.01)
         time.sleep(0.2)  # let the other commits in flight reach the gate too
         held = int(h.scalar(db, waiting))
+        # What is committed now is all that can be committed before the
+        # kill: every COMMIT from here on waits at the gate. An AA sent
+        # before its COMMIT finished would name a message missing here,
+        # even though the COMMIT goes through once the gate opens.
+        committed_at_kill = self.committed(db, run_id)
         gw.kill9()
         gate.stdin.close()  # the orphaned COMMITs go through now
         gate.wait(timeout=30)
@@ -97,10 +107,11 @@ class CrashTest(unittest.TestCase):
 
         # Every message acknowledged before the crash is there, once; some
         # that were not acknowledged committed all the same (in doubt).
-        stored = set(r[0] for r in h.psql(db, "SELECT control_id FROM hl7_messages WHERE control_id LIKE :'p1'",
-                                           run_id + "-%"))
+        stored = self.committed(db, run_id)
         missing = [c for c in first if c not in stored]
         self.assertEqual(missing, [], "acknowledged but not stored")
+        early = [c for c in first if c not in committed_at_kill]
+        self.assertEqual(early, [], "acknowledged before its COMMIT had finished")
         rows, distinct = stored_counts(db, run_id)
         self.assertEqual(rows, distinct, "a message stored twice before the restart")
         self.assertGreater(len(stored), len(first), "no message committed without its ACK: "

@@ -52,10 +52,6 @@ def under_asan():
     return "libasan" in r.stdout
 
 
-def segments(ack):
-    return {s.split("|")[0]: s.split("|") for s in ack.decode("latin-1").split("\r") if s}
-
-
 class OrderGroupsTest(unittest.TestCase):
     def setUp(self):
         self.db = h.create_database("groups")
@@ -66,7 +62,7 @@ class OrderGroupsTest(unittest.TestCase):
         self.gw.stop()
 
     def send(self, payload):
-        return segments(h.mllp_exchange(self.gw.mllp_port, payload))
+        return h.segments(h.mllp_exchange(self.gw.mllp_port, payload))
 
     def test_an_order_message_with_two_groups_orders_two_studies(self):
         self.assertEqual(self.send(order("G-1", ("NW", "ACC1"), ("NW", "ACC2")))["MSA"][1], "AA")
