@@ -96,11 +96,12 @@ mg_hl7v2_rep_get(const struct mg_hl7v2_msg *msg,
 {
     const struct mg_hl7v2_delims *d = &msg->delims;
     struct mg_str v = rep;
+    bool whole = comp == 0 && sub == 0; /* the repetition as text */
     int rc;
 
     out->str = mg_str_n("", 0);
     out->presence = MG_HL7V2_EMPTY;
-    if (comp < 1 || sub < 1)
+    if (!whole && (comp < 1 || sub < 1))
         return MG_EINVAL;
     if (seg != NULL && is_verbatim(seg, field)) {
         if (comp > 1 || sub > 1 || v.len == 0)
@@ -108,7 +109,7 @@ mg_hl7v2_rep_get(const struct mg_hl7v2_msg *msg,
     } else {
         /* "" nulls everything below it: a field sent as "" deletes the
          * whole field, each of its components included. */
-        if (!is_null_value(v)) {
+        if (!whole && !is_null_value(v)) {
             v = mg__hl7v2_piece(v, d->comp, comp);
             if (!is_null_value(v))
                 v = mg__hl7v2_piece(v, d->sub, sub);
@@ -138,8 +139,8 @@ mg_hl7v2_seg_get(const struct mg_hl7v2_msg *msg,
 
     out->str = mg_str_n("", 0);
     out->presence = MG_HL7V2_EMPTY;
-    if (field < 1 || rep < 1 || comp < 1 || sub < 1)
-        return MG_EINVAL;
+    if (field < 1 || rep < 1)
+        return MG_EINVAL; /* comp and sub: mg_hl7v2_rep_get() checks them */
     v = mg_hl7v2_seg_field(seg, field);
     if (seg != NULL && is_verbatim(seg, field)) {
         if (rep > 1)

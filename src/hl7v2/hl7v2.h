@@ -285,7 +285,10 @@ bool mg_hl7v2_rep_next(const struct mg_hl7v2_msg *msg,
                        struct mg_hl7v2_rep_iter *it, struct mg_str *rep);
 
 /* mg_hl7v2_seg_get() of component comp, sub-component sub of rep, a
- * repetition of field n of seg that mg_hl7v2_rep_next() gave. */
+ * repetition of field n of seg that mg_hl7v2_rep_next() gave. comp and sub
+ * both 0 read the repetition whole, for a text type (TX, FT, ST) that has
+ * no components: a '^' or '&' a sender left unescaped is kept as that
+ * character rather than ending the value. */
 MG_MUST_CHECK int mg_hl7v2_rep_get(const struct mg_hl7v2_msg *msg,
                                    const struct mg_hl7v2_seg *seg, int field,
                                    struct mg_str rep, int comp, int sub,

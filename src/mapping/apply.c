@@ -56,6 +56,7 @@ struct run {
     const char *group;    /* group name or NULL */
     size_t item_no;       /* 1-based item of the group */
     bool keep_empty;      /* the rule keeps blank lines ("[*]" too) */
+    bool whole;           /* the rule reads repetitions whole */
     const struct mg_mapping_route *route;
     int *source_at;       /* per route rule: the "from" position its value
                              (or explicit null) came from, -1 for none */
@@ -238,8 +239,8 @@ read_path(struct run *r, const struct mg__mapping_path *p,
 {
     memset(l, 0, sizeof(*l));
     l->path = p;
-    l->comp = p->comp;
-    l->sub = p->sub;
+    l->comp = r->whole ? 0 : p->comp;
+    l->sub = r->whole ? 0 : p->sub;
     l->rep = p->rep;
     l->field = p->field;
     v->presence = MG_HL7V2_EMPTY;
@@ -646,8 +647,9 @@ read_from(struct run *r, const struct mg__mapping_rule *ru,
     }
     for (size_t i = first; i < last; i++) {
         r->keep_empty = ru->keep_empty;
+        r->whole = ru->whole;
         rc = read_path(r, &ru->from[i], it, &v, &here);
-        r->keep_empty = false;
+        r->keep_empty = r->whole = false;
         if (rc != MG_OK)
             return rc;
         if (i == first || (l->seg == NULL && here.seg != NULL))
@@ -935,7 +937,7 @@ mg_mapping_apply_part(const struct mg_mapping_route *route,
                       struct mg_arena *arena, struct mg_mapping_result *out,
                       struct mg_diag *diag)
 {
-    struct run r = {msg, part, arena, diag, NULL, NULL, NULL, NULL, 0, false,
+    struct run r = {msg, part, arena, diag, NULL, NULL, NULL, NULL, 0, false, false,
                     route, NULL, -1};
     const struct mg__mapping_rule *ru;
     struct outv o;

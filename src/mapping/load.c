@@ -617,11 +617,14 @@ load_rule_key(struct loader *l, struct mg__mapping_rule *r, const char *key,
         else
             r->join = dup_str(l, v), r->has_join = true;
     } else if (strcmp(key, "keep_empty") == 0 ||
-               strcmp(key, "skip_contained") == 0) {
+               strcmp(key, "skip_contained") == 0 ||
+               strcmp(key, "whole") == 0) {
         if (!json_is_boolean(v))
             report(l, "expected true or false");
         else if (key[0] == 'k')
             r->keep_empty = json_is_true(v);
+        else if (key[0] == 'w')
+            r->whole = json_is_true(v);
         else
             r->skip_contained = json_is_true(v);
     } else if (strcmp(key, "same_source") == 0) {
@@ -639,7 +642,7 @@ load_rule_key(struct loader *l, struct mg__mapping_rule *r, const char *key,
     } else if (strcmp(key, "each") != 0) {
         report(l, "unknown key (a rule has note, from, const, table, "
                   "default, required, transform, separator, when, each, "
-                  "join, keep_empty, skip_contained, same_source, "
+                  "join, keep_empty, whole, skip_contained, same_source, "
                   "fields)");
     }
 }
@@ -653,7 +656,7 @@ check_rule(struct loader *l, struct mg__mapping_rule *r, json_t *v)
     if (r->group) {
         static const char *const scalar_keys[] = {
             "from", "const", "table", "default", "required", "transform",
-            "separator", "join", "keep_empty", "skip_contained"};
+            "separator", "join", "keep_empty", "whole", "skip_contained"};
         for (size_t i = 0; i < MG_ARRAY_LEN(scalar_keys); i++)
             if (json_object_get(v, scalar_keys[i]) != NULL)
                 report(l, "a group rule takes each, when, fields and note, "
@@ -670,6 +673,12 @@ check_rule(struct loader *l, struct mg__mapping_rule *r, json_t *v)
         report(l, "\"join\" needs \"each\"");
     if (json_object_get(v, "keep_empty") != NULL && !r->has_join)
         report(l, "\"keep_empty\" needs \"join\"");
+    if (r->whole && !has_from)
+        report(l, "\"whole\" needs \"from\"");
+    for (size_t i = 0; r->whole && i < r->nfrom; i++)
+        if (r->from[i].has_comp)
+            report(l, "\"whole\" reads fields whole: path %s names a "
+                      "component", r->from[i].text);
     if (r->separator.ptr != NULL && !r->concat)
         report(l, "\"separator\" needs the concat transform");
     if (json_object_get(v, "skip_contained") != NULL && !r->concat)

@@ -35,7 +35,8 @@ struct mg__mapping_path {
     int match_comp;                 /* MG__REP_MATCH */
     struct mg_str match_value;      /* MG__REP_MATCH */
     int comp, sub;                  /* 1 when not written */
-    bool has_sub;                   /* the sub-component was written */
+    bool has_comp, has_sub;         /* the component, sub-component
+                                       was written */
     const char *text;               /* as written, NUL-terminated */
 };
 
@@ -134,6 +135,8 @@ struct mg__mapping_rule {
     bool keep_empty; /* join: a selected item without a value joins as an
                       * empty part between valued ones (a report's blank
                       * lines) */
+    bool whole;      /* "from" reads each repetition whole, as text: a '^'
+                      * or '&' in it is a character (TX, FT, ST) */
     struct mg__mapping_rule *sub; /* group fields */
     size_t nsub;
     /* "same_source": the target of an earlier rule of the route whose

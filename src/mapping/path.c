@@ -128,6 +128,7 @@ parse_comp_part(const char **p, struct mg__mapping_path *out,
         *why = "expected a component number after '.'";
         return MG_EINVAL;
     }
+    out->has_comp = true;
     if (**p != '.')
         return MG_OK;
     (*p)++;

@@ -778,6 +778,34 @@ test_results_blank_repetitions(void **state)
     done(&m);
 }
 
+/* TX, FT and ST have no components (HL7 v2.5.1 2.A.80, 2.A.31, 2.A.74),
+ * yet senders leave '&' and '^' in report text unescaped: read whole, the
+ * text keeps them instead of ending at the first one. */
+static void
+test_results_unescaped_separators_in_text(void **state)
+{
+    static const char msg[] =
+        "MSH|^~\\&|RIS|FAC|GW|GW|20240101||ORU^R01|9|P|2.5.1\r"
+        "PID|1||77^^^X^MR||Roe^Ann\r"
+        "OBR|1||F1|CT^Head||||||||||||||ACC9|||||||F\r"
+        "OBX|1|TX|59776-5^Findings^LN||CT CHEST: R & L lungs clear.~"
+        "Size 3^4 cm, \\T\\ stable.||||||F\r"
+        "OBX|2|FT|19005-8^IMPRESSION^LN||BI-RADS 4: biopsy L 2:00 & R 10:00"
+        "\\.br\\^ axilla||||||F\r";
+    struct mapped m;
+
+    (void)state;
+    map_text(&m, shipped, msg, sizeof(msg) - 1);
+    assert_int_equal(m.rc, MG_OK);
+    assert_string_equal(val(&m, "report.findings_text"),
+                        "CT CHEST: R & L lungs clear.\n"
+                        "Size 3^4 cm, & stable.\n"
+                        "BI-RADS 4: biopsy L 2:00 & R 10:00\n^ axilla");
+    assert_string_equal(val(&m, "report.impression"),
+                        "BI-RADS 4: biopsy L 2:00 & R 10:00\n^ axilla");
+    done(&m);
+}
+
 /* A code, its coding system and its text come from one field: OBR-4's
  * code never gets OBR-44's system ("same_source" in orders.json); with no
  * code in OBR-4, all three come from OBR-44. */
@@ -1369,7 +1397,8 @@ test_load_errors_name_file_line_key(void **state)
              "{ \"path\": \"OBX-2\" } },\n"
              "    \"report.y\": { \"from\": \"OBX-5\", \"keep_empty\": true },\n"
              "    \"report.z\": { \"from\": [\"OBX-5\", \"OBX-6\"], "
-             "\"skip_contained\": true }\n"
+             "\"skip_contained\": true },\n"
+             "    \"report.w\": { \"from\": \"OBX-5.1\", \"whole\": true }\n"
              "  }\n"
              "}\n",
              "e_lists.json",
@@ -1430,6 +1459,9 @@ test_load_errors_name_file_line_key(void **state)
                                 "condition needs exactly one test"));
     assert_non_null(strstr(out, "/d_each.json:9: fields/report.y: "
                                 "\"keep_empty\" needs \"join\""));
+    assert_non_null(strstr(out, "/d_each.json:11: fields/report.w: "
+                                "\"whole\" reads fields whole: path OBX-5.1 "
+                                "names a component"));
     assert_non_null(strstr(out, "/d_each.json:10: fields/report.z: "
                                 "\"skip_contained\" needs the concat "
                                 "transform"));
@@ -2208,6 +2240,7 @@ main(void)
         cmocka_unit_test(test_set_references),
         cmocka_unit_test(test_results_blank_lines),
         cmocka_unit_test(test_results_blank_repetitions),
+        cmocka_unit_test(test_results_unescaped_separators_in_text),
         cmocka_unit_test(test_results_accession_and_deleted_lines),
         cmocka_unit_test(test_orders_procedure_from_one_field),
         cmocka_unit_test(test_load_allocation_failures),
