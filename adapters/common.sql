@@ -3,7 +3,8 @@
 --
 -- Errors an adapter raises for the sender to fix use SQLSTATE class MG:
 -- MG101 a value the adapter needs is missing, MG102 a value is malformed,
--- MG204 the message names a record that is not known. The DETAIL is the
+-- MG204 the message names a record that is not known (or another
+-- patient's or study's), MG205 it names one record twice. The DETAIL is the
 -- mapping target that carried the value ("scan.accession_number"), which
 -- the intake turns into the HL7 location of the ERR segment.
 

@@ -22,6 +22,8 @@ DECLARE
     sid uuid;
     found_by text := 'scan.accession_number';
     done boolean;
+    key text;
+    seen text;
 BEGIN
     pid := medgate_patient_upsert(org, input->'patient',
                                   input->'patient_identifiers');
@@ -97,10 +99,30 @@ BEGIN
              WHERE id = sid AND accession_number IS NULL;
         END IF;
     END IF;
+    -- Two groups of one message with one report id are two reports
+    -- (requested procedures of one order, say): one would overwrite the
+    -- other, so the message is refused instead. The ids of the message's
+    -- groups so far are kept in a transaction-local setting, which a
+    -- refused message's rollback takes back.
+    key := coalesce(r->>'external_id', acc, uid);
+    seen := current_setting('medgate.result_ids', true);
+    IF seen IS NULL OR split_part(seen, E'\n', 1) <> message_id::text THEN
+        seen := message_id::text || E'\n';
+    END IF;
+    IF position(E'\n' || key || E'\n' IN seen) > 0 THEN
+        RAISE EXCEPTION 'an earlier group of the message has the same report '
+                        'id: each report needs its own (OBR-3)'
+            USING ERRCODE = 'MG205',
+                  DETAIL = CASE WHEN r->>'external_id' IS NOT NULL
+                                THEN 'report.external_id'
+                                WHEN acc IS NOT NULL
+                                THEN 'scan.accession_number'
+                                ELSE 'scan.study_instance_uid' END;
+    END IF;
+    PERFORM set_config('medgate.result_ids', seen || key || E'\n', true);
     -- A version that was not applied (a late one) closes nothing: the
     -- stored version (cancelled, say) stands for the study too.
-    done := medgate_report_upsert(org, sid,
-                                  coalesce(r->>'external_id', acc, uid), r)
+    done := medgate_report_upsert(org, sid, key, r)
             AND coalesce(r->>'report_status', '') IN ('final', 'amended',
                                                       'corrected');
     PERFORM medgate_report_files(org, sid, input->'scan_files');
@@ -120,22 +142,35 @@ END $$;
 -- is applied as a patch: a column the message maps is replaced (null
 -- clears it), one it does not carry is kept -- so a PDF-only follow-up
 -- keeps the text. But a version with any text is the whole report: its
--- text sections and signer replace the old ones, and one it lacks is
--- cleared (a correction that drops the recommendations drops them). It
--- may move the report to another scan of the same
--- patient (a version sent with the right accession after a wrong one), but
--- a known report of another patient is refused (MG204), whatever the
+-- text sections, signer and issue time replace the old ones, and one it
+-- lacks is cleared (a correction that drops the recommendations drops
+-- them). A known report of another study is refused (MG204), whatever the
 -- version: the external id is only the sender's number, and a reused or
--- mistyped one must not file one person's report under another. A
--- registered, partial or preliminary version never replaces a final, amended,
--- corrected or cancelled one, and a version issued (OBR-22) before the
--- stored one never replaces it: it is a late or resent earlier version. The
--- signing
+-- mistyped one must neither file one person's report under another nor
+-- take one study's report away to another study. A registered, partial or
+-- preliminary version never replaces a final, amended, corrected or
+-- cancelled one; a final one never replaces an amended or corrected one
+-- unless it was issued later; and a version issued (OBR-22, else MSH-7)
+-- before the stored one never replaces it: it is a late or resent earlier
+-- version. The signing
 -- radiologist is linked when a user here has the id the sender gave
 -- (users.practitioner_id), and unlinked when a new signer's id is no
 -- user's; the name is kept either way.
 -- Returns whether the version was applied (false: a late one, ignored).
 -- (It returned nothing before: that version goes first.)
+-- The target an error about the report id ext points at: OBR-3
+-- (report.external_id) when the message gave one, else the study UID or
+-- the accession number the id was taken from.
+CREATE OR REPLACE FUNCTION medgate_report_id_at(sid uuid, ext text, r jsonb)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT CASE
+        WHEN r->>'external_id' IS NOT NULL THEN 'report.external_id'
+        WHEN EXISTS (SELECT 1 FROM scans s WHERE s.id = sid
+                       AND s.study_instance_uid = ext)
+            THEN 'scan.study_instance_uid'
+        ELSE 'scan.accession_number' END
+$$;
+
 DROP FUNCTION IF EXISTS medgate_report_upsert(uuid, uuid, text, jsonb);
 CREATE OR REPLACE FUNCTION medgate_report_upsert(org uuid, sid uuid,
                                                  ext text, r jsonb)
@@ -143,6 +178,7 @@ RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
     radiologist uuid;
     owner uuid;
+    was_scan uuid;
     was text;
     was_issued timestamptz;
     p jsonb;
@@ -150,29 +186,29 @@ BEGIN
     IF r ?| '{findings_text,impression,recommendations}' THEN
         r := '{"findings_text": null, "impression": null,
                "recommendations": null, "reporting_radiologist_name": null,
-               "reporting_radiologist_id": null, "signed_at": null}' || r;
+               "reporting_radiologist_id": null, "signed_at": null,
+               "issued_at": null}' || r;
     END IF;
     p := r - 'reporting_radiologist_id' - 'external_id';
     -- Locked, so that no concurrent version moves the report between this
     -- check and the update below (a concurrent insert comes back here).
-    SELECT o.patient_id, t.report_status, t.issued_at
-      INTO owner, was, was_issued
+    SELECT o.patient_id, t.scan_id, t.report_status, t.issued_at
+      INTO owner, was_scan, was, was_issued
       FROM reports t JOIN scans o ON o.id = t.scan_id
      WHERE t.organization_id = org AND t.external_id = ext
        FOR UPDATE OF t;
+    -- The ERR points at the field the external id came from: OBR-3
+    -- (report.external_id), else the accession or the study UID, which
+    -- the scan sid was found by or made with.
     IF owner <> (SELECT s.patient_id FROM scans s WHERE s.id = sid) THEN
-        -- The ERR points at the field the external id came from: OBR-3
-        -- (report.external_id), else the accession or the study UID, which
-        -- the scan sid was found by or made with.
         RAISE EXCEPTION 'the report''s id names a report of another patient'
-            USING ERRCODE = 'MG204',
-                  DETAIL = CASE
-                      WHEN r->>'external_id' IS NOT NULL
-                          THEN 'report.external_id'
-                      WHEN EXISTS (SELECT 1 FROM scans s WHERE s.id = sid
-                                     AND s.study_instance_uid = ext)
-                          THEN 'scan.study_instance_uid'
-                      ELSE 'scan.accession_number' END;
+            USING ERRCODE = 'MG204', DETAIL = medgate_report_id_at(sid, ext, r);
+    END IF;
+    IF was_scan <> sid THEN
+        RAISE EXCEPTION 'the report''s id names the report of another study '
+                        'of the patient: each study''s report needs its own '
+                        'id (OBR-3)'
+            USING ERRCODE = 'MG204', DETAIL = medgate_report_id_at(sid, ext, r);
     END IF;
     IF r ? 'report_status'
        AND coalesce(r->>'report_status', 'registered') IN ('registered',
@@ -180,6 +216,10 @@ BEGIN
                                                           'preliminary')
        AND was IN ('final', 'amended', 'corrected', 'cancelled') THEN
         RETURN false;
+    END IF;
+    IF r->>'report_status' = 'final' AND was IN ('amended', 'corrected')
+       AND NOT coalesce((r->>'issued_at')::timestamptz > was_issued, false) THEN
+        RETURN false; -- the original final, resent after its correction
     END IF;
     IF (r->>'issued_at')::timestamptz < was_issued THEN
         RETURN false;

@@ -659,6 +659,8 @@ adapter_error_code(const char *state)
         return MG_HL7_ERR_REQUIRED_MISSING;
     if (strcmp(state, "MG204") == 0)
         return MG_HL7_ERR_UNKNOWN_KEY;
+    if (strcmp(state, "MG205") == 0)
+        return MG_HL7_ERR_DUPLICATE_KEY;
     if (strcmp(state, "MG102") == 0 || strncmp(state, "22", 2) == 0)
         return MG_HL7_ERR_DATA_TYPE;
     if (strcmp(state, "23514") == 0)

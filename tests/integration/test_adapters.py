@@ -815,6 +815,48 @@ class ResultAdapterTest(GatewayTest):
                                        issued="20240105080000")), "AA")
         self.assertEqual(h.scalar(self.db, "SELECT report_status FROM reports"), "cancelled")
 
+    def test_the_original_final_resent_does_not_undo_its_correction(self):
+        # No OBR-22 anywhere: the versions are told apart by their status,
+        # and by MSH-7, which is the same in all three.
+        self.assertEqual(self.send(oru("U-1", "ACC9", status="F", text=("No mass.",), issued="")), "AA")
+        self.assertEqual(self.send(oru("U-2", "ACC9", status="C", text=("2 cm mass, left kidney.",),
+                                       issued="")), "AA")
+        self.assertEqual(self.send(oru("U-3", "ACC9", status="F", text=("No mass.",), issued="")), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT report_status, replace(findings_text, E'\\n', '|'), "
+                                "issued_at FROM reports"),
+                         [["corrected", "2 cm mass, left kidney.|Normal chest.", "2024-01-02 10:00:00+00"]])
+        # A final issued after the correction (a new signature) replaces it.
+        later = oru("U-4", "ACC9", status="F", text=("Re-read: 2 cm cyst.",), issued="20240103080000")
+        self.assertEqual(self.send(later), "AA")
+        self.assertEqual(h.scalar(self.db, "SELECT report_status FROM reports"), "final")
+
+    def test_a_report_id_never_moves_the_report_to_another_study(self):
+        # Two requested procedures of one order, one OBR-3 (FL9) for both:
+        # the second study's report must not take the first one's away.
+        self.assertEqual(self.send(oru("MV-1", "ACC9", text=("Chest: 8 mm nodule.",))), "AA")
+        seg = segments(mllp_exchange(self.gw.mllp_port, oru("MV-2", "ACC10", text=("Abdomen: normal.",))))
+        self.assertEqual(seg["MSA"][1], "AE")
+        self.assertEqual(seg["ERR"][2], "OBR^1^3^1^1^1")
+        self.assertTrue(seg["ERR"][3].startswith("204^"), seg["ERR"])
+        self.assertIn("another study", seg["ERR"][8])
+        self.assertEqual(h.psql(self.db, "SELECT s.accession_number, replace(r.findings_text, E'\\n', '|') "
+                                "FROM reports r JOIN scans s ON s.id = r.scan_id"),
+                         [["ACC9", "Chest: 8 mm nodule.|Normal chest."]])
+
+    def test_two_groups_of_one_result_with_one_report_id_are_refused(self):
+        # One ORU, two OBR groups for the same accession and OBR-3 (two
+        # requested procedures, OBR-19): one report would overwrite the
+        # other, so the message is refused whole, at the second OBR-3.
+        first = oru("G-1", "ACC9", text=("Chest: 8 mm nodule.",))
+        second = oru("G-1", "ACC9", text=("Abdomen: normal.",)).split(b"\r", 2)[2]
+        seg = segments(mllp_exchange(self.gw.mllp_port, first + second))
+        self.assertEqual(seg["MSA"][1], "AE")
+        self.assertTrue(seg["ERR"][3].startswith("205^"), seg["ERR"])
+        self.assertEqual(seg["ERR"][2], "OBR^2^3^1^1^1")
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM reports"), "0")
+        self.assertEqual(h.scalar(self.db, "SELECT status FROM hl7_messages WHERE control_id = 'G-1'"),
+                         "failed")
+
     def test_a_late_final_neither_replaces_a_cancel_nor_closes_the_study(self):
         self.assertEqual(self.send(ORM.format(cid="Z-1", ctl="NW").encode()), "AA")
         self.assertEqual(self.send(oru("Z-2", "ACC9", status="X", issued="20240104080000")), "AA")
@@ -912,11 +954,6 @@ class ResultAdapterTest(GatewayTest):
         self.assertEqual(h.psql(self.db, "SELECT r.id, r.scan_id, r.findings_text FROM reports r"), mine)
         self.assertEqual(h.psql(self.db, "SELECT s.accession_number, p.medical_record_number FROM scans s "
                                 "JOIN patients p ON p.id = s.patient_id"), [["ACC9", "MRN9"]])
-        # The same patient may still send the next version for another of
-        # its studies (the report follows, as before).
-        self.assertEqual(self.send(oru("RX-4", "ACC8", status="C")), "AA")
-        self.assertEqual(h.scalar(self.db, "SELECT s.accession_number FROM reports r "
-                                  "JOIN scans s ON s.id = r.scan_id"), "ACC8")
 
     def test_bad_attachment_is_ae_naming_the_obx(self):
         msg = oru("R-7", "ACC9", pdf=b"x").replace(b"^Base64^eA==", b"^Base64^***")
