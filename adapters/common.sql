@@ -8,6 +8,45 @@
 -- mapping target that carried the value ("scan.accession_number"), which
 -- the intake turns into the HL7 location of the ERR segment.
 
+-- Serialises the transactions, of every gateway instance sharing the
+-- database, that write the record of one key: the patient of an MRN
+-- (kind 'mrn'), the study of an accession number ('acc'). Row locks cannot
+-- do it: the row may not exist yet, or exist only as a merged record,
+-- which the unique MRN index leaves out -- an A40 for an MRN nobody held
+-- and an order for that MRN on another instance each saw no patient, and
+-- two live records of one person were made. Held until the transaction
+-- ends. A transaction that takes several takes them in key order
+-- (medgate_lock_keys), so that two batches never wait on each other.
+CREATE OR REPLACE FUNCTION medgate_lock_key(org uuid, kind text, key text)
+RETURNS bigint LANGUAGE sql IMMUTABLE AS $$
+    SELECT hashtextextended(kind || '/' || org::text || '/' || key, 0)
+$$;
+
+CREATE OR REPLACE FUNCTION medgate_lock(org uuid, kind text, key text)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF coalesce(key, '') <> '' THEN
+        PERFORM pg_advisory_xact_lock(medgate_lock_key(org, kind, key));
+    END IF;
+END $$;
+
+-- The MRN locks, then the accession locks, of a batch's messages, each
+-- kind in key order (as one message takes its MRN's before its
+-- accession's).
+CREATE OR REPLACE FUNCTION medgate_lock_keys(orgs uuid[], inputs jsonb[])
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(x.key)
+       FROM (SELECT DISTINCT c.kind, medgate_lock_key(orgs[k], c.kind, c.v) AS key
+               FROM generate_subscripts(inputs, 1) AS k,
+                    LATERAL (VALUES
+                        (1, 'mrn', inputs[k]->'patient'->>'medical_record_number'),
+                        (2, 'acc', inputs[k]->'scan'->>'accession_number'))
+                        AS c(n, kind, v)
+              WHERE coalesce(c.v, '') <> '') AS x
+      ORDER BY x.kind DESC, x.key; -- 'mrn' before 'acc'
+END $$;
+
 -- The time zone in which the organization's HL7 times without an offset
 -- are read (organizations.timezone, checked when written: migration 0014).
 CREATE OR REPLACE FUNCTION medgate_org_timezone(org uuid)
@@ -203,6 +242,7 @@ BEGIN
             USING ERRCODE = 'MG101',
                   DETAIL = 'patient.medical_record_number';
     END IF;
+    PERFORM medgate_lock(org, 'mrn', mrn);
     pid := medgate_patient_find(org, mrn);
     -- Matched by identifier: no patient has the MRN, which is no MR-typed
     -- identifier (an SSN in PID-3.1, say), but one patient holds one of

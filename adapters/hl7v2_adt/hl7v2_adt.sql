@@ -8,6 +8,14 @@ RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     survivor uuid;
 BEGIN
+    IF input->'message'->>'trigger' = 'A40' THEN
+        -- Both records' MRNs, in key order, before either is read.
+        PERFORM medgate_lock_keys(ARRAY[org, org], ARRAY[
+            jsonb_build_object('patient', input->'patient'),
+            jsonb_build_object('patient', jsonb_build_object(
+                'medical_record_number',
+                input->'merge'->>'prior_medical_record_number'))]);
+    END IF;
     survivor := medgate_patient_upsert(org, input->'patient',
                                        input->'patient_identifiers');
     IF input->'message'->>'trigger' = 'A40' THEN
@@ -135,6 +143,7 @@ RETURNS integer[] LANGUAGE plpgsql AS $$
 DECLARE
     sel integer[];
 BEGIN
+    PERFORM medgate_lock_keys(orgs, inputs);
     SELECT array_agg(k ORDER BY k) INTO sel
       FROM generate_subscripts(inputs, 1) AS k
      WHERE inputs[k]->'message'->>'trigger' IS DISTINCT FROM 'A40'

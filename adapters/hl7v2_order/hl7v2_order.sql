@@ -39,6 +39,7 @@ BEGIN
         RAISE EXCEPTION 'the order names no accession number'
             USING ERRCODE = 'MG101', DETAIL = 'scan.accession_number';
     END IF;
+    PERFORM medgate_lock(org, 'acc', acc);
     SELECT t.id, t.status, t.priority INTO sid, was, old_prio FROM scans t
      WHERE t.organization_id = org AND t.accession_number = acc
      ORDER BY t.created_at DESC LIMIT 1;
@@ -229,6 +230,7 @@ DECLARE
     sel integer[];
     pids uuid[];
 BEGIN
+    PERFORM medgate_lock_keys(orgs, inputs);
     SELECT array_agg(k ORDER BY k) INTO sel
       FROM generate_subscripts(inputs, 1) AS k,
            LATERAL (SELECT inputs[k]->'scan'->>'accession_number',

@@ -32,6 +32,7 @@ BEGIN
                         'Instance UID'
             USING ERRCODE = 'MG101', DETAIL = 'scan.accession_number';
     END IF;
+    PERFORM medgate_lock(org, 'acc', acc);
     IF acc IS NOT NULL THEN
         SELECT t.id INTO sid FROM scans t
          WHERE t.organization_id = org AND t.accession_number = acc

@@ -1121,9 +1121,9 @@ class BatchFunctionTest(unittest.TestCase):
 
     def test_order_batch_gives_way_to_an_order_committed_while_it_waited(self):
         # Another instance's NW for the same accession commits while the
-        # batch waits for the patient's row: the batch must not make a
-        # second scan of that accession; it fails (MG001) and its messages
-        # go one by one.
+        # batch waits for the accession's lock: the batch must not make a
+        # second scan of that accession. It chooses after the wait, so it
+        # leaves that message to the one-by-one path and writes the other.
         h.psql(self.db, "SELECT medgate_adapter_hl7v2_adt(:'p1', gen_random_uuid(), :'p2'::jsonb)",
                ORG, adt_input("CP"))
         other = subprocess.Popen(["psql", "-h", h.pg_host(), "-U", "postgres", "-d", self.db, "-X", "-q",
@@ -1134,9 +1134,9 @@ class BatchFunctionTest(unittest.TestCase):
                           "SELECT pg_sleep(1.5);\nCOMMIT;\n")
         other.stdin.flush()
         wait_for_held_transaction(self.db)
-        with self.assertRaises(h.PsqlError) as e:
-            self.call("medgate_adapter_hl7v2_order_batch", order_input("CP", "ACC-C"), order_input("CQ", "ACC-Q"))
-        self.assertIn("written concurrently", e.exception.stderr)
+        sel = self.call("medgate_adapter_hl7v2_order_batch", order_input("CP", "ACC-C"),
+                        order_input("CQ", "ACC-Q"))
+        self.assertEqual(sel, "{2}")
         _, err = other.communicate(timeout=30)
         self.assertEqual(other.returncode, 0, err)
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM scans WHERE accession_number = 'ACC-C'"), "1")
@@ -1242,8 +1242,14 @@ class ConcurrentMergeTest(unittest.TestCase):
         doc = json.dumps({"message": {"type": "ADT", "trigger": "A40"},
                           "patient": {"medical_record_number": survivor},
                           "merge": {"prior_medical_record_number": prior}})
-        sql = ("BEGIN;\nSELECT medgate_adapter_hl7v2_adt(:'p1', gen_random_uuid(), :'p2'::jsonb);\n"
-               "SELECT pg_sleep(%s);\nCOMMIT;\n" % seconds)
+        return self.held("medgate_adapter_hl7v2_adt", doc, seconds)
+
+    def held(self, function, doc, seconds=1.5):
+        """An adapter function's call, its transaction held open for a
+        while after it (in the background), as another instance's grouped
+        commit would be."""
+        sql = ("BEGIN;\nSELECT %s(:'p1', gen_random_uuid(), :'p2'::jsonb);\n"
+               "SELECT pg_sleep(%s);\nCOMMIT;\n" % (function, seconds))
         proc = subprocess.Popen(["psql", "-h", h.pg_host(), "-U", "postgres", "-d", self.db, "-X", "-q",
                                  "-v", "ON_ERROR_STOP=1", "-v", "p1=" + ORG, "-v", "p2=" + doc],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -1260,6 +1266,48 @@ class ConcurrentMergeTest(unittest.TestCase):
         self.assertEqual(merge.returncode, 0, err)
         self.assertEqual(h.psql(self.db, "SELECT p.medical_record_number, p.merged_into IS NULL "
                                 "FROM scans s JOIN patients p ON p.id = s.patient_id"), [["RB", "t"]])
+
+    def test_an_order_for_a_prior_mrn_nobody_held_waits_for_the_merge(self):
+        # The A40 makes a retired record for NEWP (no one held it), which
+        # the unique MRN index leaves out: without a lock on the MRN the
+        # order saw no patient and made a second, live NEWP.
+        merge = self.merge_held("RB", "NEWP")
+        h.psql(self.db, "SELECT medgate_adapter_hl7v2_order(:'p1', gen_random_uuid(), :'p2'::jsonb)",
+               ORG, order_input("NEWP", "ACC-NEWP"))
+        _, err = merge.communicate(timeout=30)
+        self.assertEqual(merge.returncode, 0, err)
+        self.assertEqual(h.psql(self.db, "SELECT p.medical_record_number FROM scans s "
+                                "JOIN patients p ON p.id = s.patient_id"), [["RB"]])
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients WHERE medical_record_number = 'NEWP' "
+                                  "AND merged_into IS NULL"), "0")
+
+    def test_the_set_based_order_path_waits_for_the_merge_too(self):
+        merge = self.merge_held("RB", "NEWQ")
+        # The batch function leaves the message to the one-by-one path,
+        # which finds the survivor, instead of writing a live NEWQ.
+        sel = h.scalar(self.db, "SELECT medgate_adapter_hl7v2_order_batch(ARRAY[:'p1'::uuid], "
+                       "ARRAY[gen_random_uuid()], ARRAY[:'p2'::jsonb])", ORG, order_input("NEWQ", "ACC-NEWQ"))
+        _, err = merge.communicate(timeout=30)
+        self.assertEqual(merge.returncode, 0, err)
+        self.assertEqual(sel, "{}")
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients WHERE medical_record_number = 'NEWQ' "
+                                  "AND merged_into IS NULL"), "0")
+
+    def test_one_new_accession_for_two_patients_at_once_is_one_study(self):
+        # Another instance's NW for ACC-TWO (patient RA) is not committed
+        # yet when a NW for ACC-TWO names RC: the second waits for it, then
+        # finds a study of another patient (AE 204), not a second study.
+        first = self.held("medgate_adapter_hl7v2_order", order_input("RA", "ACC-TWO"))
+        r = subprocess.run(["psql", "-h", h.pg_host(), "-U", "postgres", "-d", self.db, "-X", "-q", "-At",
+                            "-v", "p1=" + ORG, "-v", "p2=" + order_input("RC", "ACC-TWO")],
+                           input="SELECT medgate_adapter_hl7v2_order(:'p1', gen_random_uuid(), :'p2'::jsonb);\n",
+                           capture_output=True, text=True, timeout=60)
+        _, err = first.communicate(timeout=30)
+        self.assertEqual(first.returncode, 0, err)
+        self.assertIn("another patient", r.stderr)
+        self.assertEqual(h.psql(self.db, "SELECT p.medical_record_number FROM scans s "
+                                "JOIN patients p ON p.id = s.patient_id WHERE s.accession_number = 'ACC-TWO'"),
+                         [["RA"]])
 
     def test_a_merge_into_a_record_being_merged_follows_it(self):
         # RB into RC is under way when RA into RB comes: RA ends on RC,
