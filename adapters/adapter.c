@@ -24,8 +24,9 @@ mg_adapter_find(const char *name)
 }
 
 /* "ADT^A01" against type "ADT", trigger "A01". */
-static bool
-takes(const struct mg_adapter *a, struct mg_str type, struct mg_str trigger)
+bool
+mg_adapter_takes(const struct mg_adapter *a, struct mg_str type,
+                 struct mg_str trigger)
 {
     for (const char *const *t = a->accepts; t != NULL && *t; t++) {
         const char *caret = strchr(*t, '^');
@@ -41,7 +42,7 @@ const struct mg_adapter *
 mg_adapter_for_type(struct mg_str type, struct mg_str trigger)
 {
     for (const struct mg__adapter_entry *e = mg__adapters; e->adapter; e++)
-        if (takes(e->adapter, type, trigger))
+        if (mg_adapter_takes(e->adapter, type, trigger))
             return e->adapter;
     return NULL;
 }

@@ -59,6 +59,11 @@ struct mg_adapter {
 /* The adapter called name, or NULL. */
 const struct mg_adapter *mg_adapter_find(const char *name);
 
+/* Whether adapter a takes messages of type^trigger (a NULL trigger:
+ * messages of type). */
+bool mg_adapter_takes(const struct mg_adapter *a, struct mg_str type,
+                      struct mg_str trigger);
+
 /* The adapter that takes messages of type^trigger, or NULL when none does
  * (the gateway does not support the message). A NULL trigger (MG_STR_NULL)
  * matches any: is the message type known at all? */

@@ -262,6 +262,18 @@ map_stage(struct mg__intake_item *it, const struct mg_conf_listener *li,
         v->outcome = MG__INTAKE_FAILED;
         return;
     }
+    /* A route may match more than its adapter takes (no message_type, or
+     * TYPE^*): an ORU mapped by the ADT adapter would be answered AA and
+     * its report never written. Refused as a type the route cannot take. */
+    if (!mg_adapter_takes(ad, v->msg->hdr.type, v->msg->hdr.trigger)) {
+        mg_diag_at(&v->diag, "MSH", 1, 9, 0);
+        mg_diag_set(&v->diag, MG_HL7_ERR_UNSUPPORTED_TYPE,
+                    "mapping route %s sends this message type to adapter "
+                    "%s, which does not take it",
+                    mg_mapping_route_name(route), ad->name);
+        v->outcome = MG__INTAKE_REJECTED;
+        return;
+    }
     if (mg_adapter_map(ad, route, v->msg, &v->work, &in, &v->diag) !=
         MG_OK) {
         if (v->diag.code == 0)

@@ -335,6 +335,31 @@ class MappingReloadTest(unittest.TestCase):
         self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, order("HUP-1")))["MSA"][1], "AA")
 
 
+    def test_a_route_never_hands_its_adapter_a_type_it_does_not_take(self):
+        # A site route for one facility without a message_type list: it
+        # outranks the shipped routes for everything from that facility.
+        # Its ADT adapter cannot write a report, so an ORU it matches is
+        # refused (AR 200 naming the route), not answered AA and dropped.
+        with open(os.path.join(self.maps, "adt-site-x.json"), "w") as f:
+            json.dump({"route": "adt-site-x", "match": {"sending_facility": "XRAD"},
+                       "adapter": "hl7v2.adt",
+                       "fields": {"patient.medical_record_number": {"from": "PID-3.1", "required": True}}}, f)
+        self.gw.proc.send_signal(signal.SIGHUP)
+        self.assertTrue(self.wait_for_log("mapping files reloaded"))
+        oru = ("MSH|^~\\&|RIS|XRAD|MEDGATE|HOSP|20240101120000||ORU^R01^ORU_R01|XR-1|P|2.5.1\r"
+               "PID|1||555^^^HOSP^MR||Roe^Richard\r"
+               "OBR|1||FX1|71046^XR CHEST^CPT4|||||||||||||||ACCX||||||F\r"
+               "OBX|1|TX|59776-5^Findings^LN||Lungs are clear.||||||F\r").encode()
+        seg = segments(mllp_exchange(self.gw.mllp_port, oru))
+        self.assertEqual(seg["MSA"][1], "AR")
+        self.assertTrue(seg["ERR"][3].startswith("200^"), seg["ERR"])
+        self.assertIn("adt-site-x", seg["ERR"][8])
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients"), "0")
+        # What the route is for still goes through it.
+        adt = ("MSH|^~\\&|RIS|XRAD|MEDGATE|HOSP|20240101120000||ADT^A01^ADT_A01|XR-2|P|2.5.1\r"
+               "PID|1||556^^^HOSP^MR||Roe^Rita\r").encode()
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, adt))["MSA"][1], "AA")
+
     def test_sighup_without_a_configuration_file_reloads_the_mappings(self):
         # A gateway configured from the environment alone (no --config):
         # SIGHUP still reloads the mappings and rechecks the database.
