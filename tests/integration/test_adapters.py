@@ -130,6 +130,17 @@ class PatientAdapterTest(GatewayTest):
         self.assertEqual(self.send(msg.encode()), "AA")
         self.assertEqual(h.psql(self.db, "SELECT deceased, deceased_at IS NOT NULL FROM patients"), [["t", "t"]])
 
+    def test_a_death_time_with_pid_30_n_is_ae_103_without_a_location(self):
+        # PID-29 set, PID-30 N: the message contradicts itself, and the
+        # table check "deceased OR deceased_at IS NULL" refuses the row.
+        # A table check names no column, so ERR-2 is empty.
+        msg = adt("P-9").decode().replace("|555-0100", "|555-0100" + "|" * 16 + "20240101080000|N")
+        seg = segments(mllp_exchange(self.gw.mllp_port, msg.encode()))
+        self.assertEqual(seg["MSA"][1], "AE")
+        self.assertTrue(seg["ERR"][3].startswith("103^"), seg["ERR"])
+        self.assertEqual(seg["ERR"][2], "")
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients"), "0")
+
     def test_pid_30_n_without_a_death_time_is_alive_again(self):
         # Deceased by mistake, then A08 with PID-30 N and PID-29 empty:
         # not deceased, and the death time goes (not AE 103 from the check

@@ -360,6 +360,26 @@ class MappingReloadTest(unittest.TestCase):
                "PID|1||556^^^HOSP^MR||Roe^Rita\r").encode()
         self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, adt))["MSA"][1], "AA")
 
+    def test_a_value_postgresql_cannot_read_is_ae_102_without_a_location(self):
+        # A site's route that sends PID-7 to the date column without the
+        # hl7_date transform: PostgreSQL refuses "1980XX01" (SQLSTATE class
+        # 22), which names no column, so ERR-2 is empty.
+        path = os.path.join(self.maps, "adt.json")
+        with open(path) as f:
+            doc = json.load(f)
+        del doc["fields"]["patient.date_of_birth"]["transform"]
+        with open(path, "w") as f:
+            json.dump(doc, f)
+        self.gw.proc.send_signal(signal.SIGHUP)
+        self.assertTrue(self.wait_for_log("mapping files reloaded"))
+        adt = ("MSH|^~\\&|RIS|RAD|MEDGATE|HOSP|20240101120000||ADT^A01^ADT_A01|DOB-1|P|2.5.1\r"
+               "PID|1||557^^^HOSP^MR||Roe^Rita||1980XX01|F\r").encode()
+        seg = segments(mllp_exchange(self.gw.mllp_port, adt))
+        self.assertEqual(seg["MSA"][1], "AE")
+        self.assertTrue(seg["ERR"][3].startswith("102^"), seg["ERR"])
+        self.assertEqual(seg["ERR"][2], "")
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients"), "0")
+
     def test_sighup_without_a_configuration_file_reloads_the_mappings(self):
         # A gateway configured from the environment alone (no --config):
         # SIGHUP still reloads the mappings and rechecks the database.
