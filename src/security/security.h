@@ -1,8 +1,8 @@
 /* API keys: high-entropy machine credentials (DESIGN-NOTES section 9).
- * A token reads "mgk_<key_id>_<secret>": key_id is 12 random bytes and
- * secret 32 random bytes, both base64url without padding. The database keeps
+ * A token reads "mgk_<key_id>_<secret>": key_id is 12 random bytes in hex,
+ * secret 32 random bytes in base64url without padding. The database keeps
  * key_id and tag = BLAKE2b-256(key = server pepper, "apikey-v1" || key_id ||
- * secret); a token is checked by looking up key_id, recomputing the tag and
+ * "_" || secret); a token is checked by looking up key_id, recomputing the tag and
  * comparing in constant time. A fast keyed hash is right here: 256-bit random
  * secrets cannot be brute-forced, and Argon2 would put 64 MiB of work on
  * every request. */
