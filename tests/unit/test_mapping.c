@@ -806,6 +806,42 @@ test_results_unescaped_separators_in_text(void **state)
     done(&m);
 }
 
+/* OBR-32 is an NDL whose first component is a CNN (id&family&given), the
+ * time in NDL.2. Senders that write it as an XCN (id^family^given) have
+ * the family name in OBR-32.2: that is no signing time, and the report is
+ * not refused for it. */
+static void
+test_results_interpreter_written_as_xcn(void **state)
+{
+    static const char ndl[] =
+        "MSH|^~\\&|RIS|FAC|GW|GW|20240101||ORU^R01|9|P|2.5.1\r"
+        "PID|1||77^^^X^MR||Roe^Ann\r"
+        "OBR|1||F1|CT^Head||||||||||||||ACC9|||||||F|||||||"
+        "ID77&Ray&Rita^20240102103000\r"
+        "OBX|1|TX|59776-5^Findings^LN||Normal.||||||F\r";
+    static const char xcn[] =
+        "MSH|^~\\&|RIS|FAC|GW|GW|20240101||ORU^R01|9|P|2.3\r"
+        "PID|1||77^^^X^MR||Roe^Ann\r"
+        "OBR|1||F1|CT^Head||||||||||||||ACC9|||||||F|||||||"
+        "12345^SMITH^JOHN^^^DR\r"
+        "OBX|1|TX|59776-5^Findings^LN||Normal.||||||F\r";
+    struct mapped m;
+
+    (void)state;
+    map_text(&m, shipped, ndl, sizeof(ndl) - 1);
+    assert_int_equal(m.rc, MG_OK);
+    assert_string_equal(val(&m, "report.signed_at"), "2024-01-02T10:30:00");
+    assert_string_equal(val(&m, "report.reporting_radiologist_name"),
+                        "Rita Ray");
+    done(&m);
+    map_text(&m, shipped, xcn, sizeof(xcn) - 1);
+    assert_int_equal(m.rc, MG_OK);
+    assert_string_equal(val(&m, "report.signed_at"), "(absent)");
+    assert_string_equal(val(&m, "report.reporting_radiologist_id"), "12345");
+    assert_string_equal(val(&m, "report.findings_text"), "Normal.");
+    done(&m);
+}
+
 /* A code, its coding system and its text come from one field: OBR-4's
  * code never gets OBR-44's system ("same_source" in orders.json); with no
  * code in OBR-4, all three come from OBR-44. */
@@ -2241,6 +2277,7 @@ main(void)
         cmocka_unit_test(test_results_blank_lines),
         cmocka_unit_test(test_results_blank_repetitions),
         cmocka_unit_test(test_results_unescaped_separators_in_text),
+        cmocka_unit_test(test_results_interpreter_written_as_xcn),
         cmocka_unit_test(test_results_accession_and_deleted_lines),
         cmocka_unit_test(test_orders_procedure_from_one_field),
         cmocka_unit_test(test_load_allocation_failures),
