@@ -24,9 +24,18 @@ DECLARE
     done boolean;
     key text;
     seen text;
+    pat jsonb;
 BEGIN
-    pid := medgate_patient_upsert(org, input->'patient',
-                                  input->'patient_identifiers');
+    -- A result is no registration: the RIS's copy of the demographics may
+    -- be stale, and a PID that differs from the record is the classic sign
+    -- of a wrong-patient report. A known patient is found, not updated
+    -- (its identifiers are still added); only a new one takes the PID's.
+    pat := input->'patient';
+    IF medgate_patient_find(org, pat->>'medical_record_number') IS NOT NULL THEN
+        pat := jsonb_build_object('medical_record_number',
+                                  pat->'medical_record_number');
+    END IF;
+    pid := medgate_patient_upsert(org, pat, input->'patient_identifiers');
     IF acc IS NULL AND uid IS NULL THEN
         RAISE EXCEPTION 'the result names no accession number and no Study '
                         'Instance UID'

@@ -868,6 +868,24 @@ class ResultAdapterTest(GatewayTest):
         self.assertEqual(h.scalar(self.db, "SELECT status FROM hl7_messages WHERE control_id = 'G-1'"),
                          "failed")
 
+    def test_a_result_does_not_rewrite_the_patients_demographics(self):
+        # The order registered MRN9 as Roe^Richard, born 1970-01-01, male.
+        # A result whose PID says otherwise is no registration: the record
+        # stays as it was (a stale RIS copy, or the sign of a wrong
+        # patient), and the report is filed.
+        self.assertEqual(self.send(ORM.format(cid="DM-1", ctl="NW").encode()), "AA")
+        other = oru("DM-2", "ACC9").replace(b"Roe^Richard||19700101|M", b"Zeta^Zed||19991231|F")
+        self.assertEqual(self.send(other), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT last_name, first_name, date_of_birth, gender FROM patients"),
+                         [["Roe", "Richard", "1970-01-01", "male"]])
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM reports"), "1")
+        # A result for a patient nobody registered creates it with its PID.
+        self.assertEqual(self.send(oru("DM-3", "ACC5").replace(b"MRN9^^^HOSP^MR||Roe^Richard",
+                                                              b"MRN5^^^HOSP^MR||Poe^Edgar")
+                                   .replace(b"|FL9^RIS|", b"|FL5^RIS|")), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT last_name FROM patients WHERE medical_record_number = 'MRN5'"),
+                         [["Poe"]])
+
     def test_a_late_final_neither_replaces_a_cancel_nor_closes_the_study(self):
         self.assertEqual(self.send(ORM.format(cid="Z-1", ctl="NW").encode()), "AA")
         self.assertEqual(self.send(oru("Z-2", "ACC9", status="X", issued="20240104080000")), "AA")
