@@ -193,21 +193,38 @@ load_mappings(struct app *app, const char *why)
     return MG_OK;
 }
 
-/* Every second: reload when the folder changed. While the folder holds a
- * refused set, try again only every MAPPING_RETRY_MS (an engineer is
- * probably still editing), so the log is not flooded with its errors. */
+/* Every second: reload when the folder changed, and has not changed again
+ * for a tick -- a file half written, or a set caught between an editor's
+ * rename and its write (vim, a git checkout), is not loaded. While the
+ * folder holds a refused set, try again only every MAPPING_RETRY_MS (an
+ * engineer is probably still editing), so the log is not flooded with its
+ * errors; a folder back to the set in service clears the refusal. */
 #define MAPPING_RETRY_MS 5000
 
 static void
 on_mapping_tick(uv_timer_t *t)
 {
     struct app *app = t->data;
-    static uint64_t refused_at_us;
+    static uint64_t refused_at_us, seen;
+    uint64_t now;
 
-    if (app->mappings == NULL ||
-        !mg_mapping_set_changed(app->conf->mappings_dir,
-                                mg_mapping_set_stamp(app->mappings)))
+    if (app->mappings == NULL)
         return;
+    if (mg_mapping_dir_stamp(app->conf->mappings_dir, &now) != MG_OK)
+        now = 0; /* unreadable: loading it says why */
+    if (now == mg_mapping_set_stamp(app->mappings)) {
+        if (app->mapping_refused)
+            mg_log(MG_LOG_INFO, &app->log, "mapping files in %s are the "
+                   "set in service again", app->conf->mappings_dir);
+        app->mapping_refused = false;
+        refused_at_us = 0;
+        seen = now;
+        return;
+    }
+    if (now != seen) {
+        seen = now; /* still changing, maybe: load it at the next tick */
+        return;
+    }
     if (refused_at_us != 0 &&
         mg_clock_mono_us() - refused_at_us < MAPPING_RETRY_MS * 1000u)
         return;

@@ -1381,7 +1381,7 @@ mg_mapping_set_load_checked(const char *dir, mg_mapping_adapter_check_cb check,
     l.err = err;
     l.check = check;
     l.file = dir;
-    if (mg__mapping_dir_stamp(dir, &set->stamp) != MG_OK) {
+    if (mg_mapping_dir_stamp(dir, &set->stamp) != MG_OK) {
         report(&l, "cannot read the folder: %s", strerror(errno));
     } else {
         load_tables(&l, dir);

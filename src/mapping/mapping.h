@@ -81,10 +81,15 @@ struct mg_mapping_set *mg_mapping_set_ref(struct mg_mapping_set *set);
  * belong to the set). NULL is fine. */
 void mg_mapping_set_free(struct mg_mapping_set *set);
 
-/* A cheap fingerprint of the folder's files (names, sizes, modification
- * times of dir/<name>.json and dir/tables/<name>.json), taken when the set was
+/* A cheap fingerprint of the folder's files (names, inodes, sizes,
+ * modification and change times of dir/<name>.json and
+ * dir/tables/<name>.json), taken when the set was
  * loaded, before the files were read. */
 uint64_t mg_mapping_set_stamp(const struct mg_mapping_set *set);
+
+/* The fingerprint of dir now, as mg_mapping_set_stamp() took it: MG_OK,
+ * or MG_ECONF when dir cannot be read. */
+MG_MUST_CHECK int mg_mapping_dir_stamp(const char *dir, uint64_t *out);
 
 /* True when the fingerprint of dir differs from stamp (a file changed,
  * appeared or went away), or dir cannot be read. A few stat() calls: cheap

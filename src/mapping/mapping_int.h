@@ -190,9 +190,5 @@ struct mg_mapping_set {
     unsigned refs; /* the loader's, plus one per mg_mapping_set_ref() */
 };
 
-/* Fingerprint of dir (see mg_mapping_set_changed()). MG_OK or MG_ECONF
- * when dir cannot be read. */
-int mg__mapping_dir_stamp(const char *dir, uint64_t *out);
-
 
 #endif

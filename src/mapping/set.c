@@ -46,8 +46,12 @@ stamp_dir(const char *dir, bool may_miss, uint64_t *sum)
             stat(path, &st) != 0)
             continue;
         h = fnv1a(0xcbf29ce484222325ULL, path, strlen(path));
+        /* The inode and change time too: a file replaced by a copy of
+         * the same size and mtime (cp -p, rsync -t) is a change. */
+        h = fnv1a(h, &st.st_ino, sizeof(st.st_ino));
         h = fnv1a(h, &st.st_size, sizeof(st.st_size));
         h = fnv1a(h, &st.st_mtim, sizeof(st.st_mtim));
+        h = fnv1a(h, &st.st_ctim, sizeof(st.st_ctim));
         *sum += h;
     }
     closedir(d);
@@ -55,7 +59,7 @@ stamp_dir(const char *dir, bool may_miss, uint64_t *sum)
 }
 
 int
-mg__mapping_dir_stamp(const char *dir, uint64_t *out)
+mg_mapping_dir_stamp(const char *dir, uint64_t *out)
 {
     char tables[4096];
     uint64_t sum = 0;
@@ -81,7 +85,7 @@ mg_mapping_set_changed(const char *dir, uint64_t stamp)
 {
     uint64_t now;
 
-    return mg__mapping_dir_stamp(dir, &now) != MG_OK || now != stamp;
+    return mg_mapping_dir_stamp(dir, &now) != MG_OK || now != stamp;
 }
 
 /* ---- routes ---------------------------------------------------------- */

@@ -101,6 +101,19 @@ class MappingReloadTest(unittest.TestCase):
         self.assertIsNone(self.gw.proc.poll())
         self.assertIn("medgate_mapping_refused_pending 0\n", self.gw.get("/metrics")[2])
 
+    def test_a_folder_back_to_the_set_in_service_clears_the_refusal(self):
+        # A broken file is added, then removed again: the folder is the set
+        # in service once more, so the alarm must not stay on.
+        broken = os.path.join(self.maps, "zz-broken.json")
+        with open(broken, "w") as f:
+            f.write('{"route": "zz", "adapter": "hl7v2.adt", "fields": {,}}')
+        self.assertTrue(self.wait_for_log("refused (errors above)"), self.gw.read_log()[-2000:])
+        self.assertIn("medgate_mapping_refused_pending 1\n", self.gw.get("/metrics")[2])
+        os.remove(broken)
+        self.assertTrue(self.wait_for_log("are the set in service again"), self.gw.read_log()[-2000:])
+        self.assertIn("medgate_mapping_refused_pending 0\n", self.gw.get("/metrics")[2])
+        self.assertNotIn("mapping files reloaded", self.gw.read_log())
+
     def test_replay_after_the_mapping_is_fixed(self):
         self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, order("RP-1")))["MSA"][1], "AE")
         self.edit_orders(fix=True)

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1873,7 +1874,29 @@ test_set_changed(void **state)
     /* and so does a changed size */
     assert_int_equal(remove(path), 0);
     assert_false(mg_mapping_set_changed(dir, stamp));
+    /* a copy with the same size and times put in its place (cp -p,
+     * rsync -t) is a change too: another inode */
     snprintf(path, sizeof(path), "%s/ris.json", dir);
+    {
+        char copy[160];
+        struct stat st;
+        struct timespec times[2];
+
+        snprintf(copy, sizeof(copy), "%s.new", path);
+        f = fopen(copy, "w");
+        assert_non_null(f);
+        fputs(base_route, f);
+        fclose(f);
+        assert_int_equal(stat(path, &st), 0);
+        times[0] = st.st_atim;
+        times[1] = st.st_mtim;
+        assert_int_equal(utimensat(AT_FDCWD, copy, times, 0), 0);
+        assert_int_equal(rename(copy, path), 0);
+        assert_true(mg_mapping_set_changed(dir, stamp));
+    }
+    mg_mapping_set_free(set);
+    assert_int_equal(mg_mapping_set_load(dir, &set, stderr), MG_OK);
+    stamp = mg_mapping_set_stamp(set);
     f = fopen(path, "a");
     fputs("\n", f);
     fclose(f);
