@@ -503,7 +503,7 @@ shortest_decimal(double d, char *buf, size_t size)
 {
     int prec;
 
-    for (prec = 1; prec < 17; prec++) {
+    for (prec = 1; prec <= 17; prec++) { /* 17 digits always read back */
         snprintf(buf, size, "%.*g", prec, d);
         if (strtod(buf, NULL) == d)
             break;

@@ -2015,6 +2015,7 @@ test_fhirpath_choice_elements_and_decimals(void **state)
     json_t *o = json_loads("{\"resourceType\": \"Observation\","
                            " \"valueQuantity\": {\"value\": 1.1},"
                            " \"valueInteger\": 120.0, \"valueString\": 0.00001,"
+                           " \"valueDecimal\": 0.30000000000000004,"
                            " \"count\": 9007199254740992,"
                            " \"extension\": [{\"valueExpression\":"
                            " {\"expression\": \"%x\"}}],"
@@ -2032,6 +2033,10 @@ test_fhirpath_choice_elements_and_decimals(void **state)
     /* No exponent: %g wrote 120.0 as 1.2e+02 and 0.00001 as 1e-05. */
     assert_string_equal(fp(o, "Observation.valueInteger", &a), "120");
     assert_string_equal(fp(o, "Observation.valueString", &a), "0.00001");
+    /* 17 significant digits when 16 do not read back: 0.3 is another
+     * double than 0.1 + 0.2. */
+    assert_string_equal(fp(o, "Observation.valueDecimal", &a),
+                        "0.30000000000000004");
     /* Integers compare exactly (2^53 + 1 is not 2^53); a whole decimal
      * still equals the integer. */
     assert_string_equal(fp(o, "Observation.count = 9007199254740993", &a),
