@@ -205,8 +205,13 @@ static json_t *
 parse_json(struct loader *l, const char *text)
 {
     json_error_t jerr;
-    json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *root;
 
+    /* A UTF-8 byte-order mark, as Windows editors write one: no newline,
+     * so the lines counted in l->text stay right. */
+    if (strncmp(text, "\xEF\xBB\xBF", 3) == 0)
+        text += 3;
+    root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
         l->errors++;
         if (l->err)

@@ -1850,6 +1850,32 @@ test_dry_run_print(void **state)
     done(&m);
 }
 
+/* A file saved by a Windows editor starts with a UTF-8 byte-order mark: the
+ * route and the table load, and their errors keep their lines. */
+static void
+test_load_files_with_a_byte_order_mark(void **state)
+{
+    struct mg_mapping_set *set;
+    char dir[64], route[sizeof(base_route) + 3], table[sizeof(strict_table) + 3];
+    char *out;
+
+    (void)state;
+    snprintf(route, sizeof(route), "\xEF\xBB\xBF%s", base_route);
+    snprintf(table, sizeof(table), "\xEF\xBB\xBF%s", strict_table);
+    make_dir(dir, sizeof(dir), "ris.json", route, "tables/mod.json", table,
+             NULL);
+    assert_int_equal(mg_mapping_set_load(dir, &set, stderr), MG_OK);
+    assert_int_equal(mg_mapping_set_count(set), 1);
+    mg_mapping_set_free(set);
+    remove_dir(dir);
+    make_dir(dir, sizeof(dir), "bad.json",
+             "\xEF\xBB\xBF{\n  \"route\": \"b\",\n  \"fields\": {,}\n}\n", NULL);
+    out = load_errors(dir);
+    assert_non_null(strstr(out, "/bad.json:3: "));
+    free(out);
+    remove_dir(dir);
+}
+
 static void
 test_set_changed(void **state)
 {
@@ -2296,6 +2322,7 @@ main(void)
         cmocka_unit_test(test_strict_table_and_listener),
         cmocka_unit_test(test_unused_fields),
         cmocka_unit_test(test_dry_run_print),
+        cmocka_unit_test(test_load_files_with_a_byte_order_mark),
         cmocka_unit_test(test_set_changed),
         cmocka_unit_test(test_apply_repeatable),
         cmocka_unit_test(test_jsonpos_lines),
