@@ -324,9 +324,11 @@ start_drain(struct app *app, const char *why)
     uv_timer_start(&app->drain_timer, on_drain_tick, 0, DRAIN_POLL_MS);
 }
 
-/* Runs the store's readiness check again: on SIGHUP always (an operator
- * who deactivated an organization says so), from the timer only while it
- * refuses (a new connection checks for itself). */
+/* Runs the store's readiness check again (schema version, this build's
+ * adapters, the listeners' organizations): on SIGHUP, and every
+ * RECHECK_MS from the timer, also while it passes -- another instance's
+ * `medgate migrate` of a newer build, or an organization deactivated, must
+ * take this one out of service without a restart. */
 static void
 recheck_store(struct app *app, bool always)
 {
@@ -345,7 +347,7 @@ on_recheck_tick(uv_timer_t *t)
     struct app *app = t->data;
     char reason[256];
 
-    recheck_store(app, false);
+    recheck_store(app, true);
     /* A change of readiness reaches the log without a /readyz probe. */
     if (!app->draining)
         (void)mg_admin_check_ready(&app->admin, reason, sizeof(reason));

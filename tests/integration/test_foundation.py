@@ -30,10 +30,10 @@ def wait_readyz(gw, want, timeout=30):
     return status, body
 
 
-def assert_not_ready(test, gw, why):
+def assert_not_ready(test, gw, why, timeout=20):
     """/readyz is 503 for reason why once the gateway has connected
     (before that it says "connecting"); returns the body."""
-    deadline = time.time() + 20
+    deadline = time.time() + timeout
     status, _, body = gw.get("/readyz")
     while why not in body and time.time() < deadline:
         time.sleep(0.1)
@@ -452,7 +452,15 @@ class ServeTest(unittest.TestCase):
             h.psql(self.db, "DROP FUNCTION IF EXISTS medgate_adapters_checksum()")
         h.migrate(self.db)
         gw = h.Gateway(self.db, mllp=False).start()  # waits for /readyz 200
-        gw.stop()
+        try:
+            # Another instance migrates a newer build while this one runs:
+            # its adapters are no longer in the database, and within the
+            # recheck period (10 s) it says so and stops being ready.
+            h.psql(self.db, "CREATE OR REPLACE FUNCTION medgate_adapters_checksum() RETURNS text "
+                   "LANGUAGE sql AS $$ SELECT 'another build'::text $$")
+            assert_not_ready(self, gw, "another build", timeout=30)
+        finally:
+            gw.stop()
 
 
 class UnknownOrganizationTest(unittest.TestCase):
