@@ -111,6 +111,60 @@ class NotStoredStopsTheConnectionTest(unittest.TestCase):
                           ["NEXT-1", "committed"], ["NEXT-2", "committed"]])
 
 
+class TransientAdapterErrorTest(unittest.TestCase):
+    """An adapter's error about the moment, not the message (a deadlock,
+    SQLSTATE 40P01, raised here by a trigger for MRN DEAD), is never an
+    AE: the batch is retried one message at a time, and the message that
+    fails again alone is not stored and gets no ACK, so the sender resends
+    it. Its neighbours are written."""
+
+    def setUp(self):
+        self.db = h.create_database("itr")
+        h.migrate(self.db)
+        h.psql(self.db, "CREATE FUNCTION dead() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+               " IF NEW.medical_record_number = 'DEAD' THEN"
+               "  RAISE EXCEPTION 'deadlock (test)' USING ERRCODE = '40P01'; END IF;"
+               " RETURN NEW; END $$;"
+               "CREATE TRIGGER dead BEFORE INSERT OR UPDATE ON patients FOR EACH ROW EXECUTE FUNCTION dead()")
+        self.gws = []
+
+    def tearDown(self):
+        for gw in self.gws:
+            gw.stop()
+
+    def test_a_deadlock_is_no_ae_and_the_resend_is_stored_once(self):
+        gw = h.Gateway(self.db).start()
+        self.gws.append(gw)
+        with socket.create_connection(("127.0.0.1", gw.mllp_port), timeout=30) as a, \
+                socket.create_connection(("127.0.0.1", gw.mllp_port), timeout=30) as b:
+            a.sendall(b"\x0b" + msg("DEAD-1", mrn="DEAD") + b"\x1c\r")
+            b.sendall(b"\x0b" + msg("LIVE-1", mrn="LIVE") + b"\x1c\r")
+            self.assertEqual(read_until_eof(a), b"")  # no ACK; closed
+            self.assertEqual(segments(h.mllp_exchange(gw.mllp_port, msg("LIVE-2", mrn="LIVE2")))["MSA"][1],
+                             "AA")
+        self.assertEqual(h.psql(self.db, "SELECT control_id FROM hl7_messages ORDER BY 1"),
+                         [["LIVE-1"], ["LIVE-2"]])
+        # The moment has passed: the resend is stored and written once.
+        h.psql(self.db, "DROP TRIGGER dead ON patients")
+        self.assertEqual(segments(h.mllp_exchange(gw.mllp_port, msg("DEAD-1", mrn="DEAD")))["MSA"][1], "AA")
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM hl7_messages WHERE control_id = 'DEAD-1'"),
+                         "1")
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients WHERE medical_record_number = 'DEAD'"),
+                         "1")
+
+    def test_with_db_down_reply_ar_it_is_ar_207_resend_later(self):
+        port = h.free_port()
+        gw = h.Gateway(self.db, config={"mllp": {"listeners": [
+            {"name": "t", "port": port, "db_down_reply": "ar",
+             "senders": [{"organization_id": h.DEMO_ORG}]}]}}).start()
+        self.gws.append(gw)
+        seg = segments(h.mllp_exchange(port, msg("DEAD-2", mrn="DEAD")))
+        self.assertEqual(seg["MSA"][1:3], ["AR", "DEAD-2"])
+        self.assertTrue(seg["ERR"][3].startswith("207^"), seg["ERR"])
+        self.assertIn("resend later", "|".join(seg["ERR"]))
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM hl7_messages"), "0")
+
+
 class QueueFullTest(unittest.TestCase):
     """With the queue full (the database slow), a message is refused
     unread: "resend later", not stored. It used to be parsed, mapped and

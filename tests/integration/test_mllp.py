@@ -573,6 +573,33 @@ class AckRulesTest(unittest.TestCase):
         self.assertEqual(h.wait_for_scalar(self.db, "SELECT status FROM hl7_messages "
                                                     "WHERE control_id='ENH-NE'"), "received")
 
+    def test_an_inbound_ack_is_stored_and_not_answered(self):
+        ack = (b"MSH|^~\\&|RIS|RAD|MEDGATE|HOSP|20240101120000||ACK^A01^ACK|INACK-1|P|2.5.1\r"
+               b"MSA|AA|OUT-77\r")
+        acks = answers_up_to_probe(self.gw.mllp_port, ack, "INACK-PROBE")
+        self.assertEqual([segments(a)["MSA"][1:3] for a in acks], [["AA", "INACK-PROBE"]])
+        self.assertEqual(h.psql(self.db, "SELECT message_type, trigger_event FROM hl7_messages "
+                                "WHERE control_id = 'INACK-1'"), [["ACK", "A01"]])
+
+    def test_a_batch_frame_is_ar_100_and_the_connection_stays_open(self):
+        batch = (b"BHS|^~\\&|RIS|RAD|MEDGATE|HOSP|20240101120000\r" + msg("IN-BATCH-1") +
+                 b"BTS|1\r")
+        with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=30) as sock:
+            sock.sendall(b"\x0b" + batch + b"\x1c\r\x0b" + msg("AFTER-BATCH") + b"\x1c\r")
+            buf = b""
+            while buf.count(b"\x1c\r") < 2:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        first, second = [segments(a.strip(b"\x0b")) for a in buf.split(b"\x1c\r") if a]
+        self.assertEqual(first["MSA"][1:3], ["AR", ""])
+        self.assertEqual(first["MSH"][2:6], ["", "", "", ""])
+        self.assertTrue(first["ERR"][3].startswith("100^"), first["ERR"])
+        self.assertTrue(first["ERR"][2].startswith("MSH"), first["ERR"])
+        self.assertEqual(second["MSA"][1:3], ["AA", "AFTER-BATCH"])
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM hl7_messages WHERE status = 'rejected'"), "1")
+
     def test_ack_swaps_apps_and_echoes_version(self):
         seg = segments(mllp_exchange(self.gw.mllp_port, msg("SWP-1")))
         self.assertEqual(seg["MSH"][2:6], ["MEDGATE", "HOSP", "RIS", "RAD"])
