@@ -87,8 +87,8 @@ fmt_count(struct mg_str arg, size_t max)
     return n == 0 ? 1 : n;
 }
 
-/* Formatting commands (FT): line breaks become "\n", the rest has no
- * plain-text meaning and is dropped. false: not a command we know. */
+/* Formatting commands (FT): line breaks become "\n", skips spaces, the
+ * rest (indents, fill mode) has no plain-text meaning and is dropped. false: not a command we know. */
 static bool
 put_format(struct out *o, struct mg_str s)
 {
@@ -110,10 +110,16 @@ put_format(struct out *o, struct mg_str s)
             o->p[o->len++] = '\n';
         return true;
     }
+    if (mg_str_eqz(cmd, "sk")) {
+        /* Skip n spaces to the right: spaces, or the words around it run
+         * together ("Size:\.sk 3\12 mm"). Capped as .sp is. */
+        for (size_t n = fmt_count(arg, s.len); n > 0; n--)
+            o->p[o->len++] = ' ';
+        return true;
+    }
     if (mg_str_eqz(cmd, "fi") || mg_str_eqz(cmd, "nf"))
         return arg.len == 0;
-    return mg_str_eqz(cmd, "in") || mg_str_eqz(cmd, "ti") ||
-           mg_str_eqz(cmd, "sk");
+    return mg_str_eqz(cmd, "in") || mg_str_eqz(cmd, "ti");
 }
 
 /* Decodes one sequence (the text between two escape characters).

@@ -495,6 +495,8 @@ test_escape_unescape_cases(void **state)
         {"one\\.br\\two", MG_HL7V2_CS_ASCII, "one\ntwo"},
         {"a\\.sp 2\\b", MG_HL7V2_CS_ASCII, "a\n\nb"},
         {"a\\.sp\\b", MG_HL7V2_CS_ASCII, "a\nb"},
+        {"Size:\\.sk 3\\12 mm", MG_HL7V2_CS_ASCII, "Size:   12 mm"},
+        {"a\\.sk\\b", MG_HL7V2_CS_ASCII, "a b"},
         {"\\.ce\\title", MG_HL7V2_CS_ASCII, "\ntitle"},
         {"\\H\\bold\\N\\", MG_HL7V2_CS_ASCII, "bold"},
         {"x\\.in 4\\y\\.fi\\", MG_HL7V2_CS_ASCII, "xy"},
