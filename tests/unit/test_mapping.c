@@ -843,6 +843,29 @@ test_results_interpreter_written_as_xcn(void **state)
     done(&m);
 }
 
+/* A document OBX-11 marks wrong (W) or deleted (D) is no attachment, as
+ * such text is no report line. */
+static void
+test_results_wrong_attachment_is_not_kept(void **state)
+{
+    static const char msg[] =
+        "MSH|^~\\&|RIS|FAC|GW|GW|20240101||ORU^R01|9|P|2.5.1\r"
+        "PID|1||77^^^X^MR||Roe^Ann\r"
+        "OBR|1||F1|CT^Head||||||||||||||ACC9|||||||F\r"
+        "OBX|1|ED|18748-4^Report^LN||^AP^PDF^Base64^b2xk||||||W\r"
+        "OBX|2|ED|18748-4^Report^LN||^AP^PDF^Base64^bmV3||||||F\r"
+        "OBX|3|RP|18748-4^Report^LN||http://x/old.pdf^^AP^PDF||||||D\r";
+    const struct mg_mapping_group *g;
+    struct mapped m;
+
+    (void)state;
+    map_text(&m, shipped, msg, sizeof(msg) - 1);
+    assert_int_equal(m.rc, MG_OK);
+    g = mg_mapping_result_group(&m.res, "scan_files");
+    assert_int_equal(g->nitem, 1);
+    done(&m);
+}
+
 /* A code, its coding system and its text come from one field: OBR-4's
  * code never gets OBR-44's system ("same_source" in orders.json); with no
  * code in OBR-4, all three come from OBR-44. */
@@ -2333,6 +2356,7 @@ main(void)
         cmocka_unit_test(test_results_blank_repetitions),
         cmocka_unit_test(test_results_unescaped_separators_in_text),
         cmocka_unit_test(test_results_interpreter_written_as_xcn),
+        cmocka_unit_test(test_results_wrong_attachment_is_not_kept),
         cmocka_unit_test(test_results_accession_and_deleted_lines),
         cmocka_unit_test(test_orders_procedure_from_one_field),
         cmocka_unit_test(test_load_allocation_failures),
