@@ -4,7 +4,7 @@
  * schema uses FHIR's codes), the impression as the conclusion and the
  * report text as a text/plain presentedForm, followed by the report's
  * attachments (record["files"]: a PDF kept from an OBX ED inline, an RP
- * reference as its URL). */
+ * reference as its URL). A cancelled report has neither. */
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -106,6 +106,11 @@ to_outbound(const json_t *r, struct mg_buf *out, struct mg_diag *diag)
         json_object_set_new(res, "imagingStudy",
                             json_pack("[{s:s}]", "reference", ref));
     }
+    /* A cancelled report (OBR-25 X: withdrawn) goes without its text and
+     * attachments, as the ORU^R01 goes without observations: its words
+     * are not to be read as a result any more. */
+    if (status != NULL && strcmp(status, "cancelled") == 0)
+        return mg_adapter_json_out(res, out);
     mg_adapter_json_set(res, "conclusion",
                               mg_adapter_get(r, "report", "impression"));
     forms = json_array();

@@ -844,6 +844,15 @@ test_fhir_diagnostic_report(void **state)
     assert_memory_equal(text, "Lungs clear | no effusion ^ ok.\nHeart "
                         "normal.\nNormal chest.", n);
     json_decref(d);
+    /* Withdrawn (OBR-25 X): the status says so, and neither the
+     * conclusion nor the text is offered as a result. */
+    json_object_set_new(json_object_get(r, "report"), "report_status",
+                        json_string("cancelled"));
+    d = fhir("fhir.diagnostic_report", r);
+    assert_string_equal(str_at(d, "status"), "cancelled");
+    assert_null(json_object_get(d, "conclusion"));
+    assert_null(json_object_get(d, "presentedForm"));
+    json_decref(d);
     json_decref(r);
 }
 
