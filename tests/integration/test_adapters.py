@@ -679,6 +679,7 @@ class MergeTest(GatewayTest):
         seg = segments(mllp_exchange(self.gw.mllp_port, adt("N-4", ev="A40", mrn="KEEP3")))
         self.assertEqual(seg["MSA"][1], "AE")
         self.assertTrue(seg["ERR"][3].startswith("101^"), seg["ERR"])
+        self.assertEqual(seg["ERR"][2], "")  # no MRG segment to point at
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients"), "0")
 
 
@@ -768,9 +769,11 @@ class ResultAdapterTest(GatewayTest):
         self.assertEqual(self.send(msg), "AA")
         self.assertEqual(h.scalar(self.db, "SELECT count(DISTINCT scan_id) FROM reports"), "1")
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM scans"), "1")
+        reports = h.psql(self.db, "SELECT id, external_id FROM reports ORDER BY external_id")
+        self.assertEqual([r[1] for r in reports], ["1.2.3.4.5", "FL9"])
         # Sent again: the report keyed by the study UID is replaced, not added.
         self.assertEqual(self.send(msg.replace(b"|R-6|", b"|R-6b|")), "AA")
-        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM reports"), "2")
+        self.assertEqual(h.psql(self.db, "SELECT id, external_id FROM reports ORDER BY external_id"), reports)
 
     def test_attachment_only_follow_up_keeps_the_text(self):
         self.assertEqual(self.send(oru("R-8", "ACC9")), "AA")

@@ -67,6 +67,7 @@ class MappingReloadTest(unittest.TestCase):
         self.assertTrue(seg["ERR"][2].startswith("ORC^1^3"), seg["ERR"])
         row = h.psql(self.db, "SELECT status, error_location FROM hl7_messages WHERE control_id='MAP-1'")[0]
         self.assertEqual(row[0], "failed")
+        self.assertTrue(row[1].startswith("ORC^1^3"), row)
 
     def test_valid_change_takes_effect_and_broken_set_is_refused(self):
         self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, order("RL-1")))["MSA"][1], "AE")

@@ -534,8 +534,10 @@ class AckRulesTest(unittest.TestCase):
                          [["rejected"], ["duplicate"]])
 
     def test_no_msh_is_rejected(self):
-        ack = mllp_exchange(self.gw.mllp_port, b"PID|1||123\r")
-        self.assertIn(b"MSA|AR", ack)
+        seg = segments(mllp_exchange(self.gw.mllp_port, b"PID|1||123\r"))
+        self.assertEqual(seg["MSA"][1], "AR")
+        self.assertTrue(seg["ERR"][3].startswith("100^"), seg["ERR"])  # segment sequence error
+        self.assertTrue(seg["ERR"][2].startswith("MSH"), seg["ERR"])
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM hl7_messages WHERE status='rejected'"), "1")
 
     def test_enhanced_mode_answers_ca(self):
