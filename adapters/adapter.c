@@ -75,7 +75,7 @@ value_json(const struct mg_mapping_value *v)
 static json_t *
 member_object(json_t *obj, struct mg_str key)
 {
-    char name[64];
+    char name[MG_MAPPING_TARGET_MAX + 1];
     json_t *m;
 
     if (key.len == 0 || key.len >= sizeof(name))
@@ -97,7 +97,7 @@ add_values(json_t *in, const struct mg_mapping_result *res)
     for (size_t i = 0; i < res->nvalue; i++) {
         const struct mg_mapping_value *v = &res->value[i];
         json_t *ent = member_object(in, v->entity);
-        char col[64];
+        char col[MG_MAPPING_TARGET_MAX + 1];
         if (ent == NULL || v->column.len >= sizeof(col))
             continue; /* the loader allows no such target */
         memcpy(col, v->column.ptr, v->column.len);

@@ -740,6 +740,15 @@ set_target(struct loader *l, struct mg__mapping_rule *r, const char *target,
     r->target = dup(l, target);
     if (r->target == NULL)
         return;
+    /* The adapter input's keys (adapter.c): a longer name would be left
+     * out of it, and "message" is the gateway's own (type, trigger). */
+    if (n > MG_MAPPING_TARGET_MAX)
+        report(l, "a target name has at most %d bytes",
+               MG_MAPPING_TARGET_MAX);
+    if (ctx.top && (strncmp(target, "message.", 8) == 0 ||
+                    strcmp(target, "message[]") == 0))
+        report(l, "\"message\" is the gateway's own (the message's type "
+                  "and trigger): choose another name");
     r->group = ctx.top && n > 2 && strcmp(target + n - 2, "[]") == 0;
     if (!ctx.top || r->group) {
         /* NUL-terminated: a group's column is the group's name. */

@@ -36,6 +36,10 @@ struct json_t; /* jansson's json_t */
 struct mg_mapping_set;
 struct mg_mapping_route;
 
+/* The longest target name ("patient.last_name", "scan_files[]") the
+ * loader takes, in bytes: names are keys of the adapters' input. */
+#define MG_MAPPING_TARGET_MAX 63
+
 /* ---- Loading a set -------------------------------------------------- */
 
 /* Loads every "*.json" route file of dir (sorted by name) and every code

@@ -1458,7 +1458,10 @@ test_load_errors_name_file_line_key(void **state)
              "    \"report.y\": { \"from\": \"OBX-5\", \"keep_empty\": true },\n"
              "    \"report.z\": { \"from\": [\"OBX-5\", \"OBX-6\"], "
              "\"skip_contained\": true },\n"
-             "    \"report.w\": { \"from\": \"OBX-5.1\", \"whole\": true }\n"
+             "    \"report.w\": { \"from\": \"OBX-5.1\", \"whole\": true },\n"
+             "    \"message.type\": \"MSH-9.1\",\n"
+             "    \"report.a_column_name_that_is_longer_than_any_adapter_"
+             "input_key_may_be\": \"OBX-5\"\n"
              "  }\n"
              "}\n",
              "e_lists.json",
@@ -1519,6 +1522,12 @@ test_load_errors_name_file_line_key(void **state)
                                 "condition needs exactly one test"));
     assert_non_null(strstr(out, "/d_each.json:9: fields/report.y: "
                                 "\"keep_empty\" needs \"join\""));
+    assert_non_null(strstr(out, "/d_each.json:12: fields/message.type: "
+                                "\"message\" is the gateway's own"));
+    assert_non_null(strstr(out, "/d_each.json:13: fields/report.a_column_"
+                                "name_that_is_"
+                                "longer_than_any_adapter_input_key_may_"
+                                "be: a target name has at most 63 bytes"));
     assert_non_null(strstr(out, "/d_each.json:11: fields/report.w: "
                                 "\"whole\" reads fields whole: path OBX-5.1 "
                                 "names a component"));
