@@ -346,15 +346,36 @@ requeue(struct mg_intake *in, struct mg__intake_item *list, size_t n,
     enqueue_front(in, list, n);
 }
 
-/* A failed batch of several: retry each message alone to find the poison
- * one. A failed single message is answered "not stored". */
-static void
-isolate(struct mg_intake *in, struct mg__intake_item *list, size_t n, int rc)
+/* SQLSTATE class 40: a deadlock or a serialization failure, which another
+ * transaction (another gateway instance's grouped commit, say) caused at
+ * that moment; the same statement again usually goes through. */
+static bool
+lost_a_race(int rc, const PGresult *res)
 {
-    if (n == 1 || rc != MG_EDB)
-        fail_list(in, list, rc);
-    else
+    const char *state;
+
+    if (rc != MG_EDB || res == NULL)
+        return false;
+    state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    return state != NULL && strncmp(state, "40", 2) == 0;
+}
+
+/* A failed batch of several: retry each message alone to find the poison
+ * one. A failed single message is answered "not stored" -- after one more
+ * try when it lost a race (lost_a_race): the sender's resend would come
+ * back only after its timeout, and its connection is closed meanwhile. */
+static void
+isolate(struct mg_intake *in, struct mg__intake_item *list, size_t n, int rc,
+        const PGresult *res)
+{
+    if (n == 1 && !list->retried && lost_a_race(rc, res)) {
+        list->retried = true;
         requeue(in, list, n, true);
+    } else if (n == 1 || rc != MG_EDB) {
+        fail_list(in, list, rc);
+    } else {
+        requeue(in, list, n, true);
+    }
 }
 
 /* Did a concurrent batch store one of these keys first? The INSERT then
@@ -553,9 +574,11 @@ batch_ended(struct flight *f, int rc, PGresult *res)
                    "message(s) failed: SQLSTATE %s (%s); %s", n,
                    state ? state : "?", sqlstate_words(state),
                    n > 1 ? "they are tried again one at a time"
-                         : "not stored: no ACK, the sender resends");
+                   : !list->retried && lost_a_race(rc, res)
+                       ? "tried again once"
+                       : "not stored: no ACK, the sender resends");
         }
-        isolate(in, list, n, rc);
+        isolate(in, list, n, rc, res);
     }
     if (in->freeing) {
         fail_list(in, in->head, MG_ECANCELED);

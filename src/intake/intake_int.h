@@ -84,6 +84,8 @@ struct mg__intake_item {
     const char *ack;       /* the ACK to send (arena), NULL for none */
     size_t ack_len;
     bool solo; /* retry alone (its batch failed) */
+    bool retried; /* alone, it met a deadlock or serialization failure
+                   * once and was tried again */
     bool batched; /* its adapter's batch function wrote it */
     bool busy; /* refused at submit: queue full */
     bool lost; /* committed, but its answer could not be built */

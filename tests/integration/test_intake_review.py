@@ -152,6 +152,23 @@ class TransientAdapterErrorTest(unittest.TestCase):
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients WHERE medical_record_number = 'DEAD'"),
                          "1")
 
+    def test_a_lone_message_that_lost_a_race_once_is_tried_again(self):
+        # A deadlock the first time only (the sequence is not rolled back
+        # with the failed statement): the message is tried once more and
+        # stored, AA, instead of leaving its sender to a timeout.
+        h.psql(self.db, "CREATE SEQUENCE once_seq;"
+               "CREATE FUNCTION once() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+               " IF NEW.medical_record_number = 'ONCE' AND nextval('once_seq') = 1 THEN"
+               "  RAISE EXCEPTION 'deadlock (test)' USING ERRCODE = '40P01'; END IF;"
+               " RETURN NEW; END $$;"
+               "CREATE TRIGGER once BEFORE INSERT ON patients FOR EACH ROW EXECUTE FUNCTION once()")
+        gw = h.Gateway(self.db).start()
+        self.gws.append(gw)
+        self.assertEqual(segments(h.mllp_exchange(gw.mllp_port, msg("ONCE-1", mrn="ONCE")))["MSA"][1], "AA")
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients WHERE medical_record_number = 'ONCE'"),
+                         "1")
+        self.assertIn("tried again once", gw.read_log())
+
     def test_with_db_down_reply_ar_it_is_ar_207_resend_later(self):
         port = h.free_port()
         gw = h.Gateway(self.db, config={"mllp": {"listeners": [
