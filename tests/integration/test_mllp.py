@@ -95,12 +95,18 @@ def exchange_all(port, frames, timeout=10):
     commits) and returns the ACK of each, in order, without its framing."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(b"".join(b"\x0b" + f + b"\x1c\r" for f in frames))
-        buf = b""
-        while buf.count(b"\x1c\r") < len(frames):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
+        return read_acks(sock, len(frames))
+
+
+def read_acks(sock, n):
+    """Reads until n ACK frames came (or the peer closed); returns them
+    without their framing."""
+    buf = b""
+    while buf.count(b"\x1c\r") < n:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
     return [a.strip(b"\x0b") for a in buf.split(b"\x1c\r") if a]
 
 
@@ -588,13 +594,7 @@ class AckRulesTest(unittest.TestCase):
                  b"BTS|1\r")
         with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=30) as sock:
             sock.sendall(b"\x0b" + batch + b"\x1c\r\x0b" + msg("AFTER-BATCH") + b"\x1c\r")
-            buf = b""
-            while buf.count(b"\x1c\r") < 2:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
-        first, second = [segments(a.strip(b"\x0b")) for a in buf.split(b"\x1c\r") if a]
+            first, second = [segments(a) for a in read_acks(sock, 2)]
         self.assertEqual(first["MSA"][1:3], ["AR", ""])
         self.assertEqual(first["MSH"][2:6], ["", "", "", ""])
         self.assertTrue(first["ERR"][3].startswith("100^"), first["ERR"])
@@ -650,14 +650,8 @@ class AckRulesTest(unittest.TestCase):
                 seen.append(pending())
             for _ in range(20):  # the held commit is still running
                 seen.append(pending())
-            buf = b""
-            while buf.count(b"\x1c\r") < 100:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
+            acks = [segments(a)["MSA"][1:3] for a in read_acks(s, 100)]
         self.assertEqual(max(seen), 32, seen)
-        acks = [segments(a.strip(b"\x0b"))["MSA"][1:3] for a in buf.split(b"\x1c\r") if a]
         self.assertEqual(acks, [["AA", "HOLD-%d" % i] for i in range(100)])
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM hl7_messages WHERE control_id LIKE 'HOLD-%'"),
                          "100")
