@@ -105,6 +105,13 @@ load_conf(struct mg_conf *conf, const char *path)
     return MG_OK;
 }
 
+static void
+print_warning(const char *line, void *arg)
+{
+    (void)arg;
+    fprintf(stderr, "warning: %s\n", line);
+}
+
 static int
 cmd_config(int argc, char **argv)
 {
@@ -126,8 +133,11 @@ cmd_config(int argc, char **argv)
         struct mg_mapping_set *set;
 
         rc = mg_adapters_load_set(conf.mappings_dir, &set, stderr);
-        if (rc == MG_OK)
+        if (rc == MG_OK) {
+            (void)mg_app_check_route_listeners(&conf, set, print_warning,
+                                               NULL);
             mg_mapping_set_free(set);
+        }
         else
             fprintf(stderr, "%s: the mapping files in %s have errors\n",
                     argv[3], conf.mappings_dir);

@@ -36,6 +36,17 @@ const struct mg_conf_listener *
 mg_app_listener_for(const struct mg_conf *conf, const char *name,
                     const char *org, struct mg_conf_listener *scratch);
 
+struct mg_mapping_set;
+
+/* Calls warn with a line for each listener a route's match names that the
+ * configuration does not have (a typo such as "ris-esat" would silently
+ * leave the route unused, and its senders' messages to the base route);
+ * returns how many. */
+int mg_app_check_route_listeners(const struct mg_conf *conf,
+                                 const struct mg_mapping_set *set,
+                                 void (*warn)(const char *line, void *arg),
+                                 void *arg);
+
 /* Registers with core the checks of the configuration it cannot make
  * itself (character set names the HL7 codec reads); call before loading. */
 void mg_app_register_conf_checks(void);

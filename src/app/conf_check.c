@@ -2,12 +2,51 @@
  * loads it and must not depend on them): core calls them while loading, so
  * their problems are reported as file:line: key: problem with the rest. */
 #include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "app/app.h"
 #include "core/conf.h"
 #include "core/error.h"
 #include "core/str.h"
 #include "hl7v2/hl7v2.h"
+#include "mapping/mapping.h"
+
+static bool
+listener_configured(const struct mg_conf *conf, const char *name)
+{
+    for (int i = 0; i < conf->nlisteners; i++)
+        if (strcmp(conf->listeners[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+int
+mg_app_check_route_listeners(const struct mg_conf *conf,
+                             const struct mg_mapping_set *set,
+                             void (*warn)(const char *line, void *arg),
+                             void *arg)
+{
+    char line[512];
+    const char *name;
+    int n = 0;
+
+    for (size_t i = 0; i < mg_mapping_set_count(set); i++) {
+        const struct mg_mapping_route *r = mg_mapping_set_route(set, i);
+
+        for (size_t k = 0; (name = mg_mapping_route_listener(r, k)); k++) {
+            if (listener_configured(conf, name))
+                continue;
+            snprintf(line, sizeof(line), "%s: route %s matches listener "
+                     "\"%s\", which is not configured: it takes no message "
+                     "from it", mg_mapping_route_file(r),
+                     mg_mapping_route_name(r), name);
+            warn(line, arg);
+            n++;
+        }
+    }
+    return n;
+}
 
 static bool
 charset_known(const char *name)

@@ -146,6 +146,14 @@ log_mapping_errors(struct app *app, const char *text, size_t len)
         mg_log(MG_LOG_ERROR, &app->log, "mapping: %d more problems", n - 50);
 }
 
+static void
+warn_route(const char *line, void *arg)
+{
+    struct app *app = arg;
+
+    mg_log(MG_LOG_WARN, &app->log, "mapping: %s", line);
+}
+
 /* Loads the mapping folder; a broken set is refused whole and the set in
  * service stays. Its errors are logged (file:line: key: problem) when
  * they are new: a folder still broken at the next retry says nothing
@@ -181,6 +189,7 @@ load_mappings(struct app *app, const char *why)
         return MG_ECONF;
     }
     free(errors);
+    (void)mg_app_check_route_listeners(app->conf, set, warn_route, app);
     app->mapping_refused = false;
     if (app->intake != NULL)
         mg_intake_set_mappings(app->intake, set);

@@ -113,6 +113,9 @@ const char *mg_mapping_route_name(const struct mg_mapping_route *route);
 const char *mg_mapping_route_adapter(const struct mg_mapping_route *route);
 const char *mg_mapping_route_file(const struct mg_mapping_route *route);
 const char *mg_mapping_route_note(const struct mg_mapping_route *route);
+/* The i-th listener name of the route's match, NULL past the last. */
+const char *mg_mapping_route_listener(const struct mg_mapping_route *route,
+                                      size_t i);
 
 /* ---- Choosing a route ----------------------------------------------- */
 

@@ -135,6 +135,12 @@ mg_mapping_route_note(const struct mg_mapping_route *route)
     return route->note;
 }
 
+const char *
+mg_mapping_route_listener(const struct mg_mapping_route *route, size_t i)
+{
+    return i < route->listeners.n ? route->listeners.v[i] : NULL;
+}
+
 /* ---- choosing -------------------------------------------------------- */
 
 static bool

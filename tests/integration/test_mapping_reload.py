@@ -374,6 +374,23 @@ class MappingReloadTest(unittest.TestCase):
                "PID|1||556^^^HOSP^MR||Roe^Rita\r").encode()
         self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, adt))["MSA"][1], "AA")
 
+    def test_a_route_for_a_listener_not_configured_is_named(self):
+        # A typo in a route's listener leaves the route unused, so its
+        # senders' messages silently go through the base route: the load
+        # and `config check` say so (a warning: the set still loads).
+        with open(os.path.join(self.maps, "adt-east.json"), "w") as f:
+            json.dump({"route": "adt-east", "extends": "adt", "match": {"listener": "ris-esat"},
+                       "fields": {"patient.medical_record_number": {"from": "PID-2.1", "required": True}}}, f)
+        self.gw.proc.send_signal(signal.SIGHUP)
+        self.assertTrue(self.wait_for_log("mapping files reloaded"))
+        self.assertIn('route adt-east matches listener \\"ris-esat\\", which is not configured',
+                      self.gw.read_log())
+        check = h.run_medgate("config", "check", self.gw.config_path,
+                              env={"MEDGATE_PATHS_MAPPINGS": self.maps})
+        self.assertEqual(check.returncode, 0, check.stderr)
+        self.assertIn('warning: %s/adt-east.json: route adt-east matches listener "ris-esat", '
+                      'which is not configured' % self.maps, check.stderr)
+
     def test_a_value_postgresql_cannot_read_is_ae_102_without_a_location(self):
         # A site's route that sends PID-7 to the date column without the
         # hl7_date transform: PostgreSQL refuses "1980XX01" (SQLSTATE class
