@@ -307,7 +307,19 @@ fail_required(struct run *r, const struct mg__mapping_rule *ru,
 {
     char tried[160];
     size_t at = 0;
+    struct loc first = *l;
 
+    /* An "each" rule that found no item points at its first path in the
+     * first such segment (OBX-5), where the value was looked for, not at
+     * an occurrence 0 of field 0. */
+    if (ru->each != MG__EACH_NONE && first.seq == 0) {
+        first.seq = 1;
+        if (first.field == 0 && ru->nfrom > 0) {
+            first.field = ru->from[0].field;
+            first.comp = ru->from[0].comp;
+        }
+    }
+    l = &first;
     tried[0] = '\0';
     for (size_t i = 0; i < ru->nfrom && at < sizeof(tried); i++)
         at += (size_t)snprintf(tried + at, sizeof(tried) - at, "%s%s",

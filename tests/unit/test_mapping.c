@@ -1908,6 +1908,40 @@ test_load_files_with_a_byte_order_mark(void **state)
     remove_dir(dir);
 }
 
+/* A required "each" rule that finds no item points at its first path in
+ * the first such segment: OBX-5 of OBX 1, not OBX[0]-0. */
+static void
+test_required_each_points_at_its_path(void **state)
+{
+    static const char route[] =
+        "{\n  \"route\": \"r\",\n"
+        "  \"match\": { \"message_type\": [\"ORU^R01\"] },\n"
+        "  \"adapter\": \"hl7v2.result\",\n"
+        "  \"fields\": {\n"
+        "    \"report.findings_text\": { \"each\": \"OBX\", \"from\": \"-5\","
+        " \"join\": \"\\n\", \"required\": true }\n  }\n}\n";
+    static const char msg[] =
+        "MSH|^~\\&|RIS|FAC|GW|GW|20240101||ORU^R01|9|P|2.5.1\r"
+        "PID|1||77^^^X^MR||Roe^Ann\r"
+        "OBR|1||F1|CT^Head|||||||||||||||||||||F\r";
+    struct mg_mapping_set *set;
+    struct mapped m;
+    char dir[64];
+
+    (void)state;
+    make_dir(dir, sizeof(dir), "r.json", route, NULL);
+    assert_int_equal(mg_mapping_set_load(dir, &set, stderr), MG_OK);
+    map_text(&m, set, msg, sizeof(msg) - 1);
+    assert_int_equal(m.rc, MG_EMAPPING);
+    assert_int_equal(m.diag.code, 101);
+    assert_string_equal(m.diag.segment, "OBX");
+    assert_int_equal(m.diag.seq, 1);
+    assert_int_equal(m.diag.field, 5);
+    done(&m);
+    mg_mapping_set_free(set);
+    remove_dir(dir);
+}
+
 static void
 test_set_changed(void **state)
 {
@@ -2355,6 +2389,7 @@ main(void)
         cmocka_unit_test(test_unused_fields),
         cmocka_unit_test(test_dry_run_print),
         cmocka_unit_test(test_load_files_with_a_byte_order_mark),
+        cmocka_unit_test(test_required_each_points_at_its_path),
         cmocka_unit_test(test_set_changed),
         cmocka_unit_test(test_apply_repeatable),
         cmocka_unit_test(test_jsonpos_lines),
