@@ -10,7 +10,9 @@
 
 -- Serialises the transactions, of every gateway instance sharing the
 -- database, that write the record of one key: the patient of an MRN
--- (kind 'mrn'), the study of an accession number ('acc'). Row locks cannot
+-- (kind 'mrn'), the patient holding an identifier ('id': system|value;
+-- a patient may be found by one), the study of an accession number
+-- ('acc'). Row locks cannot
 -- do it: the row may not exist yet, or exist only as a merged record,
 -- which the unique MRN index leaves out -- an A40 for an MRN nobody held
 -- and an order for that MRN on another instance each saw no patient, and
@@ -30,9 +32,23 @@ BEGIN
     END IF;
 END $$;
 
--- The MRN locks, then the accession locks, of a batch's messages, each
--- kind in key order (as one message takes its MRN's before its
--- accession's).
+-- The identifier key of a group item (PID-3 or MRG-1), as
+-- medgate_patient_by_identifiers compares it: system and value.
+-- (plpgsql: medgate_identifier_system is defined further down.)
+CREATE OR REPLACE FUNCTION medgate_identifier_key(item jsonb)
+RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF coalesce(item->>'value', '') = '' THEN
+        RETURN NULL;
+    END IF;
+    RETURN medgate_identifier_system(item->>'universal_id_type',
+                                     item->>'universal_id', item->>'system')
+           || '|' || left(item->>'value', 256);
+END $$;
+
+-- The MRN locks, then the identifier locks, then the accession locks, of
+-- a batch's messages (or of one message), each kind in key order, as one
+-- message takes them.
 CREATE OR REPLACE FUNCTION medgate_lock_keys(orgs uuid[], inputs jsonb[])
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
@@ -40,11 +56,17 @@ BEGIN
        FROM (SELECT DISTINCT c.kind, medgate_lock_key(orgs[k], c.kind, c.v) AS key
                FROM generate_subscripts(inputs, 1) AS k,
                     LATERAL (VALUES
-                        (1, 'mrn', inputs[k]->'patient'->>'medical_record_number'),
-                        (2, 'acc', inputs[k]->'scan'->>'accession_number'))
-                        AS c(n, kind, v)
+                        ('mrn', inputs[k]->'patient'->>'medical_record_number'),
+                        ('acc', inputs[k]->'scan'->>'accession_number')
+                     UNION ALL
+                     SELECT 'id', medgate_identifier_key(i)
+                       FROM jsonb_array_elements(
+                                CASE jsonb_typeof(inputs[k]->'patient_identifiers')
+                                WHEN 'array' THEN inputs[k]->'patient_identifiers'
+                                ELSE '[]' END) AS i)
+                        AS c(kind, v)
               WHERE coalesce(c.v, '') <> '') AS x
-      ORDER BY x.kind DESC, x.key; -- 'mrn' before 'acc'
+      ORDER BY x.kind DESC, x.key; -- 'mrn', then 'id', then 'acc'
 END $$;
 
 -- The time zone in which the organization's HL7 times without an offset
@@ -242,7 +264,11 @@ BEGIN
             USING ERRCODE = 'MG101',
                   DETAIL = 'patient.medical_record_number';
     END IF;
-    PERFORM medgate_lock(org, 'mrn', mrn);
+    -- The MRN and the identifiers, before either is looked up: a patient
+    -- being created elsewhere with one of them is then seen.
+    PERFORM medgate_lock_keys(ARRAY[org], ARRAY[jsonb_build_object(
+        'patient', jsonb_build_object('medical_record_number', mrn),
+        'patient_identifiers', ids)]);
     pid := medgate_patient_find(org, mrn);
     -- Matched by identifier: no patient has the MRN, which is no MR-typed
     -- identifier (an SSN in PID-3.1, say), but one patient holds one of

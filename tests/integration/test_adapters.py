@@ -1325,6 +1325,29 @@ class ConcurrentMergeTest(unittest.TestCase):
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients WHERE medical_record_number = 'NEWQ' "
                                   "AND merged_into IS NULL"), "0")
 
+    def test_a_patient_found_by_identifier_waits_for_its_creation(self):
+        # Another instance registers M9 with its SSN (999 at SSA) and has
+        # not committed yet when an order names the patient by the SSN only
+        # (PID-3 999, typed SS): the order waits, then finds M9 by the
+        # identifier, instead of making a second patient numbered 999.
+        reg = json.dumps({"message": {"type": "ADT", "trigger": "A04"},
+                          "patient": {"medical_record_number": "M9", "last_name": "Roe"},
+                          "patient_identifiers": [
+                              {"value": "M9", "system": "HOSP", "type_code": "MR"},
+                              {"value": "999", "system": "SSA", "type_code": "SS"}]})
+        first = self.held("medgate_adapter_hl7v2_adt", reg)
+        order = json.loads(order_input("999", "ACC-SSN"))
+        order["patient_identifiers"] = [{"value": "999", "system": "SSA", "type_code": "SS"}]
+        h.psql(self.db, "SELECT medgate_adapter_hl7v2_order(:'p1', gen_random_uuid(), :'p2'::jsonb)",
+               ORG, json.dumps(order))
+        _, err = first.communicate(timeout=30)
+        self.assertEqual(first.returncode, 0, err)
+        self.assertEqual(h.psql(self.db, "SELECT p.medical_record_number FROM scans s "
+                                "JOIN patients p ON p.id = s.patient_id WHERE s.accession_number = 'ACC-SSN'"),
+                         [["M9"]])
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients WHERE medical_record_number = '999'"),
+                         "0")
+
     def test_one_new_accession_for_two_patients_at_once_is_one_study(self):
         # Another instance's NW for ACC-TWO (patient RA) is not committed
         # yet when a NW for ACC-TWO names RC: the second waits for it, then
