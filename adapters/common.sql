@@ -32,20 +32,6 @@ BEGIN
     END IF;
 END $$;
 
--- The identifier key of a group item (PID-3 or MRG-1), as
--- medgate_patient_by_identifiers compares it: system and value.
--- (plpgsql: medgate_identifier_system is defined further down.)
-CREATE OR REPLACE FUNCTION medgate_identifier_key(item jsonb)
-RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
-BEGIN
-    IF coalesce(item->>'value', '') = '' THEN
-        RETURN NULL;
-    END IF;
-    RETURN medgate_identifier_system(item->>'universal_id_type',
-                                     item->>'universal_id', item->>'system')
-           || '|' || left(item->>'value', 256);
-END $$;
-
 -- The MRN locks, then the identifier locks, then the accession locks, of
 -- a batch's messages (or of one message), each kind in key order, as one
 -- message takes them.
@@ -59,11 +45,17 @@ BEGIN
                         ('mrn', inputs[k]->'patient'->>'medical_record_number'),
                         ('acc', inputs[k]->'scan'->>'accession_number')
                      UNION ALL
+                     -- Not one without an authority, which finds nobody
+                     -- (medgate_patient_by_identifiers). The MRN's own
+                     -- identifier is no exception: another message may
+                     -- name the patient by it under another MRN.
                      SELECT 'id', medgate_identifier_key(i)
                        FROM jsonb_array_elements(
                                 CASE jsonb_typeof(inputs[k]->'patient_identifiers')
                                 WHEN 'array' THEN inputs[k]->'patient_identifiers'
-                                ELSE '[]' END) AS i)
+                                ELSE '[]' END) AS i
+                      WHERE medgate_identifier_key(i)
+                            NOT LIKE 'urn:medgate:unqualified|%')
                         AS c(kind, v)
               WHERE coalesce(c.v, '') <> '') AS x
       ORDER BY x.kind DESC, x.key; -- 'mrn', then 'id', then 'acc'
@@ -458,6 +450,17 @@ RETURNS text LANGUAGE sql IMMUTABLE AS $$
                 THEN 'urn:oid:' || universal_id
                 ELSE coalesce(NULLIF(namespace, ''), 'urn:medgate:unqualified')
            END
+$$;
+
+-- The identifier key of a group item (PID-3 or MRG-1), as
+-- medgate_patient_by_identifiers compares it: system and value. (sql, so
+-- that it is inlined into medgate_lock_keys.)
+CREATE OR REPLACE FUNCTION medgate_identifier_key(item jsonb)
+RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN coalesce(item->>'value', '') <> ''
+        THEN medgate_identifier_system(item->>'universal_id_type',
+                                       item->>'universal_id', item->>'system')
+             || '|' || left(item->>'value', 256) END
 $$;
 
 -- medgate_patient_identifiers for many patients: idents[k] are the
