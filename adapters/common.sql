@@ -43,19 +43,28 @@ BEGIN
                FROM generate_subscripts(inputs, 1) AS k,
                     LATERAL (VALUES
                         ('mrn', inputs[k]->'patient'->>'medical_record_number'),
+                        ('mrn', inputs[k]->'merge'->>'prior_medical_record_number'),
                         ('acc', inputs[k]->'scan'->>'accession_number')
                      UNION ALL
-                     -- Not one without an authority, which finds nobody
-                     -- (medgate_patient_by_identifiers). The MRN's own
-                     -- identifier is no exception: another message may
-                     -- name the patient by it under another MRN.
-                     SELECT 'id', medgate_identifier_key(i)
-                       FROM jsonb_array_elements(
-                                CASE jsonb_typeof(inputs[k]->'patient_identifiers')
-                                WHEN 'array' THEN inputs[k]->'patient_identifiers'
-                                ELSE '[]' END) AS i
-                      WHERE medgate_identifier_key(i)
-                            NOT LIKE 'urn:medgate:unqualified|%')
+                     -- Not one without an authority, nor an account or
+                     -- visit number, which find nobody
+                     -- (medgate_patient_by_identifiers); and at most 8 a
+                     -- message, so that an identity feed's 30 identifiers
+                     -- a patient cannot fill PostgreSQL's lock table (an
+                     -- advisory lock takes a slot of it; see
+                     -- max_locks_per_transaction). The MRN's own identifier
+                     -- is no exception: another message may name the
+                     -- patient by it under another MRN.
+                     (SELECT 'id', medgate_identifier_key(i)
+                        FROM jsonb_array_elements(
+                                 CASE jsonb_typeof(inputs[k]->'patient_identifiers')
+                                 WHEN 'array' THEN inputs[k]->'patient_identifiers'
+                                 ELSE '[]' END) AS i
+                       WHERE medgate_identifier_key(i)
+                             NOT LIKE 'urn:medgate:unqualified|%'
+                         AND upper(coalesce(i->>'type_code', ''))
+                             NOT IN ('AN', 'VN')
+                       LIMIT 8))
                         AS c(kind, v)
               WHERE coalesce(c.v, '') <> '') AS x
       ORDER BY x.kind DESC, x.key; -- 'mrn', then 'id', then 'acc'
@@ -241,8 +250,15 @@ END $$;
 -- message less than the set-based medgate_patients_upsert below (one
 -- connection: 548 against 452 messages/s, about 0.4 ms a message,
 -- measured with tests/bench/gateway.sh); both write the same columns.
+-- With keep_known, a patient that exists already (by MRN, as a survivor,
+-- or by identifier) keeps its columns: only a new one takes the patch
+-- (results, which are no registration). (It took three arguments before:
+-- that version goes, so that a call with three is not ambiguous.)
+DROP FUNCTION IF EXISTS medgate_patient_upsert(uuid, jsonb, jsonb);
 CREATE OR REPLACE FUNCTION medgate_patient_upsert(org uuid, p jsonb,
-                                                  ids jsonb)
+                                                  ids jsonb,
+                                                  keep_known boolean
+                                                      DEFAULT false)
 RETURNS uuid LANGUAGE plpgsql AS $$
 DECLARE
     mrn text := p->>'medical_record_number';
@@ -325,7 +341,10 @@ BEGIN
                 r.marital_status,
                 coalesce(r.deceased, r.deceased_at IS NOT NULL),
                 r.deceased_at, now()
-               FROM jsonb_populate_record(t, p - 'medical_record_number') r)
+               FROM jsonb_populate_record(t, CASE WHEN keep_known
+                                                  THEN '{}'::jsonb
+                                                  ELSE p - 'medical_record_number'
+                                             END) r)
          WHERE t.id = pid AND t.merged_into IS NULL;
         EXIT WHEN FOUND;
         SELECT t.merged_into INTO pid FROM patients t WHERE t.id = pid;

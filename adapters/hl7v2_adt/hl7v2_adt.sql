@@ -9,12 +9,9 @@ DECLARE
     survivor uuid;
 BEGIN
     IF input->'message'->>'trigger' = 'A40' THEN
-        -- Both records' MRNs, in key order, before either is read.
-        PERFORM medgate_lock_keys(ARRAY[org, org], ARRAY[
-            jsonb_build_object('patient', input->'patient'),
-            jsonb_build_object('patient', jsonb_build_object(
-                'medical_record_number',
-                input->'merge'->>'prior_medical_record_number'))]);
+        -- Both records' MRNs (and the identifiers), in key order, before
+        -- either is read.
+        PERFORM medgate_lock_keys(ARRAY[org], ARRAY[input]);
     END IF;
     survivor := medgate_patient_upsert(org, input->'patient',
                                        input->'patient_identifiers');

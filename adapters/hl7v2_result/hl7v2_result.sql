@@ -24,24 +24,26 @@ DECLARE
     done boolean;
     key text;
     seen text;
-    pat jsonb;
+    mine text;
+    was text;
 BEGIN
     -- A result is no registration: the RIS's copy of the demographics may
     -- be stale, and a PID that differs from the record is the classic sign
-    -- of a wrong-patient report. A known patient is found, not updated
-    -- (its identifiers are still added); only a new one takes the PID's.
-    pat := input->'patient';
-    IF medgate_patient_find(org, pat->>'medical_record_number') IS NOT NULL THEN
-        pat := jsonb_build_object('medical_record_number',
-                                  pat->'medical_record_number');
-    END IF;
-    pid := medgate_patient_upsert(org, pat, input->'patient_identifiers');
+    -- of a wrong-patient report. A known patient (found by MRN, as a
+    -- survivor, or by identifier) is not updated, its new identifiers
+    -- are still added; only a new one takes the PID's values.
+    pid := medgate_patient_upsert(org, input->'patient',
+                                  input->'patient_identifiers', true);
     IF acc IS NULL AND uid IS NULL THEN
         RAISE EXCEPTION 'the result names no accession number and no Study '
                         'Instance UID'
             USING ERRCODE = 'MG101', DETAIL = 'scan.accession_number';
     END IF;
-    PERFORM medgate_lock(org, 'acc', acc);
+    IF acc IS NOT NULL THEN
+        PERFORM medgate_lock(org, 'acc', acc);
+    ELSE
+        PERFORM medgate_lock(org, 'uid', uid); -- a study named by UID only
+    END IF;
     IF acc IS NOT NULL THEN
         SELECT t.id INTO sid FROM scans t
          WHERE t.organization_id = org AND t.accession_number = acc
@@ -109,42 +111,62 @@ BEGIN
              WHERE id = sid AND accession_number IS NULL;
         END IF;
     END IF;
-    -- Two groups of one message with one report id are two reports
-    -- (requested procedures of one order, say): one would overwrite the
-    -- other, so the message is refused instead. The ids of the message's
-    -- groups so far are kept in a transaction-local setting, which a
-    -- refused message's rollback takes back.
+    -- Two groups of one message with one report id (requested procedures
+    -- of one order, say): when they carry the same report (one report
+    -- repeated per procedure), the first wrote it and this one only closes
+    -- its own study; when they differ, one would overwrite the other, so
+    -- the message is refused. The ids of the message's groups so far, with
+    -- a digest of their report, are kept in a transaction-local setting,
+    -- which a refused message's rollback takes back.
     key := coalesce(r->>'external_id', acc, uid);
+    mine := key || E'\t' || md5(concat_ws(E'\x1f', r->>'report_status',
+                                          r->>'findings_text',
+                                          r->>'impression',
+                                          r->>'recommendations'));
     seen := current_setting('medgate.result_ids', true);
     IF seen IS NULL OR split_part(seen, E'\n', 1) <> message_id::text THEN
         seen := message_id::text || E'\n';
     END IF;
-    IF position(E'\n' || key || E'\n' IN seen) > 0 THEN
-        RAISE EXCEPTION 'an earlier group of the message has the same report '
-                        'id: each report needs its own (OBR-3)'
-            USING ERRCODE = 'MG205',
-                  DETAIL = CASE WHEN r->>'external_id' IS NOT NULL
-                                THEN 'report.external_id'
-                                WHEN acc IS NOT NULL
-                                THEN 'scan.accession_number'
-                                ELSE 'scan.study_instance_uid' END;
+    IF position(E'\n' || mine || E'\n' IN seen) > 0 THEN
+        PERFORM medgate_report_files(org, sid, input->'scan_files');
+        SELECT t.report_status INTO was FROM reports t
+         WHERE t.organization_id = org AND t.external_id = key;
+        PERFORM medgate_study_reported(org, sid, was);
+        RETURN;
     END IF;
-    PERFORM set_config('medgate.result_ids', seen || key || E'\n', true);
+    IF position(E'\n' || key || E'\t' IN seen) > 0 THEN
+        RAISE EXCEPTION 'an earlier group of the message has the same report '
+                        'id and another report: each report needs its own '
+                        'id (OBR-3)'
+            USING ERRCODE = 'MG205', DETAIL = medgate_report_id_at(sid, key, r);
+    END IF;
+    PERFORM set_config('medgate.result_ids', seen || mine || E'\n', true);
     -- A version that was not applied (a late one) closes nothing: the
     -- stored version (cancelled, say) stands for the study too.
-    done := medgate_report_upsert(org, sid, key, r)
-            AND coalesce(r->>'report_status', '') IN ('final', 'amended',
-                                                      'corrected');
+    done := medgate_report_upsert(org, sid, key, r);
     PERFORM medgate_report_files(org, sid, input->'scan_files');
     IF done THEN
-        UPDATE scans SET status = 'reported', updated_at = now()
-         WHERE id = sid AND status NOT IN ('reported', 'cancelled',
-                                           'entered_in_error');
-        UPDATE scan_queue SET status = 'completed', completed_at = now(),
-               updated_at = now()
-         WHERE organization_id = org AND scan_id = sid
-           AND status IN ('waiting', 'assigned', 'in_progress');
+        PERFORM medgate_study_reported(org, sid, r->>'report_status');
     END IF;
+END $$;
+
+-- A final, amended or corrected report marks its study reported and
+-- completes its worklist entry; another status changes nothing.
+CREATE OR REPLACE FUNCTION medgate_study_reported(org uuid, sid uuid,
+                                                 report_status text)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF coalesce(report_status, '') NOT IN ('final', 'amended', 'corrected')
+    THEN
+        RETURN;
+    END IF;
+    UPDATE scans SET status = 'reported', updated_at = now()
+     WHERE id = sid AND status NOT IN ('reported', 'cancelled',
+                                       'entered_in_error');
+    UPDATE scan_queue SET status = 'completed', completed_at = now(),
+           updated_at = now()
+     WHERE organization_id = org AND scan_id = sid
+       AND status IN ('waiting', 'assigned', 'in_progress');
 END $$;
 
 -- Writes the report with its external id (OBR-3, else the accession, else
@@ -155,13 +177,13 @@ END $$;
 -- text sections, signer and issue time replace the old ones, and one it
 -- lacks is cleared (a correction that drops the recommendations drops
 -- them). A known report of another study is refused (MG204), whatever the
--- version: the external id is only the sender's number, and a reused or
+-- version (unless it was cancelled: then it moves): the external id is only the sender's number, and a reused or
 -- mistyped one must neither file one person's report under another nor
 -- take one study's report away to another study. A registered, partial or
 -- preliminary version never replaces a final, amended, corrected or
 -- cancelled one; a final one never replaces an amended or corrected one
--- unless it was issued later; and a version issued (OBR-22, else MSH-7)
--- before the stored one never replaces it: it is a late or resent earlier
+-- unless it was issued later; and a version issued (OBR-22) before the
+-- stored one never replaces it: it is a late or resent earlier
 -- version. The signing
 -- radiologist is linked when a user here has the id the sender gave
 -- (users.practitioner_id), and unlinked when a new signer's id is no
@@ -214,7 +236,9 @@ BEGIN
         RAISE EXCEPTION 'the report''s id names a report of another patient'
             USING ERRCODE = 'MG204', DETAIL = medgate_report_id_at(sid, ext, r);
     END IF;
-    IF was_scan <> sid THEN
+    -- (A cancelled report may move: the RIS withdrew it from the study it
+    -- was misfiled under, and sends it again for the right one.)
+    IF was_scan <> sid AND was <> 'cancelled' THEN
         RAISE EXCEPTION 'the report''s id names the report of another study '
                         'of the patient: each study''s report needs its own '
                         'id (OBR-3)'
@@ -227,9 +251,14 @@ BEGIN
        AND was IN ('final', 'amended', 'corrected', 'cancelled') THEN
         RETURN false;
     END IF;
+    -- The original final, resent after its correction, must not undo it:
+    -- a final replaces an amended or corrected report only when it says
+    -- it was issued later (OBR-22; a correction without one is older
+    -- than any final that has one).
     IF r->>'report_status' = 'final' AND was IN ('amended', 'corrected')
-       AND NOT coalesce((r->>'issued_at')::timestamptz > was_issued, false) THEN
-        RETURN false; -- the original final, resent after its correction
+       AND NOT coalesce((r->>'issued_at')::timestamptz > was_issued,
+                        r->>'issued_at' IS NOT NULL) THEN
+        RETURN false;
     END IF;
     IF (r->>'issued_at')::timestamptz < was_issued THEN
         RETURN false;

@@ -830,15 +830,15 @@ class ResultAdapterTest(GatewayTest):
         self.assertEqual(h.scalar(self.db, "SELECT report_status FROM reports"), "cancelled")
 
     def test_the_original_final_resent_does_not_undo_its_correction(self):
-        # No OBR-22 anywhere: the versions are told apart by their status,
-        # and by MSH-7, which is the same in all three.
+        # No OBR-22 anywhere: a final without one never replaces a
+        # correction.
         self.assertEqual(self.send(oru("U-1", "ACC9", status="F", text=("No mass.",), issued="")), "AA")
         self.assertEqual(self.send(oru("U-2", "ACC9", status="C", text=("2 cm mass, left kidney.",),
                                        issued="")), "AA")
         self.assertEqual(self.send(oru("U-3", "ACC9", status="F", text=("No mass.",), issued="")), "AA")
         self.assertEqual(h.psql(self.db, "SELECT report_status, replace(findings_text, E'\\n', '|'), "
                                 "issued_at FROM reports"),
-                         [["corrected", "2 cm mass, left kidney.|Normal chest.", "2024-01-02 10:00:00+00"]])
+                         [["corrected", "2 cm mass, left kidney.|Normal chest.", ""]])
         # A final issued after the correction (a new signature) replaces it.
         later = oru("U-4", "ACC9", status="F", text=("Re-read: 2 cm cyst.",), issued="20240103080000")
         self.assertEqual(self.send(later), "AA")
@@ -871,6 +871,31 @@ class ResultAdapterTest(GatewayTest):
         self.assertEqual(h.scalar(self.db, "SELECT status FROM hl7_messages WHERE control_id = 'G-1'"),
                          "failed")
 
+    def test_one_report_repeated_for_two_procedures_is_filed_once(self):
+        # One OBR-3 for two requested procedures of two studies, the same
+        # report text in each group (one report covering both): filed
+        # once, and both studies are reported.
+        self.assertEqual(self.send(ORM.format(cid="GR-1", ctl="NW").encode()), "AA")  # ACC9
+        self.assertEqual(self.send(ORM.format(cid="GR-2", ctl="NW").replace("ACC9", "ACC10")
+                                   .replace("PL9^RIS|FL9^RIS", "PL10^RIS|FL10^RIS").encode()), "AA")
+        first = oru("GR-3", "ACC9", text=("Chest and abdomen: normal.",))
+        second = oru("GR-3", "ACC10", text=("Chest and abdomen: normal.",)).split(b"\r", 2)[2]
+        self.assertEqual(self.send(first + second), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT s.accession_number FROM reports r JOIN scans s ON s.id = r.scan_id"),
+                         [["ACC9"]])
+        self.assertEqual(h.psql(self.db, "SELECT accession_number, status FROM scans ORDER BY 1"),
+                         [["ACC10", "reported"], ["ACC9", "reported"]])
+
+    def test_a_cancelled_report_may_be_filed_again_under_the_right_study(self):
+        # Misfiled under ACC9, withdrawn (X), then sent for ACC10 with the
+        # same OBR-3: the cancelled report moves to the right study.
+        self.assertEqual(self.send(oru("MF-1", "ACC9", text=("Abdomen: normal.",))), "AA")
+        self.assertEqual(self.send(oru("MF-2", "ACC9", status="X", issued="20240103080000")), "AA")
+        self.assertEqual(self.send(oru("MF-3", "ACC10", text=("Abdomen: normal.",),
+                                       issued="20240104080000")), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT s.accession_number, r.report_status FROM reports r "
+                                "JOIN scans s ON s.id = r.scan_id"), [["ACC10", "final"]])
+
     def test_a_result_does_not_rewrite_the_patients_demographics(self):
         # The order registered MRN9 as Roe^Richard, born 1970-01-01, male.
         # A result whose PID says otherwise is no registration: the record
@@ -888,6 +913,16 @@ class ResultAdapterTest(GatewayTest):
                                    .replace(b"|FL9^RIS|", b"|FL5^RIS|")), "AA")
         self.assertEqual(h.psql(self.db, "SELECT last_name FROM patients WHERE medical_record_number = 'MRN5'"),
                          [["Poe"]])
+        # Found by another identifier (PID-3 has the SSN only): not
+        # rewritten either.
+        self.assertEqual(self.send(adt("DM-4", mrn="MRN4", ssn="444")), "AA")  # Doe^Jane
+        by_ssn = oru("DM-5", "ACC4").replace(b"MRN9^^^HOSP^MR||Roe^Richard||19700101|M",
+                                             b"444^^^USSSA^SS||Zeta^Zed||19991231|M") \
+                                    .replace(b"|FL9^RIS|", b"|FL4^RIS|")
+        self.assertEqual(self.send(by_ssn), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT p.last_name, p.first_name, p.date_of_birth FROM reports r "
+                                "JOIN scans s ON s.id = r.scan_id JOIN patients p ON p.id = s.patient_id "
+                                "WHERE r.external_id = 'FL4'"), [["Doe", "Jane", "1980-01-02"]])
 
     def test_a_late_final_neither_replaces_a_cancel_nor_closes_the_study(self):
         self.assertEqual(self.send(ORM.format(cid="Z-1", ctl="NW").encode()), "AA")
@@ -1268,34 +1303,62 @@ class ConcurrentMergeTest(unittest.TestCase):
             h.psql(self.db, "SELECT medgate_adapter_hl7v2_adt(:'p1', gen_random_uuid(), :'p2'::jsonb)",
                    ORG, adt_input(mrn))
 
-    def merge_held(self, survivor, prior, seconds=1.5):
+    def merge_held(self, survivor, prior):
         """An A40 merging prior into survivor, its transaction held open
-        for a while (in the background)."""
+        (in the background) until meanwhile() commits it."""
         doc = json.dumps({"message": {"type": "ADT", "trigger": "A40"},
                           "patient": {"medical_record_number": survivor},
                           "merge": {"prior_medical_record_number": prior}})
-        return self.held("medgate_adapter_hl7v2_adt", doc, seconds)
+        return self.held("medgate_adapter_hl7v2_adt", doc)
 
-    def held(self, function, doc, seconds=1.5):
-        """An adapter function's call, its transaction held open for a
-        while after it (in the background), as another instance's grouped
-        commit would be."""
-        sql = ("BEGIN;\nSELECT %s(:'p1', gen_random_uuid(), :'p2'::jsonb);\n"
-               "SELECT pg_sleep(%s);\nCOMMIT;\n" % (function, seconds))
+    def held(self, function, doc):
+        """An adapter function's call in a transaction held open after it
+        (in the background), as another instance's grouped commit in
+        flight would be, until meanwhile() commits it."""
         proc = subprocess.Popen(["psql", "-h", h.pg_host(), "-U", "postgres", "-d", self.db, "-X", "-q",
-                                 "-v", "ON_ERROR_STOP=1", "-v", "p1=" + ORG, "-v", "p2=" + doc],
+                                 "-At", "-v", "ON_ERROR_STOP=1", "-v", "p1=" + ORG, "-v", "p2=" + doc],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        proc.stdin.write(sql)
+        proc.stdin.write("BEGIN;\nSELECT %s(:'p1', gen_random_uuid(), :'p2'::jsonb);\n"
+                         "SELECT 'held';\n" % function)
         proc.stdin.flush()
-        wait_for_held_transaction(self.db)  # the merge holds its rows now
-        return proc
+        while True:
+            line = proc.stdout.readline()
+            if line.strip() == "held":
+                return proc
+            if not line:
+                raise AssertionError("the held call failed: " + proc.stderr.read())
+
+    def meanwhile(self, first, second):
+        """Runs second() while first's transaction is open, waits until it
+        is waiting for a lock first holds (so the test cannot pass by the
+        two merely running one after the other), commits first and returns
+        second()'s result."""
+        out = {}
+
+        def run():
+            try:
+                out["value"] = second()
+            except Exception as e:  # re-raised below, in the test's thread
+                out["error"] = e
+        t = threading.Thread(target=run)
+        t.start()
+        try:
+            h.wait_for(lambda: h.scalar(self.db, "SELECT count(*) FROM pg_locks WHERE NOT granted") != "0",
+                       "the second call to wait for the first transaction")
+        finally:
+            _, err = first.communicate(input="COMMIT;\n", timeout=30)
+            t.join(timeout=60)
+        self.assertEqual(first.returncode, 0, err)
+        if "error" in out:
+            raise out["error"]
+        return out.get("value")
+
+    def adapt(self, function, doc):
+        return h.psql(self.db, "SELECT %s(:'p1', gen_random_uuid(), :'p2'::jsonb)" % function, ORG, doc)
 
     def test_an_order_for_a_record_being_merged_goes_to_the_survivor(self):
-        merge = self.merge_held("RB", "RA")
-        h.psql(self.db, "SELECT medgate_adapter_hl7v2_order(:'p1', gen_random_uuid(), :'p2'::jsonb)",
-               ORG, order_input("RA", "ACC-RACE"))
-        _, err = merge.communicate(timeout=30)
-        self.assertEqual(merge.returncode, 0, err)
+        self.meanwhile(self.merge_held("RB", "RA"),
+                       lambda: self.adapt("medgate_adapter_hl7v2_order", order_input("RA", "ACC-RACE")))
         self.assertEqual(h.psql(self.db, "SELECT p.medical_record_number, p.merged_into IS NULL "
                                 "FROM scans s JOIN patients p ON p.id = s.patient_id"), [["RB", "t"]])
 
@@ -1303,24 +1366,19 @@ class ConcurrentMergeTest(unittest.TestCase):
         # The A40 makes a retired record for NEWP (no one held it), which
         # the unique MRN index leaves out: without a lock on the MRN the
         # order saw no patient and made a second, live NEWP.
-        merge = self.merge_held("RB", "NEWP")
-        h.psql(self.db, "SELECT medgate_adapter_hl7v2_order(:'p1', gen_random_uuid(), :'p2'::jsonb)",
-               ORG, order_input("NEWP", "ACC-NEWP"))
-        _, err = merge.communicate(timeout=30)
-        self.assertEqual(merge.returncode, 0, err)
+        self.meanwhile(self.merge_held("RB", "NEWP"),
+                       lambda: self.adapt("medgate_adapter_hl7v2_order", order_input("NEWP", "ACC-NEWP")))
         self.assertEqual(h.psql(self.db, "SELECT p.medical_record_number FROM scans s "
                                 "JOIN patients p ON p.id = s.patient_id"), [["RB"]])
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients WHERE medical_record_number = 'NEWP' "
                                   "AND merged_into IS NULL"), "0")
 
     def test_the_set_based_order_path_waits_for_the_merge_too(self):
-        merge = self.merge_held("RB", "NEWQ")
         # The batch function leaves the message to the one-by-one path,
         # which finds the survivor, instead of writing a live NEWQ.
-        sel = h.scalar(self.db, "SELECT medgate_adapter_hl7v2_order_batch(ARRAY[:'p1'::uuid], "
-                       "ARRAY[gen_random_uuid()], ARRAY[:'p2'::jsonb])", ORG, order_input("NEWQ", "ACC-NEWQ"))
-        _, err = merge.communicate(timeout=30)
-        self.assertEqual(merge.returncode, 0, err)
+        sel = self.meanwhile(self.merge_held("RB", "NEWQ"), lambda: h.scalar(
+            self.db, "SELECT medgate_adapter_hl7v2_order_batch(ARRAY[:'p1'::uuid], "
+            "ARRAY[gen_random_uuid()], ARRAY[:'p2'::jsonb])", ORG, order_input("NEWQ", "ACC-NEWQ")))
         self.assertEqual(sel, "{}")
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients WHERE medical_record_number = 'NEWQ' "
                                   "AND merged_into IS NULL"), "0")
@@ -1335,13 +1393,10 @@ class ConcurrentMergeTest(unittest.TestCase):
                           "patient_identifiers": [
                               {"value": "M9", "system": "HOSP", "type_code": "MR"},
                               {"value": "999", "system": "SSA", "type_code": "SS"}]})
-        first = self.held("medgate_adapter_hl7v2_adt", reg)
         order = json.loads(order_input("999", "ACC-SSN"))
         order["patient_identifiers"] = [{"value": "999", "system": "SSA", "type_code": "SS"}]
-        h.psql(self.db, "SELECT medgate_adapter_hl7v2_order(:'p1', gen_random_uuid(), :'p2'::jsonb)",
-               ORG, json.dumps(order))
-        _, err = first.communicate(timeout=30)
-        self.assertEqual(first.returncode, 0, err)
+        self.meanwhile(self.held("medgate_adapter_hl7v2_adt", reg),
+                       lambda: self.adapt("medgate_adapter_hl7v2_order", json.dumps(order)))
         self.assertEqual(h.psql(self.db, "SELECT p.medical_record_number FROM scans s "
                                 "JOIN patients p ON p.id = s.patient_id WHERE s.accession_number = 'ACC-SSN'"),
                          [["M9"]])
@@ -1352,14 +1407,10 @@ class ConcurrentMergeTest(unittest.TestCase):
         # Another instance's NW for ACC-TWO (patient RA) is not committed
         # yet when a NW for ACC-TWO names RC: the second waits for it, then
         # finds a study of another patient (AE 204), not a second study.
-        first = self.held("medgate_adapter_hl7v2_order", order_input("RA", "ACC-TWO"))
-        r = subprocess.run(["psql", "-h", h.pg_host(), "-U", "postgres", "-d", self.db, "-X", "-q", "-At",
-                            "-v", "p1=" + ORG, "-v", "p2=" + order_input("RC", "ACC-TWO")],
-                           input="SELECT medgate_adapter_hl7v2_order(:'p1', gen_random_uuid(), :'p2'::jsonb);\n",
-                           capture_output=True, text=True, timeout=60)
-        _, err = first.communicate(timeout=30)
-        self.assertEqual(first.returncode, 0, err)
-        self.assertIn("another patient", r.stderr)
+        with self.assertRaises(h.PsqlError) as e:
+            self.meanwhile(self.held("medgate_adapter_hl7v2_order", order_input("RA", "ACC-TWO")),
+                           lambda: self.adapt("medgate_adapter_hl7v2_order", order_input("RC", "ACC-TWO")))
+        self.assertIn("another patient", e.exception.stderr)
         self.assertEqual(h.psql(self.db, "SELECT p.medical_record_number FROM scans s "
                                 "JOIN patients p ON p.id = s.patient_id WHERE s.accession_number = 'ACC-TWO'"),
                          [["RA"]])
@@ -1367,13 +1418,11 @@ class ConcurrentMergeTest(unittest.TestCase):
     def test_a_merge_into_a_record_being_merged_follows_it(self):
         # RB into RC is under way when RA into RB comes: RA ends on RC,
         # one step, as if the two had come one after the other.
-        merge = self.merge_held("RC", "RB")
-        h.psql(self.db, "SELECT medgate_adapter_hl7v2_adt(:'p1', gen_random_uuid(), :'p2'::jsonb)", ORG,
-               json.dumps({"message": {"type": "ADT", "trigger": "A40"},
-                           "patient": {"medical_record_number": "RB"},
-                           "merge": {"prior_medical_record_number": "RA"}}))
-        _, err = merge.communicate(timeout=30)
-        self.assertEqual(merge.returncode, 0, err)
+        self.meanwhile(self.merge_held("RC", "RB"), lambda: self.adapt(
+            "medgate_adapter_hl7v2_adt",
+            json.dumps({"message": {"type": "ADT", "trigger": "A40"},
+                        "patient": {"medical_record_number": "RB"},
+                        "merge": {"prior_medical_record_number": "RA"}})))
         self.assertEqual(h.psql(self.db, "SELECT p.medical_record_number, s.medical_record_number FROM patients p "
                                 "JOIN patients s ON s.id = p.merged_into ORDER BY 1"),
                          [["RA", "RC"], ["RB", "RC"]])
