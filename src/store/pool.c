@@ -224,6 +224,17 @@ schema_result(struct mg_store *s, int rc, const PGresult *res)
         s->schema_version = 0; /* no schema_migrations table yet */
         return;
     }
+    /* A check that passed and now only failed to run (a statement or lock
+     * timeout while a migration holds a table, say) says nothing about the
+     * schema: every instance rechecks on the same timer, and all of them
+     * would stop serving together. A missing object (class 42: another
+     * build's functions) is an answer. */
+    if (s->schema_version > 0 &&
+        (state == NULL || strncmp(state, "42", 2) != 0)) {
+        mg_log(MG_LOG_WARN, &s->log, "schema recheck failed sqlstate=%s; "
+               "keeping the last answer", state ? state : "none");
+        return;
+    }
     s->schema_version = MG__STORE_SCHEMA_FAILED;
     mg_log(MG_LOG_WARN, &s->log, "schema check failed sqlstate=%s",
            state ? state : "none");

@@ -463,6 +463,30 @@ class ServeTest(unittest.TestCase):
             gw.stop()
 
 
+class ReadyRecheckTest(unittest.TestCase):
+    def test_a_recheck_that_cannot_run_keeps_the_instance_ready(self):
+        # A migration holds schema_migrations longer than the statement
+        # timeout while the 10 s recheck runs: the check fails to run,
+        # which says nothing about the schema, so /readyz stays 200.
+        db = h.create_database("recheck")
+        h.migrate(db)
+        gw = h.Gateway(db, mllp=False, config={"database": {"statement_timeout_ms": 1000}}).start()
+        holder = subprocess.Popen(["psql", "-h", h.pg_host(), "-U", "postgres", "-d", db, "-X", "-q"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            holder.stdin.write("BEGIN;\nLOCK TABLE schema_migrations IN ACCESS EXCLUSIVE MODE;\n"
+                               "SELECT pg_sleep(25);\nCOMMIT;\n")
+            holder.stdin.flush()
+            h.wait_for(lambda: "keeping the last answer" in gw.read_log(), "a recheck that timed out",
+                       timeout=40)
+            self.assertIn("schema recheck failed sqlstate=57014", gw.read_log())
+            self.assertEqual(gw.get("/readyz")[0], 200)
+        finally:
+            holder.kill()
+            holder.wait()
+            gw.stop()
+
+
 class UnknownOrganizationTest(unittest.TestCase):
     """patients, scans and messages name their organization without a
     foreign key (schema/0010): the start-up check is what keeps a mistyped
