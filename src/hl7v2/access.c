@@ -107,6 +107,11 @@ mg_hl7v2_rep_get(const struct mg_hl7v2_msg *msg,
         if (comp > 1 || sub > 1 || v.len == 0)
             return MG_OK;
     } else {
+        /* Read whole, separators a sender padded the text with at its
+         * end ("text^^") are no part of it. */
+        while (whole && v.len > 0 && (v.ptr[v.len - 1] == d->comp ||
+                                      v.ptr[v.len - 1] == d->sub))
+            v.len--;
         /* "" nulls everything below it: a field sent as "" deletes the
          * whole field, each of its components included. */
         if (!whole && !is_null_value(v)) {

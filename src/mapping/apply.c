@@ -316,7 +316,9 @@ fail_required(struct run *r, const struct mg__mapping_rule *ru,
         first.seq = 1;
         if (first.field == 0 && ru->nfrom > 0) {
             first.field = ru->from[0].field;
-            first.comp = ru->from[0].comp;
+            first.rep = 1;
+            first.comp = ru->whole ? 0 : ru->from[0].comp;
+            first.sub = ru->whole ? 0 : ru->from[0].sub;
         }
     }
     l = &first;

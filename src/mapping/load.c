@@ -684,6 +684,11 @@ check_rule(struct loader *l, struct mg__mapping_rule *r, json_t *v)
         if (r->from[i].has_comp)
             report(l, "\"whole\" reads fields whole: path %s names a "
                       "component", r->from[i].text);
+    for (size_t i = 0; r->whole && i < r->nxf; i++)
+        if (r->xf[i] == MG__XF_PERSON_NAME || r->xf[i] == MG__XF_HL7_TS ||
+            r->xf[i] == MG__XF_HL7_DATE)
+            report(l, "\"whole\" is for text: a name or a time has "
+                      "components (leave \"whole\" out)");
     if (r->separator.ptr != NULL && !r->concat)
         report(l, "\"separator\" needs the concat transform");
     if (json_object_get(v, "skip_contained") != NULL && !r->concat)

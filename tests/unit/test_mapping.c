@@ -790,7 +790,7 @@ test_results_unescaped_separators_in_text(void **state)
         "PID|1||77^^^X^MR||Roe^Ann\r"
         "OBR|1||F1|CT^Head||||||||||||||ACC9|||||||F\r"
         "OBX|1|TX|59776-5^Findings^LN||CT CHEST: R & L lungs clear.~"
-        "Size 3^4 cm, \\T\\ stable.||||||F\r"
+        "Size 3^4 cm, \\T\\ stable.^^||||||F\r"
         "OBX|2|FT|19005-8^IMPRESSION^LN||BI-RADS 4: biopsy L 2:00 & R 10:00"
         "\\.br\\^ axilla||||||F\r";
     struct mapped m;
@@ -1460,6 +1460,8 @@ test_load_errors_name_file_line_key(void **state)
              "\"skip_contained\": true },\n"
              "    \"report.w\": { \"from\": \"OBX-5.1\", \"whole\": true },\n"
              "    \"message.type\": \"MSH-9.1\",\n"
+             "    \"report.v\": { \"from\": \"OBR-32\", \"whole\": true, "
+             "\"transform\": \"person_name\" },\n"
              "    \"report.a_column_name_that_is_longer_than_any_adapter_"
              "input_key_may_be\": \"OBX-5\"\n"
              "  }\n"
@@ -1524,7 +1526,9 @@ test_load_errors_name_file_line_key(void **state)
                                 "\"keep_empty\" needs \"join\""));
     assert_non_null(strstr(out, "/d_each.json:12: fields/message.type: "
                                 "\"message\" is the gateway's own"));
-    assert_non_null(strstr(out, "/d_each.json:13: fields/report.a_column_"
+    assert_non_null(strstr(out, "/d_each.json:13: fields/report.v: "
+                                "\"whole\" is for text"));
+    assert_non_null(strstr(out, "/d_each.json:14: fields/report.a_column_"
                                 "name_that_is_"
                                 "longer_than_any_adapter_input_key_may_"
                                 "be: a target name has at most 63 bytes"));
@@ -1937,6 +1941,8 @@ test_required_each_points_at_its_path(void **state)
     assert_string_equal(m.diag.segment, "OBX");
     assert_int_equal(m.diag.seq, 1);
     assert_int_equal(m.diag.field, 5);
+    assert_int_equal(m.diag.rep, 1);
+    assert_int_equal(m.diag.comp, 1);
     done(&m);
     mg_mapping_set_free(set);
     remove_dir(dir);
