@@ -28,6 +28,10 @@ int mg_app_map_dry_run(const struct mg_conf *conf, int nfiles, char **files);
  * Returns the process exit code. */
 int mg_app_replay(const struct mg_conf *conf, int argc, char **argv);
 
+/* The configured listener called name, or NULL (none, or name NULL). */
+const struct mg_conf_listener *mg_app_listener(const struct mg_conf *conf,
+                                               const char *name);
+
 /* The configured listener called name; when there is none (a listener
  * gone from the configuration, or name NULL), *scratch made into one that
  * accepts any sender as organization org. For replay and the dry run,

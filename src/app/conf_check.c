@@ -12,13 +12,13 @@
 #include "hl7v2/hl7v2.h"
 #include "mapping/mapping.h"
 
-static bool
-listener_configured(const struct mg_conf *conf, const char *name)
+const struct mg_conf_listener *
+mg_app_listener(const struct mg_conf *conf, const char *name)
 {
-    for (int i = 0; i < conf->nlisteners; i++)
+    for (int i = 0; name != NULL && i < conf->nlisteners; i++)
         if (strcmp(conf->listeners[i].name, name) == 0)
-            return true;
-    return false;
+            return &conf->listeners[i];
+    return NULL;
 }
 
 int
@@ -35,7 +35,7 @@ mg_app_check_route_listeners(const struct mg_conf *conf,
         const struct mg_mapping_route *r = mg_mapping_set_route(set, i);
 
         for (size_t k = 0; (name = mg_mapping_route_listener(r, k)); k++) {
-            if (listener_configured(conf, name))
+            if (mg_app_listener(conf, name) != NULL)
                 continue;
             snprintf(line, sizeof(line), "%s: route %s matches listener "
                      "\"%s\", which is not configured: it takes no message "

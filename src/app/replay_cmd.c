@@ -160,9 +160,10 @@ const struct mg_conf_listener *
 mg_app_listener_for(const struct mg_conf *conf, const char *name,
                     const char *org, struct mg_conf_listener *scratch)
 {
-    for (int i = 0; name != NULL && i < conf->nlisteners; i++)
-        if (strcmp(conf->listeners[i].name, name) == 0)
-            return &conf->listeners[i];
+    const struct mg_conf_listener *li = mg_app_listener(conf, name);
+
+    if (li != NULL)
+        return li;
     memset(scratch, 0, sizeof(*scratch));
     scratch->name = (char *)(name != NULL ? name : "");
     scratch->nsenders = 1;

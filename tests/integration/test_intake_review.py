@@ -8,7 +8,7 @@ import time
 import unittest
 
 import harness as h
-from test_mllp import msg, read_until_eof, segments
+from test_mllp import msg, read_acks, read_until_eof, segments
 
 
 def frames(*cids):
@@ -140,6 +140,7 @@ class TransientAdapterErrorTest(unittest.TestCase):
             a.sendall(b"\x0b" + msg("DEAD-1", mrn="DEAD") + b"\x1c\r")
             b.sendall(b"\x0b" + msg("LIVE-1", mrn="LIVE") + b"\x1c\r")
             self.assertEqual(read_until_eof(a), b"")  # no ACK; closed
+            self.assertEqual([segments(x)["MSA"][1:3] for x in read_acks(b, 1)], [["AA", "LIVE-1"]])
             self.assertEqual(segments(h.mllp_exchange(gw.mllp_port, msg("LIVE-2", mrn="LIVE2")))["MSA"][1],
                              "AA")
         self.assertEqual(h.psql(self.db, "SELECT control_id FROM hl7_messages ORDER BY 1"),
