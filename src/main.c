@@ -137,10 +137,10 @@ cmd_config(int argc, char **argv)
             (void)mg_app_check_route_listeners(&conf, set, print_warning,
                                                NULL);
             mg_mapping_set_free(set);
-        }
-        else
+        } else {
             fprintf(stderr, "%s: the mapping files in %s have errors\n",
                     argv[3], conf.mappings_dir);
+        }
     }
     mg_conf_dispose(&conf);
     if (rc != MG_OK)

@@ -88,7 +88,8 @@ fmt_count(struct mg_str arg, size_t max)
 }
 
 /* Formatting commands (FT): line breaks become "\n", skips spaces, the
- * rest (indents, fill mode) has no plain-text meaning and is dropped. false: not a command we know. */
+ * rest (indents, fill mode) has no plain-text meaning and is dropped.
+ * false: not a command we know. */
 static bool
 put_format(struct out *o, struct mg_str s)
 {

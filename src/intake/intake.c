@@ -361,14 +361,15 @@ lost_a_race(int rc, const PGresult *res)
 }
 
 /* A failed batch of several: retry each message alone to find the poison
- * one. A failed single message is answered "not stored" -- after one more
- * try when it lost a race (lost_a_race): the sender's resend would come
- * back only after its timeout, and its connection is closed meanwhile. */
+ * one. A failed single message is answered "not stored" -- unless again:
+ * it lost a race (lost_a_race) for the first time and gets one more try,
+ * as the sender's resend would come only after its timeout, on a new
+ * connection. */
 static void
 isolate(struct mg_intake *in, struct mg__intake_item *list, size_t n, int rc,
-        const PGresult *res)
+        bool again)
 {
-    if (n == 1 && !list->retried && lost_a_race(rc, res)) {
+    if (again) {
         list->retried = true;
         requeue(in, list, n, true);
     } else if (n == 1 || rc != MG_EDB) {
@@ -566,6 +567,9 @@ batch_ended(struct flight *f, int rc, PGresult *res)
     } else if (key_taken(rc, res)) {
         requeue(in, list, n, false); /* the copy is a repeat next time */
     } else {
+        /* one more try for a lone message that lost a race, once */
+        bool again = n == 1 && !list->retried && lost_a_race(rc, res);
+
         in->failed_batches++;
         if (rc == MG_EDB && res != NULL) {
             const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
@@ -574,11 +578,10 @@ batch_ended(struct flight *f, int rc, PGresult *res)
                    "message(s) failed: SQLSTATE %s (%s); %s", n,
                    state ? state : "?", sqlstate_words(state),
                    n > 1 ? "they are tried again one at a time"
-                   : !list->retried && lost_a_race(rc, res)
-                       ? "tried again once"
-                       : "not stored: no ACK, the sender resends");
+                   : again ? "tried again once"
+                           : "not stored: no ACK, the sender resends");
         }
-        isolate(in, list, n, rc, res);
+        isolate(in, list, n, rc, again);
     }
     if (in->freeing) {
         fail_list(in, in->head, MG_ECANCELED);

@@ -15,7 +15,7 @@
  * repeated groups, and the message fields no rule read (for the dry run).
  * Nothing of the result is allocated outside the caller's arena.
  *
- * No I/O except in mg_mapping_set_load(), mg_mapping_set_changed() and
+ * No I/O except in mg_mapping_set_load(), mg_mapping_dir_stamp() and
  * mg_mapping_dry_run_print(); no libuv, no database. */
 #ifndef MG_MAPPING_MAPPING_H
 #define MG_MAPPING_MAPPING_H
@@ -92,13 +92,10 @@ void mg_mapping_set_free(struct mg_mapping_set *set);
 uint64_t mg_mapping_set_stamp(const struct mg_mapping_set *set);
 
 /* The fingerprint of dir now, as mg_mapping_set_stamp() took it: MG_OK,
- * or MG_ECONF when dir cannot be read. */
+ * or MG_ECONF when dir cannot be read. A few stat() calls: cheap enough
+ * for a once-a-second timer. A change is a file changed, added or gone. */
 MG_MUST_CHECK int mg_mapping_dir_stamp(const char *dir, uint64_t *out);
 
-/* True when the fingerprint of dir differs from stamp (a file changed,
- * appeared or went away), or dir cannot be read. A few stat() calls: cheap
- * enough for a once-a-second timer (in the thread pool, it blocks). */
-bool mg_mapping_set_changed(const char *dir, uint64_t stamp);
 
 /* Routes in load order (file name order); i < count. */
 size_t mg_mapping_set_count(const struct mg_mapping_set *set);

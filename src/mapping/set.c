@@ -80,14 +80,6 @@ mg_mapping_set_stamp(const struct mg_mapping_set *set)
     return set->stamp;
 }
 
-bool
-mg_mapping_set_changed(const char *dir, uint64_t stamp)
-{
-    uint64_t now;
-
-    return mg_mapping_dir_stamp(dir, &now) != MG_OK || now != stamp;
-}
-
 /* ---- routes ---------------------------------------------------------- */
 
 size_t
