@@ -115,10 +115,31 @@ END $$;
 -- otherwise break the check "deceased OR deceased_at IS NULL". For the
 -- same check, PID-30 N without PID-29 clears a stored death time: the
 -- patient is not deceased.
+-- The name and the address are each one value (HL7 v2: a field sent is
+-- the field's whole value): when a message gives any part of one, the
+-- parts it leaves out are cleared, so JONES^MARY after
+-- SMITH^JOHN^QUINCY^JR does not become Mary Quincy Jones Jr, and a new
+-- street does not keep the old flat number. A message that gives no part
+-- of one leaves it as it is.
 DROP FUNCTION IF EXISTS medgate_patient_patch(jsonb);
 CREATE OR REPLACE FUNCTION medgate_patient_patch(p jsonb, tz text)
 RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
 BEGIN
+    IF p ?| '{last_name,first_name,middle_name,name_suffix,name_prefix}' THEN
+        p := '{"last_name": null, "first_name": null, "middle_name": null,
+               "name_suffix": null, "name_prefix": null}'::jsonb || p;
+    END IF;
+    IF p ?| '{address_line1,address_line2,city,state,postal_code,country}' THEN
+        p := '{"address_line1": null, "address_line2": null, "city": null,
+               "state": null, "postal_code": null, "country": null}'::jsonb
+             || p;
+    END IF;
+    -- PID-30 is Y or N (table 0136); a sender's U (unknown) or any other
+    -- word says nothing, and leaves the column as it is rather than refuse
+    -- the registration over a field this cannot read.
+    IF p->>'deceased' !~* '^(true|false|t|f|yes|no|y|n|on|off|1|0)$' THEN
+        p := p - 'deceased';
+    END IF;
     p := medgate_complete_times(p, '{deceased_at}', tz);
     IF p->>'deceased_at' IS NOT NULL AND NOT p ? 'deceased' THEN
         p := p || '{"deceased": "true"}';
@@ -163,18 +184,28 @@ RETURNS boolean LANGUAGE sql STABLE AS $$
 $$;
 
 -- The live patient that holds one of the identifiers ids (same system and
--- value), when exactly one does; NULL when none or several do (then the
--- message makes its own patient, as before: a guess between two people
--- would file one person's data under another). Only identifiers with an
--- assigning authority count, and not account or visit numbers (AN, VN):
--- a bare number, or an encounter's, is no proof of who the person is.
+-- value), when exactly one does and it holds the one the message took as
+-- its MRN (the identifier whose value is mrn); NULL otherwise. Several
+-- patients: the message makes its own patient, as before (a guess
+-- between two people would file one person's data under another). One
+-- patient that holds only another of the identifiers is no match either:
+-- a new MRN that is merely untyped (v2.3 senders often leave CX.5 empty)
+-- or typed otherwise than MR, next to an SSN the patient shares (twins,
+-- a newborn under its mother's number, a placeholder 000000000), is a new
+-- person, not the holder of the SSN. Only identifiers with an assigning
+-- authority count, and not account or visit numbers (AN, VN): a bare
+-- number, or an encounter's, is no proof of who the person is.
+DROP FUNCTION IF EXISTS medgate_patient_by_identifiers(uuid, jsonb);
 CREATE OR REPLACE FUNCTION medgate_patient_by_identifiers(org uuid,
-                                                          ids jsonb)
+                                                          ids jsonb,
+                                                          mrn text)
 RETURNS uuid LANGUAGE plpgsql STABLE AS $$
 DECLARE
     found uuid[];
+    holds_mrn boolean;
 BEGIN
-    SELECT array_agg(DISTINCT p.id) INTO found
+    SELECT array_agg(DISTINCT p.id), bool_or(x.value = mrn)
+      INTO found, holds_mrn
       FROM jsonb_to_recordset(coalesce(ids, '[]')) AS x(value text,
            system text, universal_id text, universal_id_type text)
       JOIN patient_identifiers i
@@ -185,7 +216,7 @@ BEGIN
      WHERE coalesce(x.value, '') <> ''
        AND i.system <> 'urn:medgate:unqualified'
        AND upper(coalesce(i.type_code, '')) NOT IN ('AN', 'VN');
-    RETURN CASE WHEN cardinality(found) = 1 THEN found[1] END;
+    RETURN CASE WHEN cardinality(found) = 1 AND holds_mrn THEN found[1] END;
 END $$;
 
 -- The assigning authority under which patient pid holds its MRN, when
@@ -252,7 +283,12 @@ END $$;
 -- measured with tests/bench/gateway.sh); both write the same columns.
 -- With keep_known, a patient that exists already (by MRN, as a survivor,
 -- or by identifier) keeps its columns: only a new one takes the patch
--- (results, which are no registration). (It took three arguments before:
+-- (results, and orders that change or cancel: no registration). A message
+-- that found its patient through a merged record (an MRN retired by an
+-- A40) keeps the survivor's columns too: it describes the retired record,
+-- late or from a sender that did not see the merge, and the survivor's
+-- name and birth date come from its own registration. Its identifiers are
+-- still added. (It took three arguments before:
 -- that version goes, so that a call with three is not ambiguous.)
 DROP FUNCTION IF EXISTS medgate_patient_upsert(uuid, jsonb, jsonb);
 CREATE OR REPLACE FUNCTION medgate_patient_upsert(org uuid, p jsonb,
@@ -278,11 +314,16 @@ BEGIN
         'patient', jsonb_build_object('medical_record_number', mrn),
         'patient_identifiers', ids)]);
     pid := medgate_patient_find(org, mrn);
+    IF pid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM patients t
+                                        WHERE t.id = pid
+                                          AND t.medical_record_number = mrn) THEN
+        keep_known := true; -- the survivor of a retired MRN
+    END IF;
     -- Matched by identifier: no patient has the MRN, which is no MR-typed
     -- identifier (an SSN in PID-3.1, say), but one patient holds one of
     -- the message's identifiers. That patient is updated; its MRN stays.
     IF pid IS NULL AND NOT medgate_mrn_typed(mrn, ids) THEN
-        pid := medgate_patient_by_identifiers(org, ids);
+        pid := medgate_patient_by_identifiers(org, ids, mrn);
     END IF;
     IF pid IS NULL THEN
         INSERT INTO patients (organization_id, medical_record_number,
@@ -348,6 +389,7 @@ BEGIN
          WHERE t.id = pid AND t.merged_into IS NULL;
         EXIT WHEN FOUND;
         SELECT t.merged_into INTO pid FROM patients t WHERE t.id = pid;
+        keep_known := true; -- merged meanwhile: now a survivor's
         tries := tries + 1;
         IF pid IS NULL OR tries > 10 THEN
             RAISE EXCEPTION 'the patient record went away, or kept being '
@@ -581,7 +623,7 @@ BEGIN
         RETURN false;
     END IF;
     RETURN medgate_mrn_typed(mrn, ids)
-           OR medgate_patient_by_identifiers(org, ids) IS NULL;
+           OR medgate_patient_by_identifiers(org, ids, mrn) IS NULL;
 END $$;
 
 -- Refuses a message that names a study of another patient: a result or an

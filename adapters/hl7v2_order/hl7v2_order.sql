@@ -3,7 +3,7 @@
 -- accession number: NW creates it with its worklist entry (a NW for an
 -- accession already known updates it, and so does a NW for a study a
 -- result created without an accession), XO and SC change it, CA/DC/OC
--- cancel it and its worklist entry. A change or cancel for an accession
+-- cancel it and its worklist entry (so do the filler's CR, DR and OD). A change or cancel for an accession
 -- nobody ordered is refused (MG204: AE 204 at the accession's field), and
 -- so is a cancel of a reported study (MG102 at ORC-1).
 --
@@ -18,9 +18,7 @@ CREATE OR REPLACE FUNCTION medgate_adapter_hl7v2_order(org uuid,
                                                        input jsonb)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    s jsonb := medgate_complete_times(coalesce(input->'scan', '{}'),
-                                      '{ordered_at,scheduled_at}',
-                                      medgate_org_timezone(org));
+    s jsonb := medgate_order_scan(input->'scan', org);
     ctl text := upper(coalesce(input->'order'->>'control', ''));
     acc text := s->>'accession_number';
     uid text := NULLIF(s->>'study_instance_uid', '');
@@ -33,8 +31,12 @@ DECLARE
     reapply boolean := coalesce(current_setting('medgate.reapply', true), '')
                        = 'on';
 BEGIN
+    -- Only a new order (NW) registers the patient: the PID of a change, a
+    -- status or a cancel is the RIS's copy from when the order was placed
+    -- (IHE RAD-13: not to update the patient), and would undo an ADT
+    -- update made since.
     pid := medgate_patient_upsert(org, input->'patient',
-                                  input->'patient_identifiers');
+                                  input->'patient_identifiers', ctl <> 'NW');
     IF acc IS NULL OR acc = '' THEN
         RAISE EXCEPTION 'the order names no accession number'
             USING ERRCODE = 'MG101', DETAIL = 'scan.accession_number';
@@ -66,7 +68,8 @@ BEGIN
             USING ERRCODE = 'MG204', DETAIL = 'scan.accession_number';
     END IF;
     IF sid IS NULL THEN
-        PERFORM medgate_scans_order(ARRAY[org], ARRAY[pid], ARRAY[s]);
+        PERFORM medgate_scans_order(ARRAY[org], ARRAY[pid], ARRAY[s],
+                                    ARRAY[input->'order']);
         RETURN;
     END IF;
     PERFORM medgate_scan_same_patient(sid, pid, 'scan.accession_number');
@@ -148,6 +151,30 @@ BEGIN
     END IF;
 END $$;
 
+-- An order's scan values (the mapped scan.*) ready to write: times
+-- completed in the organization's time zone, and a modality that is no
+-- DICOM modality (a defined term of (0008,0060)) left out. OBR-24 is the
+-- diagnostic service section (HL7 table 0074): RAD, IMG or a site's own
+-- word there says nothing about the modality, and must not refuse the
+-- order (the column's check would: AE 103) nor be stored as one. The
+-- shipped modality table maps table 0074's imaging codes (RUS, NMS...).
+CREATE OR REPLACE FUNCTION medgate_order_scan(s jsonb, org uuid)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    s := medgate_complete_times(coalesce(s, '{}'), '{ordered_at,scheduled_at}',
+                                medgate_org_timezone(org));
+    IF s->>'scan_type' IS NOT NULL AND NOT s->>'scan_type' = ANY ('{ANN,AR,
+        ASMT,AU,BDUS,BI,BMD,CFM,CR,CT,CTPROTOCOL,DG,DMS,DOC,DX,ECG,EEG,EMG,
+        EOG,EPS,ES,FID,GM,HC,HD,IO,IOL,IVOCT,IVUS,KER,KO,LEN,LS,M3D,MG,MR,NM,
+        OAM,OCT,OP,OPM,OPT,OPTBSV,OPTENF,OPV,OSS,OT,PA,PLAN,POS,PR,PT,PX,REG,
+        RESP,RF,RG,RTDOSE,RTIMAGE,RTINTENT,RTPLAN,RTRAD,RTRECORD,RTSEGANN,
+        RTSTRUCT,RWV,SEG,SM,SMR,SR,SRF,STAIN,TEXTUREMAP,TG,US,VA,XA,
+        XAPROTOCOL,XC}'::text[]) THEN
+        s := s - 'scan_type';
+    END IF;
+    RETURN s;
+END $$;
+
 -- The worklist's priority_score of a scan priority: stat first.
 CREATE OR REPLACE FUNCTION medgate_priority_score(priority text)
 RETURNS numeric LANGUAGE sql IMMUTABLE AS $$
@@ -155,21 +182,30 @@ RETURNS numeric LANGUAGE sql IMMUTABLE AS $$
                          WHEN 'urgent' THEN 2 ELSE 1 END
 $$;
 
--- The scan status after an order message. A cancelled or entered-in-error
--- scan stays so (only a new order, NW, orders it again). CA/DC/OC cancel.
--- SC (status changed) takes the order status of ORC-5 (HL7 table 0038):
--- CA/DC cancel, and SC, IP and CM move the scan forward only -- ordered,
+-- The scan status after an order message (ORC-1 ctl, ORC-5 order_status).
+-- A cancelled or entered-in-error scan stays so (only a new order, NW,
+-- orders it again). Cancels (HL7 table 0119): CA, DC and OC, and the
+-- filler's answers and its own cancels, CR, DR and OD. The order status
+-- of ORC-5 (table 0038) is read with SC (status changed), XO (changed:
+-- IHE RAD-13 sends "procedure completed" as XO with CM) and NW: with SC,
+-- CA/DC cancel; SC, IP and CM move the scan forward only -- ordered,
 -- scheduled, in progress, completed, reported -- so a status message that
 -- arrives late (scheduled after in progress, anything after the report)
--- moves nothing back. Other codes keep the status.
+-- moves nothing back. A NW moves it only for IP and CM (the exam is under
+-- way, or done: a RIS that sends its orders when the exam ends); SC is
+-- every IHE NW's ORC-5 and leaves a new order ordered. Other codes (hold,
+-- release, replace: HD, RL, RP, RU...) keep the status.
 CREATE OR REPLACE FUNCTION medgate_order_status(current text, ctl text,
                                                 order_status text)
 RETURNS text LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE
         WHEN current IN ('cancelled', 'entered_in_error') THEN current
-        WHEN ctl IN ('CA', 'DC', 'OC') THEN 'cancelled'
-        WHEN ctl <> 'SC' THEN current
-        WHEN upper(coalesce(order_status, '')) IN ('CA', 'DC') THEN 'cancelled'
+        WHEN ctl IN ('CA', 'DC', 'OC', 'CR', 'DR', 'OD') THEN 'cancelled'
+        WHEN ctl NOT IN ('SC', 'XO', 'NW') THEN current
+        WHEN ctl = 'SC' AND upper(coalesce(order_status, '')) IN ('CA', 'DC')
+            THEN 'cancelled'
+        WHEN ctl = 'NW' AND upper(coalesce(order_status, '')) NOT IN ('IP', 'CM')
+            THEN current
         ELSE coalesce((SELECT v.status
                          FROM (VALUES ('SC', 'scheduled', 1),
                                       ('IP', 'in_progress', 2),
@@ -185,9 +221,13 @@ $$;
 
 -- New orders for many messages at once: scans[k] (the mapped scan.*
 -- values, times completed) becomes a scan of patient pids[k] with its
--- worklist entry, in one statement per table.
+-- worklist entry, in one statement per table; controls[k] (the mapped
+-- order.*) gives its status: ordered, or in progress or completed when
+-- the NW's ORC-5 says the exam is under way or done.
+DROP FUNCTION IF EXISTS medgate_scans_order(uuid[], uuid[], jsonb[]);
 CREATE OR REPLACE FUNCTION medgate_scans_order(orgs uuid[], pids uuid[],
-                                               scans jsonb[])
+                                               scans jsonb[],
+                                               controls jsonb[])
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     WITH made AS (
@@ -197,16 +237,19 @@ BEGIN
             procedure_code_system, procedure_description, scan_type,
             body_part, clinical_indication, priority, ordered_at,
             scheduled_at, referring_physician_name, referring_physician_id,
-            source)
+            status, completed_at, source)
         SELECT orgs[k], pids[k], r.accession_number, r.placer_order_number,
             r.filler_order_number, r.requested_procedure_id,
             r.study_instance_uid, r.procedure_code, r.procedure_code_system,
             r.procedure_description, r.scan_type, r.body_part,
             r.clinical_indication, coalesce(r.priority, 'routine'),
             r.ordered_at, r.scheduled_at, r.referring_physician_name,
-            r.referring_physician_id, 'hl7v2'
+            r.referring_physician_id, st.status,
+            CASE WHEN st.status = 'completed' THEN now() END, 'hl7v2'
           FROM generate_subscripts(orgs, 1) AS k,
-               jsonb_populate_record(NULL::scans, scans[k]) r
+               jsonb_populate_record(NULL::scans, scans[k]) r,
+               medgate_order_status('ordered', 'NW',
+                                    controls[k]->>'status') AS st(status)
          ORDER BY k
         RETURNING organization_id, id, priority
     )
@@ -265,9 +308,8 @@ BEGIN
     END IF;
     PERFORM medgate_scans_order(
         ARRAY(SELECT orgs[k] FROM unnest(sel) k), pids,
-        ARRAY(SELECT medgate_complete_times(inputs[k]->'scan',
-                                            '{ordered_at,scheduled_at}',
-                                            medgate_org_timezone(orgs[k]))
-                FROM unnest(sel) k));
+        ARRAY(SELECT medgate_order_scan(inputs[k]->'scan', orgs[k])
+                FROM unnest(sel) k),
+        ARRAY(SELECT inputs[k]->'order' FROM unnest(sel) k));
     RETURN sel;
 END $$;

@@ -126,7 +126,7 @@ static const char *const records_sql =
     "  doc->'patient_identifiers' AS ids, doc ? 'report' AS reported FROM d),"
     " p AS (SELECT t.* FROM patients t WHERE t.organization_id = $1::uuid"
     "  AND t.id IN (SELECT medgate_patient_find($1::uuid, k.mrn) FROM k"
-    "   UNION SELECT medgate_patient_by_identifiers($1::uuid, k.ids)"
+    "   UNION SELECT medgate_patient_by_identifiers($1::uuid, k.ids, k.mrn)"
     "   FROM k)),"
     " r AS (SELECT 'patients[' || p.medical_record_number || ']' AS item,"
     "  to_jsonb(p) AS j FROM p"

@@ -171,8 +171,14 @@ xf_time(struct mg_str in, bool date_only, struct mg_arena *arena,
     char buf[48], *p;
     size_t n;
 
-    if (!dtm_parse(in, &t) || (date_only && t.ndigit < 8))
+    if (!dtm_parse(in, &t))
         return MG_EMAPPING;
+    if (date_only && t.ndigit < 8) {
+        /* A valid DTM of the year or month only (a birth date known no
+         * better): no date, so no value -- not a refused message. */
+        *out = mg_str_n("", 0);
+        return MG_OK;
+    }
     n = dtm_iso(&t, date_only, buf);
     p = mg_arena_strndup(arena, buf, n);
     if (p == NULL)

@@ -407,12 +407,13 @@ FACTS = {
         "scan": {
             "accession_number": "82503246",
             "procedure_code": "24317-0",
-            "scan_type": "HM",
+            "scan_type": None,
             "priority": "routine",
         },
         "why": _DUCK_WHY + "; ORC-1 NW; no IPC, OBR-18 empty -> accession "
-               "ORC-3.1 82503246; OBR-4.1 24317-0; OBR-24 HM (not in "
-               "modality.json, passes through); no TQ1/ORC-7/OBR-27 -> routine",
+               "ORC-3.1 82503246; OBR-4.1 24317-0; OBR-24 HM (hematology, "
+               "HL7 table 0074: no DICOM modality, so scan_type is left "
+               "NULL); no TQ1/ORC-7/OBR-27 -> routine",
     },
     "fhir-converter/OML-O21-02.hl7": {
         "type": "ORM^O01",

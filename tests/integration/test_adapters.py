@@ -117,6 +117,52 @@ class PatientAdapterTest(GatewayTest):
         self.assertEqual(self.patient("MRN1"), [["Smith", "Jane", "1980-01-02", "female", "-", "hl7v2"]])
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients"), "1")
 
+    def test_a_name_or_address_sent_is_the_whole_value(self):
+        # HL7 v2: a field sent is its whole value. JONES^MARY after
+        # SMITH^JOHN^QUINCY^JR^DR became "Mary Quincy Jones Jr, Dr", and a
+        # new street kept the old flat number.
+        a01 = adt("NA-1", name="SMITH^JOHN^QUINCY^JR^DR").decode().replace(
+            "||555-0100", "12 MAIN ST^APT 4B^BOSTON^MA^02115^USA||555-0100")  # PID-11
+        self.assertEqual(self.send(a01.encode()), "AA")
+        a08 = adt("NA-2", ev="A08", name="JONES^MARY").decode().replace(
+            "||555-0100", "99 ELM RD^^CAMBRIDGE^MA^02139||555-0100")
+        self.assertEqual(self.send(a08.encode()), "AA")
+        cols = ("SELECT last_name, first_name, coalesce(middle_name, '-'), coalesce(name_suffix, '-'), "
+                "coalesce(name_prefix, '-'), address_line1, coalesce(address_line2, '-'), city, "
+                "coalesce(country, '-') FROM patients")
+        self.assertEqual(h.psql(self.db, cols),
+                         [["JONES", "MARY", "-", "-", "-", "99 ELM RD", "-", "CAMBRIDGE", "-"]])
+        # A message without PID-5 or PID-11 leaves both as they are.
+        self.assertEqual(self.send(adt("NA-3", ev="A08", name="", phone="555-0111")), "AA")
+        self.assertEqual(h.psql(self.db, cols),
+                         [["JONES", "MARY", "-", "-", "-", "99 ELM RD", "-", "CAMBRIDGE", "-"]])
+
+    def test_fields_this_cannot_use_do_not_refuse_the_registration(self):
+        # A birth date known only to the year or the month (a valid DTM),
+        # an EVN-2 no adapter reads, and PID-30 U were each AE 102: the
+        # registration was lost.
+        year = adt("FU-1", mrn="Y1", dob="1980")
+        month = adt("FU-2", mrn="Y2", dob="198002")
+        evn = adt("FU-3", mrn="Y3").replace(b"EVN|A01|20240101120000", b"EVN|A01|20240101120000.123456")
+        self.assertEqual([self.send(m) for m in (year, month, evn)], ["AA", "AA", "AA"])
+        self.assertEqual(h.psql(self.db, "SELECT medical_record_number, coalesce(date_of_birth::text, '-') "
+                                "FROM patients ORDER BY 1"),
+                         [["Y1", "-"], ["Y2", "-"], ["Y3", "1980-01-02"]])
+        # An update giving the year only keeps the known date.
+        self.assertEqual(self.send(adt("FU-4", ev="A08", mrn="Y3", dob="1980")), "AA")
+        self.assertEqual(h.scalar(self.db, "SELECT date_of_birth FROM patients WHERE medical_record_number = 'Y3'"),
+                         "1980-01-02")
+        # PID-30 U says nothing: the patient stays deceased (from PID-29).
+        pid29_30 = lambda cid, ts, flag: adt(cid, ev="A08", mrn="Y3").decode().replace(
+            "|555-0100\r", "|555-0100" + "|" * 16 + ts + "|" + flag + "\r").encode()
+        self.assertEqual(self.send(pid29_30("FU-5", "20240101000000", "Y")), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT deceased, deceased_at IS NOT NULL FROM patients "
+                                "WHERE medical_record_number = 'Y3'"), [["t", "t"]])
+        unknown = pid29_30("FU-6", "", "U")
+        self.assertEqual(self.send(unknown), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT deceased, deceased_at IS NOT NULL FROM patients "
+                                "WHERE medical_record_number = 'Y3'"), [["t", "t"]])
+
     def test_death_time_alone_marks_the_patient_deceased(self):
         msg = adt("P-4").decode().replace("|555-0100", "|555-0100" + "|" * 16 + "20240101080000")
         self.assertEqual(self.send(msg.encode()), "AA")  # PID-29 set, PID-30 empty
@@ -419,6 +465,77 @@ class OrderAdapterTest(GatewayTest):
                                 "WHERE study_instance_uid = '1.2.3.7'"), [["-", "MRN9"]])
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM scans"), "3")
 
+    def order(self, cid, ctl, status="", obr24=None, pid="Roe^Richard"):
+        msg = ORM.format(cid=cid, ctl=ctl).replace("|FL9^RIS||", "|FL9^RIS||" + status)
+        if obr24 is not None:
+            msg = msg.replace("ACC9||||||CR", "ACC9||||||" + obr24)
+        return self.send(msg.replace("Roe^Richard", pid).encode())
+
+    def status(self):
+        return h.psql(self.db, "SELECT s.status, s.completed_at IS NOT NULL, q.status FROM scans s "
+                      "JOIN scan_queue q ON q.scan_id = s.id ORDER BY q.queue_entered_at")
+
+    def test_the_fillers_cancel_codes_cancel(self):
+        # Table 0119: CR and DR answer the placer's CA and DC; OD is the
+        # filler's own discontinue. Each left the order on the worklist.
+        for n, code in enumerate(("OD", "CR", "DR")):
+            self.assertEqual(self.order("FC-%dN" % n, "NW"), "AA", code)
+            self.assertEqual(self.order("FC-%dC" % n, code), "AA", code)
+            self.assertEqual(h.psql(self.db, "SELECT status FROM scans"), [["cancelled"]], code)
+            self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM scan_queue WHERE status <> 'cancelled'"),
+                             "0", code)
+
+    def test_order_status_is_read_with_xo_and_nw(self):
+        # IHE RAD-13 sends "procedure completed" as XO with ORC-5 CM; a RIS
+        # that orders when the exam ends sends NW with CM. Both stayed
+        # ordered. SC on a NW is every IHE new order's: still ordered.
+        self.assertEqual(self.order("OS-1", "NW", "SC"), "AA")
+        self.assertEqual(self.status(), [["ordered", "f", "waiting"]])
+        self.assertEqual(self.order("OS-2", "XO", "CM"), "AA")
+        self.assertEqual(self.status(), [["completed", "t", "waiting"]])
+        h.psql(self.db, "DELETE FROM scan_queue; DELETE FROM scans")
+        self.assertEqual(self.order("OS-3", "NW", "CM"), "AA")
+        self.assertEqual(self.status(), [["completed", "t", "waiting"]])
+        # A late XO saying scheduled moves nothing back.
+        self.assertEqual(self.order("OS-4", "XO", "SC"), "AA")
+        self.assertEqual(self.status(), [["completed", "t", "waiting"]])
+
+    def test_a_new_order_in_progress_in_a_grouped_commit(self):
+        # The set-based path writes new orders together: NW with IP too.
+        frames = [ORM.format(cid="GS-%d" % n, ctl="NW").replace("ACC9", "ACC-GS%d" % n)
+                  .replace("MRN9", "MRN-GS%d" % n).replace("|FL9^RIS||", "|FL9^RIS||" + st).encode()
+                  for n, st in enumerate(("IP", "", "CM"))]
+        self.assertEqual(pipelined(self.gw.mllp_port, frames), ["AA", "AA", "AA"])
+        self.assertEqual(h.psql(self.db, "SELECT accession_number, status, completed_at IS NOT NULL FROM scans "
+                                "ORDER BY 1"),
+                         [["ACC-GS0", "in_progress", "f"], ["ACC-GS1", "ordered", "f"],
+                          ["ACC-GS2", "completed", "t"]])
+
+    def test_a_service_section_or_unknown_modality_is_left_out(self):
+        # OBR-24 is the diagnostic service section (table 0074): RAD was
+        # stored as a modality, and Rad or X-RAY refused the order (AE 103),
+        # after which every change of it was AE 204.
+        self.assertEqual(self.order("MO-1", "NW", obr24="RAD"), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT coalesce(scan_type, '-') FROM scans"), [["-"]])
+        self.assertEqual(self.order("MO-2", "XO", obr24="RUS"), "AA")  # table 0074 ultrasound
+        self.assertEqual(h.psql(self.db, "SELECT scan_type FROM scans"), [["US"]])
+        for n, word in enumerate(("Rad", "X-RAY", "US-OB")):
+            self.assertEqual(self.order("MO-3%d" % n, "XO", obr24=word), "AA", word)
+        self.assertEqual(h.psql(self.db, "SELECT scan_type, status FROM scans"), [["US", "ordered"]])
+
+    def test_changes_and_cancels_do_not_rewrite_the_patient(self):
+        # IHE RAD-13: the PID of a change or cancel is not to update the
+        # patient. A CA carrying the RIS's stale copy undid an ADT rename.
+        self.assertEqual(self.order("CP-1", "NW"), "AA")
+        self.assertEqual(self.send(adt("CP-2", ev="A08", mrn="MRN9", name="Smith^Richard")), "AA")
+        self.assertEqual(self.order("CP-3", "XO"), "AA")
+        self.assertEqual(self.order("CP-4", "CA"), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT last_name, status FROM patients p JOIN scans s "
+                                "ON s.patient_id = p.id"), [["Smith", "cancelled"]])
+        # A new order is the RIS registering the patient: it updates.
+        self.assertEqual(self.order("CP-5", "NW", pid="Roe^Rick"), "AA")
+        self.assertEqual(h.scalar(self.db, "SELECT first_name FROM patients"), "Rick")
+
     def test_change_or_cancel_of_unknown_accession_is_ae_204(self):
         for cid, ctl in (("U-1", "CA"), ("U-2", "XO")):
             seg = segments(mllp_exchange(self.gw.mllp_port, ORM.format(cid=cid, ctl=ctl).encode()))
@@ -541,6 +658,25 @@ class IdentifierMatchTest(GatewayTest):
         self.assertEqual(h.scalar(self.db, "SELECT p.medical_record_number FROM patient_identifiers i "
                                   "JOIN patients p ON p.id = i.patient_id WHERE i.value = '556'"), "PAT2")
 
+    def test_a_new_untyped_or_mrn_typed_mrn_sharing_an_ssn_is_a_new_patient(self):
+        # Twins under one SSN (or a placeholder 000000000): the second's MRN
+        # is untyped (v2.3 senders leave CX.5 empty) or typed MRN. It was
+        # matched by the shared SSN and overwrote the first twin.
+        girl = order_by_pid3("TW-1", "13001^^^HOSP~000000000^^^SSA^SS", "ACC-TW1").replace(
+            b"Roe^Richard", b"BABY^GIRL")
+        boy = order_by_pid3("TW-2", "13002^^^HOSP~000000000^^^SSA^SS", "ACC-TW2").replace(
+            b"Roe^Richard", b"BABY^BOY")
+        other = adt("TW-3", mrn="12001", ssn="999999999", name="FIRST^PATIENT").replace(
+            b"12001^^^HOSP^MR", b"12001^^^CERNER^MRN")
+        second = adt("TW-4", mrn="12002", ssn="999999999", name="SECOND^PATIENT").replace(
+            b"12002^^^HOSP^MR", b"12002^^^CERNER^MRN")
+        self.assertEqual([self.send(m) for m in (girl, boy, other, second)], ["AA"] * 4)
+        self.assertEqual(h.psql(self.db, "SELECT medical_record_number, last_name, first_name FROM patients "
+                                "ORDER BY 1"),
+                         [["12001", "FIRST", "PATIENT"], ["12002", "SECOND", "PATIENT"],
+                          ["13001", "BABY", "GIRL"], ["13002", "BABY", "BOY"]])
+        self.assertEqual(self.patient_of("ACC-TW2"), "13002")
+
     def test_a_bare_number_or_account_number_matches_nobody(self):
         # No authority (CX.4 empty), or an account number: no proof of who
         # the person is, so no match (A's record was overwritten).
@@ -586,12 +722,15 @@ class MergeTest(GatewayTest):
                                 "ORDER BY value", survivor),
                          [["901", "usual"], ["902", "old"], ["KEEP1", "usual"], ["OLD2", "old"]])
 
-        # Later messages for the old MRN: an update and a new order.
+        # Later messages for the old MRN: an update and a new order. Both
+        # land on the survivor, which keeps its own registration's name and
+        # phone: a message under the retired MRN describes the retired
+        # record (late, or from a sender that missed the merge).
         self.assertEqual(self.send(adt("M-6", ev="A08", mrn="OLD2", ssn="902", name="Keep^Katherine",
                                        phone="555-0199")), "AA")
         self.assertEqual(self.send(order_for("M-7", "OLD2", "ACC-N", "Keep^Katherine")), "AA")
         self.assertEqual(h.psql(self.db, "SELECT first_name, phone FROM patients WHERE id = :'p1'", survivor),
-                         [["Katherine", "555-0199"]])
+                         [["Kate", "555-0100"]])
         self.assertEqual(h.scalar(self.db, "SELECT patient_id FROM scans WHERE accession_number = 'ACC-N'"),
                          survivor)
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients WHERE merged_into IS NULL"), "1")
