@@ -523,6 +523,15 @@ class OrderAdapterTest(GatewayTest):
             self.assertEqual(self.order("MO-3%d" % n, "XO", obr24=word), "AA", word)
         self.assertEqual(h.psql(self.db, "SELECT scan_type, status FROM scans"), [["US", "ordered"]])
 
+    def test_a_priority_in_obr_5_alone_is_read(self):
+        # v2.3 RIS still send the priority in OBR-5 (kept for backward
+        # compatibility) with no quantity/timing: a STAT order was routine.
+        msg = ORM.format(cid="P5-1", ctl="NW").replace("||||^^^20240102083000^^S", "||||") \
+                 .replace("71046^XR CHEST 2 VIEWS^CPT4|", "71046^XR CHEST 2 VIEWS^CPT4|S")
+        self.assertEqual(self.send(msg.encode()), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT s.priority, q.priority_score FROM scans s "
+                                "JOIN scan_queue q ON q.scan_id = s.id"), [["stat", "4.000"]])
+
     def test_changes_and_cancels_do_not_rewrite_the_patient(self):
         # IHE RAD-13: the PID of a change or cancel is not to update the
         # patient. A CA carrying the RIS's stale copy undid an ADT rename.

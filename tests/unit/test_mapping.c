@@ -406,8 +406,12 @@ test_orders_ihe_orm_with_zds(void **state)
     assert_string_equal(val(&m, "scan.scheduled_at"), "2000-08-16T15:10");
     assert_string_equal(val(&m, "scan.placer_order_number"),
                         "PlacerOrderNumberImagingServiceRequest");
+    /* PV1-8 ^ReferringPhysicianFN^ReferringPhysicianGN^...: the referring
+     * physician (IHE: DICOM Referring Physician's Name), not OBR-16's
+     * requesting one; no id in PV1-8.1, and none from OBR-16 either
+     * (same_source: the id of the name's XCN). */
     assert_string_equal(val(&m, "scan.referring_physician_name"),
-                        "RequestingPhysicianGN RequestingPhysicianFN");
+                        "ReferringPhysicianGN ReferringPhysicianFN");
     assert_string_equal(val(&m, "scan.referring_physician_id"), "(absent)");
     done(&m);
 }
@@ -437,7 +441,7 @@ test_orders_fhir_converter(void **state)
     (void)state;
     /* ORC|NW|1101^GHHPlacer|1201^GHHFiller||SC||12&lb^BID&12:30:05^S50^
      * 20020315^...||202110201126+0215|... OBR|1|||24725-4^CT Head^LN|||...
-     * 005454^RAD^ROBIN^B (OBR-16); no OBR-18, so the accession falls back
+     * 005454^RAD^ROBIN^B (OBR-16), PV1-8 0310^REFER^LINDA^C; no OBR-18, so the accession falls back
      * to the filler order number. */
     map_file(&m, HL7 "/fhir-converter/ORM-O01-01.hl7");
     assert_string_equal(val(&m, "scan.accession_number"), "1201");
@@ -447,8 +451,11 @@ test_orders_fhir_converter(void **state)
     assert_string_equal(val(&m, "scan.procedure_description"), "CT Head");
     assert_string_equal(val(&m, "scan.ordered_at"), "2021-10-20T11:26+02:15");
     assert_string_equal(val(&m, "scan.scheduled_at"), "2002-03-15");
-    assert_string_equal(val(&m, "scan.referring_physician_name"), "ROBIN RAD");
-    assert_string_equal(val(&m, "scan.referring_physician_id"), "005454");
+    /* PV1-8 0310^REFER^LINDA^C, the referring doctor; OBR-16 005454^RAD^
+     * ROBIN^B is the ordering provider. */
+    assert_string_equal(val(&m, "scan.referring_physician_name"),
+                        "LINDA REFER");
+    assert_string_equal(val(&m, "scan.referring_physician_id"), "0310");
     assert_string_equal(val(&m, "order.status"), "SC");
     done(&m);
 }
