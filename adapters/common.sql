@@ -626,6 +626,24 @@ BEGIN
            OR medgate_patient_by_identifiers(org, ids, mrn) IS NULL;
 END $$;
 
+-- The scan of patient pid whose filler order number is the message's
+-- (s: its mapped scan.*), when the message's accession number is that
+-- filler number or it has none: the order came with its accession in
+-- OBR-18 (IHE), a later message of the same order without it, so what
+-- the message calls its accession fell back to the filler order number
+-- (ORC-3, OBR-3). That order is the study, not an unknown one. (Only
+-- then: a message that names an accession of its own is for that study.)
+CREATE OR REPLACE FUNCTION medgate_scan_by_filler(org uuid, pid uuid,
+                                                  s jsonb)
+RETURNS uuid LANGUAGE sql STABLE AS $$
+    SELECT t.id FROM scans t
+     WHERE t.organization_id = org AND t.patient_id = pid
+       AND t.filler_order_number = s->>'filler_order_number'
+       AND coalesce(NULLIF(s->>'accession_number', ''),
+                    s->>'filler_order_number') = s->>'filler_order_number'
+     ORDER BY t.created_at DESC LIMIT 1
+$$;
+
 -- Refuses a message that names a study of another patient: a result or an
 -- order change must never be filed under the wrong person. The patient of
 -- the scan and the message's patient are the same record here (a merge

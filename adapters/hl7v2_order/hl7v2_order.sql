@@ -62,6 +62,17 @@ BEGIN
             UPDATE scans SET accession_number = acc WHERE id = sid;
         END IF;
     END IF;
+    -- A change, status or cancel that does not repeat the OBR-18 its NW
+    -- had (an SC of ORC alone, a short OBR): found by its filler number.
+    IF sid IS NULL AND ctl <> 'NW'
+       AND NULLIF(s->>'filler_order_number', '') IS NOT NULL THEN
+        sid := medgate_scan_by_filler(org, pid, s);
+        IF sid IS NOT NULL THEN
+            SELECT t.status, t.priority, coalesce(t.accession_number, acc)
+              INTO was, old_prio, acc FROM scans t WHERE t.id = sid;
+            PERFORM medgate_lock(org, 'acc', acc); -- the order's own key
+        END IF;
+    END IF;
     IF sid IS NULL AND ctl <> 'NW' THEN
         RAISE EXCEPTION 'order control %: no order with accession number % '
                         'is known', ctl, acc

@@ -55,18 +55,9 @@ BEGIN
          ORDER BY t.created_at DESC LIMIT 1;
         found_by := 'scan.study_instance_uid';
     END IF;
-    -- The order came with its accession in OBR-18 (IHE), the result
-    -- without one: what the result calls its accession is then the filler
-    -- order number (ORC-3, OBR-3). That patient's order with this filler
-    -- number is the study, not a new one. (Only then: a result that names
-    -- an accession of its own is for that study.)
-    IF sid IS NULL AND NULLIF(s->>'filler_order_number', '') IS NOT NULL
-       AND coalesce(acc, s->>'filler_order_number')
-           = s->>'filler_order_number' THEN
-        SELECT t.id INTO sid FROM scans t
-         WHERE t.organization_id = org AND t.patient_id = pid
-           AND t.filler_order_number = s->>'filler_order_number'
-         ORDER BY t.created_at DESC LIMIT 1;
+    -- An order with its accession in OBR-18, a result without it.
+    IF sid IS NULL AND NULLIF(s->>'filler_order_number', '') IS NOT NULL THEN
+        sid := medgate_scan_by_filler(org, pid, s);
         found_by := 'scan.filler_order_number';
     END IF;
     -- A cancel for a study nobody here knows has nothing to cancel: a

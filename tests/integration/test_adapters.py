@@ -532,6 +532,30 @@ class OrderAdapterTest(GatewayTest):
         self.assertEqual(h.psql(self.db, "SELECT s.priority, q.priority_score FROM scans s "
                                 "JOIN scan_queue q ON q.scan_id = s.id"), [["stat", "4.000"]])
 
+    def test_a_change_without_the_accession_finds_the_order_by_its_filler_number(self):
+        # The NW had its accession in OBR-18; a status message of the ORC
+        # alone (or a short OBR) falls back to the filler number ORC-3 as
+        # its accession, and was AE 204 although the order has that filler
+        # number.
+        self.assertEqual(self.order("FN-1", "NW"), "AA")
+        head = ORM.format(cid="{cid}", ctl="NW").split("ORC|")[0]
+        sc = head.format(cid="FN-2") + "ORC|SC|PL9^RIS|FL9^RIS||IP\r"
+        self.assertEqual(self.send(sc.encode()), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT accession_number, status FROM scans"), [["ACC9", "in_progress"]])
+        xo = head.format(cid="FN-3") + "ORC|XO|PL9^RIS|FL9^RIS\rOBR|1|PL9^RIS|FL9^RIS|70450^CT HEAD^CPT4\r"
+        self.assertEqual(self.send(xo.encode()), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT accession_number, procedure_code, status FROM scans"),
+                         [["ACC9", "70450", "in_progress"]])
+        # Another patient's message with that filler number finds nothing.
+        other = (head.format(cid="FN-4") + "ORC|CA|PL9^RIS|FL9^RIS\r").replace("MRN9", "MRN-OTHER")
+        seg = segments(mllp_exchange(self.gw.mllp_port, other.encode()))
+        self.assertEqual(seg["MSA"][1], "AE")
+        self.assertTrue(seg["ERR"][3].startswith("204^"), seg["ERR"])
+        ca = head.format(cid="FN-5") + "ORC|CA|PL9^RIS|FL9^RIS\r"
+        self.assertEqual(self.send(ca.encode()), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT s.status, q.status FROM scans s JOIN scan_queue q "
+                                "ON q.scan_id = s.id"), [["cancelled", "cancelled"]])
+
     def test_changes_and_cancels_do_not_rewrite_the_patient(self):
         # IHE RAD-13: the PID of a change or cancel is not to update the
         # patient. A CA carrying the RIS's stale copy undid an ADT rename.
