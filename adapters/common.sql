@@ -64,6 +64,19 @@ BEGIN
                              NOT LIKE 'urn:medgate:unqualified|%'
                          AND upper(coalesce(i->>'type_code', ''))
                              NOT IN ('AN', 'VN')
+                       LIMIT 8)
+                     UNION ALL
+                     -- An A40's MRG-1, whose record may be found by one
+                     -- of them (medgate_patient_merge): the same rule.
+                     (SELECT 'id', medgate_identifier_key(i)
+                        FROM jsonb_array_elements(
+                                 CASE jsonb_typeof(inputs[k]->'merge_prior_identifiers')
+                                 WHEN 'array' THEN inputs[k]->'merge_prior_identifiers'
+                                 ELSE '[]' END) AS i
+                       WHERE medgate_identifier_key(i)
+                             NOT LIKE 'urn:medgate:unqualified|%'
+                         AND upper(coalesce(i->>'type_code', ''))
+                             NOT IN ('AN', 'VN')
                        LIMIT 8))
                         AS c(kind, v)
               WHERE coalesce(c.v, '') <> '') AS x

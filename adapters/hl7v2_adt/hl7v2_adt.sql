@@ -71,6 +71,15 @@ BEGIN
     END IF;
     IF prior IS NULL THEN
         prior := medgate_patient_find(org, mrn);
+        -- MRG-1 without an MR-typed identifier (an EMR's enterprise id or
+        -- PI alone): the prior MRN fell back to its first repetition, which
+        -- no record has as its MRN. The record holding that identifier is
+        -- the one to merge, as for any message naming a patient that way
+        -- (medgate_patient_by_identifiers); a placeholder under the PI
+        -- would leave the duplicate live, its studies with it.
+        IF prior IS NULL AND NOT medgate_mrn_typed(mrn, prior_ids) THEN
+            prior := medgate_patient_by_identifiers(org, prior_ids, mrn);
+        END IF;
         IF prior = survivor THEN
             RETURN; -- merged already: a repeat of this merge
         END IF;

@@ -847,6 +847,27 @@ class MergeTest(GatewayTest):
         self.assertEqual(h.scalar(self.db, "SELECT p.medical_record_number FROM scans s "
                                   "JOIN patients p ON p.id = s.patient_id"), "KEEP2")
 
+    def test_merge_naming_the_prior_record_by_another_identifier(self):
+        # MRG-1 with the EMR's enterprise id (PI) alone: a placeholder under
+        # "E5002" was retired and the real duplicate stayed live with its
+        # studies (AA).
+        keep = adt("MP-1", mrn="5001").replace(b"~111^^^USSSA^SS", b"~E5001^^^EPI^PI")
+        dup = adt("MP-2", mrn="5002").replace(b"~111^^^USSSA^SS", b"~E5002^^^EPI^PI")
+        self.assertEqual([self.send(keep), self.send(dup)], ["AA", "AA"])
+        self.assertEqual(self.send(order_for("MP-3", "5002", "ACC-MP")), "AA")
+        a40 = keep.decode().replace("|MP-1|", "|MP-4|").replace("ADT^A01", "ADT^A40").replace(
+            "PV1|1|O\r", "MRG|E5002^^^EPI^PI\r").encode()
+        self.assertEqual(self.send(a40), "AA")
+        survivor = h.scalar(self.db, "SELECT id FROM patients WHERE medical_record_number = '5001'")
+        self.assertEqual(h.psql(self.db, "SELECT medical_record_number, merged_into = :'p1' FROM patients "
+                                "WHERE merged_into IS NOT NULL", survivor), [["5002", "t"]])
+        self.assertEqual(h.scalar(self.db, "SELECT patient_id FROM scans WHERE accession_number = 'ACC-MP'"),
+                         survivor)
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients"), "2")  # no placeholder
+        # The same A40 again changes nothing.
+        self.assertEqual(self.send(a40.replace(b"|MP-4|", b"|MP-5|")), "AA")
+        self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients"), "2")
+
     def test_merge_without_mrg_is_ae_101(self):
         seg = segments(mllp_exchange(self.gw.mllp_port, adt("N-4", ev="A40", mrn="KEEP3")))
         self.assertEqual(seg["MSA"][1], "AE")
