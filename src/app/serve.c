@@ -95,6 +95,12 @@ store_ready(void *arg, char *reason, size_t size)
     return mg_store_status(arg, reason, size);
 }
 
+static bool
+intake_ready(void *arg, char *reason, size_t size)
+{
+    return mg_intake_status(arg, reason, size);
+}
+
 static void
 http_metrics(void *arg, struct mg_buf *out)
 {
@@ -591,6 +597,8 @@ start(struct app *app)
         rc = mg_admin_add_metrics(&app->admin, mllp_metrics, app);
     if (rc == MG_OK)
         rc = open_mllp(app);
+    if (rc == MG_OK && app->intake != NULL)
+        rc = mg_admin_add_ready(&app->admin, intake_ready, app->intake);
     if (rc == MG_OK)
         rc = open_http(app);
     return rc;

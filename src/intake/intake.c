@@ -18,6 +18,7 @@
 
 #include <libpq-fe.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -61,6 +62,12 @@ struct mg_intake {
     unsigned long long batches, batch_messages, failed_batches;
     unsigned long long batched; /* written by a batch function, committed */
     struct mg_log_limit refused_log; /* AE/AR answers: 5 in 10 s */
+    /* Grouped commits the database refused to write (write_refusal()), in
+     * a row since the last one that committed; readiness reads them. */
+    unsigned refused_in_a_row;
+    uint64_t refused_at_us;  /* monotonic, of the last */
+    char refused_state[6];   /* its SQLSTATE */
+    int64_t committed_at_us; /* wall clock of the last commit, 0: none */
 };
 
 
@@ -535,6 +542,11 @@ sqlstate_words(const char *state)
         {"40001", "serialization failure"},
         {"53", "the database server is out of a resource (disk, memory, "
                "connections)"},
+        {"25006", "the database is read-only: a standby (after a failover, "
+                  "or the host name points at a replica), or "
+                  "default_transaction_read_only"},
+        {"25", "invalid transaction state"},
+        {"58", "an I/O or system error on the database server (its disk?)"},
         {"08", "connection to the database lost"},
         {"57P", "the database server is shutting down or restarting"},
         {"42", "the schema does not match this build (run medgate migrate)"},
@@ -545,6 +557,53 @@ sqlstate_words(const char *state)
         if (strncmp(state, words[i][0], strlen(words[i][0])) == 0)
             return words[i][1];
     return "see the database server's log";
+}
+
+/* A failure that says the database takes no writes at all, whatever is
+ * sent: read-only (class 25: a standby), out of disk or memory (53), an
+ * I/O error (58). A lock wait, a deadlock or a refused row is not. */
+static bool
+write_refusal(const char *state)
+{
+    return state != NULL && (strncmp(state, "25", 2) == 0 ||
+                             strncmp(state, "53", 2) == 0 ||
+                             strncmp(state, "58", 2) == 0);
+}
+
+/* Readiness keeps up with the commits: refused ones in a row, or one that
+ * went through. */
+static void
+note_commit(struct mg_intake *in, int rc, const PGresult *res)
+{
+    const char *state = rc == MG_EDB && res != NULL
+                            ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
+                            : NULL;
+
+    if (rc == MG_OK) {
+        in->refused_in_a_row = 0;
+        in->committed_at_us = mg_clock_wall_us();
+    } else if (write_refusal(state)) {
+        in->refused_in_a_row++;
+        in->refused_at_us = mg_clock_mono_us();
+        snprintf(in->refused_state, sizeof(in->refused_state), "%s", state);
+    }
+}
+
+bool
+mg_intake_status(const struct mg_intake *in, char *reason, size_t size)
+{
+    uint64_t since = mg_clock_mono_us() - in->refused_at_us;
+
+    if (in->refused_in_a_row < MG_INTAKE_REFUSED_NOT_READY ||
+        since > (uint64_t)MG_INTAKE_REFUSED_HOLD_MS * 1000)
+        return true;
+    if (size > 0)
+        snprintf(reason, size, "the database refuses writes: %u grouped "
+                 "commits in a row failed, the last %llu s ago, with "
+                 "SQLSTATE %s (%s)", in->refused_in_a_row,
+                 (unsigned long long)(since / 1000000), in->refused_state,
+                 sqlstate_words(in->refused_state));
+    return false;
 }
 
 /* The end of a batch transaction: committed (rc MG_OK) or not. */
@@ -562,6 +621,7 @@ batch_ended(struct flight *f, int rc, PGresult *res)
     in->inflight--;
     in->nflying -= n;
     land(list); /* before any answer: an answer may free its sequence */
+    note_commit(in, rc, res);
     if (rc == MG_OK) {
         deliver(in, list);
     } else if (key_taken(rc, res)) {
@@ -832,8 +892,25 @@ mg_intake_write_metrics(const struct mg_intake *in, struct mg_buf *out)
                          "medgate_intake_failed_batches_total %llu\n"
                          "medgate_intake_batched_messages_total %llu\n"
                          "medgate_intake_pending %zu\n"
-                         "medgate_intake_held_bytes %zu\n",
+                         "medgate_intake_held_bytes %zu\n"
+                         "# HELP medgate_intake_last_commit_timestamp_seconds "
+                         "When a grouped commit last went through (0: none "
+                         "yet). Alert when it stops moving while "
+                         "medgate_intake_pending is above 0.\n"
+                         "# TYPE medgate_intake_last_commit_timestamp_seconds "
+                         "gauge\n"
+                         "medgate_intake_last_commit_timestamp_seconds "
+                         "%.3f\n"
+                         "# HELP medgate_intake_write_refusals_in_a_row "
+                         "Grouped commits the database refused to write "
+                         "(read-only, out of disk, I/O error) since the "
+                         "last that went through.\n"
+                         "# TYPE medgate_intake_write_refusals_in_a_row "
+                         "gauge\n"
+                         "medgate_intake_write_refusals_in_a_row %u\n",
                          in->batches, in->batch_messages, in->failed_batches,
                          in->batched,
-                         mg_intake_pending(in), in->held);
+                         mg_intake_pending(in), in->held,
+                         (double)in->committed_at_us / 1e6,
+                         in->refused_in_a_row);
 }

@@ -159,6 +159,21 @@ bool mg_intake_full(const struct mg_intake *in);
 
 size_t mg_intake_pending(const struct mg_intake *in);
 
+/* A grouped commit refused for a reason that refuses every write
+ * (SQLSTATE class 25 read-only, 53 out of disk or memory, 58 I/O): this
+ * many in a row, with none through since, make the gateway not ready for
+ * MG_INTAKE_REFUSED_HOLD_MS after the last. The store's own check sees a
+ * connection and the right schema, and said ready while no message could
+ * be stored. The hold ends by itself, so that an instance the load
+ * balancer took out of service (and so gets no message to try) comes
+ * back to be tried again. */
+#define MG_INTAKE_REFUSED_NOT_READY 3
+#define MG_INTAKE_REFUSED_HOLD_MS 30000
+
+/* Readiness for /readyz: false, with *reason, while the database refuses
+ * writes (above). */
+bool mg_intake_status(const struct mg_intake *in, char *reason, size_t size);
+
 /* Appends Prometheus text: messages by outcome, batches, batch sizes. */
 void mg_intake_write_metrics(const struct mg_intake *in, struct mg_buf *out);
 

@@ -183,6 +183,50 @@ class TransientAdapterErrorTest(unittest.TestCase):
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM hl7_messages"), "0")
 
 
+class WritesRefusedTest(unittest.TestCase):
+    """A database that takes connections but refuses every write (a
+    standby after a failover: read-only, SQLSTATE 25006; a full disk:
+    53100, raised here by a trigger) answered /readyz 200 while every
+    message went unanswered. Three refused grouped commits in a row make
+    the gateway not ready until one goes through (or 30 s pass without
+    another)."""
+
+    def setUp(self):
+        self.db = h.create_database("wrf")
+        h.migrate(self.db)
+        h.psql(self.db, "CREATE FUNCTION full_disk() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+               " RAISE EXCEPTION 'could not extend file (test)' USING ERRCODE = '53100'; END $$;"
+               "CREATE TRIGGER full_disk BEFORE INSERT ON hl7_messages FOR EACH ROW "
+               "EXECUTE FUNCTION full_disk()")
+        self.gw = h.Gateway(self.db).start()
+
+    def tearDown(self):
+        self.gw.stop()
+
+    def metric(self, name):
+        body = self.gw.get("/metrics")[2]
+        return re.search(r"^%s (\S+)$" % name, body, re.M).group(1)
+
+    def test_a_database_refusing_writes_makes_the_gateway_not_ready(self):
+        for n in range(3):
+            with socket.create_connection(("127.0.0.1", self.gw.mllp_port), timeout=30) as sock:
+                sock.sendall(b"\x0b" + msg("WR-%d" % n, mrn="WR%d" % n) + b"\x1c\r")
+                self.assertEqual(read_until_eof(sock), b"")  # not stored: no ACK
+            if n < 2:
+                self.assertEqual(self.gw.get("/readyz")[0], 200)
+        status, _, body = self.gw.get("/readyz")
+        self.assertEqual((status, body), (503, "not ready: the database refuses writes\n"))
+        self.assertEqual(self.metric("medgate_intake_write_refusals_in_a_row"), "3")
+        self.assertIn("SQLSTATE 53100 (the database server is out of a resource", self.gw.read_log())
+        # The disk is freed: the next message goes through, and it is ready.
+        h.psql(self.db, "DROP TRIGGER full_disk ON hl7_messages")
+        self.assertEqual(segments(h.mllp_exchange(self.gw.mllp_port, msg("WR-9", mrn="WR9")))["MSA"][1], "AA")
+        self.assertEqual(self.gw.get("/readyz")[0], 200)
+        self.assertEqual(self.metric("medgate_intake_write_refusals_in_a_row"), "0")
+        self.assertGreater(float(self.metric("medgate_intake_last_commit_timestamp_seconds")),
+                           time.time() - 60)
+
+
 class QueueFullTest(unittest.TestCase):
     """With the queue full (the database slow), a message is refused
     unread: "resend later", not stored. It used to be parsed, mapped and
