@@ -565,9 +565,11 @@ class OrderAdapterTest(GatewayTest):
         self.assertEqual(self.order("CP-4", "CA"), "AA")
         self.assertEqual(h.psql(self.db, "SELECT last_name, status FROM patients p JOIN scans s "
                                 "ON s.patient_id = p.id"), [["Smith", "cancelled"]])
-        # A new order is the RIS registering the patient: it updates.
-        self.assertEqual(self.order("CP-5", "NW", pid="Roe^Rick"), "AA")
-        self.assertEqual(h.scalar(self.db, "SELECT first_name FROM patients"), "Rick")
+        # A new order is the RIS registering the patient: it updates, the
+        # whole name as sent (a suffix and prefix too).
+        self.assertEqual(self.order("CP-5", "NW", pid="Roe^Rick^^JR^DR"), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT first_name, name_suffix, name_prefix FROM patients"),
+                         [["Rick", "JR", "DR"]])
 
     def test_change_or_cancel_of_unknown_accession_is_ae_204(self):
         for cid, ctl in (("U-1", "CA"), ("U-2", "XO")):
