@@ -587,6 +587,51 @@ load_allow_from(struct loader *l, struct mg_conf_listener *li, json_t *arr,
     }
 }
 
+/* A listener's name labels its metrics and log lines and fills
+ * sync_logs.listener: a word, so that no quote or brace can break the
+ * Prometheus text (one bad line fails the whole scrape). */
+static bool
+listener_name_ok(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)name[i]) && strchr("_.-", name[i]) == NULL)
+            return false;
+    return true;
+}
+
+/* Two listeners with one name would share their metrics' series and
+ * sync_logs.listener; two on one port, the second fails to bind at start. */
+static void
+check_listeners_apart(struct loader *l, const struct mg_conf *c)
+{
+    char where[48], key[96];
+
+    for (int j = 1; j < c->nlisteners; j++) {
+        const struct mg_conf_listener *b = &c->listeners[j];
+
+        snprintf(where, sizeof(where), "mllp.listeners[%d]", j);
+        for (int i = 0; i < j; i++) {
+            const struct mg_conf_listener *a = &c->listeners[i];
+
+            if (a->name && b->name && strcmp(a->name, b->name) == 0)
+                report(l, dotted_key(key, sizeof(key), where, "name"),
+                       "listener %s is named twice", b->name);
+            if (a->port != 0 && a->port == b->port && a->bind && b->bind &&
+                (strcmp(a->bind, b->bind) == 0 ||
+                 strcmp(a->bind, "0.0.0.0") == 0 ||
+                 strcmp(b->bind, "0.0.0.0") == 0 ||
+                 strcmp(a->bind, "::") == 0 || strcmp(b->bind, "::") == 0))
+                report(l, dotted_key(key, sizeof(key), where, "port"),
+                       "port %d is listener %s's already", b->port,
+                       a->name ? a->name : "?");
+        }
+    }
+}
+
 /* Listener number k of the file: its keys are reported as
  * "mllp.listeners[k].key", which also finds their line. */
 static void
@@ -602,6 +647,10 @@ load_listener(struct loader *l, struct mg_conf_listener *li, json_t *v,
 
     check_keys(l, v, where, listener_key);
     li->name = mg_strdup(obj_str(v, "name", "mllp"));
+    if (li->name != NULL && !listener_name_ok(li->name))
+        report(l, dotted_key(key, sizeof(key), where, "name"),
+               "expected 1 to 64 letters, digits, '_', '.' or '-' (it "
+               "labels the listener's metrics and log lines)");
     li->bind = mg_strdup(obj_str(v, "bind", "127.0.0.1"));
     li->port = (int)obj_num(l, v, "port", 2575, 0, 65535, where);
     li->max_connections =
@@ -674,6 +723,7 @@ load_listeners(struct loader *l, struct mg_conf *c, json_t *root)
         }
         load_listener(l, &c->listeners[c->nlisteners++], v, i);
     }
+    check_listeners_apart(l, c);
 }
 
 /* The file's text (NUL-terminated, from mg_malloc), or NULL after saying

@@ -108,6 +108,10 @@ mg_log_write(enum mg_log_level level, const struct mg_log_ctx *ctx,
         }
         if (ctx->peer)
             off = put_field(line, off, size, "peer", ctx->peer, false);
+        if (ctx->listener)
+            off = put_field(line, off, size, "listener", ctx->listener, true);
+        if (ctx->sender)
+            off = put_field(line, off, size, "sender", ctx->sender, true);
         if (ctx->control_id)
             off = put_field(line, off, size, "msh10", ctx->control_id, true);
     }

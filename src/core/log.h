@@ -23,6 +23,8 @@ struct mg_log_ctx {
     uint64_t conn_id;       /* 0 = none */
     const char *peer;       /* "ip:port" or NULL */
     const char *control_id; /* MSH-10 or NULL */
+    const char *listener;   /* an MLLP listener's name or NULL */
+    const char *sender;     /* MSH-3^MSH-4 or NULL */
 };
 
 extern enum mg_log_level mg_log_min_level;

@@ -88,8 +88,8 @@ observe(struct mg_http_request *req, int status)
      * each change of readiness once, not each load balancer probe. */
     if (status >= 400 && !(status == 503 && req->route != NULL &&
                            strcmp(req->route, "readyz") == 0)) {
-        struct mg_log_ctx ctx = {"http", "responding", hc->id, hc->peer,
-                                 NULL};
+        struct mg_log_ctx ctx = {.component = "http", .action = "responding",
+                                 .conn_id = hc->id, .peer = hc->peer};
         mg_log_limited(status >= 500 ? &hc->s->error_log : &hc->s->answer_log,
                        status >= 500 ? MG_LOG_WARN : MG_LOG_INFO, &ctx,
                        "status=%d route=%s", status, req->route);
@@ -108,8 +108,9 @@ mg_http_respond(struct mg_http_request *req, int status,
     int rc;
 
     if (!req->active) {
-        struct mg_log_ctx ctx = {"http", "responding", req->hc->id,
-                                 req->hc->peer, NULL};
+        struct mg_log_ctx ctx = {.component = "http", .action = "responding",
+                                 .conn_id = req->hc->id,
+                                 .peer = req->hc->peer};
         mg_log(MG_LOG_ERROR, &ctx, "respond called twice: status=%d", status);
         return;
     }

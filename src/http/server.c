@@ -26,7 +26,8 @@ static void
 log_ctx(const struct mg__http_conn *hc, struct mg_log_ctx *ctx,
         const char *action)
 {
-    *ctx = (struct mg_log_ctx){"http", action, hc->id, hc->peer, NULL};
+    *ctx = (struct mg_log_ctx){.component = "http", .action = action,
+                              .conn_id = hc->id, .peer = hc->peer};
 }
 
 static void

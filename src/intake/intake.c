@@ -41,6 +41,8 @@
  * into smaller batches, each paying the statement's fixed cost. */
 #define MAX_INFLIGHT 8
 
+#define REFUSED_LOGS 16
+
 struct mg_intake {
     uv_loop_t *loop;
     struct mg_store *store;
@@ -61,7 +63,13 @@ struct mg_intake {
     unsigned long long outcome[MG__INTAKE_NOUTCOMES];
     unsigned long long batches, batch_messages, failed_batches;
     unsigned long long batched; /* written by a batch function, committed */
-    struct mg_log_limit refused_log; /* AE/AR answers: 5 in 10 s */
+    /* AE/AR answers: 5 in 10 s a listener, so that one flooding sender
+     * does not hide another listener's refusals (REFUSED_LOGS listeners;
+     * any more share the last) */
+    struct {
+        const struct mg_conf_listener *listener;
+        struct mg_log_limit limit;
+    } refused_log[REFUSED_LOGS];
     /* Grouped commits the database refused to write (write_refusal()), in
      * a row since the last one that committed; readiness reads them. */
     unsigned refused_in_a_row;
@@ -146,7 +154,8 @@ mg_intake_new(uv_loop_t *loop, struct mg_store *store,
     in->loop = loop;
     in->store = store;
     in->opts = *opts;
-    in->refused_log = MG_LOG_LIMIT_INIT(5, 10);
+    for (size_t i = 0; i < REFUSED_LOGS; i++)
+        in->refused_log[i].limit = MG_LOG_LIMIT_INIT(5, 10);
     if (in->opts.batch_max <= 0)
         in->opts.batch_max = 256;
     if (in->opts.queue_max <= 0)
@@ -286,27 +295,62 @@ mg_intake_pending(const struct mg_intake *in)
     return in->waiting + in->nflying;
 }
 
-/* A refused message (stored failed or rejected): a line, limited, so that
- * a sender of bad messages shows in the log. Codes, locations and the
- * listener, never the error text (it may quote a value of the message). */
+/* The limit of listener li's refusal lines. */
+static struct mg_log_limit *
+refused_limit(struct mg_intake *in, const struct mg_conf_listener *li)
+{
+    size_t i;
+
+    for (i = 0; i < REFUSED_LOGS - 1; i++) {
+        if (in->refused_log[i].listener == li)
+            break;
+        if (in->refused_log[i].listener == NULL) {
+            in->refused_log[i].listener = li;
+            break;
+        }
+    }
+    return &in->refused_log[i].limit;
+}
+
+/* A refused message (stored failed or rejected, or a control id reused
+ * with another payload): a WARN line, limited a listener, so that a sender
+ * of bad messages shows in the log at the usual production level. The
+ * listener, the sender (MSH-3^MSH-4), MSH-10 and the peer as fields; codes
+ * and locations, never the error text (it may quote a value). */
 static void
 log_refusal(struct mg_intake *in, const struct mg__intake_item *it)
 {
-    static const struct mg_log_ctx ctx = {.component = "intake",
-                                          .action = "answering"};
+    struct mg_log_ctx ctx = {.component = "intake", .action = "answering"};
+    char sender[160];
 
     if (it->lost || (it->outcome != MG__INTAKE_FAILED &&
-                     it->outcome != MG__INTAKE_REJECTED))
+                     it->outcome != MG__INTAKE_REJECTED &&
+                     it->outcome != MG__INTAKE_DUPLICATE_CONFLICT))
         return;
-    mg_log_limited(&in->refused_log, MG_LOG_INFO, &ctx,
-                   "message from listener %s, sender %s, refused: %s at %s "
-                   "(stored %s: hl7_messages.error says why)",
-                   it->listener ? it->listener->name : "?",
-                   it->col[COL_APP] ? it->col[COL_APP] : "?",
-                   it->col[COL_ACK_CODE] ? it->col[COL_ACK_CODE] : "no ACK",
-                   it->col[COL_ERROR_LOCATION] ? it->col[COL_ERROR_LOCATION]
-                                               : "-",
-                   it->outcome == MG__INTAKE_FAILED ? "failed" : "rejected");
+    snprintf(sender, sizeof(sender), "%s^%s",
+             it->col[COL_APP] ? it->col[COL_APP] : "",
+             it->col[COL_FAC] ? it->col[COL_FAC] : "");
+    ctx.listener = it->listener ? it->listener->name : NULL;
+    ctx.sender = sender;
+    ctx.control_id = it->col[COL_CONTROL_ID];
+    ctx.peer = it->col[COL_PEER];
+    if (it->outcome == MG__INTAKE_DUPLICATE_CONFLICT)
+        mg_log_limited(refused_limit(in, it->listener), MG_LOG_WARN, &ctx,
+                       "refused: AE 205, the control id (MSH-10) of an "
+                       "earlier message with another payload (the new one "
+                       "is stored with status duplicate; the sender must "
+                       "use a new MSH-10)");
+    else
+        mg_log_limited(refused_limit(in, it->listener), MG_LOG_WARN, &ctx,
+                       "refused: %s at %s (stored %s: hl7_messages.error "
+                       "says why)",
+                       it->col[COL_ACK_CODE] ? it->col[COL_ACK_CODE]
+                                             : "no ACK",
+                       it->col[COL_ERROR_LOCATION]
+                           ? it->col[COL_ERROR_LOCATION]
+                           : "-",
+                       it->outcome == MG__INTAKE_FAILED ? "failed"
+                                                        : "rejected");
 }
 
 /* Hands out the answers of a committed batch. Items the database could not

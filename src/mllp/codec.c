@@ -42,6 +42,12 @@ mg_mllp_decoder_in_frame(const struct mg_mllp_decoder *d)
     return d->state == ST_BODY || d->state == ST_DISCARD;
 }
 
+size_t
+mg_mllp_decoder_partial(const struct mg_mllp_decoder *d)
+{
+    return d->state == ST_BODY && !d->held ? d->buf.len : 0;
+}
+
 /* Index of the first SB or EB in p[i..n), or n. */
 static size_t
 find_mark(const char *p, size_t i, size_t n)

@@ -102,6 +102,10 @@ MG_MUST_CHECK int mg_mllp_decoder_feed(struct mg_mllp_decoder *d,
  * arrival timeout). */
 bool mg_mllp_decoder_in_frame(const struct mg_mllp_decoder *d);
 
+/* The bytes of the unfinished frame kept so far (for the log when the
+ * connection ends before its end block), 0 when none are kept. */
+size_t mg_mllp_decoder_partial(const struct mg_mllp_decoder *d);
+
 /* Appends SB payload EB CR to out. MG_OK; MG_EINVAL when payload holds SB
  * or EB (it would break the framing); MG_ETOOBIG (out's maximum) or
  * MG_ENOMEM, with out unchanged. */

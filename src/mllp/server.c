@@ -62,9 +62,10 @@ struct mg_mllp_server {
     unsigned long long junk_bytes; /* outside frames, of closed connections */
     unsigned long long not_allowed; /* peers outside allow_from, closed */
     unsigned long long over_address; /* over max_connections_per_address */
+    unsigned long long unfinished;   /* connections ended inside a frame */
     /* lines a sender can repeat at will: 5 each per 10 s a listener */
     struct mg_log_limit not_stored_log, oversize_log, junk_log, allow_log,
-        address_log;
+        address_log, unfinished_log;
 };
 
 static void flush_slots(struct mllp_conn *mc);
@@ -234,9 +235,15 @@ on_intake_done(void *arg, int rc, const char *ack, size_t ack_len)
         slot_fill(s, SLOT_SEND_CLOSE, ack, ack_len);
     else {
         /* Not stored: no ACK. Closing makes the sender retransmit. */
-        mg_log_limited(&mc->srv->not_stored_log, MG_LOG_WARN, &mc->log,
-                       "message not stored (%s): closing without ACK so the "
-                       "sender retries", mg_strerror(rc));
+        if (rc == MG_EINDOUBT)
+            mg_log_limited(&mc->srv->not_stored_log, MG_LOG_WARN, &mc->log,
+                           "message's commit outcome unknown (it may be "
+                           "stored: its resend then gets the original ACK): "
+                           "closing without ACK so the sender retries");
+        else
+            mg_log_limited(&mc->srv->not_stored_log, MG_LOG_WARN, &mc->log,
+                           "message not stored (%s): closing without ACK so "
+                           "the sender retries", mg_strerror(rc));
         slot_fill(s, SLOT_CLOSE, NULL, 0);
     }
     flush_slots(mc);
@@ -296,7 +303,13 @@ on_idle(struct mg_net_conn *c)
                                 on_idle);
         return;
     }
-    mg_log(MG_LOG_INFO, &mc->log, "idle timeout, closing");
+    if (mg_mllp_decoder_in_frame(&mc->dec))
+        mg_log_limited(&mc->srv->unfinished_log, MG_LOG_WARN, &mc->log,
+                       "idle timeout in the middle of a frame (%zu bytes "
+                       "and no end block 0x1C): dropped, closing",
+                       mg_mllp_decoder_partial(&mc->dec));
+    else
+        mg_log(MG_LOG_INFO, &mc->log, "idle timeout, closing");
     mg_net_conn_close(c);
 }
 
@@ -420,8 +433,10 @@ static int
 on_accept(struct mg_net_conn *c)
 {
     struct mg_mllp_server *srv = mg_net_listener_data(mg_net_conn_listener(c));
-    struct mg_log_ctx peer = {"mllp", NULL, mg_net_conn_id(c),
-                              mg_net_conn_peer(c), NULL};
+    struct mg_log_ctx peer = {.component = "mllp",
+                              .conn_id = mg_net_conn_id(c),
+                              .peer = mg_net_conn_peer(c),
+                              .listener = srv->conf->name};
     struct mllp_conn *mc;
 
     if (srv->draining)
@@ -451,6 +466,7 @@ on_accept(struct mg_net_conn *c)
     mc->log.component = "mllp";
     mc->log.conn_id = mg_net_conn_id(c);
     mc->log.peer = mg_net_conn_peer(c);
+    mc->log.listener = srv->conf->name;
     mg_net_conn_set_data(c, mc);
     mg_net_conn_set_timeout(c, (unsigned)srv->conf->idle_timeout_ms, on_idle);
     mg_log(MG_LOG_DEBUG, &mc->log, "connected to listener %s",
@@ -471,6 +487,15 @@ on_close(struct mg_net_conn *c)
      * no frame at all; counted always (a sender ending frames with CR LF
      * leaves one byte between frames, which is no fault worth a line). */
     mc->srv->junk_bytes += mc->dec.stats.junk;
+    /* A sender whose end block never comes (a broken 0x1C, a firewall
+     * that cuts large frames) loses its message here without an answer. */
+    if (mg_mllp_decoder_in_frame(&mc->dec)) {
+        mc->srv->unfinished++;
+        mg_log_limited(&mc->srv->unfinished_log, MG_LOG_WARN, &mc->log,
+                       "connection ended in the middle of a frame (%zu "
+                       "bytes and no end block 0x1C): dropped",
+                       mg_mllp_decoder_partial(&mc->dec));
+    }
     if (mc->dec.stats.junk > 0 && mc->dec.stats.frames == 0)
         mg_log_limited(&mc->srv->junk_log, MG_LOG_WARN, &mc->log,
                        "connection ended with %llu bytes and no MLLP frame, "
@@ -500,6 +525,7 @@ mg_mllp_server_open(struct uv_loop_s *loop,
     s->junk_log = MG_LOG_LIMIT_INIT(5, 10);
     s->allow_log = MG_LOG_LIMIT_INIT(5, 10);
     s->address_log = MG_LOG_LIMIT_INIT(5, 10);
+    s->unfinished_log = MG_LOG_LIMIT_INIT(5, 10);
     memset(&opts, 0, sizeof(opts));
     opts.bind = conf->bind;
     opts.port = conf->port;
@@ -509,6 +535,7 @@ mg_mllp_server_open(struct uv_loop_s *loop,
     opts.on_read = on_read;
     opts.on_close = on_close;
     opts.data = s;
+    opts.name = conf->name;
     rc = mg_net_listener_open(loop, &opts, &s->listener);
     if (rc != MG_OK) {
         mg_free(s);
@@ -593,9 +620,10 @@ mg_mllp_server_write_metrics(const struct mg_mllp_server *s,
         "medgate_mllp_oversize_frames_total{listener=\"%s\"} %llu\n"
         "medgate_mllp_skipped_bytes_total{listener=\"%s\"} %llu\n"
         "medgate_mllp_not_allowed_total{listener=\"%s\"} %llu\n"
-        "medgate_mllp_address_limit_total{listener=\"%s\"} %llu\n",
+        "medgate_mllp_address_limit_total{listener=\"%s\"} %llu\n"
+        "medgate_mllp_unfinished_frames_total{listener=\"%s\"} %llu\n",
         n, st.open, n, (unsigned long long)st.accepted, n,
         (unsigned long long)st.rejected, n, s->frames, n, s->acks_sent, n,
         s->oversize, n, s->junk_bytes, n, s->not_allowed, n,
-        s->over_address);
+        s->over_address, n, s->unfinished);
 }

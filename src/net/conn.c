@@ -62,8 +62,8 @@ mg__net_conn_close_handles(struct mg_net_conn *c)
         uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }
 
-static void
-format_peer(struct mg_net_conn *c)
+void
+mg__net_conn_format_peer(struct mg_net_conn *c)
 {
     struct sockaddr_storage ss;
     char ip[INET6_ADDRSTRLEN] = "?";
@@ -99,7 +99,7 @@ mg__net_conn_accepted(struct mg_net_conn *c)
     (void)uv_tcp_nodelay(&c->tcp, 1);
     if (l->o.keepalive_s > 0)
         (void)uv_tcp_keepalive(&c->tcp, 1, l->o.keepalive_s);
-    format_peer(c);
+    mg__net_conn_format_peer(c);
     c->id = atomic_fetch_add(&last_conn_id, 1) + 1;
     if (l->o.on_accept(c) != MG_OK)
         goto out_reject;
@@ -164,7 +164,8 @@ update_reading(struct mg_net_conn *c)
     }
     rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (rc < 0) {
-        struct mg_log_ctx ctx = {"net", "reading", c->id, c->peer, NULL};
+        struct mg_log_ctx ctx = {.component = "net", .action = "reading",
+                                 .conn_id = c->id, .peer = c->peer};
         mg_log(MG_LOG_WARN, &ctx, "read start failed: %s", mg_strerror(rc));
         mg_net_conn_abort(c);
         return;

@@ -131,6 +131,16 @@ on_connection(uv_stream_t *server, int status)
     /* Accepting and closing at once tells the client "not now" right away,
      * instead of leaving it in the backlog until its own timeout. */
     if (l->o.max_connections > 0 && l->st.open >= l->o.max_connections) {
+        struct mg_log_ctx ctx = {.component = "net", .action = "accepting",
+                                 .peer = c->peer, .listener = l->o.name};
+
+        mg__net_conn_format_peer(c);
+        /* Said, limited: a few stuck or half-open peers can hold every
+         * slot until their idle timeout, and the sender that matters sees
+         * only connections reset. */
+        mg_log_limited(&l->full_log, MG_LOG_WARN, &ctx,
+                       "at max_connections (%u open): connection closed",
+                       l->o.max_connections);
         l->st.rejected++;
         c->closing = true;
         mg__net_conn_close_handles(c);
@@ -203,6 +213,7 @@ mg_net_listener_open(uv_loop_t *loop, const struct mg_net_listener_opts *opts,
     strcpy(l->bind, bind);
     l->o.bind = l->bind;
     listener_defaults(&l->o);
+    l->full_log = MG_LOG_LIMIT_INIT(5, 10);
     l->rbuf = mg_malloc(MG__NET_READ_BUF);
     if (l->rbuf == NULL) {
         rc = MG_ENOMEM;

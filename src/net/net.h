@@ -70,6 +70,7 @@ struct mg_net_listener_opts {
     mg_net_read_cb on_read;     /* required */
     mg_net_close_cb on_close;   /* optional */
     void *data;                 /* the listener's user data */
+    const char *name;           /* for log lines (borrowed); may be NULL */
 };
 
 /* Counters of a listener, for metrics. */

@@ -5,6 +5,7 @@
 
 #include <uv.h>
 
+#include "core/log.h"
 #include "net/net.h"
 
 /* One read buffer per listener: reads are delivered synchronously and
@@ -21,6 +22,7 @@ struct mg_net_listener {
     struct mg_net_conn *conns;     /* all connections, closing ones too */
     unsigned nconns;               /* length of conns */
     struct mg_net_stats st;
+    struct mg_log_limit full_log;  /* "at max_connections" lines */
     char *rbuf;                    /* MG__NET_READ_BUF bytes, owned */
     bool closing;                  /* mg_net_listener_close was called */
     mg_net_listener_closed_cb on_closed;
@@ -53,6 +55,8 @@ struct mg_net_conn {
 /* Sets up a freshly accepted connection and hands it to on_accept
  * (conn.c). c->tcp is initialised and accepted, c is linked in l. */
 void mg__net_conn_accepted(struct mg_net_conn *c);
+/* Fills c->peer ("ip:port") from the socket. */
+void mg__net_conn_format_peer(struct mg_net_conn *c);
 /* Closes the handles of c, which is then unlinked and freed (conn.c). */
 void mg__net_conn_close_handles(struct mg_net_conn *c);
 /* A connection of l is gone: frees l if it was the last (listener.c). */

@@ -227,6 +227,67 @@ class WritesRefusedTest(unittest.TestCase):
                            time.time() - 60)
 
 
+class OperatorSignalsTest(unittest.TestCase):
+    """What the on-call engineer reads at log.level warn: each refusal as a
+    WARN line with the listener, the sender (MSH-3^MSH-4), MSH-10 and the
+    peer as fields, a reused control id too, limited a listener (one
+    flooding sender hid another listener's refusals); a listener at
+    max_connections and a frame cut off before its end block are said."""
+
+    def setUp(self):
+        self.db = h.create_database("ops")
+        h.migrate(self.db)
+        self.ris, self.emr = h.free_port(), h.free_port()
+        any_sender = [{"application": "*", "facility": "*", "organization_id": h.DEMO_ORG}]
+        self.gw = h.Gateway(self.db, config={"log": {"level": "warn"}, "mllp": {"listeners": [
+            {"name": "ris", "port": self.ris, "max_connections": 1, "senders": any_sender},
+            {"name": "emr", "port": self.emr, "senders": any_sender}]}}).start()
+
+    def tearDown(self):
+        self.gw.stop()
+
+    def lines(self, *words):
+        return [l for l in self.gw.read_log().splitlines() if all(w in l for w in words)]
+
+    def test_refusals_and_a_reused_control_id_are_warn_lines_with_fields(self):
+        self.assertEqual(segments(h.mllp_exchange(self.ris, msg("OPS-1", mrn="")))["MSA"][1], "AE")
+        self.assertEqual(segments(h.mllp_exchange(self.ris, msg("OPS-2")))["MSA"][1], "AA")
+        self.assertEqual(segments(h.mllp_exchange(self.ris, msg("OPS-2", mrn="OTHER")))["MSA"][1], "AE")
+        refused = self.lines("level=warn", 'msh10="OPS-1"')
+        self.assertEqual(len(refused), 1, self.gw.read_log())
+        self.assertIn('listener="ris" sender="RIS^RAD"', refused[0])
+        self.assertIn("peer=127.0.0.1", refused[0])
+        self.assertIn("refused: AE at PID^1^3", refused[0])
+        reused = self.lines("level=warn", 'msh10="OPS-2"')
+        self.assertEqual(len(reused), 1, self.gw.read_log())
+        self.assertIn("refused: AE 205, the control id (MSH-10) of an earlier message", reused[0])
+
+    def test_one_listener_flooding_does_not_hide_anothers_refusals(self):
+        with socket.create_connection(("127.0.0.1", self.emr), timeout=30) as sock:
+            sock.sendall(b"".join(b"\x0b" + msg("FL-%d" % n, mrn="") + b"\x1c\r" for n in range(12)))
+            self.assertEqual(len(read_acks(sock, 12)), 12)
+        self.assertEqual(segments(h.mllp_exchange(self.ris, msg("OTHER-1", mrn="")))["MSA"][1], "AE")
+        self.assertEqual(len(self.lines('listener="emr"', "refused:")), 5)  # its limit: 5 in 10 s
+        self.assertEqual(len(self.lines('listener="ris"', 'msh10="OTHER-1"')), 1, self.gw.read_log())
+
+    def test_max_connections_and_an_unfinished_frame_are_said(self):
+        with socket.create_connection(("127.0.0.1", self.ris), timeout=10) as held:
+            self.assertEqual(segments(h.mllp_exchange(self.emr, msg("UP-1")))["MSA"][1], "AA")  # settled
+            with socket.create_connection(("127.0.0.1", self.ris), timeout=10) as late:
+                self.assertEqual(read_until_eof(late), b"")  # closed at once
+            held.sendall(b"\x0b" + msg("HALF-1")[:40])  # no end block, then gone
+        deadline = time.time() + 10
+        while time.time() < deadline and not self.lines("middle of a frame"):
+            time.sleep(0.1)
+        full = self.lines("level=warn", "at max_connections (1 open): connection closed")
+        self.assertEqual(len(full), 1, self.gw.read_log())
+        self.assertIn('listener="ris"', full[0])
+        cut = self.lines("level=warn", 'listener="ris"',
+                         "connection ended in the middle of a frame (40 bytes and no end block 0x1C)")
+        self.assertEqual(len(cut), 1, self.gw.read_log())
+        self.assertIn('medgate_mllp_unfinished_frames_total{listener="ris"} 1', self.gw.get("/metrics")[2])
+
+
 class QueueFullTest(unittest.TestCase):
     """With the queue full (the database slow), a message is refused
     unread: "resend later", not stored. It used to be parsed, mapped and

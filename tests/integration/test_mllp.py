@@ -359,8 +359,9 @@ class AckRulesTest(unittest.TestCase):
         deadline = time.time() + 5
         while time.time() < deadline and "refused: AR" not in self.gw.read_log():
             time.sleep(0.05)
-        self.assertRegex(self.gw.read_log(), r"level=info component=intake .*message from listener test, "
-                                             r"sender RIS, refused: AR at MSH\^1\^12")
+        self.assertRegex(self.gw.read_log(), r"level=warn component=intake .* listener=\"test\" "
+                                             r"sender=\"RIS\^RAD\" msh10=\"PEER-3\" "
+                                             r"msg=\"refused: AR at MSH\^1\^12")
 
     def test_repeated_message_gets_the_original_ack_and_is_stored_once(self):
         first = mllp_exchange(self.gw.mllp_port, msg("DUP-1"))

@@ -187,8 +187,9 @@ test_log_long_values_keep_line_well_formed(void **state)
 {
     static char id[2100], quotes[1001];
     char line[4096];
-    struct mg_log_ctx ctx = {"mllp", "reading frame", 7, "10.0.0.1:4000",
-                             id};
+    struct mg_log_ctx ctx = {.component = "mllp", .action = "reading frame",
+                             .conn_id = 7, .peer = "10.0.0.1:4000",
+                             .control_id = id};
     size_t n;
 
     (void)state;
@@ -467,6 +468,53 @@ test_conf_errors_name_the_listener_and_sender(void **state)
     unlink(path);
 }
 
+/* A listener's name labels metrics: one with a quote made the Prometheus
+ * text invalid and failed the whole scrape. Two listeners with one name
+ * shared their series; two on one port failed only at start. */
+static void
+test_conf_listener_names_and_ports(void **state)
+{
+    struct mg_conf c;
+    char out[1024];
+
+    (void)state;
+    assert_int_equal(load_text(&c,
+                               "{\"mllp\": {\"listeners\": ["
+                               "{\"name\": \"ris \\\"main\\\"\", \"port\": 2600}]}}",
+                               out, sizeof(out)),
+                     MG_ECONF);
+    if (strstr(out, "mllp.listeners[0].name: expected 1 to 64 letters") == NULL)
+        fail_msg("got \"%s\"", out);
+    mg_conf_dispose(&c);
+    assert_int_equal(load_text(&c,
+                               "{\"mllp\": {\"listeners\": ["
+                               "{\"name\": \"ris\", \"port\": 2600},"
+                               "{\"name\": \"ris\", \"port\": 2601},"
+                               "{\"name\": \"emr\", \"port\": 2600,"
+                               " \"bind\": \"0.0.0.0\"},"
+                               "{\"name\": \"lab\", \"port\": 2600,"
+                               " \"bind\": \"10.0.0.1\"}]}}",
+                               out, sizeof(out)),
+                     MG_ECONF);
+    if (strstr(out, "mllp.listeners[1].name: listener ris is named twice") ==
+            NULL ||
+        strstr(out, "mllp.listeners[2].port: port 2600 is listener ris's "
+                    "already") == NULL ||
+        strstr(out, "mllp.listeners[3].port: port 2600 is listener emr's "
+                    "already") == NULL ||
+        strstr(out, "mllp.listeners[3].port: port 2600 is listener ris's") !=
+            NULL) /* 10.0.0.1 and 127.0.0.1 are two sockets */
+        fail_msg("got \"%s\"", out);
+    mg_conf_dispose(&c);
+    assert_int_equal(load_text(&c,
+                               "{\"mllp\": {\"listeners\": ["
+                               "{\"name\": \"ris-1.main_a\", \"port\": 0},"
+                               "{\"name\": \"emr\", \"port\": 0}]}}",
+                               out, sizeof(out)),
+                     MG_OK);
+    mg_conf_dispose(&c);
+}
+
 /* A misspelt listener or sender key was ignored without a word, and the
  * default silently used (a sender's "charest" decodes 8859/1 as UTF-8). */
 static void
@@ -733,6 +781,7 @@ main(void)
         cmocka_unit_test(test_conf_refuses_values_it_cannot_use),
         cmocka_unit_test(test_conf_refuses_unknown_listener_keys),
         cmocka_unit_test(test_conf_errors_name_the_listener_and_sender),
+        cmocka_unit_test(test_conf_listener_names_and_ports),
         cmocka_unit_test(test_conf_warns_of_unknown_env_variables),
         cmocka_unit_test(test_conf_commit_timeout),
         cmocka_unit_test(test_log_limit),
