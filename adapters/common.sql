@@ -639,6 +639,26 @@ BEGIN
            OR medgate_patient_by_identifiers(org, ids, mrn) IS NULL;
 END $$;
 
+-- The scan of accession number acc that is requested procedure rp (when
+-- the message names one: OBR-19, IPC-2). One order, one accession, may
+-- request several procedures (IHE: an Imaging Service Request holds 1..n
+-- Requested Procedures, each its own study with its own UID), sent as one
+-- ORC/OBR group each: the procedure is part of the key, or the second
+-- group overwrote the first study (AA, the first procedure gone). A scan
+-- of acc without a requested procedure id (an order placed without it)
+-- is taken too; NULL when acc has only other procedures. Without rp, the
+-- latest scan of acc.
+CREATE OR REPLACE FUNCTION medgate_scan_of_order(org uuid, acc text, rp text)
+RETURNS uuid LANGUAGE sql STABLE AS $$
+    SELECT t.id FROM scans t
+     WHERE t.organization_id = org AND t.accession_number = acc
+       AND (rp IS NULL OR t.requested_procedure_id IS NULL
+            OR t.requested_procedure_id = rp)
+     ORDER BY t.requested_procedure_id IS NOT DISTINCT FROM rp DESC,
+              t.created_at DESC
+     LIMIT 1
+$$;
+
 -- The scan of patient pid whose filler order number is the message's
 -- (s: its mapped scan.*), when the message's accession number is that
 -- filler number or it has none: the order came with its accession in

@@ -21,6 +21,7 @@ DECLARE
     s jsonb := medgate_order_scan(input->'scan', org);
     ctl text := upper(coalesce(input->'order'->>'control', ''));
     acc text := s->>'accession_number';
+    rp text := NULLIF(s->>'requested_procedure_id', '');
     uid text := NULLIF(s->>'study_instance_uid', '');
     pid uuid;
     sid uuid;
@@ -42,9 +43,19 @@ BEGIN
             USING ERRCODE = 'MG101', DETAIL = 'scan.accession_number';
     END IF;
     PERFORM medgate_lock(org, 'acc', acc);
-    SELECT t.id, t.status, t.priority INTO sid, was, old_prio FROM scans t
-     WHERE t.organization_id = org AND t.accession_number = acc
-     ORDER BY t.created_at DESC LIMIT 1;
+    sid := medgate_scan_of_order(org, acc, rp);
+    IF sid IS NOT NULL THEN
+        SELECT t.status, t.priority INTO was, old_prio FROM scans t
+         WHERE t.id = sid;
+    -- The order is known, this requested procedure of it is not: a NW
+    -- adds its study (below); a change names a procedure never ordered.
+    ELSIF ctl <> 'NW' AND EXISTS (SELECT 1 FROM scans t
+                                   WHERE t.organization_id = org
+                                     AND t.accession_number = acc) THEN
+        RAISE EXCEPTION 'order control %: the order with accession number % '
+                        'has no requested procedure %', ctl, acc, rp
+            USING ERRCODE = 'MG204', DETAIL = 'scan.requested_procedure_id';
+    END IF;
     -- A result that named only its study (the UID, no accession) may have
     -- come first and created the scan (medgate_adapter_hl7v2_result). The
     -- order is for that study: it gives the scan its accession, then goes
@@ -79,6 +90,15 @@ BEGIN
             USING ERRCODE = 'MG204', DETAIL = 'scan.accession_number';
     END IF;
     IF sid IS NULL THEN
+        -- Another requested procedure of a known order is the same
+        -- patient's, as the order's own scan would be.
+        IF EXISTS (SELECT 1 FROM scans t
+                    WHERE t.organization_id = org AND t.accession_number = acc
+                      AND t.patient_id <> pid) THEN
+            RAISE EXCEPTION 'the accession number names a study of another '
+                            'patient'
+                USING ERRCODE = 'MG204', DETAIL = 'scan.accession_number';
+        END IF;
         PERFORM medgate_scans_order(ARRAY[org], ARRAY[pid], ARRAY[s],
                                     ARRAY[input->'order']);
         RETURN;

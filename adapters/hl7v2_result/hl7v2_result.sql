@@ -45,9 +45,8 @@ BEGIN
         PERFORM medgate_lock(org, 'uid', uid); -- a study named by UID only
     END IF;
     IF acc IS NOT NULL THEN
-        SELECT t.id INTO sid FROM scans t
-         WHERE t.organization_id = org AND t.accession_number = acc
-         ORDER BY t.created_at DESC LIMIT 1;
+        sid := medgate_scan_of_order(org, acc,
+                                     NULLIF(s->>'requested_procedure_id', ''));
     END IF;
     IF sid IS NULL AND uid IS NOT NULL THEN
         SELECT t.id INTO sid FROM scans t
@@ -72,9 +71,11 @@ BEGIN
     IF sid IS NULL THEN
         INSERT INTO scans (organization_id, patient_id, accession_number,
             study_instance_uid, placer_order_number, filler_order_number,
-            status, source)
+            requested_procedure_id, status, source)
         VALUES (org, pid, acc, uid, s->>'placer_order_number',
-                s->>'filler_order_number', 'completed', 'hl7v2')
+                s->>'filler_order_number',
+                NULLIF(s->>'requested_procedure_id', ''), 'completed',
+                'hl7v2')
         RETURNING id INTO sid;
     ELSE
         PERFORM medgate_scan_same_patient(sid, pid, found_by);

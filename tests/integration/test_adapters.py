@@ -556,6 +556,39 @@ class OrderAdapterTest(GatewayTest):
         self.assertEqual(h.psql(self.db, "SELECT s.status, q.status FROM scans s JOIN scan_queue q "
                                 "ON q.scan_id = s.id"), [["cancelled", "cancelled"]])
 
+    def test_two_requested_procedures_of_one_accession_are_two_studies(self):
+        # IHE: one order (accession Q1) requests two procedures, each its
+        # own ORC/OBR with its OBR-19 and ZDS study UID. The second group
+        # overwrote the first scan (AA): the chest CT was gone.
+        head = ("MSH|^~\\&|RIS|RAD|MEDGATE|HOSP|20240101120000||ORM^O01^ORM_O01|{cid}|P|2.3.1\r"
+                "PID|1||MRN9^^^HOSP^MR||Roe^Richard||19700101|M\r")
+        def group(ctl, rp, code, uid, status=""):
+            return ("ORC|%s|PQ1|FQ1||%s\r" % (ctl, status) +
+                    "OBR|1|PQ1|FQ1|%s^CT %s^L||||||||||||||Q1|%s|||||CT\r" % (code, code, rp) +
+                    "ZDS|%s^100^Application^DICOM\r" % uid)
+        nw = head.format(cid="MR-1") + group("NW", "RPQ1", "CHEST", "1.2.840.99.1.1") + \
+            group("NW", "RPQ2", "ABD", "1.2.840.99.1.2")
+        self.assertEqual(self.send(nw.encode()), "AA")
+        scans = ("SELECT s.requested_procedure_id, s.procedure_code, s.study_instance_uid, s.status, q.status "
+                 "FROM scans s JOIN scan_queue q ON q.scan_id = s.id ORDER BY 1")
+        self.assertEqual(h.psql(self.db, scans),
+                         [["RPQ1", "CHEST", "1.2.840.99.1.1", "ordered", "waiting"],
+                          ["RPQ2", "ABD", "1.2.840.99.1.2", "ordered", "waiting"]])
+        # A status for one procedure moves that study only.
+        sc = head.format(cid="MR-2") + group("SC", "RPQ1", "CHEST", "1.2.840.99.1.1", "IP")
+        self.assertEqual(self.send(sc.encode()), "AA")
+        self.assertEqual([r[3] for r in h.psql(self.db, scans)], ["in_progress", "ordered"])
+        # A change naming a procedure the order never had: AE 204 at OBR-19.
+        seg = segments(mllp_exchange(self.gw.mllp_port, (head.format(cid="MR-3") + group(
+            "XO", "RPQ9", "HEAD", "1.2.840.99.1.9")).encode()))
+        self.assertEqual(seg["MSA"][1], "AE")
+        self.assertTrue(seg["ERR"][1].startswith("OBR^1^19^204&"), seg["ERR"])  # v2.3.1: ERR-1
+        # The report for the abdomen (accession and OBR-19) is the abdomen's.
+        result = oru("MR-4", "Q1").decode().replace("|Q1|", "|Q1|RPQ2|", 1)
+        self.assertEqual(self.send(result.encode()), "AA")
+        self.assertEqual(h.psql(self.db, "SELECT s.requested_procedure_id FROM reports r JOIN scans s "
+                                "ON s.id = r.scan_id"), [["RPQ2"]])
+
     def test_changes_and_cancels_do_not_rewrite_the_patient(self):
         # IHE RAD-13: the PID of a change or cancel is not to update the
         # patient. A CA carrying the RIS's stale copy undid an ADT rename.
