@@ -158,6 +158,9 @@ mg_log_limited(struct mg_log_limit *l, enum mg_log_level level,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    mg_log_write(level, ctx, "%s (%llu more like it not logged before this "
-                 "one)", msg, (unsigned long long)dropped);
+    if (dropped == 0) /* the usual case: no count that says nothing */
+        mg_log_write(level, ctx, "%s", msg);
+    else
+        mg_log_write(level, ctx, "%s (%llu more like it not logged before "
+                     "this one)", msg, (unsigned long long)dropped);
 }

@@ -67,7 +67,8 @@ bool mg_log_limit_take(struct mg_log_limit *l, uint64_t now_us,
                        uint64_t *dropped);
 
 /* mg_log for an event under limit l: the line is written when the limit
- * lets it through, ending "(N more like it not logged before this one)". */
+ * lets it through, ending "(N more like it not logged before this one)"
+ * when N lines were left out before it. */
 void mg_log_limited(struct mg_log_limit *l, enum mg_log_level level,
                     const struct mg_log_ctx *ctx, const char *fmt, ...)
     MG_PRINTF(4, 5);

@@ -157,6 +157,60 @@ capture_log(char *out, size_t size, bool json, const struct mg_log_ctx *ctx,
     return (size_t)n;
 }
 
+/* The message fields of a refusal line: separate keys, so that a log
+ * shipper can filter by listener or sender; the sender's text quoted. */
+static void
+test_log_message_fields(void **state)
+{
+    struct mg_log_ctx ctx = {.component = "intake", .peer = "10.0.0.1:4000",
+                             .listener = "ris", .sender = "RIS^RAD \"x\"",
+                             .control_id = "MSG-1"};
+    char line[1024];
+    size_t n;
+
+    (void)state;
+    n = capture_log(line, sizeof(line) - 1, false, &ctx, "refused");
+    line[n] = '\0';
+    assert_non_null(strstr(line, " peer=10.0.0.1:4000 listener=\"ris\" "
+                                 "sender=\"RIS^RAD \\\"x\\\"\" msh10=\"MSG-1\" "
+                                 "msg=\"refused\"\n"));
+    n = capture_log(line, sizeof(line) - 1, true, &ctx, "refused");
+    line[n] = '\0';
+    assert_non_null(strstr(line, "\"listener\":\"ris\",\"sender\":"
+                                 "\"RIS^RAD \\\"x\\\"\",\"msh10\":\"MSG-1\""));
+}
+
+/* A limited line says how many were left out before it, and only then:
+ * every line ended "(0 more like it not logged before this one)". */
+static void
+test_log_limited_says_only_a_real_count(void **state)
+{
+    struct mg_log_limit l = MG_LOG_LIMIT_INIT(1, 10);
+    char path[] = "/tmp/mg-log-XXXXXX", out[512];
+    int fd = mkstemp(path), saved = dup(STDERR_FILENO);
+    ssize_t n;
+
+    (void)state;
+    assert_true(fd >= 0 && saved >= 0);
+    unlink(path);
+    assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+    mg_log_limited(&l, MG_LOG_WARN, NULL, "first");
+    mg_log_limited(&l, MG_LOG_WARN, NULL, "second"); /* left out */
+    l.start_us -= l.window_us;                       /* the window ends */
+    mg_log_limited(&l, MG_LOG_WARN, NULL, "third");
+    assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+    close(saved);
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+    n = read(fd, out, sizeof(out) - 1);
+    close(fd);
+    assert_true(n > 0);
+    out[n] = '\0';
+    assert_non_null(strstr(out, " msg=\"first\"\n"));
+    assert_null(strstr(out, "second"));
+    assert_non_null(strstr(out, " msg=\"third (1 more like it not logged "
+                                "before this one)\"\n"));
+}
+
 /* One line, no NUL, every quoted value closed, and for JSON an object. */
 static void
 assert_one_log_line(const char *line, size_t n, bool json)
@@ -771,6 +825,8 @@ main(void)
         cmocka_unit_test(test_arena_alloc_near_size_max),
         cmocka_unit_test(test_buf_reserve_near_size_max),
         cmocka_unit_test(test_log_long_values_keep_line_well_formed),
+        cmocka_unit_test(test_log_message_fields),
+        cmocka_unit_test(test_log_limited_says_only_a_real_count),
         cmocka_unit_test(test_str_helpers),
         cmocka_unit_test(test_diag_text_is_cut_on_a_character),
         cmocka_unit_test(test_strerror_names_codes),
