@@ -160,6 +160,35 @@ warn_route(const char *line, void *arg)
     mg_log(MG_LOG_WARN, &app->log, "mapping: %s", line);
 }
 
+/* "N routes: a, b, c" of set, and "; gone: x" for the routes of old that
+ * set no longer has: what a load put in service, for the log (a deleted
+ * file showed only as AR 200 on every message it used to take). */
+static void
+describe_routes(const struct mg_mapping_set *set,
+                const struct mg_mapping_set *old, char *out, size_t size)
+{
+    size_t n = mg_mapping_set_count(set), off, gone = 0;
+    int w;
+
+    w = snprintf(out, size, "%zu route%s", n, n == 1 ? "" : "s");
+    off = w < 0 ? 0 : MG_MIN((size_t)w, size - 1);
+    for (size_t i = 0; i < n && off < size - 1; i++) {
+        w = snprintf(out + off, size - off, "%s%s", i ? ", " : ": ",
+                     mg_mapping_route_name(mg_mapping_set_route(set, i)));
+        off = w < 0 ? off : MG_MIN(off + (size_t)w, size - 1);
+    }
+    for (size_t i = 0; old != NULL && i < mg_mapping_set_count(old) &&
+                       off < size - 1; i++) {
+        const char *name = mg_mapping_route_name(mg_mapping_set_route(old, i));
+
+        if (mg_mapping_route_by_name(set, name) != NULL)
+            continue;
+        w = snprintf(out + off, size - off, "%s%s", gone++ ? ", " : "; gone: ",
+                     name);
+        off = w < 0 ? off : MG_MIN(off + (size_t)w, size - 1);
+    }
+}
+
 /* Loads the mapping folder; a broken set is refused whole and the set in
  * service stays. Its errors are logged (file:line: key: problem) when
  * they are new: a folder still broken at the next retry says nothing
@@ -174,6 +203,7 @@ load_mappings(struct app *app, const char *why)
     int rc = mg_adapters_load_set(app->conf->mappings_dir, &set,
                                   err != NULL ? err : stderr);
     uint64_t hash;
+    char routes[512];
 
     if (err != NULL)
         fclose(err);
@@ -199,10 +229,15 @@ load_mappings(struct app *app, const char *why)
     app->mapping_refused = false;
     if (app->intake != NULL)
         mg_intake_set_mappings(app->intake, set);
+    describe_routes(set, app->mappings, routes, sizeof(routes));
     if (app->mappings != NULL) {
         mg_mapping_set_free(app->mappings); /* messages in flight keep theirs */
         app->mapping_reloads++;
-        mg_log(MG_LOG_INFO, &app->log, "%s: mapping files reloaded", why);
+        mg_log(MG_LOG_INFO, &app->log, "%s: mapping files reloaded, %s", why,
+               routes);
+    } else {
+        mg_log(MG_LOG_INFO, &app->log, "mapping files in %s loaded, %s",
+               app->conf->mappings_dir, routes);
     }
     app->mappings = set;
     return MG_OK;

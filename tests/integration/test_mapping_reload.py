@@ -102,6 +102,15 @@ class MappingReloadTest(unittest.TestCase):
         self.assertIsNone(self.gw.proc.poll())
         self.assertIn("medgate_mapping_refused_pending 0\n", self.gw.get("/metrics")[2])
 
+    def test_the_log_names_the_routes_in_service_and_those_gone(self):
+        # A deleted route file showed only as AR 200 on every message it
+        # used to take: the log said "mapping files reloaded" and no more.
+        self.assertIn("mapping files in %s loaded, 3 routes: adt, orders, results" % self.maps,
+                      self.gw.read_log())
+        os.remove(os.path.join(self.maps, "orders.json"))
+        self.assertTrue(self.wait_for_log("mapping files reloaded, 2 routes: adt, results; gone: orders"),
+                        self.gw.read_log()[-2000:])
+
     def test_a_folder_back_to_the_set_in_service_clears_the_refusal(self):
         # A broken file is added, then removed again: the folder is the set
         # in service once more, so the alarm must not stay on.
