@@ -356,6 +356,29 @@ write_outcome(PGconn *c, const char *id, const char *status, bool changed,
     return rc;
 }
 
+/* Why --id replayed nothing: no such inbound message, or a duplicate row
+ * (a reused control id, AE 205, or a repeat), which holds no message of
+ * its own to replay. It printed only "0 message(s)", as for a typo. */
+static void
+explain_unreplayed(PGconn *c, const char *id)
+{
+    const char *params[1] = {id};
+    PGresult *r = PQexecParams(c, "SELECT status FROM hl7_messages"
+                               " WHERE id = $1::uuid AND direction = 'inbound'",
+                               1, NULL, params, NULL, NULL, 0);
+
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 0)
+        fprintf(stderr, "replay: no inbound message has id %s\n", id);
+    else if (PQresultStatus(r) == PGRES_TUPLES_OK &&
+             strcmp(PQgetvalue(r, 0, 0), "duplicate") == 0)
+        fprintf(stderr, "replay: message %s is a duplicate row: its control "
+                "id (MSH-10) was an earlier message's (kept for inspection; "
+                "with another payload it was answered AE 205). It is not "
+                "replayed: the sender must send it under a new MSH-10\n",
+                id);
+    PQclear(r);
+}
+
 /* Counts the messages the run left out as superseded, and says why. */
 static void
 count_superseded(PGconn *c, const char *const params[4], struct tally *t)
@@ -681,6 +704,8 @@ mg_app_replay(const struct mg_conf *conf, int argc, char **argv)
     PQclear(r);
     if (!t.stop)
         count_superseded(c, params, &t);
+    if (o.id != NULL && t.seen == 0 && t.superseded == 0 && t.errors == 0)
+        explain_unreplayed(c, o.id);
     PQfinish(c);
     mg_mapping_set_free(set);
     printf("%s %ld message(s): %ld now accepted, %ld failed or rejected, "

@@ -157,6 +157,24 @@ class MappingReloadTest(unittest.TestCase):
         self.assertEqual(h.psql(self.db, "SELECT status, ack_code FROM hl7_messages WHERE control_id='RP-1'"),
                          [["received", "AA"]])
 
+    def test_replay_of_a_duplicate_row_or_an_unknown_id_says_why_not(self):
+        # A control id reused with another payload (AE 205) is stored as a
+        # duplicate row; --id on it printed only "0 message(s)", exit 1, as
+        # for an id that does not exist.
+        adt = order("DU-1").replace(b"ORM^O01^ORM_O01", b"ADT^A01^ADT_A01").replace(
+            b"ORC|NW|PL1^RIS\r", b"PV1|1|O\r")
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, adt))["MSA"][1], "AA")
+        self.assertEqual(segments(mllp_exchange(self.gw.mllp_port, adt.replace(b"PV1|1|O", b"PV1|1|I")))
+                         ["MSA"][1], "AE")
+        dup = h.scalar(self.db, "SELECT id FROM hl7_messages WHERE status = 'duplicate'")
+        env = {"MEDGATE_DATABASE_URL": h.conninfo(self.db), "MEDGATE_PATHS_MAPPINGS": self.maps}
+        r = h.run_medgate("replay", "--id", dup, env=env)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("is a duplicate row: its control id (MSH-10) was an earlier message's", r.stderr)
+        r = h.run_medgate("replay", "--id", "00000000-0000-4000-8000-000000000099", env=env)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("no inbound message has id 00000000-0000-4000-8000-000000000099", r.stderr)
+
     def test_replay_diff_shows_what_the_new_mapping_changes_in_the_records(self):
         self.edit_orders(fix=True)
         self.assertTrue(self.wait_for_log("mapping files reloaded"), self.gw.read_log()[-2000:])
