@@ -1,6 +1,16 @@
 -- hl7v2.adt: patient administration. Every event creates or updates the
--- patient named by its MRN (with its PID-3 identifiers); A40 also merges
--- the record MRG-1 names into that patient.
+-- patient named by its MRN (with its PID-3 identifiers); a merge also
+-- merges the record MRG-1 names into that patient.
+
+-- The merge events: A40, and the v2.3 events that say the same with the
+-- same PID/MRG pair -- A18 (merge patient information), A34 (merge patient
+-- ID only), A36 (patient ID and account number; the account is not kept)
+-- -- which feeds of that generation still send instead of A40.
+CREATE OR REPLACE FUNCTION medgate_adt_merges(trigger text)
+RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(trigger IN ('A40', 'A18', 'A34', 'A36'), false)
+$$;
+
 CREATE OR REPLACE FUNCTION medgate_adapter_hl7v2_adt(org uuid,
                                                      message_id uuid,
                                                      input jsonb)
@@ -8,14 +18,14 @@ RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     survivor uuid;
 BEGIN
-    IF input->'message'->>'trigger' = 'A40' THEN
+    IF medgate_adt_merges(input->'message'->>'trigger') THEN
         -- Both records' MRNs (and the identifiers), in key order, before
         -- either is read.
         PERFORM medgate_lock_keys(ARRAY[org], ARRAY[input]);
     END IF;
     survivor := medgate_patient_upsert(org, input->'patient',
                                        input->'patient_identifiers');
-    IF input->'message'->>'trigger' = 'A40' THEN
+    IF medgate_adt_merges(input->'message'->>'trigger') THEN
         PERFORM medgate_patient_merge(org, survivor, input->'merge',
                                       input->'merge_prior_identifiers');
         -- The merge moved the prior record's identifiers over as old ones,
@@ -152,7 +162,7 @@ BEGIN
     PERFORM medgate_lock_keys(orgs, inputs);
     SELECT array_agg(k ORDER BY k) INTO sel
       FROM generate_subscripts(inputs, 1) AS k
-     WHERE inputs[k]->'message'->>'trigger' IS DISTINCT FROM 'A40'
+     WHERE NOT medgate_adt_merges(inputs[k]->'message'->>'trigger')
        AND medgate_patient_plain(orgs[k],
                                  inputs[k]->'patient'->>'medical_record_number',
                                  inputs[k]->'patient_identifiers');

@@ -903,6 +903,24 @@ class MergeTest(GatewayTest):
         self.assertEqual(self.send(a40.replace(b"|MP-4|", b"|MP-5|")), "AA")
         self.assertEqual(h.scalar(self.db, "SELECT count(*) FROM patients"), "2")
 
+    def test_v2_3_merge_events_merge_as_a40_does(self):
+        # A18, A34 and A36 (v2.3's merges, still sent by feeds of that
+        # generation) were AR 201: the duplicate stayed live with its studies.
+        for n, ev in enumerate(("A18", "A34", "A36")):
+            keep, old = "K%d" % n, "O%d" % n
+            self.assertEqual(self.send(adt("V3-%dA" % n, mrn=keep, ssn="70%d" % n)), "AA", ev)
+            self.assertEqual(self.send(adt("V3-%dB" % n, mrn=old, ssn="71%d" % n)), "AA", ev)
+            self.assertEqual(self.send(order_for("V3-%dC" % n, old, "ACC-V3%d" % n)), "AA", ev)
+            merge = adt("V3-%dD" % n, ev=ev, mrn=keep, ssn="70%d" % n).decode().replace(
+                "PV1|1|O\r", "MRG|%s^^^HOSP^MR\r" % old).replace("^ADT_A01|", "|")
+            self.assertEqual(self.send(merge.encode()), "AA", ev)
+            self.assertEqual(h.psql(self.db, "SELECT k.medical_record_number FROM patients o "
+                                    "JOIN patients k ON k.id = o.merged_into "
+                                    "WHERE o.medical_record_number = :'p1'", old), [[keep]], ev)
+            self.assertEqual(h.scalar(self.db, "SELECT p.medical_record_number FROM scans s JOIN patients p "
+                                      "ON p.id = s.patient_id WHERE s.accession_number = :'p1'",
+                                      "ACC-V3%d" % n), keep, ev)
+
     def test_merge_without_mrg_is_ae_101(self):
         seg = segments(mllp_exchange(self.gw.mllp_port, adt("N-4", ev="A40", mrn="KEEP3")))
         self.assertEqual(seg["MSA"][1], "AE")
