@@ -642,11 +642,11 @@ mg_intake_status(const struct mg_intake *in, char *reason, size_t size)
         since > (uint64_t)MG_INTAKE_REFUSED_HOLD_MS * 1000)
         return true;
     if (size > 0)
-        snprintf(reason, size, "the database refuses writes: %u grouped "
-                 "commits in a row failed, the last %llu s ago, with "
-                 "SQLSTATE %s (%s)", in->refused_in_a_row,
-                 (unsigned long long)(since / 1000000), in->refused_state,
-                 sqlstate_words(in->refused_state));
+        /* No counts or times in it: a reason that changes logs a new
+         * "not ready" line (admin.c), and probes come every second. */
+        snprintf(reason, size, "the database refuses writes: grouped "
+                 "commits in a row failed with SQLSTATE %s (%s)",
+                 in->refused_state, sqlstate_words(in->refused_state));
     return false;
 }
 
