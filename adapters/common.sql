@@ -46,38 +46,14 @@ BEGIN
                         ('mrn', inputs[k]->'merge'->>'prior_medical_record_number'),
                         ('acc', inputs[k]->'scan'->>'accession_number')
                      UNION ALL
-                     -- Not one without an authority, nor an account or
-                     -- visit number, which find nobody
-                     -- (medgate_patient_by_identifiers); and at most 8 a
-                     -- message, so that an identity feed's 30 identifiers
-                     -- a patient cannot fill PostgreSQL's lock table (an
-                     -- advisory lock takes a slot of it; see
-                     -- max_locks_per_transaction). The MRN's own identifier
-                     -- is no exception: another message may name the
-                     -- patient by it under another MRN.
-                     (SELECT 'id', medgate_identifier_key(i)
-                        FROM jsonb_array_elements(
-                                 CASE jsonb_typeof(inputs[k]->'patient_identifiers')
-                                 WHEN 'array' THEN inputs[k]->'patient_identifiers'
-                                 ELSE '[]' END) AS i
-                       WHERE medgate_identifier_key(i)
-                             NOT LIKE 'urn:medgate:unqualified|%'
-                         AND upper(coalesce(i->>'type_code', ''))
-                             NOT IN ('AN', 'VN')
-                       LIMIT 8)
+                     -- (medgate_identifier_lock_keys: which, and how many)
+                     SELECT 'id', v FROM medgate_identifier_lock_keys(
+                         inputs[k]->'patient_identifiers') AS v
                      UNION ALL
                      -- An A40's MRG-1, whose record may be found by one
                      -- of them (medgate_patient_merge): the same rule.
-                     (SELECT 'id', medgate_identifier_key(i)
-                        FROM jsonb_array_elements(
-                                 CASE jsonb_typeof(inputs[k]->'merge_prior_identifiers')
-                                 WHEN 'array' THEN inputs[k]->'merge_prior_identifiers'
-                                 ELSE '[]' END) AS i
-                       WHERE medgate_identifier_key(i)
-                             NOT LIKE 'urn:medgate:unqualified|%'
-                         AND upper(coalesce(i->>'type_code', ''))
-                             NOT IN ('AN', 'VN')
-                       LIMIT 8))
+                     SELECT 'id', v FROM medgate_identifier_lock_keys(
+                         inputs[k]->'merge_prior_identifiers') AS v)
                         AS c(kind, v)
               WHERE coalesce(c.v, '') <> '') AS x
       ORDER BY x.kind DESC, x.key; -- 'mrn', then 'id', then 'acc'
@@ -162,6 +138,17 @@ BEGIN
     RETURN p;
 END $$;
 
+-- The survivor of the record most recently merged with this medical
+-- record number (merged_into points to a live record: a merge re-points
+-- what was merged into its prior), NULL when no merged record has it.
+CREATE OR REPLACE FUNCTION medgate_patient_survivor(org uuid, mrn text)
+RETURNS uuid LANGUAGE sql STABLE AS $$
+    SELECT t.merged_into FROM patients t
+     WHERE t.organization_id = org AND t.medical_record_number = mrn
+       AND t.merged_into IS NOT NULL
+     ORDER BY t.merged_at DESC LIMIT 1
+$$;
+
 -- The live patient for a medical record number: the record holding it, or
 -- the survivor of a record that was merged (ADT^A40), so messages that
 -- still carry a retired MRN land on the survivor.
@@ -176,11 +163,7 @@ BEGIN
     IF FOUND THEN
         RETURN pid;
     END IF;
-    SELECT t.merged_into INTO pid FROM patients t
-     WHERE t.organization_id = org AND t.medical_record_number = mrn
-       AND t.merged_into IS NOT NULL
-     ORDER BY t.merged_at DESC LIMIT 1;
-    RETURN pid;
+    RETURN medgate_patient_survivor(org, mrn);
 END $$;
 
 -- Whether the message's MRN is one of its identifiers typed MR (PID-3
@@ -326,11 +309,12 @@ BEGIN
     PERFORM medgate_lock_keys(ARRAY[org], ARRAY[jsonb_build_object(
         'patient', jsonb_build_object('medical_record_number', mrn),
         'patient_identifiers', ids)]);
-    pid := medgate_patient_find(org, mrn);
-    IF pid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM patients t
-                                        WHERE t.id = pid
-                                          AND t.medical_record_number = mrn) THEN
-        keep_known := true; -- the survivor of a retired MRN
+    SELECT t.id INTO pid FROM patients t
+     WHERE t.organization_id = org AND t.medical_record_number = mrn
+       AND t.merged_into IS NULL;
+    IF pid IS NULL THEN
+        pid := medgate_patient_survivor(org, mrn);
+        keep_known := keep_known OR pid IS NOT NULL; -- a retired MRN's
     END IF;
     -- Matched by identifier: no patient has the MRN, which is no MR-typed
     -- identifier (an SSN in PID-3.1, say), but one patient holds one of
@@ -537,6 +521,24 @@ RETURNS text LANGUAGE sql IMMUTABLE AS $$
              || '|' || left(item->>'value', 256) END
 $$;
 
+-- The identifier lock keys of a list of group items (PID-3 or MRG-1):
+-- not one without an authority, nor an account or visit number, which
+-- find nobody (medgate_patient_by_identifiers); and at most 8 a list, so
+-- that an identity feed's 30 identifiers a patient cannot fill
+-- PostgreSQL's lock table (an advisory lock takes a slot of it; see
+-- max_locks_per_transaction). The MRN's own identifier is no exception:
+-- another message may name the patient by it under another MRN. (sql, so
+-- that it is inlined into medgate_lock_keys.)
+CREATE OR REPLACE FUNCTION medgate_identifier_lock_keys(ids jsonb)
+RETURNS SETOF text LANGUAGE sql IMMUTABLE AS $$
+    SELECT medgate_identifier_key(i)
+      FROM jsonb_array_elements(CASE jsonb_typeof(ids) WHEN 'array' THEN ids
+                                ELSE '[]' END) AS i
+     WHERE medgate_identifier_key(i) NOT LIKE 'urn:medgate:unqualified|%'
+       AND upper(coalesce(i->>'type_code', '')) NOT IN ('AN', 'VN')
+     LIMIT 8
+$$;
+
 -- medgate_patient_identifiers for many patients: idents[k] are the
 -- identifiers of patient pids[k] (skipped where pids[k] is NULL); when two
 -- patients give the same identifier, the earlier element keeps it.
@@ -646,8 +648,9 @@ END $$;
 -- ORC/OBR group each: the procedure is part of the key, or the second
 -- group overwrote the first study (AA, the first procedure gone). A scan
 -- of acc without a requested procedure id (an order placed without it)
--- is taken too; NULL when acc has only other procedures. Without rp, the
--- latest scan of acc.
+-- is taken too, after one with rp; NULL when acc has only other
+-- procedures. Without rp, the latest scan of acc without a requested
+-- procedure id, else the latest of acc.
 CREATE OR REPLACE FUNCTION medgate_scan_of_order(org uuid, acc text, rp text)
 RETURNS uuid LANGUAGE sql STABLE AS $$
     SELECT t.id FROM scans t
@@ -666,11 +669,13 @@ $$;
 -- the message calls its accession fell back to the filler order number
 -- (ORC-3, OBR-3). That order is the study, not an unknown one. (Only
 -- then: a message that names an accession of its own is for that study.)
+-- NULL when the message has no filler order number.
 CREATE OR REPLACE FUNCTION medgate_scan_by_filler(org uuid, pid uuid,
                                                   s jsonb)
 RETURNS uuid LANGUAGE sql STABLE AS $$
     SELECT t.id FROM scans t
      WHERE t.organization_id = org AND t.patient_id = pid
+       AND s->>'filler_order_number' <> ''
        AND t.filler_order_number = s->>'filler_order_number'
        AND coalesce(NULLIF(s->>'accession_number', ''),
                     s->>'filler_order_number') = s->>'filler_order_number'

@@ -75,8 +75,7 @@ BEGIN
     END IF;
     -- A change, status or cancel that does not repeat the OBR-18 its NW
     -- had (an SC of ORC alone, a short OBR): found by its filler number.
-    IF sid IS NULL AND ctl <> 'NW'
-       AND NULLIF(s->>'filler_order_number', '') IS NOT NULL THEN
+    IF sid IS NULL AND ctl <> 'NW' THEN
         sid := medgate_scan_by_filler(org, pid, s);
         IF sid IS NOT NULL THEN
             SELECT t.status, t.priority, coalesce(t.accession_number, acc)

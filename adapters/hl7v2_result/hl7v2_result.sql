@@ -55,7 +55,7 @@ BEGIN
         found_by := 'scan.study_instance_uid';
     END IF;
     -- An order with its accession in OBR-18, a result without it.
-    IF sid IS NULL AND NULLIF(s->>'filler_order_number', '') IS NOT NULL THEN
+    IF sid IS NULL THEN
         sid := medgate_scan_by_filler(org, pid, s);
         found_by := 'scan.filler_order_number';
     END IF;
